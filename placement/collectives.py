@@ -1,0 +1,107 @@
+"""Collectives that combine the shares of a split (tensor-parallel) block.
+
+Each function takes the participating devices, the message size ``M`` in bytes (the
+full hidden state every participant holds a partial sum of) and the cluster, and
+returns the time in seconds, the bytes sent between every pair of devices, and the
+devices that hold the result. Transfers between different pairs overlap on a
+``switched`` network (the slowest counts) and follow one another on a ``shared`` one.
+
+- ``gather``: every participant sends its partial result to the root, which sums.
+- ``star``: ``gather``, then the root sends the sum back to every participant
+  (TPI-LLM's star all-reduce: 2 latencies, whatever the number of devices).
+- ``ring``: ``2(n-1)`` steps around the ring of participants in device order; in each
+  step every participant sends ``M/n`` bytes to its successor (reduce-scatter, then
+  all-gather: ``2(n-1)`` latencies).
+- ``ota``: over-the-air all-reduce; its time and error come from a transceiver
+  design, which the over-the-air back end provides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from placement.cost.hardware import Cluster
+from placement.errors import PlanError
+
+__all__ = ["CollectiveCost", "all_reduce"]
+
+
+@dataclass(frozen=True, eq=False)
+class CollectiveCost:
+    """Time (s), bytes sent per device pair (N, N), and where the result ends up (bool mask, N)."""
+
+    time_s: float
+    pair_bytes: np.ndarray
+    holders: np.ndarray
+
+
+def _combine(times: list[float], network: str) -> float:
+    if not times:
+        return 0.0
+    return float(sum(times)) if network == "shared" else float(max(times))
+
+
+def all_reduce(kind: str, participants: np.ndarray, root: int, message_bytes: float, cluster: Cluster) -> CollectiveCost:
+    """Cost of combining the partial results of `participants`.
+
+    Parameters
+    ----------
+    kind : {"ring", "star", "gather"}
+    participants : ndarray of bool, shape (N,)
+        Devices holding a share.
+    root : int
+        The master device for ``star`` and ``gather`` (must participate).
+    message_bytes : float
+        Size of one full partial result, bytes.
+    cluster : Cluster
+
+    Returns
+    -------
+    CollectiveCost
+
+    Raises
+    ------
+    PlanError
+        For ``ota`` (needs a transceiver design) or an unknown kind.
+
+    Examples
+    --------
+    Two devices 1 ms apart at 1 MB/s, 1000-byte message: the star sends 1000 bytes
+    each way, 2 × (1 ms + 1 ms) = 4 ms.
+    """
+    n_devices = len(participants)
+    members = np.flatnonzero(participants)
+    lat, bw = cluster.route_latency_s, cluster.route_bandwidth_bytes_per_s
+    pair_bytes = np.zeros((n_devices, n_devices))
+    if len(members) <= 1:
+        return CollectiveCost(0.0, pair_bytes, participants.copy())
+
+    def send(u: int, v: int, nbytes: float) -> float:
+        pair_bytes[u, v] += nbytes
+        return lat[u, v] + nbytes / bw[u, v]
+
+    if kind in ("gather", "star"):
+        others = [m for m in members if m != root]
+        time = _combine([send(m, root, message_bytes) for m in others], cluster.network)
+        if kind == "gather":
+            holders = np.zeros(n_devices, dtype=bool)
+            holders[root] = True
+            return CollectiveCost(time, pair_bytes, holders)
+        time += _combine([send(root, m, message_bytes) for m in others], cluster.network)
+        return CollectiveCost(time, pair_bytes, participants.copy())
+    if kind == "ring":
+        n = len(members)
+        chunk = message_bytes / n
+        step_pairs = list(zip(members, np.roll(members, -1)))
+        step = _combine([lat[u, v] + chunk / bw[u, v] for u, v in step_pairs], cluster.network)
+        for u, v in step_pairs:
+            pair_bytes[u, v] += 2 * (n - 1) * chunk
+        return CollectiveCost(2 * (n - 1) * step, pair_bytes, participants.copy())
+    if kind == "ota":
+        raise PlanError(
+            "collective 'ota' needs a transceiver design from the over-the-air back end, which is not "
+            "available yet; use 'ring', 'star' or 'gather'"
+        )
+    raise PlanError(f"unknown collective {kind!r}; use 'ring', 'star' or 'gather'")

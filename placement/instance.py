@@ -1,0 +1,431 @@
+"""Instances: a model, a cluster of devices and links, and a workload.
+
+Instance files are YAML (JSON accepted), validated with pydantic; quantities are
+written with units (``6 GiB``, ``100 Mbit/s``, ``2 ms``, ``1.2 TFLOPS``) and parsed by
+pint. Every mistake becomes one `InputError` naming the field and the fix. The file
+format is documented in ``docs/instances.md``; `instance_json_schema` exports a JSON
+Schema for editors.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from placement.cost.hardware import Cluster, Device, Link
+from placement.cost.model import ModelSpec, load_model, spec_from_mapping
+from placement.cost.precision import Precision
+from placement.cost.units import BYTES, BYTES_PER_S, FLOP_PER_S, SECONDS, parse_quantity
+from placement.errors import InfeasibleError, InputError
+
+__all__ = [
+    "Workload",
+    "Instance",
+    "load_instance",
+    "instance_from_dict",
+    "instance_json_schema",
+    "device_presets",
+    "instances_dir",
+    "instance_names",
+    "PROFILES",
+]
+
+PROFILES = ("roofline", "kafetzis2025")
+
+Quantity = str | float
+
+
+# ----------------------------------------------------------------------------- file schema
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DeviceEntry(_Strict):
+    """One device: a preset from the catalog, fields of its own, or a preset with overrides."""
+
+    name: str = Field(description="Unique device name.")
+    preset: str | None = Field(None, description="A preset from the catalog (`placement devices`).")
+    memory: Quantity | None = Field(None, description="Memory for the model, e.g. '8 GiB'.")
+    peak_flops: Quantity | None = Field(None, description="Peak compute, e.g. '1.2 TFLOPS'.")
+    memory_bandwidth: Quantity | None = Field(None, description="Memory bandwidth, e.g. '68 GB/s'.")
+    compute_efficiency: float | None = Field(None, description="Achievable fraction of peak compute, (0, 1].")
+    memory_efficiency: float | None = Field(None, description="Achievable fraction of memory bandwidth, (0, 1].")
+    reserved_memory: Quantity | None = Field(None, description="Memory kept for the OS and runtime, e.g. '1 GiB'.")
+    disk_bandwidth: Quantity | None = Field(None, description="Sequential storage read bandwidth, e.g. '90 MB/s'.")
+
+
+class LinkEntry(_Strict):
+    between: tuple[str, str] = Field(description="The two endpoints (devices or switches).")
+    bandwidth: Quantity = Field(description="Bandwidth, e.g. '100 Mbit/s'.")
+    latency: Quantity = Field(description="One-way latency, e.g. '2 ms'.")
+
+
+class MeshEntry(_Strict):
+    bandwidth: Quantity
+    latency: Quantity
+
+
+class PrecisionEntry(_Strict):
+    weights: float | None = Field(None, description="Weight bits (default: the model's).")
+    kv_cache: float | None = Field(None, description="KV-cache bits (default: the model's).")
+    activations: float | None = Field(None, description="Bits of activations on the wire (default: the model's).")
+
+
+class WorkloadEntry(_Strict):
+    prompt_tokens: int = Field(description="Prompt length P.")
+    generate_tokens: int = Field(description="Decode steps T after the prefill.")
+    batch: int = Field(1, description="Sequences decoded together, B.")
+    interval: int | None = Field(None, description="Re-decision interval tau in tokens (default: the whole generation).")
+    profile: Literal["roofline", "kafetzis2025"] = "roofline"
+    precision: PrecisionEntry = PrecisionEntry()
+
+
+class InstanceFile(_Strict):
+    """The instance file format (see docs/instances.md)."""
+
+    name: str | None = None
+    description: str = ""
+    model: str | dict[str, Any] = Field(description="A shipped model name, an inline spec, or {hf_config: path}.")
+    devices: list[DeviceEntry]
+    switches: list[str] = []
+    links: list[LinkEntry] = []
+    mesh: MeshEntry | None = Field(None, description="Default link between every pair of devices without one.")
+    network: Literal["switched", "shared"] = "switched"
+    workload: WorkloadEntry
+
+
+# ----------------------------------------------------------------------------- data
+@dataclass(frozen=True)
+class Workload:
+    """What is generated.
+
+    Attributes
+    ----------
+    prompt_tokens : int
+        Prompt length ``P`` (prefill).
+    generate_tokens : int
+        Decode steps ``T``; step ``i`` runs at context ``S = P + i``.
+    batch : int
+        ``B``.
+    interval_tokens : int
+        Re-decision interval ``tau``: interval ``k`` covers steps ``k·tau+1 … (k+1)·tau``.
+    profile : str
+        Cost profile, one of `PROFILES`.
+    """
+
+    prompt_tokens: int
+    generate_tokens: int
+    batch: int = 1
+    interval_tokens: int | None = None
+    profile: str = "roofline"
+
+    def __post_init__(self) -> None:
+        for name in ("prompt_tokens", "generate_tokens", "batch"):
+            if getattr(self, name) < 1:
+                raise InputError(f"`workload.{name}` must be at least 1, got {getattr(self, name)}")
+        if self.interval_tokens is not None and self.interval_tokens < 1:
+            raise InputError(f"`workload.interval` must be at least 1 token, got {self.interval_tokens}")
+        if self.profile not in PROFILES:
+            raise InputError(f"`workload.profile` must be one of {', '.join(PROFILES)}, got {self.profile!r}")
+
+    @property
+    def tau(self) -> int:
+        """The interval length in tokens (the whole generation when none is set)."""
+        return min(self.interval_tokens or self.generate_tokens, self.generate_tokens)
+
+    @property
+    def n_intervals(self) -> int:
+        """``ceil(T / tau)``."""
+        return math.ceil(self.generate_tokens / self.tau)
+
+    def contexts(self) -> np.ndarray:
+        """Context length of every decode step, ``P+1 … P+T``, shape (T,)."""
+        return np.arange(self.prompt_tokens + 1, self.prompt_tokens + self.generate_tokens + 1)
+
+    def interval_of_step(self) -> np.ndarray:
+        """Interval index of every decode step, shape (T,)."""
+        return np.arange(self.generate_tokens) // self.tau
+
+    def interval_max_context(self) -> np.ndarray:
+        """Largest context of each interval (its memory is judged there), shape (n_intervals,)."""
+        ends = np.minimum((np.arange(self.n_intervals) + 1) * self.tau, self.generate_tokens)
+        return self.prompt_tokens + ends
+
+
+@dataclass(frozen=True, eq=False)
+class Instance:
+    """A model, a cluster and a workload.
+
+    Attributes
+    ----------
+    name : str
+    model : ModelSpec
+    cluster : Cluster
+    workload : Workload
+    precision : Precision
+        Default precision of every block (the model's, or the file's overrides).
+    description : str
+    """
+
+    name: str
+    model: ModelSpec
+    cluster: Cluster
+    workload: Workload
+    precision: Precision
+    description: str = ""
+
+    @property
+    def devices(self) -> tuple[Device, ...]:
+        return self.cluster.devices
+
+    @property
+    def n_devices(self) -> int:
+        return len(self.cluster.devices)
+
+
+# ----------------------------------------------------------------------------- loading
+def _data_dir() -> Path:
+    return Path(__file__).resolve().parent
+
+
+def instances_dir() -> Path:
+    """The folder of shipped instance suites (top-level ``instances/``, or the wheel's copy)."""
+    packaged = _data_dir() / "_data" / "instances"
+    return packaged if packaged.is_dir() else _data_dir().parent / "instances"
+
+
+def instance_names() -> list[str]:
+    """Shipped instances as ``suite/name``, sorted."""
+    root = instances_dir()
+    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.glob("*/*.yaml"))
+
+
+@functools.cache
+def device_presets() -> dict[str, dict[str, Any]]:
+    """The catalog of device presets (``placement/cost/devices.yaml``), name → fields."""
+    with (_data_dir() / "cost" / "devices.yaml").open() as fh:
+        return yaml.safe_load(fh)
+
+
+def _pydantic_message(exc: pydantic.ValidationError, source: str) -> str:
+    lines = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+        if error["type"] == "extra_forbidden":
+            lines.append(f"`{where}`: unknown field; remove it or check its spelling (see docs/instances.md)")
+        elif error["type"] == "missing":
+            lines.append(f"`{where}`: required field is missing")
+        else:
+            lines.append(f"`{where}`: {error['msg']} (got {error.get('input')!r})")
+    return f"{source}: " + "; ".join(lines)
+
+
+def _build_device(entry: DeviceEntry, where: str) -> Device:
+    fields: dict[str, Any] = {}
+    if entry.preset is not None:
+        presets = device_presets()
+        if entry.preset not in presets:
+            raise InputError(
+                f"`{where}.preset`: unknown preset {entry.preset!r}; known presets are {', '.join(sorted(presets))}"
+            )
+        fields.update({k: v for k, v in presets[entry.preset].items() if k not in ("description", "source", "notes")})
+    fields.update({k: v for k, v in entry.model_dump(exclude={"name", "preset"}).items() if v is not None})
+    for required in ("memory", "peak_flops", "memory_bandwidth"):
+        if required not in fields:
+            raise InputError(f"`{where}.{required}` is missing: give it, or a `preset` that has it")
+    disk = fields.get("disk_bandwidth")
+    return Device(
+        name=entry.name,
+        memory_bytes=parse_quantity(fields["memory"], BYTES, field=f"{where}.memory"),
+        peak_flops_per_s=parse_quantity(fields["peak_flops"], FLOP_PER_S, field=f"{where}.peak_flops"),
+        memory_bandwidth_bytes_per_s=parse_quantity(fields["memory_bandwidth"], BYTES_PER_S, field=f"{where}.memory_bandwidth"),
+        compute_efficiency=float(fields.get("compute_efficiency", 1.0)),
+        memory_efficiency=float(fields.get("memory_efficiency", 1.0)),
+        reserved_bytes=parse_quantity(fields.get("reserved_memory", 0), BYTES, field=f"{where}.reserved_memory", positive=False),
+        disk_bandwidth_bytes_per_s=None if disk is None else parse_quantity(disk, BYTES_PER_S, field=f"{where}.disk_bandwidth"),
+    )
+
+
+def _build_model(value: str | dict[str, Any], base: Path | None) -> ModelSpec:
+    if isinstance(value, str):
+        return load_model(value)
+    if set(value) == {"hf_config"} or "hf_config" in value:
+        from placement.cost.hf import spec_from_hf_config
+
+        path = Path(value["hf_config"])
+        if base is not None and not path.is_absolute():
+            path = base / path
+        if not path.is_file():
+            raise InputError(f"`model.hf_config`: file {str(path)!r} does not exist")
+        return spec_from_hf_config(path, name=value.get("name"))
+    return spec_from_mapping(value, where="`model`")
+
+
+def instance_from_dict(data: dict[str, Any], *, source: str = "instance", base: Path | None = None,
+                       check_capacity: bool = True) -> Instance:
+    """Build and validate an `Instance` from parsed YAML/JSON.
+
+    Parameters
+    ----------
+    data : dict
+        The file's contents (see docs/instances.md).
+    source : str
+        Where the data came from, for messages.
+    base : Path, optional
+        Folder against which relative paths (``hf_config``) are resolved.
+    check_capacity : bool
+        Raise `InfeasibleError` when the model cannot fit on the devices at all
+        (see `capacity_problems`).
+
+    Returns
+    -------
+    Instance
+
+    Raises
+    ------
+    InputError
+        On any field that is missing, unknown, of the wrong unit or out of range.
+    InfeasibleError
+        If `check_capacity` and no placement can hold the model.
+    """
+    try:
+        spec = InstanceFile.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise InputError(_pydantic_message(exc, source)) from None
+    model = _build_model(spec.model, base)
+    devices = tuple(_build_device(d, f"devices[{i}] ({d.name})") for i, d in enumerate(spec.devices))
+    links = [
+        Link(
+            u=link.between[0],
+            v=link.between[1],
+            bandwidth_bytes_per_s=parse_quantity(link.bandwidth, BYTES_PER_S, field=f"links[{i}].bandwidth"),
+            latency_s=parse_quantity(link.latency, SECONDS, field=f"links[{i}].latency", positive=False),
+        )
+        for i, link in enumerate(spec.links)
+    ]
+    if spec.mesh is not None:
+        bandwidth = parse_quantity(spec.mesh.bandwidth, BYTES_PER_S, field="mesh.bandwidth")
+        latency = parse_quantity(spec.mesh.latency, SECONDS, field="mesh.latency", positive=False)
+        given = {frozenset((link.u, link.v)) for link in links}
+        names = [d.name for d in devices]
+        links += [
+            Link(u, v, bandwidth, latency)
+            for i, u in enumerate(names) for v in names[i + 1:]
+            if frozenset((u, v)) not in given
+        ]
+    cluster = Cluster(devices=devices, links=tuple(links), network=spec.network, switches=tuple(spec.switches))
+    w = spec.workload
+    workload = Workload(w.prompt_tokens, w.generate_tokens, w.batch, w.interval, w.profile)
+    bits = w.precision
+    precision = Precision.uniform(
+        model.layers,
+        bits.weights if bits.weights is not None else model.weight_bits,
+        bits.kv_cache if bits.kv_cache is not None else model.kv_bits,
+        bits.activations if bits.activations is not None else model.activation_bits,
+    )
+    instance = Instance(spec.name or source, model, cluster, workload, precision, spec.description)
+    if check_capacity:
+        problems = capacity_problems(instance)
+        if problems:
+            raise InfeasibleError(f"{source}: no placement can fit: " + "; ".join(problems))
+    return instance
+
+
+def load_instance(path: str | Path, *, check_capacity: bool = True) -> Instance:
+    """Load an instance from a YAML or JSON file, or a shipped one by ``suite/name``.
+
+    Parameters
+    ----------
+    path : str or Path
+        A file path, or a shipped instance name such as ``"edge/llama-3.2-1b-4dev"``.
+    check_capacity : bool
+        See `instance_from_dict`.
+
+    Returns
+    -------
+    Instance
+
+    Raises
+    ------
+    InputError, InfeasibleError
+        See `instance_from_dict`; also when the file is missing or not YAML.
+
+    Examples
+    --------
+    >>> inst = load_instance("edge/llama-3.2-1b-4dev")
+    >>> inst.model.name
+    'llama-3.2-1b'
+    """
+    path = Path(path)
+    if not path.is_file():
+        shipped = instances_dir() / f"{path}.yaml"
+        if not shipped.is_file():
+            raise InputError(
+                f"instance {str(path)!r} is neither a file nor a shipped instance; "
+                f"shipped instances: {', '.join(instance_names())}"
+            )
+        path = shipped
+    text = path.read_text()
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a mapping of instance fields at the top level")
+    return instance_from_dict(data, source=str(path), base=path.parent, check_capacity=check_capacity)
+
+
+def capacity_problems(instance: Instance) -> list[str]:
+    """Reasons why no placement of `instance` can fit in memory, found without a solver.
+
+    Checks that every indivisible block (one attention group with its KV cache at the
+    largest context, a whole projection, FFN, embedding, output head) fits on some
+    device, and that the whole model fits in all devices' memory together at the
+    final context. Tensor-parallel splits can spread a projection or FFN over
+    devices, so those blocks only count toward the total.
+
+    Returns
+    -------
+    list of str
+        Empty when nothing rules the instance out; each entry names the block or
+        the total, the bytes needed and the bytes available.
+    """
+    from placement.cost.blocks import block_memory  # local: blocks imports nothing from here
+
+    from placement.cost.units import format_bytes
+
+    memory = block_memory(instance, instance.precision, instance.workload.interval_max_context()[-1:])
+    largest = max(d.usable_bytes for d in instance.devices)
+    total_free = sum(d.usable_bytes for d in instance.devices)
+    problems = []
+    group = memory["group"][0].max()
+    if group > largest:
+        problems.append(
+            f"one attention group with its KV cache needs {format_bytes(group)} at the final context, "
+            f"the largest device has {format_bytes(largest)}"
+        )
+    for kind in ("embed", "lm_head"):
+        need = float(memory[kind][0])
+        if need > largest:
+            problems.append(f"the {kind} ({format_bytes(need)}) fits on no device (largest: {format_bytes(largest)})")
+    need = float(memory["total"][0])
+    if need > total_free:
+        problems.append(
+            f"at the final context ({int(instance.workload.interval_max_context()[-1])} tokens) the model needs "
+            f"{format_bytes(need)}, the devices have {format_bytes(total_free)} in all"
+        )
+    return problems
+
+
+def instance_json_schema() -> dict[str, Any]:
+    """JSON Schema of the instance file format, for editors."""
+    return InstanceFile.model_json_schema()

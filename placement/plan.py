@@ -1,0 +1,242 @@
+"""Plans: what runs where, at what precision, in every re-decision interval.
+
+A `Plan` is plain data. For each interval it holds a `Placement`:
+
+- ``attention[l, g]``: the device of attention group ``g`` of layer ``l`` (one key/value
+  head with its query heads), so that a group that moves between intervals is
+  unambiguous;
+- ``projection[l]`` and ``ffn[l]``: per-device shares of the block (one-hot when the
+  whole block runs on one device, several non-zero shares for a tensor-parallel split);
+- ``embed`` and ``lm_head``: one device each;
+- ``precision``: bits of every block, or None for the instance's defaults.
+
+Device indices refer to ``plan.devices``. A plan with one interval is static: it is
+used for the whole generation. Plans round-trip through JSON (`Plan.to_json`,
+`Plan.from_json`), where devices are written by name.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from placement.errors import PlanError
+
+__all__ = ["Placement", "Plan", "COLLECTIVES", "PLAN_FORMAT"]
+
+PLAN_FORMAT = "placement-plan/1"
+COLLECTIVES = ("ring", "star", "gather", "ota")
+
+
+@dataclass(frozen=True, eq=False)
+class Placement:
+    """Where every block runs during one interval.
+
+    Attributes
+    ----------
+    attention : ndarray of int, shape (L, K)
+        Device index of each attention group.
+    projection, ffn : ndarray of float, shape (L, N)
+        Share of each layer's output projection / FFN on each device; rows sum to 1.
+        A split projection must follow its layer's heads (device n holds the rows
+        of the heads it runs, so its share is its groups / K).
+    embed, lm_head : int
+        Device indices.
+    precision : dict or None
+        Overrides of the instance's precision (see `placement.cost.precision.Precision`).
+    """
+
+    attention: np.ndarray
+    projection: np.ndarray
+    ffn: np.ndarray
+    embed: int
+    lm_head: int
+    precision: dict[str, Any] | None = None
+
+    @classmethod
+    def by_layer(cls, layer_devices: np.ndarray, kv_heads: int, n_devices: int, *, embed: int | None = None,
+                 lm_head: int | None = None) -> "Placement":
+        """Whole layers on devices: layer ``l`` (groups, projection, FFN) on ``layer_devices[l]``.
+
+        ``embed`` defaults to the first layer's device and ``lm_head`` to the last's.
+        """
+        layer_devices = np.asarray(layer_devices, dtype=np.int64)
+        one_hot = np.zeros((len(layer_devices), n_devices))
+        one_hot[np.arange(len(layer_devices)), layer_devices] = 1.0
+        return cls(
+            attention=np.repeat(layer_devices[:, None], kv_heads, axis=1),
+            projection=one_hot,
+            ffn=one_hot.copy(),
+            embed=int(layer_devices[0] if embed is None else embed),
+            lm_head=int(layer_devices[-1] if lm_head is None else lm_head),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """A placement per interval, the collective for split blocks, and back-end extras.
+
+    Attributes
+    ----------
+    devices : tuple of str
+        Device names; placements index into this tuple.
+    intervals : list of Placement
+        One per re-decision interval, or a single one used throughout.
+    collective : {"ring", "star", "gather", "ota"}
+        How the shares of a split block are combined (all-reduce).
+    root : str or None
+        The master device of ``star`` and ``gather``; None picks the participant
+        with the largest share.
+    method : str
+        The back end that made the plan.
+    extras : dict
+        Back-end data carried along (split point, beamformers, ...), JSON-serialisable.
+    """
+
+    devices: tuple[str, ...]
+    intervals: list[Placement]
+    collective: str = "ring"
+    root: str | None = None
+    method: str = ""
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def static(self) -> bool:
+        """True when one placement serves the whole generation."""
+        return len(self.intervals) == 1
+
+    def placement(self, k: int) -> Placement:
+        """The placement of interval `k` (the only one for a static plan)."""
+        return self.intervals[0] if self.static else self.intervals[k]
+
+    def replace(self, **changes: Any) -> "Plan":
+        return replace(self, **changes)
+
+    # ---------------------------------------------------------------- JSON
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as JSON-ready data, devices by name (see docs/instances.md, "Plan files")."""
+        names = self.devices
+
+        def shares(row: np.ndarray) -> str | dict[str, float]:
+            nonzero = np.flatnonzero(row)
+            if len(nonzero) == 1 and row[nonzero[0]] == 1.0:
+                return names[nonzero[0]]
+            return {names[i]: float(row[i]) for i in nonzero}
+
+        def groups(row: np.ndarray) -> str | list[str]:
+            return names[row[0]] if np.all(row == row[0]) else [names[i] for i in row]
+
+        intervals = []
+        for p in self.intervals:
+            entry: dict[str, Any] = {
+                "attention": [groups(row) for row in p.attention],
+                "projection": [shares(row) for row in p.projection],
+                "ffn": [shares(row) for row in p.ffn],
+                "embed": names[p.embed],
+                "lm_head": names[p.lm_head],
+            }
+            if p.precision:
+                entry["precision"] = p.precision
+            intervals.append(entry)
+        return {
+            "format": PLAN_FORMAT,
+            "method": self.method,
+            "devices": list(names),
+            "collective": self.collective,
+            "root": self.root,
+            "intervals": intervals,
+            "extras": self.extras,
+        }
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """Serialise to JSON text, and write it to `path` when given."""
+        text = json.dumps(self.to_dict(), indent=1)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, kv_heads: int | None = None) -> "Plan":
+        """Read a plan from parsed JSON.
+
+        Parameters
+        ----------
+        data : dict
+            As written by `to_dict`.
+        kv_heads : int, optional
+            Groups per layer, needed to expand a layer written as one device name;
+            taken from the widest layer written as a list when omitted.
+
+        Raises
+        ------
+        PlanError
+            On a missing field or a device name the plan does not declare.
+        """
+        if not isinstance(data, dict) or "intervals" not in data or "devices" not in data:
+            raise PlanError("plan: expected a mapping with `devices` and `intervals` (a file written by `placement solve --out`)")
+        names = tuple(data["devices"])
+        lookup = {name: i for i, name in enumerate(names)}
+
+        def index(name: Any, where: str) -> int:
+            if name not in lookup:
+                raise PlanError(f"plan {where}: device {name!r} is not in the plan's `devices` ({', '.join(names)})")
+            return lookup[name]
+
+        def share_row(entry: Any, where: str) -> np.ndarray:
+            row = np.zeros(len(names))
+            if isinstance(entry, dict):
+                for name, share in entry.items():
+                    row[index(name, where)] = float(share)
+            else:
+                row[index(entry, where)] = 1.0
+            return row
+
+        intervals = []
+        for k, entry in enumerate(data["intervals"]):
+            try:
+                att_rows = entry["attention"]
+                width = kv_heads or max((len(r) for r in att_rows if isinstance(r, list)), default=1)
+                attention = np.array(
+                    [[index(n, f"interval {k} layer {l}") for n in row] if isinstance(row, list)
+                     else [index(row, f"interval {k} layer {l}")] * width for l, row in enumerate(att_rows)],
+                    dtype=np.int64,
+                )
+                intervals.append(Placement(
+                    attention=attention,
+                    projection=np.array([share_row(r, f"interval {k} projection {l}") for l, r in enumerate(entry["projection"])]),
+                    ffn=np.array([share_row(r, f"interval {k} ffn {l}") for l, r in enumerate(entry["ffn"])]),
+                    embed=index(entry["embed"], f"interval {k} embed"),
+                    lm_head=index(entry["lm_head"], f"interval {k} lm_head"),
+                    precision=entry.get("precision"),
+                ))
+            except KeyError as exc:
+                raise PlanError(f"plan interval {k}: missing field {exc.args[0]!r}") from None
+            except ValueError as exc:
+                raise PlanError(f"plan interval {k}: attention rows have different lengths ({exc})") from None
+        return cls(
+            devices=names,
+            intervals=intervals,
+            collective=data.get("collective", "ring"),
+            root=data.get("root"),
+            method=data.get("method", ""),
+            extras=data.get("extras") or {},
+        )
+
+    @classmethod
+    def from_json(cls, text_or_path: str | Path, *, kv_heads: int | None = None) -> "Plan":
+        """Read a plan from JSON text or from a file path."""
+        text = str(text_or_path)
+        if not text.lstrip().startswith("{"):
+            path = Path(text_or_path)
+            if not path.is_file():
+                raise PlanError(f"plan file {str(path)!r} does not exist")
+            text = path.read_text()
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PlanError(f"plan: not valid JSON ({exc})") from None
+        return cls.from_dict(data, kv_heads=kv_heads)

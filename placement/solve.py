@@ -1,0 +1,70 @@
+"""One entry to every back end: `solve(instance, method=...)`, like `scipy.optimize.minimize`."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import time
+from typing import Any
+
+from placement.instance import Instance
+from placement.result import Result
+
+__all__ = ["solve", "METHODS"]
+
+# method name -> (module, function). Listed once; modules are imported only when used.
+METHODS: dict[str, tuple[str, str]] = {
+    "single": ("placement.solvers.reference", "solve_single"),
+    "pipeline": ("placement.solvers.reference", "solve_pipeline"),
+}
+
+
+def solve(instance: Instance, method: str = "pipeline", **options: Any) -> Result:
+    """Place the model of `instance` on its devices with the back end `method`.
+
+    Parameters
+    ----------
+    instance : Instance
+    method : str
+        One of `METHODS` (``placement methods`` lists them).
+    **options
+        Back-end options (for example ``time_limit`` in seconds); an option the
+        back end does not take is an error listing the ones it does.
+
+    Returns
+    -------
+    Result
+        Status, message, plan, the evaluator's report, objective (equal to
+        ``report.total_s``), bound where one exists, solve time.
+
+    Raises
+    ------
+    InputError
+        On an unknown method or option.
+
+    Examples
+    --------
+    >>> from placement import load_instance
+    >>> result = solve(load_instance("edge/llama-3.2-1b-4dev"), method="pipeline")
+    >>> result.status
+    'feasible'
+    """
+    from placement.errors import InputError
+
+    key = method.lower()
+    if key not in METHODS:
+        raise InputError(f"unknown method {method!r}; methods are {', '.join(METHODS)}")
+    module, name = METHODS[key]
+    backend = getattr(importlib.import_module(module), name)
+    accepted = [p for p in inspect.signature(backend).parameters if p != "instance"]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        known = ", ".join(accepted) if accepted else "none"
+        raise InputError(f"method {key!r} does not take option(s) {', '.join(unknown)}; its options are: {known}")
+    start = time.perf_counter()
+    result = backend(instance, **options)
+    elapsed = time.perf_counter() - start
+    return Result(
+        status=result.status, message=result.message, plan=result.plan, report=result.report,
+        objective=result.objective, bound=result.bound, solve_time_s=elapsed, stats=result.stats,
+    )
