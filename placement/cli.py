@@ -1,0 +1,221 @@
+"""The ``placement`` command: parse, load, call the library, print.
+
+Human tables by default, ``--json`` for machines. Every error this library raises
+on purpose is printed as one line and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from placement.cost.units import format_bytes, format_seconds
+from placement.errors import PlacementError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Place the blocks of a large language model on heterogeneous edge devices.",
+)
+out = Console()
+err = Console(stderr=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=1) + "\n")
+
+
+def _report_tables(instance, report, title: str) -> None:
+    summary = Table(title=title, show_header=False, title_justify="left")
+    summary.add_column(style="bold")
+    summary.add_column()
+    summary.add_row("instance", f"{instance.name}: {instance.model.name} on {instance.n_devices} devices "
+                    f"({instance.cluster.network} network, {instance.workload.profile} profile)")
+    summary.add_row("workload", f"prompt {instance.workload.prompt_tokens}, {instance.workload.generate_tokens} decode steps, "
+                    f"{instance.workload.n_intervals} interval(s) of {instance.workload.tau}")
+    summary.add_row("feasible", "[green]yes[/]" if report.feasible else f"[red]no[/] ({len(report.violations)} violation(s))")
+    summary.add_row("total", format_seconds(report.total_s))
+    summary.add_row("time to first token", format_seconds(report.ttft_s))
+    summary.add_row("mean per token", f"{format_seconds(report.mean_token_s)} "
+                    f"(first {format_seconds(report.decode_s[0])}, last {format_seconds(report.decode_s[-1])})")
+    summary.add_row("migration", format_seconds(float(report.migration_s.sum())))
+    parts = report.breakdown_s
+    summary.add_row("decode compute / transfer", f"{format_seconds(parts['decode_compute'])} / {format_seconds(parts['decode_transfer'])}")
+    out.print(summary)
+    memory = Table(title="memory per device (peak over intervals)", title_justify="left")
+    for column in ("device", "peak", "available", "use"):
+        memory.add_column(column, justify="right" if column != "device" else "left")
+    peaks = report.peak_memory_bytes.max(axis=0)
+    for name, peak, limit in zip(report.devices, peaks, report.memory_limit_bytes):
+        style = "red" if peak > limit else ""
+        memory.add_row(name, format_bytes(peak), format_bytes(limit), f"[{style}]{peak / limit:.0%}[/]" if style else f"{peak / limit:.0%}")
+    out.print(memory)
+    for violation in report.violations[:10]:
+        err.print(f"[red]violation:[/] {violation}")
+    if len(report.violations) > 10:
+        err.print(f"... and {len(report.violations) - 10} more violations")
+
+
+@app.command()
+def evaluate(
+    instance: Annotated[str, typer.Argument(help="Instance file, or a shipped instance such as edge/llama-3.2-1b-4dev.")],
+    plan: Annotated[Optional[Path], typer.Argument(help="Plan JSON (from `solve --out`); default: the `pipeline` reference plan.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Judge a plan on an instance with the shared evaluator."""
+    from placement import evaluate as run_evaluate, load_instance
+    from placement.plan import Plan
+    from placement.solvers.reference import pipeline_plan
+
+    inst = load_instance(instance, check_capacity=False)
+    the_plan = pipeline_plan(inst) if plan is None else Plan.from_json(plan, kv_heads=inst.model.kv_heads)
+    report = run_evaluate(inst, the_plan)
+    if as_json:
+        _print_json({"instance": inst.name, "plan": the_plan.method or str(plan), **report.to_dict()})
+    else:
+        _report_tables(inst, report, f"plan: {the_plan.method or plan}")
+    if not report.feasible:
+        raise typer.Exit(1)
+
+
+@app.command()
+def solve(
+    instance: Annotated[str, typer.Argument(help="Instance file, or a shipped instance name.")],
+    method: Annotated[str, typer.Option("--method", "-m", help="Back end (see `placement methods`).")] = "pipeline",
+    time_limit: Annotated[Optional[float], typer.Option("--time-limit", help="Seconds, for back ends that take it.")] = None,
+    out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the plan as JSON here.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Solve an instance with a back end and report the evaluator's figures for its plan."""
+    from placement import load_instance, solve as run_solve
+
+    inst = load_instance(instance)
+    options = {} if time_limit is None else {"time_limit": time_limit}
+    result = run_solve(inst, method=method, **options)
+    if out_path is not None and result.plan is not None:
+        result.plan.to_json(out_path)
+    if as_json:
+        _print_json({"instance": inst.name, "method": method, **result.to_dict()})
+    else:
+        colour = "green" if result.status in ("optimal", "feasible") else "yellow" if result.status == "time_limit" else "red"
+        out.print(f"[bold]{method}[/]: [{colour}]{result.status}[/] in {format_seconds(result.solve_time_s)}: {result.message}")
+        if result.report is not None:
+            _report_tables(inst, result.report, f"plan: {method}")
+        if out_path is not None and result.plan is not None:
+            out.print(f"plan written to {out_path}")
+    if result.status in ("infeasible", "error"):
+        raise typer.Exit(1)
+
+
+@app.command()
+def models(as_json: JsonFlag = False) -> None:
+    """List the shipped model specs."""
+    from placement.cost.model import load_model, model_names
+
+    specs = [load_model(name) for name in model_names()]
+    if as_json:
+        _print_json([{**s.__dict__, "params": s.params, "kv_bytes_per_token": s.kv_bytes_per_token()} for s in specs])
+        return
+    table = Table(title="shipped models")
+    for column in ("name", "params", "layers", "hidden", "heads/kv", "ffn", "vocab", "KV bytes/token"):
+        table.add_column(column, justify="left" if column == "name" else "right")
+    for s in specs:
+        table.add_row(s.name, f"{s.params / 1e9:.2f} B", str(s.layers), str(s.hidden), f"{s.heads}/{s.kv_heads}",
+                      str(s.ffn_hidden), str(s.vocab), f"{s.kv_bytes_per_token():,.0f}")
+    out.print(table)
+
+
+@app.command()
+def instances(as_json: JsonFlag = False) -> None:
+    """List the shipped instances."""
+    from placement.instance import instance_names, load_instance
+
+    loaded = [load_instance(name, check_capacity=False) for name in instance_names()]
+    rows = [{"name": name, "model": i.model.name, "devices": i.n_devices, "network": i.cluster.network,
+             "prompt": i.workload.prompt_tokens, "decode": i.workload.generate_tokens, "intervals": i.workload.n_intervals,
+             "description": i.description.strip()}
+            for name, i in zip(instance_names(), loaded)]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title="shipped instances")
+    for column in ("name", "model", "devices", "network", "prompt", "decode", "intervals"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(row[c]) for c in ("name", "model", "devices", "network", "prompt", "decode", "intervals")))
+    out.print(table)
+
+
+@app.command()
+def devices(as_json: JsonFlag = False) -> None:
+    """List the device presets of the catalog."""
+    from placement.instance import device_presets
+
+    presets = device_presets()
+    if as_json:
+        _print_json(presets)
+        return
+    table = Table(title="device presets (docs/devices.md)")
+    for column in ("preset", "memory", "peak", "memory bandwidth", "description"):
+        table.add_column(column)
+    for name, p in presets.items():
+        table.add_row(name, p["memory"], p["peak_flops"], p["memory_bandwidth"], p.get("description", ""))
+    out.print(table)
+
+
+@app.command()
+def methods() -> None:
+    """List the solver back ends."""
+    from placement.solve import METHODS
+
+    for name in METHODS:
+        out.print(name)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of instance files (for editors)."""
+    from placement.instance import instance_json_schema
+
+    _print_json(instance_json_schema())
+
+
+@app.command()
+def bench(
+    repeats: Annotated[int, typer.Option(help="Timed runs per case; the median is reported.")] = 7,
+    as_json: JsonFlag = False,
+) -> None:
+    """Time the evaluator and instance loading (the figures of docs/benchmarks.md)."""
+    from placement.experiments.bench import run_benchmarks
+
+    rows = run_benchmarks(repeats=repeats)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title=f"benchmarks (median of {repeats})")
+    for column in ("case", "median", "min", "target"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["case"], format_seconds(row["median_s"]), format_seconds(row["min_s"]), row["target"])
+    out.print(table)
+
+
+def main() -> None:
+    """Entry point: run the app, turning the library's errors into one line and exit code 2."""
+    try:
+        app()  # standalone: usage errors print their message and exit 2
+    except PlacementError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Experiments: benchmarks, sweeps, optimality-gap tables and plots."""
