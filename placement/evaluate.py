@@ -435,8 +435,11 @@ def _memory(instance: Instance, arrays: _Arrays) -> np.ndarray:
     S_max = instance.workload.interval_max_context()
     I, N = len(S_max), instance.n_devices
     needed = np.zeros((I, N))
+    uniform = all(p is arrays.precision[0] for p in arrays.precision)
+    everything = block_memory(instance, arrays.precision[0], S_max) if uniform else None
     for k in range(I):
-        memory = block_memory(instance, arrays.precision[k], S_max[k:k + 1])
+        memory = {key: value[k:k + 1] if value.shape[0] == I else value for key, value in everything.items()} \
+            if uniform else block_memory(instance, arrays.precision[k], S_max[k:k + 1])
         needed[k] = (
             arrays.counts[k].T @ memory["group"][0]
             + arrays.projection[k].T @ memory["projection"][0]
@@ -468,11 +471,15 @@ def _migration(instance: Instance, arrays: _Arrays) -> tuple[np.ndarray, np.ndar
     times = np.zeros(I)
     pair_total = np.zeros((N, N))
     for k in range(1, I):
+        moved = arrays.attention[k] != arrays.attention[k - 1]
+        if not (moved.any() or np.any(arrays.projection[k] != arrays.projection[k - 1])
+                or np.any(arrays.ffn[k] != arrays.ffn[k - 1]) or arrays.embed[k] != arrays.embed[k - 1]
+                or arrays.lm_head[k] != arrays.lm_head[k - 1]):
+            continue
         context = workload.prompt_tokens + k * workload.tau
         memory = block_memory(instance, arrays.precision[k], np.array([context]))
         pair_bytes = np.zeros((N, N))
         pair_count = np.zeros((N, N))
-        moved = arrays.attention[k] != arrays.attention[k - 1]
         layers, groups = np.nonzero(moved)
         src, dst = arrays.attention[k - 1][layers, groups], arrays.attention[k][layers, groups]
         np.add.at(pair_bytes, (src, dst), memory["group"][0][layers])
