@@ -14,6 +14,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from placement.cost.units import format_bytes, format_seconds
 from placement.errors import PlacementError
@@ -59,7 +60,7 @@ def _report_tables(instance, report, title: str) -> None:
         memory.add_row(name, format_bytes(peak), format_bytes(limit), f"[{style}]{peak / limit:.0%}[/]" if style else f"{peak / limit:.0%}")
     out.print(memory)
     for violation in report.violations[:10]:
-        err.print(f"[red]violation:[/] {violation}")
+        err.print(Text.assemble(("violation: ", "red"), str(violation)))
     if len(report.violations) > 10:
         err.print(f"... and {len(report.violations) - 10} more violations")
 
@@ -126,7 +127,10 @@ def models(as_json: JsonFlag = False) -> None:
         return
     table = Table(title="shipped models")
     for column in ("name", "params", "layers", "hidden", "heads/kv", "ffn", "vocab", "KV bytes/token"):
-        table.add_column(column, justify="left" if column == "name" else "right")
+        if column == "name":
+            table.add_column(column, no_wrap=True, min_width=max(len(s.name) for s in specs))
+        else:
+            table.add_column(column, justify="right")
     for s in specs:
         table.add_row(s.name, f"{s.params / 1e9:.2f} B", str(s.layers), str(s.hidden), f"{s.heads}/{s.kv_heads}",
                       str(s.ffn_hidden), str(s.vocab), f"{s.kv_bytes_per_token():,.0f}")
@@ -148,7 +152,8 @@ def instances(as_json: JsonFlag = False) -> None:
         return
     table = Table(title="shipped instances")
     for column in ("name", "model", "devices", "network", "prompt", "decode", "intervals"):
-        table.add_column(column)
+        width = max(len(str(row[column])) for row in rows)
+        table.add_column(column, no_wrap=True, min_width=width if column in ("name", "model") else None)
     for row in rows:
         table.add_row(*(str(row[c]) for c in ("name", "model", "devices", "network", "prompt", "decode", "intervals")))
     out.print(table)
@@ -164,7 +169,8 @@ def devices(as_json: JsonFlag = False) -> None:
         _print_json(presets)
         return
     table = Table(title="device presets (docs/devices.md)")
-    for column in ("preset", "memory", "peak", "memory bandwidth", "description"):
+    table.add_column("preset", no_wrap=True, min_width=max(map(len, presets)))
+    for column in ("memory", "peak", "memory bandwidth", "description"):
         table.add_column(column)
     for name, p in presets.items():
         table.add_row(name, p["memory"], p["peak_flops"], p["memory_bandwidth"], p.get("description", ""))
@@ -213,7 +219,8 @@ def main() -> None:
     try:
         app()  # standalone: usage errors print their message and exit 2
     except PlacementError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # Plain text, not markup: a message may quote brackets from a path or a value.
+        err.print(Text.assemble(("error: ", "red"), str(exc)), highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

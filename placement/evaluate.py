@@ -126,7 +126,7 @@ class Report:
                 name: self.peak_memory_bytes[:, i].tolist() for i, name in enumerate(self.devices)
             },
             "memory_limit_bytes": dict(zip(self.devices, self.memory_limit_bytes.tolist())),
-            "link_bytes": {f"{u}-{v}": b for (u, v), b in zip(self.links, self.link_bytes.tolist())},
+            "link_bytes": {f"{u} <-> {v}": b for (u, v), b in zip(self.links, self.link_bytes.tolist())},
             "violations": [str(v) for v in self.violations],
             "errors": self.errors,
         }
@@ -165,6 +165,8 @@ def _check_plan(instance: Instance, plan: Plan) -> _Arrays:
         )
     if plan.collective not in COLLECTIVES:
         raise PlanError(f"plan `collective` {plan.collective!r} is unknown; use one of {', '.join(COLLECTIVES)}")
+    if plan.root is not None and plan.root not in cluster.names:
+        raise PlanError(f"plan `root` {plan.root!r} is not a device of the instance ({', '.join(cluster.names)})")
     root = None if plan.root is None else cluster.index(plan.root)
 
     def shares(matrix: np.ndarray, what: str, k: int) -> np.ndarray:
@@ -231,11 +233,14 @@ def _check_plan(instance: Instance, plan: Plan) -> _Arrays:
 
 # ----------------------------------------------------------------------------- one forward step
 def _transfer(cluster, nbytes) -> np.ndarray:
-    """Transfer times (R or 1, N, N) for sizes that are a float or one per row."""
+    """Transfer times (R or 1, N, N) for sizes that are a float or one per row.
+
+    Nothing is sent, and no latency paid, between a device and itself or for 0 bytes.
+    """
     sizes = np.asarray(nbytes, dtype=float).reshape(-1, 1, 1)
     times = cluster.route_latency_s + sizes / cluster.route_bandwidth_bytes_per_s
     times[:, np.eye(len(cluster.devices), dtype=bool)] = 0.0
-    return times
+    return np.where(sizes > 0, times, 0.0)
 
 
 def _receive(sources: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

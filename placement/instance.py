@@ -14,12 +14,12 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 from placement.cost.hardware import Cluster, Device, Link
 from placement.cost.model import ModelSpec, load_model, spec_from_mapping
@@ -41,7 +41,18 @@ __all__ = [
 
 PROFILES = ("roofline", "kafetzis2025")
 
-Quantity = str | float
+# Strict: a YAML `true` must not become a 1-byte memory or a 1-token prompt.
+Quantity = StrictStr | StrictFloat | StrictInt
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("expected a number, not true/false")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_not_bool)]
+Count = Annotated[int, BeforeValidator(_not_bool)]
 
 
 # ----------------------------------------------------------------------------- file schema
@@ -57,8 +68,8 @@ class DeviceEntry(_Strict):
     memory: Quantity | None = Field(None, description="Memory for the model, e.g. '8 GiB'.")
     peak_flops: Quantity | None = Field(None, description="Peak compute, e.g. '1.2 TFLOPS'.")
     memory_bandwidth: Quantity | None = Field(None, description="Memory bandwidth, e.g. '68 GB/s'.")
-    compute_efficiency: float | None = Field(None, description="Achievable fraction of peak compute, (0, 1].")
-    memory_efficiency: float | None = Field(None, description="Achievable fraction of memory bandwidth, (0, 1].")
+    compute_efficiency: Number | None = Field(None, description="Achievable fraction of peak compute, (0, 1].")
+    memory_efficiency: Number | None = Field(None, description="Achievable fraction of memory bandwidth, (0, 1].")
     reserved_memory: Quantity | None = Field(None, description="Memory kept for the OS and runtime, e.g. '1 GiB'.")
     disk_bandwidth: Quantity | None = Field(None, description="Sequential storage read bandwidth, e.g. '90 MB/s'.")
 
@@ -75,16 +86,16 @@ class MeshEntry(_Strict):
 
 
 class PrecisionEntry(_Strict):
-    weights: float | None = Field(None, description="Weight bits (default: the model's).")
-    kv_cache: float | None = Field(None, description="KV-cache bits (default: the model's).")
-    activations: float | None = Field(None, description="Bits of activations on the wire (default: the model's).")
+    weights: Number | None = Field(None, gt=0, le=64, description="Weight bits (default: the model's).")
+    kv_cache: Number | None = Field(None, gt=0, le=64, description="KV-cache bits (default: the model's).")
+    activations: Number | None = Field(None, gt=0, le=64, description="Bits of activations on the wire (default: the model's).")
 
 
 class WorkloadEntry(_Strict):
-    prompt_tokens: int = Field(description="Prompt length P.")
-    generate_tokens: int = Field(description="Decode steps T after the prefill.")
-    batch: int = Field(1, description="Sequences decoded together, B.")
-    interval: int | None = Field(None, description="Re-decision interval tau in tokens (default: the whole generation).")
+    prompt_tokens: Count = Field(description="Prompt length P.")
+    generate_tokens: Count = Field(description="Decode steps T after the prefill.")
+    batch: Count = Field(1, description="Sequences decoded together, B.")
+    interval: Count | None = Field(None, description="Re-decision interval tau in tokens (default: the whole generation).")
     profile: Literal["roofline", "kafetzis2025"] = "roofline"
     precision: PrecisionEntry = PrecisionEntry()
 
@@ -124,7 +135,7 @@ class Workload:
 
     prompt_tokens: int
     generate_tokens: int
-    batch: int = 1
+    batch: Count = 1
     interval_tokens: int | None = None
     profile: str = "roofline"
 
@@ -216,17 +227,32 @@ def device_presets() -> dict[str, dict[str, Any]]:
         return yaml.safe_load(fh)
 
 
+_UNION_BRANCHES = {"str", "float", "int", "bool", "dict[str,any]"}
+
+
 def _pydantic_message(exc: pydantic.ValidationError, source: str) -> str:
-    lines = []
+    lines: dict[str, str] = {}
     for error in exc.errors():
-        where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+        loc = [str(p) for p in error["loc"]]
+        union = bool(loc) and loc[-1] in _UNION_BRANCHES
+        parts = loc[:-1] if union else loc
+        # devices[0].memory, as the unit checks write it
+        where = "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in parts).lstrip(".") or "(top level)"
+        if where in lines:
+            continue  # one message per field, not one per branch of a union
         if error["type"] == "extra_forbidden":
-            lines.append(f"`{where}`: unknown field; remove it or check its spelling (see docs/instances.md)")
+            lines[where] = f"`{where}`: unknown field; remove it or check its spelling (see docs/instances.md)"
         elif error["type"] == "missing":
-            lines.append(f"`{where}`: required field is missing")
+            lines[where] = f"`{where}`: required field is missing"
+        elif union and loc[-2] == "model":
+            lines[where] = (f"`{where}`: expected a shipped model name, an inline spec, or {{hf_config: path}} "
+                            f"(got {error.get('input')!r})")
+        elif union:
+            lines[where] = (f"`{where}`: expected a quantity with a unit such as '6 GiB', '100 Mbit/s', '2 ms' "
+                            f"or '1.2 TFLOPS' (got {error.get('input')!r})")
         else:
-            lines.append(f"`{where}`: {error['msg']} (got {error.get('input')!r})")
-    return f"{source}: " + "; ".join(lines)
+            lines[where] = f"`{where}`: {error['msg']} (got {error.get('input')!r})"
+    return f"{source}: " + "; ".join(lines.values())
 
 
 def _build_device(entry: DeviceEntry, where: str) -> Device:
@@ -258,14 +284,20 @@ def _build_device(entry: DeviceEntry, where: str) -> Device:
 def _build_model(value: str | dict[str, Any], base: Path | None) -> ModelSpec:
     if isinstance(value, str):
         return load_model(value)
-    if set(value) == {"hf_config"} or "hf_config" in value:
+    if "hf_config" in value:
         from placement.cost.hf import spec_from_hf_config
 
+        extra = sorted(set(value) - {"hf_config", "name"})
+        if extra:
+            raise InputError(
+                f"`model`: with `hf_config` only `name` may be given, not {', '.join(map(repr, extra))}; "
+                "to change the architecture, give the model inline instead"
+            )
         path = Path(value["hf_config"])
         if base is not None and not path.is_absolute():
             path = base / path
-        if not path.is_file():
-            raise InputError(f"`model.hf_config`: file {str(path)!r} does not exist")
+        if not path.exists():
+            raise InputError(f"`model.hf_config`: {str(path)!r} does not exist; give a config.json or the folder holding it")
         return spec_from_hf_config(path, name=value.get("name"))
     return spec_from_mapping(value, where="`model`")
 

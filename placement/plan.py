@@ -146,6 +146,7 @@ class Plan:
             "format": PLAN_FORMAT,
             "method": self.method,
             "devices": list(names),
+            "groups_per_layer": int(self.intervals[0].attention.shape[1]),
             "collective": self.collective,
             "root": self.root,
             "intervals": intervals,
@@ -168,21 +169,28 @@ class Plan:
         data : dict
             As written by `to_dict`.
         kv_heads : int, optional
-            Groups per layer, needed to expand a layer written as one device name;
-            taken from the widest layer written as a list when omitted.
+            Groups per layer, to expand a layer written as one device name when the
+            file does not say (``groups_per_layer``, written by `to_dict`).
 
         Raises
         ------
         PlanError
             On a missing field or a device name the plan does not declare.
         """
-        if not isinstance(data, dict) or "intervals" not in data or "devices" not in data:
-            raise PlanError("plan: expected a mapping with `devices` and `intervals` (a file written by `placement solve --out`)")
+        if not isinstance(data, dict) or not isinstance(data.get("intervals"), list) or not isinstance(data.get("devices"), list):
+            raise PlanError("plan: expected a mapping with a `devices` list and an `intervals` list "
+                            "(a file written by `placement solve --out`)")
         names = tuple(data["devices"])
         lookup = {name: i for i, name in enumerate(names)}
+        width = data.get("groups_per_layer") or kv_heads
+        if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 1):
+            raise PlanError(f"plan `groups_per_layer` must be a positive whole number, got {width!r}")
+        extras = data.get("extras") or {}
+        if not isinstance(extras, dict):
+            raise PlanError(f"plan `extras` must be a mapping, got {extras!r}")
 
         def index(name: Any, where: str) -> int:
-            if name not in lookup:
+            if not isinstance(name, str) or name not in lookup:
                 raise PlanError(f"plan {where}: device {name!r} is not in the plan's `devices` ({', '.join(names)})")
             return lookup[name]
 
@@ -190,40 +198,54 @@ class Plan:
             row = np.zeros(len(names))
             if isinstance(entry, dict):
                 for name, share in entry.items():
+                    if isinstance(share, bool) or not isinstance(share, (int, float)):
+                        raise PlanError(f"plan {where}: share of {name!r} must be a number, got {share!r}")
                     row[index(name, where)] = float(share)
             else:
                 row[index(entry, where)] = 1.0
             return row
 
+        def rows(entry: dict, key: str, k: int) -> list:
+            if key not in entry:
+                raise PlanError(f"plan interval {k}: missing field {key!r}")
+            value = entry[key]
+            if not isinstance(value, list):
+                raise PlanError(f"plan interval {k}: `{key}` must be a list with one entry per layer, got {value!r}")
+            return value
+
         intervals = []
         for k, entry in enumerate(data["intervals"]):
-            try:
-                att_rows = entry["attention"]
-                width = kv_heads or max((len(r) for r in att_rows if isinstance(r, list)), default=1)
-                attention = np.array(
-                    [[index(n, f"interval {k} layer {l}") for n in row] if isinstance(row, list)
-                     else [index(row, f"interval {k} layer {l}")] * width for l, row in enumerate(att_rows)],
-                    dtype=np.int64,
-                )
-                intervals.append(Placement(
-                    attention=attention,
-                    projection=np.array([share_row(r, f"interval {k} projection {l}") for l, r in enumerate(entry["projection"])]),
-                    ffn=np.array([share_row(r, f"interval {k} ffn {l}") for l, r in enumerate(entry["ffn"])]),
-                    embed=index(entry["embed"], f"interval {k} embed"),
-                    lm_head=index(entry["lm_head"], f"interval {k} lm_head"),
-                    precision=entry.get("precision"),
-                ))
-            except KeyError as exc:
-                raise PlanError(f"plan interval {k}: missing field {exc.args[0]!r}") from None
-            except ValueError as exc:
-                raise PlanError(f"plan interval {k}: attention rows have different lengths ({exc})") from None
+            if not isinstance(entry, dict):
+                raise PlanError(f"plan interval {k}: expected a mapping of `attention`, `projection`, `ffn`, `embed`, `lm_head`")
+            att_rows = rows(entry, "attention", k)
+            groups = width or max((len(r) for r in att_rows if isinstance(r, list)), default=1)
+            attention = [[index(n, f"interval {k} layer {l}") for n in row] if isinstance(row, list)
+                         else [index(row, f"interval {k} layer {l}")] * groups for l, row in enumerate(att_rows)]
+            if len({len(row) for row in attention}) > 1:
+                raise PlanError(f"plan interval {k}: every layer needs the same number of groups in `attention`")
+            for key in ("embed", "lm_head"):
+                if key not in entry:
+                    raise PlanError(f"plan interval {k}: missing field {key!r}")
+            precision = entry.get("precision")
+            if precision is not None and not isinstance(precision, dict):
+                raise PlanError(f"plan interval {k}: `precision` must be a mapping such as {{'ffn': 8}}, got {precision!r}")
+            intervals.append(Placement(
+                attention=np.array(attention, dtype=np.int64),
+                projection=np.array([share_row(r, f"interval {k} projection {l}") for l, r in enumerate(rows(entry, "projection", k))]),
+                ffn=np.array([share_row(r, f"interval {k} ffn {l}") for l, r in enumerate(rows(entry, "ffn", k))]),
+                embed=index(entry["embed"], f"interval {k} embed"),
+                lm_head=index(entry["lm_head"], f"interval {k} lm_head"),
+                precision=precision,
+            ))
+        if not intervals:
+            raise PlanError("plan: `intervals` is empty; give at least one placement")
         return cls(
             devices=names,
             intervals=intervals,
             collective=data.get("collective", "ring"),
             root=data.get("root"),
             method=data.get("method", ""),
-            extras=data.get("extras") or {},
+            extras=extras,
         )
 
     @classmethod

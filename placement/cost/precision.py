@@ -59,16 +59,26 @@ class Precision:
         """
         if not overrides:
             return self
+        if not isinstance(overrides, dict):
+            raise PlanError(f"{where}: expected a mapping such as {{'ffn': 8}}, got {overrides!r}")
         layers = len(self.kv)
         changes: dict[str, Any] = {}
         for key, value in overrides.items():
+            try:
+                numbers = np.asarray(value, dtype=float)
+            except (TypeError, ValueError):
+                raise PlanError(f"{where}.{key}: bits must be a number or a list of numbers, got {value!r}") from None
+            if numbers.ndim > 1 or (isinstance(value, bool)):
+                raise PlanError(f"{where}.{key}: bits must be a number or a list of numbers, got {value!r}")
             if key in LAYER_KINDS:
-                array = np.broadcast_to(np.asarray(value, dtype=float), (layers,)) if np.ndim(value) == 0 else np.asarray(value, dtype=float)
+                array = np.broadcast_to(numbers, (layers,)) if numbers.ndim == 0 else numbers
                 if array.shape != (layers,):
                     raise PlanError(f"{where}.{key}: expected one value or {layers} (one per layer), got {len(array)}")
                 changes[key] = np.array(array)
             elif key in ("embed", "lm_head", "activation"):
-                changes[key] = float(value)
+                if numbers.ndim:
+                    raise PlanError(f"{where}.{key}: one number of bits, got {value!r}")
+                changes[key] = float(numbers)
             else:
                 raise PlanError(
                     f"{where}: unknown field {key!r}; fields are {', '.join(LAYER_KINDS + ('embed', 'lm_head', 'activation'))}"
