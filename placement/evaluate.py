@@ -232,7 +232,7 @@ def _check_plan(instance: Instance, plan: Plan) -> _Arrays:
 
 
 # ----------------------------------------------------------------------------- one forward step
-def _transfer(cluster, nbytes) -> np.ndarray:
+def transfer_times(cluster, nbytes) -> np.ndarray:
     """Transfer times (R or 1, N, N) for sizes that are a float or one per row.
 
     Nothing is sent, and no latency paid, between a device and itself or for 0 bytes.
@@ -253,8 +253,11 @@ def _receive(sources: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.nda
     return np.take_along_axis(candidate, sender[..., None, :], axis=-2)[..., 0, :], sender
 
 
-def _block_time(flops: np.ndarray, read: np.ndarray, instance: Instance, roofline: bool) -> np.ndarray:
-    """Time of a whole block on every device: (..., ) → (..., N) seconds."""
+def block_times(flops: np.ndarray, read: np.ndarray, instance: Instance, roofline: bool) -> np.ndarray:
+    """Time of a whole block on every device, seconds: FLOPs and bytes of shape (...) → (..., N).
+
+    Roofline ``max(FLOPs/rate, bytes/bandwidth)``, or ``FLOPs/rate`` when `roofline` is False.
+    """
     rate = np.array([d.flops_per_s for d in instance.devices])
     compute = flops[..., None] / rate
     if not roofline:
@@ -293,14 +296,14 @@ def _forward(instance: Instance, arrays: _Arrays, rows: np.ndarray, costs: StepC
     per_row = lambda x: x if np.ndim(x) == 0 else np.asarray(x)[first_step]  # noqa: E731
 
     # Times of whole blocks on each device.
-    group_t = _block_time(costs.group_flops, costs.group_read, instance, costs.roofline)  # (steps, L, N)
-    proj_t = _block_time(costs.projection_flops[first_step], costs.projection_read[first_step], instance, costs.roofline)  # (R, L, N)
-    ffn_t = _block_time(costs.ffn_flops[first_step], costs.ffn_read[first_step], instance, costs.roofline)
-    lm_t = _block_time(costs.lm_head_flops[first_step], costs.lm_head_read[first_step], instance, costs.roofline)  # (R, N)
-    embed_t = _block_time(np.zeros(R), costs.embed_read[first_step], instance, costs.roofline)  # (R, N)
+    group_t = block_times(costs.group_flops, costs.group_read, instance, costs.roofline)  # (steps, L, N)
+    proj_t = block_times(costs.projection_flops[first_step], costs.projection_read[first_step], instance, costs.roofline)  # (R, L, N)
+    ffn_t = block_times(costs.ffn_flops[first_step], costs.ffn_read[first_step], instance, costs.roofline)
+    lm_t = block_times(costs.lm_head_flops[first_step], costs.lm_head_read[first_step], instance, costs.roofline)  # (R, N)
+    embed_t = block_times(np.zeros(R), costs.embed_read[first_step], instance, costs.roofline)  # (R, N)
 
     layer_in = costs.hidden_bytes if costs.layer_in_bytes is None else costs.layer_in_bytes
-    t_in, t_hidden = _transfer(cluster, per_row(layer_in)), _transfer(cluster, per_row(costs.hidden_bytes))
+    t_in, t_hidden = transfer_times(cluster, per_row(layer_in)), transfer_times(cluster, per_row(costs.hidden_bytes))
     pair = np.zeros((R, N, N))
     rr = np.arange(R)
 
@@ -387,10 +390,10 @@ def _forward(instance: Instance, arrays: _Arrays, rows: np.ndarray, costs: StepC
     np.add.at(pair, (r_idx, f_sender[r_idx, l_idx, m_idx], m_idx), hidden_per_row[r_idx])
 
     # ---- embed, lm_head and the token id back.
-    lm_recv, lm_sender = _receive(ffn_holders[:, -1:, :], _transfer(cluster, per_row(costs.lm_head_in_bytes)))
+    lm_recv, lm_sender = _receive(ffn_holders[:, -1:, :], transfer_times(cluster, per_row(costs.lm_head_in_bytes)))
     lm_recv = lm_recv[rr, 0, lm_head]
     lm_sender = lm_sender[rr, 0, lm_head]
-    token = _transfer(cluster, costs.token_bytes)[0][lm_head, embed]
+    token = transfer_times(cluster, costs.token_bytes)[0][lm_head, embed]
     ends_compute = embed_t[rr, embed] + lm_t[rr, lm_head]
     ends_transfer = lm_recv + token
     lm_in = np.broadcast_to(np.asarray(per_row(costs.lm_head_in_bytes), dtype=float), (R,))
@@ -406,13 +409,22 @@ def _forward(instance: Instance, arrays: _Arrays, rows: np.ndarray, costs: StepC
 
 
 # ----------------------------------------------------------------------------- costs per profile
-def _step_costs(instance: Instance, precision: Precision, contexts: np.ndarray) -> StepCosts:
+def step_costs(instance: Instance, precision: Precision, contexts: np.ndarray) -> StepCosts:
+    """Costs of decode steps at `contexts` for the instance's profile."""
     model, batch = instance.model, instance.workload.batch
     if instance.workload.profile == "kafetzis2025":
         from placement.cost.kafetzis import kafetzis_step_costs
 
-        return kafetzis_step_costs(model, batch, precision, contexts)
+        return kafetzisstep_costs(model, batch, precision, contexts)
     return decode_costs(model, batch, precision, contexts)
+
+
+def prefill_step_costs(instance: Instance, precision: Precision) -> StepCosts:
+    """Costs of the prefill as one step, for the instance's profile (``kafetzis2025``: one step at ``S = P``)."""
+    workload = instance.workload
+    if workload.profile == "kafetzis2025":
+        return step_costs(instance, precision, np.array([workload.prompt_tokens]))
+    return prefill_costs(instance.model, workload.batch, precision, workload.prompt_tokens)
 
 
 def _concat_costs(parts: list[StepCosts]) -> StepCosts:
@@ -554,10 +566,7 @@ def evaluate(instance: Instance, plan: Plan) -> Report:
     I = workload.n_intervals
 
     # Prefill on interval 0's placement.
-    if workload.profile == "kafetzis2025":
-        prefill = _step_costs(instance, arrays.precision[0], np.array([workload.prompt_tokens]))
-    else:
-        prefill = prefill_costs(instance.model, workload.batch, arrays.precision[0], workload.prompt_tokens)
+    prefill = prefill_step_costs(instance, arrays.precision[0])
     first = _forward(instance, arrays, np.array([0]), prefill, np.zeros(1, dtype=np.int64))
 
     # Decode: one row per interval whose placement differs; costs per token.
@@ -565,9 +574,9 @@ def evaluate(instance: Instance, plan: Plan) -> Report:
     interval = workload.interval_of_step()
     same_precision = all(p is arrays.precision[0] for p in arrays.precision)
     if same_precision:
-        costs = _step_costs(instance, arrays.precision[0], contexts)
+        costs = step_costs(instance, arrays.precision[0], contexts)
     else:
-        costs = _concat_costs([_step_costs(instance, arrays.precision[k], contexts[interval == k]) for k in range(I)])
+        costs = _concat_costs([step_costs(instance, arrays.precision[k], contexts[interval == k]) for k in range(I)])
     per_step_sizes = np.ndim(costs.hidden_bytes) > 0
     if per_step_sizes:
         rows, row_of_step = interval, np.arange(len(contexts))

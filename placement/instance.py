@@ -416,44 +416,56 @@ def load_instance(path: str | Path, *, check_capacity: bool = True) -> Instance:
     return instance_from_dict(data, source=str(path), base=path.parent, check_capacity=check_capacity)
 
 
-def capacity_problems(instance: Instance) -> list[str]:
+def capacity_problems(instance: Instance, *, splittable: bool = True) -> list[str]:
     """Reasons why no placement of `instance` can fit in memory, found without a solver.
 
     Checks that every indivisible block (one attention group with its KV cache at the
-    largest context, a whole projection, FFN, embedding, output head) fits on some
-    device, and that the whole model fits in all devices' memory together at the
-    final context. Tensor-parallel splits can spread a projection or FFN over
-    devices, so those blocks only count toward the total.
+    largest context, the embedding, the output head, and, unless `splittable`, each
+    whole projection and FFN) fits on some device, and that the whole model fits in all
+    devices' memory together at the end of every interval (where memory is judged).
+
+    Parameters
+    ----------
+    instance : Instance
+    splittable : bool
+        True when projections and FFNs may be split across devices (tensor
+        parallel), so they only count toward the total.
 
     Returns
     -------
     list of str
         Empty when nothing rules the instance out; each entry names the block or
-        the total, the bytes needed and the bytes available.
+        the moment, the bytes needed and the bytes available.
     """
     from placement.cost.blocks import block_memory  # local: blocks imports nothing from here
-
     from placement.cost.units import format_bytes
 
-    memory = block_memory(instance, instance.precision, instance.workload.interval_max_context()[-1:])
+    workload = instance.workload
+    ends = workload.interval_max_context()
+    memory = block_memory(instance, instance.precision, ends)
     largest = max(d.usable_bytes for d in instance.devices)
     total_free = sum(d.usable_bytes for d in instance.devices)
     problems = []
-    group = memory["group"][0].max()
-    if group > largest:
+    group = memory["group"][-1]
+    if group.max() > largest:
+        layer = int(group.argmax())
         problems.append(
-            f"one attention group with its KV cache needs {format_bytes(group)} at the final context, "
-            f"the largest device has {format_bytes(largest)}"
+            f"one attention group of layer {layer} with its KV cache needs {format_bytes(group.max())} at the final "
+            f"context ({int(ends[-1])} tokens); the largest device has {format_bytes(largest)}"
         )
-    for kind in ("embed", "lm_head"):
-        need = float(memory[kind][0])
-        if need > largest:
-            problems.append(f"the {kind} ({format_bytes(need)}) fits on no device (largest: {format_bytes(largest)})")
-    need = float(memory["total"][0])
-    if need > total_free:
+    kinds = ("embed", "lm_head") if splittable else ("embed", "lm_head", "projection", "ffn")
+    for kind in kinds:
+        need = memory[kind][-1]
+        if need.max() > largest:
+            where = f"layer {int(need.argmax())}'s {kind}" if need.size > 1 else f"the {kind}"
+            problems.append(f"{where} ({format_bytes(need.max())}) fits on no device (largest: {format_bytes(largest)})")
+    over = np.flatnonzero(memory["total"] > total_free)
+    if len(over):
+        k = int(over[0])
+        step = int(ends[k] - workload.prompt_tokens)
         problems.append(
-            f"at the final context ({int(instance.workload.interval_max_context()[-1])} tokens) the model needs "
-            f"{format_bytes(need)}, the devices have {format_bytes(total_free)} in all"
+            f"at decode step {step} (context {int(ends[k])}, the end of interval {k}) the model needs "
+            f"{format_bytes(memory['total'][k])}, the devices have {format_bytes(total_free)} in all"
         )
     return problems
 

@@ -329,7 +329,7 @@ def test_a_model_that_fits_nowhere():
     data["model"] = "llama-2-70b"
     with pytest.raises(
         InfeasibleError,
-        match=r"inst\.yaml: no placement can fit: at the final context \(24 tokens\) the model needs "
+        match=r"inst\.yaml: no placement can fit: at decode step 8 \(context 24, the end of interval 0\) the model needs "
         r"[\d.]+ GiB, the devices have 16\.00 GiB in all",
     ):
         load(data)
@@ -353,7 +353,7 @@ def test_an_attention_group_too_big_for_any_device():
     with pytest.raises(InfeasibleError) as info:
         load(data)
     message = str(info.value)
-    assert "one attention group with its KV cache needs 1.16 MiB at the final context, the largest device has 1.00 MiB" in message
+    assert "one attention group of layer 0 with its KV cache needs 1.16 MiB at the final context (8192 tokens); the largest device has 1.00 MiB" in message
     assert "in all" not in message  # the total fits: only the group is at fault
 
 

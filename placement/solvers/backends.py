@@ -1,0 +1,252 @@
+"""Solver interfaces for a `LinearProblem`: HiGHS (highspy), CBC (through PuLP), SCIP (through OR-Tools).
+
+Each takes the same arguments and returns a `SolverOutcome` whose status is one of
+the library's statuses, mapped from the solver's own codes (the raw code is kept in
+`raw_status`), as cvxpy keeps one status map per solver.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from placement.errors import InputError, SolverNotInstalledError
+from placement.solvers.linear import LinearProblem
+
+__all__ = ["SolverOutcome", "solve_problem", "SOLVERS"]
+
+SOLVERS = ("highs", "cbc", "ortools")
+
+
+@dataclass(frozen=True, eq=False)
+class SolverOutcome:
+    """What a solver returned.
+
+    Attributes
+    ----------
+    status : {"optimal", "time_limit", "infeasible", "error"}
+        ``optimal`` means proven within the requested relative gap.
+    raw_status : str
+        The solver's own status name.
+    x : ndarray or None
+        The best solution found.
+    objective : float or None
+        Its objective value (with the offset).
+    bound : float or None
+        The best proven lower bound.
+    seconds : float
+    nodes : int
+    """
+
+    status: str
+    raw_status: str
+    x: np.ndarray | None
+    objective: float | None
+    bound: float | None
+    seconds: float
+    nodes: int = 0
+
+
+def solve_problem(problem: LinearProblem, solver: str = "highs", *, time_limit: float | None = None,
+                  gap: float = 1e-6, threads: int | None = None, start: np.ndarray | None = None) -> SolverOutcome:
+    """Solve `problem` with the named solver.
+
+    Parameters
+    ----------
+    problem : LinearProblem
+    solver : {"highs", "cbc", "ortools"}
+    time_limit : float, optional
+        Seconds.
+    gap : float
+        Relative optimality gap at which the search stops.
+    threads : int, optional
+    start : ndarray, optional
+        A starting point (integer columns are used; continuous ones may be completed by the solver).
+
+    Raises
+    ------
+    InputError
+        For an unknown solver name.
+    SolverNotInstalledError
+        When the solver's package cannot be imported.
+    """
+    if solver not in SOLVERS:
+        raise InputError(f"unknown MILP solver {solver!r}; solvers are {', '.join(SOLVERS)}")
+    return {"highs": _highs, "cbc": _cbc, "ortools": _ortools}[solver](problem, time_limit, gap, threads, start)
+
+
+# ----------------------------------------------------------------------------- HiGHS
+_HIGHS_STATUS = {
+    "kOptimal": "optimal",
+    "kInfeasible": "infeasible",
+    "kTimeLimit": "time_limit",
+    "kIterationLimit": "time_limit",
+    "kSolutionLimit": "time_limit",
+    "kInterrupt": "time_limit",
+}
+
+
+def _highs(problem: LinearProblem, time_limit, gap, threads, start) -> SolverOutcome:
+    try:
+        import highspy
+    except ImportError as exc:  # pragma: no cover - a declared dependency
+        raise SolverNotInstalledError("the MILP solver 'highs' needs highspy: pip install highspy") from exc
+    highs = highspy.Highs()
+    highs.setOptionValue("output_flag", False)
+    highs.setOptionValue("mip_rel_gap", gap)
+    highs.setOptionValue("mip_abs_gap", 0.0)
+    if time_limit is not None:
+        highs.setOptionValue("time_limit", float(time_limit))
+    if threads is not None:
+        highs.setOptionValue("threads", int(threads))
+    lp = highspy.HighsLp()
+    rows, cols = problem.shape
+    lp.num_col_, lp.num_row_ = cols, rows
+    lp.col_cost_ = problem.cost
+    lp.col_lower_ = problem.col_lower
+    lp.col_upper_ = problem.col_upper
+    lp.row_lower_ = problem.row_lower
+    lp.row_upper_ = problem.row_upper
+    lp.offset_ = problem.offset
+    csc = problem.matrix.tocsc()
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = csc.indptr
+    lp.a_matrix_.index_ = csc.indices
+    lp.a_matrix_.value_ = csc.data
+    lp.integrality_ = [highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous for i in problem.integer]
+    highs.passModel(lp)
+    if start is not None:
+        solution = highspy.HighsSolution()
+        solution.col_value = list(map(float, start))
+        solution.value_valid = True
+        highs.setSolution(solution)
+    began = time.perf_counter()
+    highs.run()
+    seconds = time.perf_counter() - began
+    raw = highs.getModelStatus().name
+    info = highs.getInfo()
+    has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
+    x = np.array(highs.getSolution().col_value) if has_solution else None
+    status = _HIGHS_STATUS.get(raw, "error")
+    if status == "optimal" and x is None:
+        status = "error"
+    bound = info.mip_dual_bound if problem.integer.any() else info.objective_function_value
+    return SolverOutcome(
+        status=status, raw_status=raw, x=x, objective=None if x is None else problem.objective(x),
+        bound=None if not math.isfinite(bound) else float(bound), seconds=seconds, nodes=int(info.mip_node_count),
+    )
+
+
+# ----------------------------------------------------------------------------- CBC through PuLP
+def _cbc(problem: LinearProblem, time_limit, gap, threads, start) -> SolverOutcome:
+    try:
+        import pulp
+    except ImportError as exc:  # pragma: no cover
+        raise SolverNotInstalledError("the MILP solver 'cbc' needs PuLP: pip install pulp") from exc
+    model = pulp.LpProblem("placement", pulp.LpMinimize)
+    columns = [
+        pulp.LpVariable(f"x{j}", lowBound=None if not math.isfinite(lo) else lo, upBound=None if not math.isfinite(hi) else hi,
+                        cat=pulp.LpInteger if integer else pulp.LpContinuous)
+        for j, (lo, hi, integer) in enumerate(zip(problem.col_lower, problem.col_upper, problem.integer))
+    ]
+    model += pulp.lpSum(c * columns[j] for j, c in enumerate(problem.cost) if c) + problem.offset
+    csr = problem.matrix
+    for i in range(csr.shape[0]):
+        lo, hi = problem.row_lower[i], problem.row_upper[i]
+        expr = pulp.LpAffineExpression(
+            [(columns[j], v) for j, v in zip(csr.indices[csr.indptr[i]:csr.indptr[i + 1]], csr.data[csr.indptr[i]:csr.indptr[i + 1]])]
+        )
+        if lo == hi:
+            model += expr == lo
+        else:
+            if math.isfinite(lo):
+                model += expr >= lo
+            if math.isfinite(hi):
+                model += expr <= hi
+    if start is not None:
+        for column, value in zip(columns, start):
+            column.setInitialValue(round(value) if column.cat == pulp.LpInteger else value)
+    cmd = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit, gapRel=gap, threads=threads, warmStart=start is not None)
+    if not cmd.available():
+        raise SolverNotInstalledError("the MILP solver 'cbc' needs PuLP's bundled CBC, which is not available here")
+    began = time.perf_counter()
+    model.solve(cmd)
+    seconds = time.perf_counter() - began
+    raw = pulp.LpStatus[model.status]
+    solution_status = getattr(model, "sol_status", None)
+    values = [c.varValue for c in columns]
+    x = None if any(v is None for v in values) else np.array(values, dtype=float)
+    if raw == "Optimal" and solution_status == pulp.LpSolutionOptimal:
+        status = "optimal"
+    elif raw == "Infeasible":
+        status, x = "infeasible", None
+    elif x is not None and problem.violation(x) <= 1e-6:
+        status = "time_limit"
+    else:
+        status, x = ("time_limit" if raw == "Not Solved" else "error"), None
+    objective = None if x is None else problem.objective(x)
+    # CBC does not report its dual bound through PuLP: a proven optimum is its own bound.
+    bound = objective if status == "optimal" else None
+    return SolverOutcome(status=status, raw_status=raw, x=x, objective=objective, bound=bound, seconds=seconds)
+
+
+# ----------------------------------------------------------------------------- SCIP through OR-Tools
+def _ortools(problem: LinearProblem, time_limit, gap, threads, start) -> SolverOutcome:
+    # OR-Tools bundles its own HiGHS, whose symbols clash with highspy's when both are
+    # loaded in one process (google/or-tools#5246), so SCIP runs in a fresh process.
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_ortools_here, problem, time_limit, gap, threads, start).result()
+
+
+def _ortools_here(problem: LinearProblem, time_limit, gap, threads, start) -> SolverOutcome:
+    try:
+        from ortools.linear_solver import pywraplp
+    except ImportError as exc:  # pragma: no cover
+        raise SolverNotInstalledError("the MILP solver 'ortools' needs OR-Tools: pip install ortools") from exc
+    solver = pywraplp.Solver.CreateSolver("SCIP")
+    if solver is None:
+        raise SolverNotInstalledError("OR-Tools was built without SCIP; the 'ortools' MILP solver needs it")
+    infinity = solver.infinity()
+    finite = lambda v: v if math.isfinite(v) else (infinity if v > 0 else -infinity)  # noqa: E731
+    columns = [
+        (solver.IntVar if integer else solver.NumVar)(finite(lo), finite(hi), f"x{j}")
+        for j, (lo, hi, integer) in enumerate(zip(problem.col_lower, problem.col_upper, problem.integer))
+    ]
+    csr = problem.matrix
+    for i in range(csr.shape[0]):
+        row = solver.RowConstraint(finite(problem.row_lower[i]), finite(problem.row_upper[i]), "")
+        for j, v in zip(csr.indices[csr.indptr[i]:csr.indptr[i + 1]], csr.data[csr.indptr[i]:csr.indptr[i + 1]]):
+            row.SetCoefficient(columns[j], float(v))
+    objective = solver.Objective()
+    for j, c in enumerate(problem.cost):
+        if c:
+            objective.SetCoefficient(columns[j], float(c))
+    objective.SetOffset(problem.offset)
+    objective.SetMinimization()
+    if time_limit is not None:
+        solver.SetTimeLimit(int(time_limit * 1000))
+    if threads is not None:
+        solver.SetNumThreads(int(threads))
+    if start is not None:
+        integer_columns = [j for j in range(len(columns)) if problem.integer[j]]
+        solver.SetHint([columns[j] for j in integer_columns], [float(round(start[j])) for j in integer_columns])
+    parameters = pywraplp.MPSolverParameters()
+    parameters.SetDoubleParam(pywraplp.MPSolverParameters.RELATIVE_MIP_GAP, gap)
+    began = time.perf_counter()
+    code = solver.Solve(parameters)
+    seconds = time.perf_counter() - began
+    names = {pywraplp.Solver.OPTIMAL: "OPTIMAL", pywraplp.Solver.FEASIBLE: "FEASIBLE", pywraplp.Solver.INFEASIBLE: "INFEASIBLE",
+             pywraplp.Solver.UNBOUNDED: "UNBOUNDED", pywraplp.Solver.ABNORMAL: "ABNORMAL", pywraplp.Solver.NOT_SOLVED: "NOT_SOLVED"}
+    raw = names.get(code, str(code))
+    status = {"OPTIMAL": "optimal", "FEASIBLE": "time_limit", "INFEASIBLE": "infeasible", "NOT_SOLVED": "time_limit"}.get(raw, "error")
+    x = np.array([c.solution_value() for c in columns]) if raw in ("OPTIMAL", "FEASIBLE") else None
+    bound = objective.BestBound() if x is not None else None
+    return SolverOutcome(status=status, raw_status=raw, x=x, objective=None if x is None else problem.objective(x),
+                         bound=None if bound is None or not math.isfinite(bound) else float(bound), seconds=seconds,
+                         nodes=int(solver.nodes()) if x is not None else 0)

@@ -1,0 +1,405 @@
+"""The MILP formulation of head-level placement over the generation (docs/milp.md).
+
+Variables and constraint families are named after the math in docs/milp.md. The
+formulation follows the shared evaluator term by term, so that its objective, once
+each token block is exact, equals the evaluator's total latency for the plan it
+encodes. Two formulations build the same problem:
+
+- ``counts`` (default): the groups of a layer are interchangeable, so an integer
+  ``n[k,l,m]`` counts those on device ``m``; products of decisions are bounded below
+  with their exact coefficients (no big-M guesses); migration is a transport of
+  groups between devices; identical devices are ordered by load.
+- ``per-group``: one binary per (group, device), with explicit product variables:
+  the naive formulation, kept to measure what ``counts`` gains.
+
+Tokens of an interval are gathered into blocks whose costs are summed. A block's
+chain constraint ``A ≥ Σ_{S∈block} chain_m(S)`` is a relaxation of the evaluator's
+``Σ_S max_m chain_m(S)`` (a sum of maxima is at least the maximum of sums), exact when
+one device is the slowest for every token of the block; `placement.solvers.milp`
+splits blocks until every block is exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from placement.cost.blocks import block_memory
+from placement.evaluate import block_times, prefill_step_costs, step_costs, transfer_times
+from placement.instance import Instance
+from placement.plan import Placement
+from placement.solvers.linear import LinearProblem, ProblemBuilder
+
+__all__ = ["Phase", "Formulation", "build_formulation", "identical_devices"]
+
+
+@dataclass(frozen=True, eq=False)
+class Phase:
+    """Tokens whose costs are summed in the model: the prefill, or a block of decode steps of one interval."""
+
+    interval: int  # position in the formulation's intervals
+    steps: np.ndarray | None  # decode step indices (0-based); None for the prefill
+
+
+@dataclass(eq=False)
+class Formulation:
+    """A built problem with the maps needed to read a plan out of a solution."""
+
+    problem: LinearProblem
+    intervals: list[int]  # instance interval indices covered, in order
+    phases: list[Phase]
+    phase_cost: list[tuple[np.ndarray, np.ndarray]]  # per phase: columns and coefficients of its objective terms
+    migration_cost: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+
+
+def identical_devices(instance: Instance) -> list[list[int]]:
+    """Classes of devices that are interchangeable: same figures, same routes to every other device."""
+    devices, cluster = instance.devices, instance.cluster
+    lat, bw = cluster.route_latency_s, cluster.route_bandwidth_bytes_per_s
+    N = len(devices)
+
+    def figures(d):
+        return (d.memory_bytes, d.peak_flops_per_s, d.memory_bandwidth_bytes_per_s, d.compute_efficiency,
+                d.memory_efficiency, d.reserved_bytes, d.disk_bandwidth_bytes_per_s)
+
+    classes: list[list[int]] = []
+    for m in range(N):
+        for group in classes:
+            a = group[0]
+            swap = np.arange(N)
+            swap[[a, m]] = [m, a]
+            if figures(devices[a]) == figures(devices[m]) and np.array_equal(lat, lat[swap][:, swap]) \
+                    and np.array_equal(bw, bw[swap][:, swap]):
+                group.append(m)
+                break
+        else:
+            classes.append([m])
+    return [c for c in classes if len(c) > 1]
+
+
+def _phase_terms(instance: Instance, phase: Phase):
+    """Summed costs of a phase: block times (L, N) / (N,), transfer time matrices (N, N)."""
+    precision = instance.precision
+    if phase.steps is None:
+        costs = prefill_step_costs(instance, precision)
+        steps = 1
+    else:
+        costs = step_costs(instance, precision, instance.workload.contexts()[phase.steps])
+        steps = len(phase.steps)
+    cluster = instance.cluster
+    roof = costs.roofline
+    group = block_times(costs.group_flops, costs.group_read, instance, roof).sum(axis=0)
+    proj = block_times(costs.projection_flops, costs.projection_read, instance, roof).sum(axis=0)
+    ffn = block_times(costs.ffn_flops, costs.ffn_read, instance, roof).sum(axis=0)
+    embed = block_times(np.zeros(len(costs.embed_read)), costs.embed_read, instance, roof).sum(axis=0)
+    lm = block_times(costs.lm_head_flops, costs.lm_head_read, instance, roof).sum(axis=0)
+
+    def summed(nbytes) -> np.ndarray:
+        per_step = np.broadcast_to(np.asarray(nbytes, dtype=float), (steps,)) if np.ndim(nbytes) else np.full(steps, float(nbytes))
+        return transfer_times(cluster, per_step).sum(axis=0)
+
+    layer_in = costs.hidden_bytes if costs.layer_in_bytes is None else costs.layer_in_bytes
+    out_bytes = np.broadcast_to(np.asarray(costs.group_out_bytes, dtype=float), (steps,))
+    off_diagonal = ~np.eye(instance.n_devices, dtype=bool)
+    out_latency = np.where(off_diagonal, cluster.route_latency_s * np.count_nonzero(out_bytes > 0), 0.0)
+    out_per_group = np.where(off_diagonal, out_bytes.sum() / cluster.route_bandwidth_bytes_per_s, 0.0)
+    return dict(
+        group=group, proj=proj, ffn=ffn, embed=embed, lm=lm,
+        t_in=summed(layer_in), t_hidden=summed(costs.hidden_bytes), t_lm=summed(costs.lm_head_in_bytes),
+        t_token=summed(costs.token_bytes), out_latency=out_latency, out_per_group=out_per_group,
+        sum_gather=costs.sum_gather,
+    )
+
+
+def build_formulation(
+    instance: Instance,
+    intervals: list[int],
+    blocks: dict[int, list[np.ndarray]],
+    *,
+    current: Placement | None = None,
+    allowed: dict[str, np.ndarray] | None = None,
+    formulation: str = "counts",
+    break_symmetry: bool = True,
+) -> Formulation:
+    """Build the MILP over `intervals` of `instance`.
+
+    Parameters
+    ----------
+    instance : Instance
+    intervals : list of int
+        Instance interval indices, consecutive (all of them for ``horizon`` mode,
+        one for ``interval`` mode). The prefill is included when interval 0 is.
+    blocks : dict of int to list of ndarray
+        For each interval, the decode steps (0-based) of each token block.
+    current : Placement, optional
+        The placement before the first interval (``interval`` mode): migration into
+        the first interval is charged from it.
+    allowed : dict of str to ndarray, optional
+        Boolean masks of allowed devices: ``attention``, ``projection``, ``ffn`` (L, N),
+        ``embed``, ``lm_head`` (N,), and ``pin_attention`` (L, N): all groups there.
+    formulation : {"counts", "per-group"}
+    break_symmetry : bool
+        Order identical devices by load in the first interval (``counts`` only).
+
+    Returns
+    -------
+    Formulation
+    """
+    model, cluster, workload = instance.model, instance.cluster, instance.workload
+    L, K, N = model.layers, model.kv_heads, instance.n_devices
+    I = len(intervals)
+    shared = cluster.network == "shared"
+    b = ProblemBuilder()
+    phase_cost: list[tuple[list, list]] = []
+
+    # ---------------------------------------------------------------- placement variables
+    allowed = allowed or {}
+    att_ok = allowed.get("attention", np.ones((L, N), bool))
+    upper_n = np.where(att_ok, K, 0)[None].repeat(I, axis=0)
+    if formulation == "counts":
+        n = b.variables("n", (I, L, N), upper=upper_n, integer=True)
+        n_terms = n[..., None]  # (I, L, N, 1): columns whose sum is n
+    elif formulation == "per-group":
+        x = b.variables("x", (I, L, K, N), upper=np.broadcast_to(att_ok[None, :, None, :], (I, L, K, N)), integer=True)
+        n_terms = x.transpose(0, 1, 3, 2)  # (I, L, N, K)
+    else:
+        raise ValueError(f"unknown formulation {formulation!r}")
+    y = b.variables("y", (I, L, N), upper=np.where(att_ok, 1, 0)[None].repeat(I, axis=0), integer=True)
+    p = b.variables("p", (I, L, N), upper=np.broadcast_to(allowed.get("projection", True), (I, L, N)).astype(float), integer=True)
+    f = b.variables("f", (I, L, N), upper=np.broadcast_to(allowed.get("ffn", True), (I, L, N)).astype(float), integer=True)
+    e = b.variables("e", (I, N), upper=np.broadcast_to(allowed.get("embed", True), (I, N)).astype(float), integer=True)
+    h = b.variables("h", (I, N), upper=np.broadcast_to(allowed.get("lm_head", True), (I, N)).astype(float), integer=True)
+
+    def sum_n(index_arrays, coef) -> tuple[np.ndarray, np.ndarray]:
+        """Columns and coefficients of coef·n for rows given by index arrays into (I, L, N)."""
+        cols = n_terms[index_arrays]
+        return cols, np.broadcast_to(np.asarray(coef, dtype=float)[..., None], cols.shape)
+
+    # assign: every group placed once; one device for each whole block
+    if formulation == "counts":
+        b.constraints("assign_groups", n.reshape(I * L, N), 1.0, lower=K, upper=K)
+    else:
+        b.constraints("assign_groups", x.reshape(I * L * K, N), 1.0, lower=1, upper=1)
+    for name, var in (("assign_projection", p), ("assign_ffn", f)):
+        b.constraints(name, var.reshape(I * L, N), 1.0, lower=1, upper=1)
+    b.constraints("assign_embed", e, 1.0, lower=1, upper=1)
+    b.constraints("assign_lm_head", h, 1.0, lower=1, upper=1)
+    pin = allowed.get("pin_attention")
+    if pin is not None:
+        kk, ll, mm = np.nonzero(np.broadcast_to(pin, (I, L, N)))
+        cols, coefs = sum_n((kk, ll, mm), np.ones(len(kk)))
+        b.constraints("pin_attention", cols, coefs, lower=K, upper=K)
+
+    # host: y = 1 exactly when the device runs a group of the layer
+    index = np.indices((I, L, N)).reshape(3, -1)
+    cols, coefs = sum_n(tuple(index), -np.ones(index.shape[1]))
+    b.constraints("host_lower", np.concatenate([y.reshape(-1, 1), cols], 1),
+                  np.concatenate([np.full((cols.shape[0], 1), K), coefs], 1), lower=0)
+    b.constraints("host_upper", np.concatenate([y.reshape(-1, 1), cols], 1),
+                  np.concatenate([np.ones((cols.shape[0], 1)), coefs], 1), upper=0)
+
+    # memory at the largest context of each interval; tied embeddings shared when together
+    tied = model.tied_embeddings and instance.precision.embed == instance.precision.lm_head
+    t = b.variables("t", (I, N), upper=1.0) if tied else None
+    usable = np.array([d.usable_bytes for d in instance.devices])
+    s_max = workload.interval_max_context()[intervals]
+    for kk in range(I):
+        memory = block_memory(instance, instance.precision, s_max[kk:kk + 1])
+        group_bytes = memory["group"][0]  # (L,)
+        rows_cols, rows_coefs = [], []
+        for m in range(N):
+            c_n, k_n = sum_n((np.full(L, kk), np.arange(L), np.full(L, m)), group_bytes)
+            cols = [c_n.ravel(), p[kk, :, m], f[kk, :, m], [e[kk, m]], [h[kk, m]]]
+            coefs = [k_n.ravel(), memory["projection"][0], memory["ffn"][0], memory["embed"], memory["lm_head"]]
+            if tied:
+                cols.append([t[kk, m]])
+                coefs.append(-memory["embed"])
+            rows_cols.append(np.concatenate(cols))
+            rows_coefs.append(np.concatenate(coefs))
+        b.constraints("memory", np.array(rows_cols), np.array(rows_coefs), upper=usable)
+        if tied:
+            b.constraints("tied_embed", np.stack([t[kk], e[kk]], 1), np.array([1.0, -1.0]), upper=0)
+            b.constraints("tied_lm_head", np.stack([t[kk], h[kk]], 1), np.array([1.0, -1.0]), upper=0)
+
+    # symmetry: identical devices ordered by load in the first interval
+    if break_symmetry and formulation == "counts" and current is None and not allowed:
+        for group in identical_devices(instance):
+            for a, c in zip(group, group[1:]):
+                load = lambda m: np.concatenate([n[0, :, m], p[0, :, m], f[0, :, m], [e[0, m], h[0, m]]])  # noqa: E731
+                weights = np.concatenate([np.ones(L), np.full(L, K), np.full(L, K), [K, K]])
+                b.constraints("symmetry", np.concatenate([load(a), load(c)])[None],
+                              np.concatenate([weights, -weights])[None], lower=0)
+
+    # ---------------------------------------------------------------- latency of each phase
+    phases = ([Phase(0, None)] if intervals[0] == 0 else []) + [
+        Phase(kk, steps) for kk, k in enumerate(intervals) for steps in blocks[k]
+    ]
+    pairs = np.array([(u, v) for u in range(N) for v in range(N) if u != v]).reshape(-1, 2)
+    uu, vv = pairs[:, 0], pairs[:, 1]
+    for index_phase, phase in enumerate(phases):
+        kk = phase.interval
+        terms = _phase_terms(instance, phase)
+        name = f"phase{index_phase}"
+        objective_cols: list[np.ndarray] = []
+        objective_coefs: list[np.ndarray] = []
+
+        def cost(cols, coefs) -> None:
+            cols = np.asarray(cols).ravel()
+            objective_cols.append(cols)
+            objective_coefs.append(np.broadcast_to(np.asarray(coefs, dtype=float), np.shape(cols)).ravel())
+
+        A = b.variables(f"{name}.A", (L,))
+        cost(A, 1.0)
+        cost(p[kk], terms["proj"])  # whole projection after the groups
+        cost(f[kk], terms["ffn"])
+        cost(e[kk], terms["embed"])
+        cost(h[kk], terms["lm"])
+
+        # recv[l, m] ≥ t_in[u, m]·(src_u + y_m − 1): the layer input reaches group device m
+        src = np.concatenate([e[kk][None], f[kk][:-1]], 0)  # (L, N) holder of each layer's input
+        t_in = terms["t_in"]
+        has_recv = bool((t_in > 0).any())
+        if has_recv:
+            recv = b.variables(f"{name}.recv", (L, N))
+            ll = np.repeat(np.arange(L), len(pairs))
+            u, m = np.tile(uu, L), np.tile(vv, L)
+            coef = t_in[u, m]
+            keep = coef > 0
+            b.constraints(f"{name}.receive", np.stack([recv[ll, m], src[ll, u], y[kk, ll, m]], 1)[keep],
+                          np.stack([np.ones(keep.sum()), -coef[keep], -coef[keep]], 1), lower=-coef[keep])
+        # out[l, m] ≥ lat·(p_q + y_m − 1) + per_group·(n_m − K + K·p_q): head outputs to the projection
+        out = b.variables(f"{name}.out", (L, N))
+        ll = np.repeat(np.arange(L), len(pairs))
+        m, q = np.tile(uu, L), np.tile(vv, L)
+        lat, per = terms["out_latency"][m, q], terms["out_per_group"][m, q]
+        n_cols, n_coefs = sum_n((np.full(len(ll), kk), ll, m), -per)
+        b.constraints(
+            f"{name}.send_out",
+            np.concatenate([np.stack([out[ll, m], p[kk, ll, q], y[kk, ll, m]], 1), n_cols], 1),
+            np.concatenate([np.stack([np.ones(len(ll)), -lat - K * per, -lat], 1), n_coefs], 1),
+            lower=-lat - K * per,
+        )
+        # the attention stage: chains (switched) or the slowest computation (shared, three-phase)
+        group_time = terms["group"]  # (L, N) summed over the phase's tokens
+        ll, m = np.repeat(np.arange(L), N), np.tile(np.arange(N), L)
+        n_cols, n_coefs = sum_n((np.full(len(ll), kk), ll, m), -group_time[ll, m])
+        if shared or terms["sum_gather"]:
+            b.constraints(f"{name}.compute", np.concatenate([A[ll][:, None], n_cols], 1),
+                          np.concatenate([np.ones((len(ll), 1)), n_coefs], 1), lower=0)
+            cost(out, 1.0)
+            if has_recv and shared:
+                cost(recv, 1.0)
+            elif has_recv:
+                slowest = b.variables(f"{name}.recv_max", (L,))
+                b.constraints(f"{name}.receive_max", np.stack([slowest[ll], recv[ll, m]], 1), np.array([1.0, -1.0]), lower=0)
+                cost(slowest, 1.0)
+        else:
+            extra = [recv[ll, m]] if has_recv else []
+            b.constraints(f"{name}.chain",
+                          np.concatenate([np.stack([A[ll], out[ll, m], *extra], 1), n_cols], 1),
+                          np.concatenate([np.array([[1.0, -1.0] + [-1.0] * len(extra)]).repeat(len(ll), 0), n_coefs], 1),
+                          lower=0)
+
+        # R[l] ≥ t_hidden[q, v]·(p_q + f_v − 1): projection output to the FFN
+        R = b.variables(f"{name}.ffn_receive", (L,))
+        cost(R, 1.0)
+        ll = np.repeat(np.arange(L), len(pairs))
+        q, v = np.tile(uu, L), np.tile(vv, L)
+        coef = terms["t_hidden"][q, v]
+        keep = coef > 0
+        b.constraints(f"{name}.ffn_input", np.stack([R[ll], p[kk, ll, q], f[kk, ll, v]], 1)[keep],
+                      np.stack([np.ones(keep.sum()), -coef[keep], -coef[keep]], 1), lower=-coef[keep])
+        # the ends: last FFN to lm_head, the token id back to embed
+        for label, first, second, matrix in (("lm_input", f[kk, L - 1], h[kk], terms["t_lm"]),
+                                             ("token", h[kk], e[kk], terms["t_token"])):
+            coef = matrix[uu, vv]
+            keep = coef > 0
+            if keep.any():
+                var = b.variables(f"{name}.{label}", (1,))
+                cost(var, 1.0)
+                b.constraints(f"{name}.{label}", np.stack([np.full(keep.sum(), var[0]), first[uu[keep]], second[vv[keep]]], 1),
+                              np.stack([np.ones(keep.sum()), -coef[keep], -coef[keep]], 1), lower=-coef[keep])
+        phase_cost.append((np.concatenate(objective_cols), np.concatenate(objective_coefs)))
+        b.add_cost(phase_cost[-1][0], phase_cost[-1][1])
+
+    # ---------------------------------------------------------------- migration at interval boundaries
+    migration_cost = []
+    lat_pair = cluster.route_latency_s[uu, vv]
+    bw_pair = cluster.route_bandwidth_bytes_per_s[uu, vv]
+    for kk in range(I):
+        k = intervals[kk]
+        if k == 0 or (kk == 0 and current is None):
+            continue
+        memory = block_memory(instance, instance.precision, np.array([workload.prompt_tokens + k * workload.tau]))
+        pair_cols: list[np.ndarray] = []  # per kind: (pairs, terms) columns of the moves between each pair
+        pair_coefs: list[np.ndarray] = []
+        if kk == 0:  # interval mode: the previous placement is data
+            prev_counts = np.zeros((L, N))
+            np.add.at(prev_counts, (np.arange(L)[:, None], current.attention), 1)
+            prev = {"projection": current.projection.argmax(1), "ffn": current.ffn.argmax(1),
+                    "embed": current.embed, "lm_head": current.lm_head}
+        # groups: a transport of counts (counts) or one move variable per group (per-group)
+        group_bytes = memory["group"][0]
+        if formulation == "counts":
+            flow = b.variables(f"move{kk}.groups", (L, N, N), upper=K, integer=True)
+            out_rows = flow.reshape(L * N, N)
+            if kk == 0:
+                b.constraints(f"move{kk}.leave", out_rows, 1.0, lower=prev_counts.ravel(), upper=prev_counts.ravel())
+            else:
+                b.constraints(f"move{kk}.leave", np.concatenate([out_rows, n[kk - 1].reshape(-1, 1)], 1),
+                              np.concatenate([np.ones((L * N, N)), -np.ones((L * N, 1))], 1), lower=0, upper=0)
+            in_rows = flow.transpose(0, 2, 1).reshape(L * N, N)
+            b.constraints(f"move{kk}.arrive", np.concatenate([in_rows, n[kk].reshape(-1, 1)], 1),
+                          np.concatenate([np.ones((L * N, N)), -np.ones((L * N, 1))], 1), lower=0, upper=0)
+            pair_cols.append(flow[:, uu, vv].T)  # (pairs, L)
+            pair_coefs.append(lat_pair[:, None] + group_bytes[None, :] / bw_pair[:, None])
+        else:
+            moves = b.variables(f"move{kk}.groups", (L, K, len(pairs)), upper=1.0)
+            ll, gg, pp = (a.ravel() for a in np.indices((L, K, len(pairs))))
+            if kk == 0:
+                src = current.attention[ll, gg] == uu[pp]
+                b.constraints(f"move{kk}.group", np.stack([moves[ll, gg, pp], x[kk, ll, gg, vv[pp]]], 1)[src],
+                              np.array([1.0, -1.0]), lower=0)
+            else:
+                b.constraints(f"move{kk}.group", np.stack([moves[ll, gg, pp], x[kk - 1, ll, gg, uu[pp]], x[kk, ll, gg, vv[pp]]], 1),
+                              np.array([1.0, -1.0, -1.0]), lower=-1)
+            pair_cols.append(moves.transpose(2, 0, 1).reshape(len(pairs), L * K))
+            pair_coefs.append(np.repeat(lat_pair[:, None] + group_bytes[None, :] / bw_pair[:, None], K, axis=1))
+        # whole blocks: mu ≥ before_u + after_v − 1
+        for kind, var, nbytes in (("projection", p, memory["projection"][0]), ("ffn", f, memory["ffn"][0])):
+            mu = b.variables(f"move{kk}.{kind}", (L, len(pairs)), upper=1.0)
+            ll, pp = (a.ravel() for a in np.indices((L, len(pairs))))
+            if kk == 0:
+                before = prev[kind]
+                keep = before[ll] == uu[pp]
+                b.constraints(f"move{kk}.{kind}", np.stack([mu[ll, pp], var[kk, ll, vv[pp]]], 1)[keep], np.array([1.0, -1.0]), lower=0)
+            else:
+                b.constraints(f"move{kk}.{kind}", np.stack([mu[ll, pp], var[kk - 1, ll, uu[pp]], var[kk, ll, vv[pp]]], 1),
+                              np.array([1.0, -1.0, -1.0]), lower=-1)
+            pair_cols.append(mu.T)
+            pair_coefs.append(lat_pair[:, None] + nbytes[None, :] / bw_pair[:, None])
+        for kind, var, nbytes in (("embed", e, memory["embed"][0]), ("lm_head", h, memory["lm_head"][0])):
+            mu = b.variables(f"move{kk}.{kind}", (len(pairs),), upper=1.0)
+            if kk == 0:
+                keep = uu == prev[kind]
+                b.constraints(f"move{kk}.{kind}", np.stack([mu, var[kk, vv]], 1)[keep], np.array([1.0, -1.0]), lower=0)
+            else:
+                b.constraints(f"move{kk}.{kind}", np.stack([mu, var[kk - 1, uu], var[kk, vv]], 1), np.array([1.0, -1.0, -1.0]), lower=-1)
+            pair_cols.append(mu[:, None])
+            pair_coefs.append((lat_pair + nbytes / bw_pair)[:, None])
+        cols = np.concatenate(pair_cols, 1)
+        coefs = np.concatenate(pair_coefs, 1)
+        if shared:  # every move follows the others
+            b.add_cost(cols, coefs)
+            migration_cost.append((cols.ravel(), coefs.ravel()))
+        else:  # the slowest pair of devices
+            M = b.variables(f"move{kk}.time", (1,), cost=1.0)
+            b.constraints(f"move{kk}.pair", np.concatenate([np.full((len(pairs), 1), M[0]), cols], 1),
+                          np.concatenate([np.ones((len(pairs), 1)), -coefs], 1), lower=0)
+            migration_cost.append((M, np.ones(1)))
+
+    return Formulation(
+        problem=b.build(), intervals=list(intervals), phases=phases,
+        phase_cost=[(c, k) for c, k in phase_cost], migration_cost=migration_cost,
+    )
