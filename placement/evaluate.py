@@ -415,7 +415,7 @@ def step_costs(instance: Instance, precision: Precision, contexts: np.ndarray) -
     if instance.workload.profile == "kafetzis2025":
         from placement.cost.kafetzis import kafetzis_step_costs
 
-        return kafetzisstep_costs(model, batch, precision, contexts)
+        return kafetzis_step_costs(model, batch, precision, contexts)
     return decode_costs(model, batch, precision, contexts)
 
 

@@ -16,6 +16,7 @@ __all__ = ["solve", "METHODS"]
 METHODS: dict[str, tuple[str, str]] = {
     "single": ("placement.solvers.reference", "solve_single"),
     "pipeline": ("placement.solvers.reference", "solve_pipeline"),
+    "milp": ("placement.solvers.milp", "solve_milp"),
 }
 
 

@@ -196,12 +196,29 @@ def _cbc(problem: LinearProblem, time_limit, gap, threads, start) -> SolverOutco
 # ----------------------------------------------------------------------------- SCIP through OR-Tools
 def _ortools(problem: LinearProblem, time_limit, gap, threads, start) -> SolverOutcome:
     # OR-Tools bundles its own HiGHS, whose symbols clash with highspy's when both are
-    # loaded in one process (google/or-tools#5246), so SCIP runs in a fresh process.
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    # loaded in one process (google/or-tools#5246), so SCIP runs in a fresh interpreter.
+    import pickle
+    import subprocess
+    import sys
 
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_ortools_here, problem, time_limit, gap, threads, start).result()
+    worker = "from placement.solvers.backends import _ortools_worker; _ortools_worker()"
+    payload = pickle.dumps((problem, time_limit, gap, threads, start))
+    done = subprocess.run([sys.executable, "-c", worker], input=payload, capture_output=True, check=False)
+    if done.returncode != 0:
+        message = done.stderr.decode(errors="replace").strip().splitlines()
+        if message and "SolverNotInstalledError" in message[-1]:
+            raise SolverNotInstalledError(message[-1].split(":", 1)[-1].strip())
+        return SolverOutcome("error", f"worker exit {done.returncode}: {message[-1] if message else ''}", None, None, None, 0.0)
+    return pickle.loads(done.stdout)
+
+
+def _ortools_worker() -> None:
+    """Entry of the fresh interpreter: a pickled problem on stdin, a pickled outcome on stdout."""
+    import pickle
+    import sys
+
+    outcome = _ortools_here(*pickle.loads(sys.stdin.buffer.read()))
+    sys.stdout.buffer.write(pickle.dumps(outcome))
 
 
 def _ortools_here(problem: LinearProblem, time_limit, gap, threads, start) -> SolverOutcome:

@@ -217,10 +217,10 @@ def build_formulation(
                 coefs.append(-memory["embed"])
             rows_cols.append(np.concatenate(cols))
             rows_coefs.append(np.concatenate(coefs))
-        b.constraints("memory", np.array(rows_cols), np.array(rows_coefs), upper=usable)
+        b.constraints(f"memory{kk}", np.array(rows_cols), np.array(rows_coefs), upper=usable)
         if tied:
-            b.constraints("tied_embed", np.stack([t[kk], e[kk]], 1), np.array([1.0, -1.0]), upper=0)
-            b.constraints("tied_lm_head", np.stack([t[kk], h[kk]], 1), np.array([1.0, -1.0]), upper=0)
+            b.constraints(f"tied_embed{kk}", np.stack([t[kk], e[kk]], 1), np.array([1.0, -1.0]), upper=0)
+            b.constraints(f"tied_lm_head{kk}", np.stack([t[kk], h[kk]], 1), np.array([1.0, -1.0]), upper=0)
 
     # symmetry: identical devices ordered by load in the first interval
     if break_symmetry and formulation == "counts" and current is None and not allowed:
@@ -245,9 +245,9 @@ def build_formulation(
         objective_coefs: list[np.ndarray] = []
 
         def cost(cols, coefs) -> None:
-            cols = np.asarray(cols).ravel()
-            objective_cols.append(cols)
-            objective_coefs.append(np.broadcast_to(np.asarray(coefs, dtype=float), np.shape(cols)).ravel())
+            cols = np.asarray(cols)
+            objective_cols.append(cols.ravel())
+            objective_coefs.append(np.broadcast_to(np.asarray(coefs, dtype=float), cols.shape).ravel())
 
         A = b.variables(f"{name}.A", (L,))
         cost(A, 1.0)

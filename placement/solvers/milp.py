@@ -1,0 +1,363 @@
+"""Exact MILP back end: provably optimal head-level placement, with migration (docs/milp.md).
+
+`solve_milp` builds the formulation of `placement.solvers.milp_model`, solves it with
+HiGHS, CBC or SCIP, reads the plan out of the solution and has the shared evaluator
+judge it. Tokens of an interval start as one block; a block whose relaxed cost falls
+short of the evaluator's is split and the problem solved again (warm-started), until
+every block is exact: the MILP's objective then equals the evaluator's figure and its
+bound is a bound on the true optimum.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import numpy as np
+
+from placement.errors import InputError
+from placement.evaluate import evaluate
+from placement.instance import Instance, capacity_problems
+from placement.plan import Placement, Plan
+from placement.result import Result
+from placement.solvers.backends import SOLVERS, solve_problem
+from placement.solvers.linear import LinearProblem
+from placement.solvers.milp_model import Formulation, build_formulation, identical_devices
+
+__all__ = ["solve_milp", "MODES"]
+
+MODES = ("horizon", "interval")
+_BLOCK_KEY = re.compile(r"^(attention|projection|ffn|layer)\[(\d+)\]$")
+
+
+def _allowed_masks(instance: Instance, pin: dict[str, str] | None, forbid: dict[str, list[str]] | None) -> dict[str, np.ndarray]:
+    """Masks of allowed devices from `pin` (block → device) and `forbid` (device → blocks)."""
+    L, N = instance.model.layers, instance.n_devices
+    masks = {"attention": np.ones((L, N), bool), "projection": np.ones((L, N), bool), "ffn": np.ones((L, N), bool),
+             "embed": np.ones(N, bool), "lm_head": np.ones(N, bool)}
+    pinned_attention = np.zeros((L, N), bool)
+    known = "'embed', 'lm_head', 'attention', 'projection', 'ffn', 'layer', or one layer's as 'ffn[3]'"
+
+    def targets(key: str) -> list[tuple[str, Any]]:
+        if key in ("embed", "lm_head"):
+            return [(key, slice(None))]
+        if key in ("attention", "projection", "ffn"):
+            return [(key, slice(None))]
+        if key == "layer":
+            return [(kind, slice(None)) for kind in ("attention", "projection", "ffn")]
+        match = _BLOCK_KEY.match(key)
+        if not match:
+            raise InputError(f"block {key!r} is unknown; name blocks as {known}")
+        kind, layer = match.group(1), int(match.group(2))
+        if layer >= L:
+            raise InputError(f"block {key!r}: the model has layers 0 to {L - 1}")
+        kinds = ("attention", "projection", "ffn") if kind == "layer" else (kind,)
+        return [(k, layer) for k in kinds]
+
+    for key, device in (pin or {}).items():
+        m = instance.cluster.index(device)
+        for kind, layers in targets(key):
+            row = np.zeros(N, bool)
+            row[m] = True
+            masks[kind][layers] = masks[kind][layers] & row
+            if kind == "attention":
+                pinned_attention[layers, m] = True
+    for device, keys in (forbid or {}).items():
+        m = instance.cluster.index(device)
+        for key in keys:
+            for kind, layers in targets(key):
+                if kind in ("embed", "lm_head"):
+                    masks[kind][m] = False
+                else:
+                    masks[kind][layers, m] = False
+    for kind, mask in masks.items():
+        empty = ~mask.any(axis=-1)
+        if np.any(empty):
+            where = kind if mask.ndim == 1 else f"{kind}[{int(np.flatnonzero(empty)[0])}]"
+            raise InputError(f"`pin`/`forbid` leave no device for {where}; allow at least one")
+    if pinned_attention.any():
+        masks["pin_attention"] = pinned_attention
+    return masks
+
+
+def _canonical(instance: Instance, placements: list[Placement]) -> list[Placement]:
+    """Relabel identical devices so that the first placement's loads are in the order the symmetry rows demand."""
+    K = instance.model.kv_heads
+    perm = np.arange(instance.n_devices)
+    first = placements[0]
+    counts = np.zeros((instance.model.layers, instance.n_devices))
+    np.add.at(counts, (np.arange(instance.model.layers)[:, None], first.attention), 1)
+    load = counts.sum(0) + K * first.projection.sum(0) + K * first.ffn.sum(0)
+    load[first.embed] += K
+    load[first.lm_head] += K
+    for group in identical_devices(instance):
+        ordered = sorted(group, key=lambda m: -load[m])
+        perm[ordered] = group  # the heaviest takes the first index of its class
+    relabel = lambda shares: shares[:, np.argsort(perm)]  # noqa: E731
+    return [Placement(perm[p.attention], relabel(p.projection), relabel(p.ffn), int(perm[p.embed]),
+                      int(perm[p.lm_head]), p.precision) for p in placements]
+
+
+def _start_vector(form: Formulation, instance: Instance, placements: list[Placement]) -> np.ndarray | None:
+    """A full starting point: the placement columns fixed to the plan's, the rest by an LP (HiGHS)."""
+    problem = form.problem
+    lower, upper = problem.col_lower.copy(), problem.col_upper.copy()
+    fam = problem.families
+    L, N = instance.model.layers, instance.n_devices
+    for kk, placement in enumerate(placements):
+        counts = np.zeros((L, N))
+        np.add.at(counts, (np.arange(L)[:, None], placement.attention), 1)
+        values = {"y": (counts > 0).astype(float), "p": placement.projection, "f": placement.ffn,
+                  "e": np.eye(N)[placement.embed], "h": np.eye(N)[placement.lm_head]}
+        if "n" in fam:
+            values["n"] = counts
+        else:
+            values["x"] = np.eye(N)[placement.attention]
+        for name, value in values.items():
+            cols = fam[name][kk]
+            lower[cols] = upper[cols] = value
+    fixed = LinearProblem(problem.cost, problem.matrix, problem.row_lower, problem.row_upper, lower, upper,
+                          np.zeros_like(problem.integer), problem.offset)
+    outcome = solve_problem(fixed, "highs", gap=0.0)
+    return outcome.x if outcome.status == "optimal" else None
+
+
+def _placements(form: Formulation, instance: Instance, x: np.ndarray, current: Placement | None) -> list[Placement]:
+    """Read one placement per interval out of a solution, keeping groups where they were."""
+    fam = form.problem.families
+    L, K, N = instance.model.layers, instance.model.kv_heads, instance.n_devices
+    rounded = lambda name: np.rint(x[fam[name]]).astype(np.int64)  # noqa: E731
+    placements = []
+    previous = current
+    for kk in range(len(form.intervals)):
+        if "x" in fam:
+            attention = rounded("x")[kk].argmax(axis=-1)
+        else:
+            counts = rounded("n")[kk]
+            if previous is None:
+                attention = np.stack([np.repeat(np.arange(N), counts[l]) for l in range(L)])
+            else:
+                flow = rounded(f"move{kk}.groups")
+                attention = previous.attention.copy()
+                for l in range(L):
+                    for u in range(N):
+                        on_u = np.flatnonzero(previous.attention[l] == u)
+                        destinations = np.repeat(np.arange(N), flow[l, u])
+                        # stay first, then moves: groups that stay keep their identity
+                        order = np.argsort(destinations != u, kind="stable")
+                        attention[l, on_u] = destinations[order]
+        one_hot = lambda name: np.eye(N)[rounded(name)[kk].argmax(axis=-1)]  # noqa: E731
+        placement = Placement(attention, one_hot("p"), one_hot("f"), int(rounded("e")[kk].argmax()),
+                              int(rounded("h")[kk].argmax()))
+        placements.append(placement)
+        previous = placement
+    return placements
+
+
+def _initial_blocks(instance: Instance, intervals: list[int], token_blocks: str | int) -> dict[int, list[np.ndarray]]:
+    step_interval = instance.workload.interval_of_step()
+    blocks = {}
+    for k in intervals:
+        steps = np.flatnonzero(step_interval == k)
+        if token_blocks == "adaptive":
+            blocks[k] = [steps]
+        elif token_blocks == "exact":
+            blocks[k] = [steps[i:i + 1] for i in range(len(steps))]
+        else:
+            size = int(token_blocks)
+            blocks[k] = [steps[i:i + size] for i in range(0, len(steps), size)]
+    return blocks
+
+
+def solve_milp(
+    instance: Instance,
+    *,
+    solver: str = "highs",
+    mode: str = "horizon",
+    interval: int = 0,
+    current: Placement | Plan | None = None,
+    time_limit: float | None = None,
+    gap: float = 1e-6,
+    threads: int | None = None,
+    warm_start: Plan | str | None = "auto",
+    pin: dict[str, str] | None = None,
+    forbid: dict[str, list[str]] | None = None,
+    formulation: str = "counts",
+    token_blocks: str | int = "adaptive",
+    max_refinements: int = 12,
+) -> Result:
+    """The optimal placement of every block for every interval of the generation.
+
+    Parameters
+    ----------
+    instance : Instance
+    solver : {"highs", "cbc", "ortools"}
+        HiGHS (highspy), CBC (through PuLP) or SCIP (through OR-Tools).
+    mode : {"horizon", "interval"}
+        ``horizon``: all intervals at once, migration included (the clairvoyant
+        optimum). ``interval``: one interval (`interval`), given the placement
+        before it (`current`), as an online re-partitioner would decide it.
+    interval : int
+        The interval of ``interval`` mode.
+    current : Placement or Plan, optional
+        The placement before `interval` (a Plan's placement for ``interval - 1``);
+        None for no migration cost.
+    time_limit : float, optional
+        Seconds for the whole solve (all refinements); on expiry the incumbent is
+        returned with status ``time_limit``.
+    gap : float
+        Relative optimality gap at which the solver stops.
+    threads : int, optional
+    warm_start : Plan, "auto" or None
+        A plan to start from; ``"auto"`` takes the better feasible reference plan
+        (``single``, ``pipeline``) or, in ``interval`` mode, `current`.
+    pin : dict, optional
+        Block → device name: ``{"embed": "pi-a", "ffn[3]": "orin", "layer[0]": "orin"}``.
+    forbid : dict, optional
+        Device name → blocks it must not run: ``{"pi-a": ["ffn", "lm_head"]}``.
+    formulation : {"counts", "per-group"}
+        ``per-group`` is the naive per-head binary formulation, for comparison.
+    token_blocks : "adaptive", "exact" or int
+        ``adaptive``: one block per interval, split where inexact; ``exact``: one
+        block per token from the start; an int: blocks of that many tokens.
+    max_refinements : int
+        Most block splittings before returning with status ``feasible``.
+
+    Returns
+    -------
+    Result
+        ``optimal`` with the plan, the evaluator's report, the objective (equal to
+        the evaluator's total within 1e-6) and the bound; ``time_limit`` with the
+        incumbent; ``infeasible`` with a diagnosis; ``stats`` holds the model size,
+        refinements, solver status, and in ``interval`` mode ``interval_cost_s``.
+
+    Raises
+    ------
+    InputError
+        On an unknown solver, mode, formulation, pinned device or block name.
+    """
+    if solver not in SOLVERS:
+        raise InputError(f"unknown MILP solver {solver!r}; solvers are {', '.join(SOLVERS)}")
+    if mode not in MODES:
+        raise InputError(f"unknown mode {mode!r}; modes are {', '.join(MODES)}")
+    if formulation not in ("counts", "per-group"):
+        raise InputError(f"unknown formulation {formulation!r}; use 'counts' or 'per-group'")
+    if not (token_blocks in ("adaptive", "exact") or (isinstance(token_blocks, int) and token_blocks >= 1)):
+        raise InputError(f"`token_blocks` must be 'adaptive', 'exact' or a positive number of tokens, got {token_blocks!r}")
+    workload = instance.workload
+    I = workload.n_intervals
+    if mode == "interval" and not 0 <= interval < I:
+        raise InputError(f"`interval` must be between 0 and {I - 1}, got {interval}")
+    if isinstance(current, Plan):
+        current = current.placement(max(interval - 1, 0))
+    if mode == "horizon":
+        current = None
+    started = time.perf_counter()
+
+    problems = capacity_problems(instance, splittable=False)
+    if problems:
+        return Result("infeasible", "no placement fits: " + "; ".join(problems), None, None, stats={"diagnosis": problems})
+    allowed = _allowed_masks(instance, pin, forbid) if (pin or forbid) else None
+    intervals = list(range(I)) if mode == "horizon" else [interval]
+    blocks = _initial_blocks(instance, intervals, token_blocks)
+
+    start_placements = _warm_placements(instance, warm_start, current, len(intervals))
+    stats: dict[str, Any] = {"solver": solver, "mode": mode, "formulation": formulation, "refinements": 0}
+    outcome = None
+    for refinement in range(max_refinements + 1):
+        form = build_formulation(instance, intervals, blocks, current=current, allowed=allowed, formulation=formulation,
+                                 break_symmetry=allowed is None)
+        rows, cols = form.problem.shape
+        stats.update(rows=rows, columns=cols, integer_columns=int(form.problem.integer.sum()), blocks=len(form.phases))
+        start = None
+        if start_placements is not None:
+            if allowed is None and current is None and formulation == "counts":
+                start_placements = _canonical(instance, start_placements)
+            start = _start_vector(form, instance, start_placements)
+        remaining = None if time_limit is None else max(time_limit - (time.perf_counter() - started), 0.01)
+        outcome = solve_problem(form.problem, solver, time_limit=remaining, gap=gap, threads=threads, start=start)
+        stats.update(raw_status=outcome.raw_status, nodes=stats.get("nodes", 0) + outcome.nodes,
+                     warm_start=start is not None)
+        if outcome.x is None:
+            break
+        placements = _placements(form, instance, outcome.x, current)
+        plan, report, inexact = _judge(instance, form, outcome.x, placements, current, intervals)
+        if not inexact or outcome.status != "optimal":
+            break
+        for index in inexact:  # split each inexact block in two and solve again from this plan
+            phase = form.phases[index]
+            k = intervals[phase.interval]
+            blocks[k] = [part for block in blocks[k] for part in
+                         ((block[: len(block) // 2], block[len(block) // 2:]) if block is phase.steps else (block,))]
+        start_placements = placements
+        stats["refinements"] = refinement + 1
+
+    elapsed = time.perf_counter() - started
+    if outcome is None or outcome.x is None:
+        if outcome is not None and outcome.status == "infeasible":
+            hint = "every device's memory is too small for its share at some interval; see `placement evaluate` of a reference plan"
+            return Result("infeasible", f"no placement fits ({solver}: {outcome.raw_status}); {hint}", None, None,
+                          solve_time_s=elapsed, stats=stats)
+        status = "time_limit" if outcome is not None and outcome.status == "time_limit" else "error"
+        return Result(status, f"{solver} found no solution ({outcome.raw_status if outcome else 'not run'})", None, None,
+                      bound=None if outcome is None else outcome.bound, solve_time_s=elapsed, stats=stats)
+    milp_value = form.problem.objective(outcome.x)
+    stats["milp_objective_s"] = milp_value
+    if mode == "interval":
+        stats["interval_cost_s"] = milp_value
+    status = outcome.status
+    message = f"{solver}: {outcome.raw_status}"
+    if inexact:
+        status = "feasible" if status == "optimal" else status
+        message += f"; {len(inexact)} token block(s) still inexact after {stats['refinements']} refinements"
+    bound = outcome.bound
+    objective = report.total_s
+    if mode == "interval":
+        bound = None  # a bound on the interval's cost, not on the plan's total
+    return Result(status, message, plan, report, objective=objective, bound=bound, solve_time_s=elapsed, stats=stats)
+
+
+def _warm_placements(instance: Instance, warm_start, current: Placement | None, count: int) -> list[Placement] | None:
+    if warm_start is None:
+        return None
+    if isinstance(warm_start, Plan):
+        from placement.evaluate import _check_plan
+
+        arrays = _check_plan(instance, warm_start)  # in the instance's device order
+        plan_placements = [Placement(arrays.attention[k], arrays.projection[k], arrays.ffn[k], int(arrays.embed[k]),
+                                     int(arrays.lm_head[k])) for k in range(arrays.attention.shape[0])]
+        return plan_placements[:count] if count == len(plan_placements) else [plan_placements[0]] * count
+    if warm_start != "auto":
+        raise InputError(f"`warm_start` must be a Plan, 'auto' or None, got {warm_start!r}")
+    if current is not None:
+        return [current] * count
+    from placement.solvers.reference import solve_pipeline, solve_single
+
+    candidates = [r for r in (solve_single(instance), solve_pipeline(instance)) if r.report.feasible]
+    if not candidates:
+        return None
+    best = min(candidates, key=lambda r: r.report.total_s)
+    return [best.plan.intervals[0]] * count
+
+
+def _judge(instance: Instance, form: Formulation, x: np.ndarray, placements: list[Placement],
+           current: Placement | None, intervals: list[int]):
+    """The plan, the evaluator's report, and the phases whose relaxed cost is below the evaluator's."""
+    I = instance.workload.n_intervals
+    names = instance.cluster.names
+    if len(intervals) == I:
+        plan = Plan(names, placements if I > 1 else placements[:1], method="milp")
+    else:  # interval mode: the interval's placement from `interval` on, `current` before it
+        k = intervals[0]
+        before = [current] * k if current is not None else [placements[0]] * k
+        plan = Plan(names, before + [placements[0]] * (I - k), method="milp")
+    report = evaluate(instance, plan)
+    inexact = []
+    scale = max(report.total_s, 1e-12)
+    for index, (phase, (cols, coefs)) in enumerate(zip(form.phases, form.phase_cost)):
+        model_value = float(coefs @ x[cols])
+        true_value = report.ttft_s if phase.steps is None else float(report.decode_s[phase.steps].sum())
+        if true_value - model_value > 1e-7 * scale + 1e-9 and phase.steps is not None and len(phase.steps) > 1:
+            inexact.append(index)
+    return plan, report, inexact
