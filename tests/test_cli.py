@@ -149,7 +149,7 @@ def test_devices():
 def test_methods():
     result = invoke("methods")
     assert result.exit_code == 0
-    assert result.stdout.split() == ["single", "pipeline"]
+    assert result.stdout.split() == list(placement.METHODS)
 
 
 def test_schema():
