@@ -346,7 +346,7 @@ def test_unknown_precision_field(two, rich_plan):
 
 # ============================================================================ solve()
 def test_solve_unknown_method_lists_the_known_ones(two):
-    with pytest.raises(InputError, match=r"unknown method 'milq'; methods are single, pipeline"):
+    with pytest.raises(InputError, match=r"unknown method 'milq'; methods are single, pipeline, milp"):
         solve(two, method="milq")
 
 
