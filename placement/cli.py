@@ -92,6 +92,9 @@ def solve(
     instance: Annotated[str, typer.Argument(help="Instance file, or a shipped instance name.")],
     method: Annotated[str, typer.Option("--method", "-m", help="Back end (see `placement methods`).")] = "pipeline",
     time_limit: Annotated[Optional[float], typer.Option("--time-limit", help="Seconds, for back ends that take it.")] = None,
+    solver: Annotated[Optional[str], typer.Option("--solver", help="MILP solver: highs, cbc or ortools.")] = None,
+    gap: Annotated[Optional[float], typer.Option("--gap", help="Relative optimality gap (MILP).")] = None,
+    mode: Annotated[Optional[str], typer.Option("--mode", help="MILP mode: horizon or interval.")] = None,
     out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the plan as JSON here.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -99,7 +102,8 @@ def solve(
     from placement import load_instance, solve as run_solve
 
     inst = load_instance(instance)
-    options = {} if time_limit is None else {"time_limit": time_limit}
+    given = {"time_limit": time_limit, "solver": solver, "gap": gap, "mode": mode}
+    options = {key: value for key, value in given.items() if value is not None}
     result = run_solve(inst, method=method, **options)
     if out_path is not None and result.plan is not None:
         result.plan.to_json(out_path)

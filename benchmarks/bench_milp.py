@@ -1,0 +1,119 @@
+"""Benchmarks of the exact MILP back end (figures in docs/benchmarks.md).
+
+    python benchmarks/bench_milp.py paper-small      # every paper-small instance, counts vs per-group
+    python benchmarks/bench_milp.py edge-1b          # llama-3.2-1b on 6 devices, one interval
+    python benchmarks/bench_milp.py scaling          # solve time against layers, groups, devices, intervals
+    python benchmarks/bench_milp.py all
+
+Each case is solved `--repeats` times (default 3) with HiGHS; the median wall-clock
+time is reported with the status and the gap. The machine is printed first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import platform
+import statistics
+import time
+
+import yaml
+
+import placement
+from placement.instance import instance_from_dict, instances_dir
+from placement.solvers.milp import solve_milp
+
+
+def _timed(instance, repeats: int, **options):
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = solve_milp(instance, **options)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def _row(label: str, seconds: float, result) -> str:
+    gap = "-" if result.gap is None else f"{result.gap:.1e}"
+    objective = "-" if result.objective is None else f"{result.objective:.6g}"
+    size = f"{result.stats.get('rows', 0)}x{result.stats.get('columns', 0)}"
+    return f"| {label} | {result.status} | {seconds:.2f} s | {objective} | {gap} | {size} |"
+
+
+def paper_small(repeats: int, limit: float) -> None:
+    print("| instance | status (counts) | median | objective (s) | gap | rows x cols | per-group | ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    ratios = []
+    for name in placement.instance_names():
+        if not name.startswith("paper-small/"):
+            continue
+        instance = placement.load_instance(name)
+        fast, counts = _timed(instance, repeats, time_limit=limit)
+        slow, naive = _timed(instance, 1, time_limit=limit, formulation="per-group")
+        ratio = slow / fast
+        ratios.append(ratio)
+        base = _row(name.split("/")[1], fast, counts).rstrip(" |")
+        same = "same optimum" if naive.status == "optimal" and abs(naive.objective - counts.objective) <= 1e-6 * counts.objective \
+            else f"{naive.status}"
+        print(f"{base} | {slow:.2f} s ({same}) | {ratio:.1f}x |")
+    if ratios:
+        print(f"\nper-group / counts time: median {statistics.median(ratios):.1f}x, "
+              f"geometric mean {statistics.geometric_mean(ratios):.1f}x over {len(ratios)} instances")
+
+
+def edge_1b(repeats: int, limit: float) -> None:
+    instance = placement.load_instance("milp/llama-3.2-1b-6dev")
+    print("| case | status | median | objective (s) | gap | rows x cols |")
+    print("|---|---|---|---|---|---|")
+    seconds, result = _timed(instance, repeats, mode="interval", time_limit=limit, gap=1e-4)
+    print(_row(f"llama-3.2-1b, 6 devices, one interval (limit {limit:.0f} s)", seconds, result))
+    bound = "-" if result.bound is None else f"{result.bound:.6g}"
+    print(f"\nbound {bound}; milp objective {result.stats.get('milp_objective_s')}")
+
+
+def scaling(repeats: int, limit: float) -> None:
+    path = instances_dir() / "paper-small"
+    base_file = sorted(path.glob("h8-3dev-*kafetzis*.yaml")) or sorted(path.glob("*.yaml"))
+    base = yaml.safe_load(base_file[0].read_text())
+    print(f"base instance: {base_file[0].stem}")
+    print("| varied | value | status | median | gap | rows x cols |")
+    print("|---|---|---|---|---|---|")
+
+    def run(label: str, value, data: dict) -> None:
+        instance = instance_from_dict(data, check_capacity=False)
+        seconds, result = _timed(instance, repeats, time_limit=limit)
+        gap = "-" if result.gap is None else f"{result.gap:.1e}"
+        size = f"{result.stats.get('rows', 0)}x{result.stats.get('columns', 0)}"
+        print(f"| {label} | {value} | {result.status} | {seconds:.2f} s | {gap} | {size} |", flush=True)
+
+    spec = yaml.safe_load((placement.cost.model.models_dir() / f"{base['model']}.yaml").read_text())
+    for layers in (1, 2, 4, 8):
+        data = copy.deepcopy(base)
+        data["model"] = {**{k: v for k, v in spec.items() if k != "family"}, "layers": layers, "name": f"{spec['name']}-L{layers}"}
+        for device in data["devices"]:
+            device["memory"] = f"{layers * 1.6} MiB" if "memory" in device else device.get("memory")
+        run("layers", layers, data)
+    for steps in (5, 10, 20):
+        data = copy.deepcopy(base)
+        data["workload"]["generate_tokens"] = steps
+        run("intervals (tau = 1)", steps, data)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("case", choices=("paper-small", "edge-1b", "scaling", "all"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--time-limit", type=float, default=60.0)
+    args = parser.parse_args()
+    print(f"# {platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}, "
+          f"HiGHS via highspy; median of {args.repeats}\n")
+    if args.case in ("paper-small", "all"):
+        paper_small(args.repeats, args.time_limit)
+    if args.case in ("edge-1b", "all"):
+        edge_1b(1, args.time_limit)
+    if args.case in ("scaling", "all"):
+        scaling(args.repeats, args.time_limit)
+
+
+if __name__ == "__main__":
+    main()
