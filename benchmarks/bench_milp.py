@@ -20,6 +20,7 @@ import time
 import yaml
 
 import placement
+from placement.cost.units import BYTES, parse_quantity
 from placement.instance import instance_from_dict, instances_dir
 from placement.solvers.milp import solve_milp
 
@@ -90,8 +91,8 @@ def scaling(repeats: int, limit: float) -> None:
     for layers in (1, 2, 4, 8):
         data = copy.deepcopy(base)
         data["model"] = {**{k: v for k, v in spec.items() if k != "family"}, "layers": layers, "name": f"{spec['name']}-L{layers}"}
-        for device in data["devices"]:
-            device["memory"] = f"{layers * 1.6} MiB" if "memory" in device else device.get("memory")
+        for device in data["devices"]:  # the same memory per layer as the base instance
+            device["memory"] = layers * parse_quantity(device["memory"], BYTES, field="memory")
         run("layers", layers, data)
     for steps in (5, 10, 20):
         data = copy.deepcopy(base)

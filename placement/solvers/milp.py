@@ -23,7 +23,7 @@ from placement.plan import Placement, Plan
 from placement.result import Result
 from placement.solvers.backends import SOLVERS, solve_problem
 from placement.solvers.linear import LinearProblem
-from placement.solvers.milp_model import Formulation, build_formulation, identical_devices
+from placement.solvers.milp_model import SECONDS_PER_UNIT, Formulation, build_formulation, identical_devices
 
 __all__ = ["solve_milp", "MODES"]
 
@@ -282,7 +282,11 @@ def solve_milp(
         if outcome.x is None:
             break
         placements = _placements(form, instance, outcome.x, current)
-        plan, report, inexact = _judge(instance, form, outcome.x, placements, current, intervals)
+        try:
+            plan, report, inexact = _judge(instance, form, outcome.x, placements, current, intervals)
+        except RuntimeError as exc:
+            return Result("error", f"{exc} ({solver}: {outcome.raw_status}); please report this instance", None, None,
+                          solve_time_s=time.perf_counter() - started, stats=stats)
         if not inexact or outcome.status != "optimal":
             break
         for index in inexact:  # split each inexact block in two and solve again from this plan
@@ -300,9 +304,10 @@ def solve_milp(
             return Result("infeasible", f"no placement fits ({solver}: {outcome.raw_status}); {hint}", None, None,
                           solve_time_s=elapsed, stats=stats)
         status = "time_limit" if outcome is not None and outcome.status == "time_limit" else "error"
+        bound = None if outcome is None or outcome.bound is None else outcome.bound * SECONDS_PER_UNIT
         return Result(status, f"{solver} found no solution ({outcome.raw_status if outcome else 'not run'})", None, None,
-                      bound=None if outcome is None else outcome.bound, solve_time_s=elapsed, stats=stats)
-    milp_value = form.problem.objective(outcome.x)
+                      bound=bound, solve_time_s=elapsed, stats=stats)
+    milp_value = form.problem.objective(outcome.x) * SECONDS_PER_UNIT
     stats["milp_objective_s"] = milp_value
     if mode == "interval":
         stats["interval_cost_s"] = milp_value
@@ -311,7 +316,7 @@ def solve_milp(
     if inexact:
         status = "feasible" if status == "optimal" else status
         message += f"; {len(inexact)} token block(s) still inexact after {stats['refinements']} refinements"
-    bound = outcome.bound
+    bound = None if outcome.bound is None else outcome.bound * SECONDS_PER_UNIT
     objective = report.total_s
     if mode == "interval":
         bound = None  # a bound on the interval's cost, not on the plan's total
@@ -356,8 +361,15 @@ def _judge(instance: Instance, form: Formulation, x: np.ndarray, placements: lis
     inexact = []
     scale = max(report.total_s, 1e-12)
     for index, (phase, (cols, coefs)) in enumerate(zip(form.phases, form.phase_cost)):
-        model_value = float(coefs @ x[cols])
+        model_value = float(coefs @ x[cols]) * SECONDS_PER_UNIT
         true_value = report.ttft_s if phase.steps is None else float(report.decode_s[phase.steps].sum())
-        if true_value - model_value > 1e-7 * scale + 1e-9 and phase.steps is not None and len(phase.steps) > 1:
+        short = true_value - model_value
+        if short > 1e-7 * scale + 1e-9 and phase.steps is not None and len(phase.steps) > 1:
             inexact.append(index)
+        elif abs(short) > 1e-6 * scale + 1e-9:
+            # a one-token block is exact by construction, and no block may cost more in the
+            # model than in the evaluator: this is numerical trouble, reported, never hidden
+            raise RuntimeError(
+                f"MILP phase {index} costs {model_value:.9g} s in the model but {true_value:.9g} s in the evaluator"
+            )
     return plan, report, inexact

@@ -31,7 +31,13 @@ from placement.instance import Instance
 from placement.plan import Placement
 from placement.solvers.linear import LinearProblem, ProblemBuilder
 
-__all__ = ["Phase", "Formulation", "build_formulation", "identical_devices"]
+__all__ = ["Phase", "Formulation", "build_formulation", "identical_devices", "SECONDS_PER_UNIT"]
+
+# The model measures time in milliseconds and memory in GiB: latencies of a few
+# microseconds then stay well above the solvers' feasibility and optimality
+# tolerances (about 1e-7), which they would not in seconds.
+SECONDS_PER_UNIT = 1e-3
+_BYTES_PER_UNIT = 2.0**30
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,6 +84,11 @@ def identical_devices(instance: Instance) -> list[list[int]]:
     return [c for c in classes if len(c) > 1]
 
 
+def profile_sends_input(instance: Instance) -> bool:
+    """Whether the layer input travels to the group devices (not in ``kafetzis2025``, whose heads get it free)."""
+    return instance.workload.profile != "kafetzis2025"
+
+
 def _phase_terms(instance: Instance, phase: Phase):
     """Summed costs of a phase: block times (L, N) / (N,), transfer time matrices (N, N)."""
     precision = instance.precision
@@ -104,12 +115,12 @@ def _phase_terms(instance: Instance, phase: Phase):
     off_diagonal = ~np.eye(instance.n_devices, dtype=bool)
     out_latency = np.where(off_diagonal, cluster.route_latency_s * np.count_nonzero(out_bytes > 0), 0.0)
     out_per_group = np.where(off_diagonal, out_bytes.sum() / cluster.route_bandwidth_bytes_per_s, 0.0)
-    return dict(
+    times = dict(
         group=group, proj=proj, ffn=ffn, embed=embed, lm=lm,
         t_in=summed(layer_in), t_hidden=summed(costs.hidden_bytes), t_lm=summed(costs.lm_head_in_bytes),
         t_token=summed(costs.token_bytes), out_latency=out_latency, out_per_group=out_per_group,
-        sum_gather=costs.sum_gather,
     )
+    return {**{key: value / SECONDS_PER_UNIT for key, value in times.items()}, "sum_gather": costs.sum_gather}
 
 
 def build_formulation(
@@ -202,10 +213,11 @@ def build_formulation(
     # memory at the largest context of each interval; tied embeddings shared when together
     tied = model.tied_embeddings and instance.precision.embed == instance.precision.lm_head
     t = b.variables("t", (I, N), upper=1.0) if tied else None
-    usable = np.array([d.usable_bytes for d in instance.devices])
+    usable = np.array([d.usable_bytes for d in instance.devices]) / _BYTES_PER_UNIT
     s_max = workload.interval_max_context()[intervals]
     for kk in range(I):
-        memory = block_memory(instance, instance.precision, s_max[kk:kk + 1])
+        memory = {key: value / _BYTES_PER_UNIT for key, value in
+                  block_memory(instance, instance.precision, s_max[kk:kk + 1]).items()}
         group_bytes = memory["group"][0]  # (L,)
         rows_cols, rows_coefs = [], []
         for m in range(N):
@@ -231,14 +243,55 @@ def build_formulation(
                 b.constraints("symmetry", np.concatenate([load(a), load(c)])[None],
                               np.concatenate([weights, -weights])[None], lower=0)
 
+    # ---------------------------------------------------------------- products of placements
+    # Each product of two one-of-N choices is a joint distribution whose margins are the
+    # choices (psi: input holder × group device, omega/nu: group device × projection,
+    # kappa: projection × FFN, and the two ends). Exact for integral placements, and a
+    # much tighter relaxation than bounding each product alone.
+    pairs = np.array([(u, v) for u in range(N) for v in range(N) if u != v]).reshape(-1, 2)
+    uu, vv = pairs[:, 0], pairs[:, 1]
+    needs_input = profile_sends_input(instance)
+    ll3, aa3, bb3 = (a.ravel() for a in np.indices((L, N, N)))
+    products = []
+    for kk in range(I):
+        src = np.concatenate([e[kk][None], f[kk][:-1]], 0)  # (L, N): where each layer's input is
+        prod: dict[str, np.ndarray] = {}
+        if needs_input:
+            psi = prod["psi"] = b.variables(f"psi{kk}", (L, N, N), upper=1.0)  # [l, u (holder), m (group device)]
+            b.constraints(f"psi{kk}.group", np.concatenate([psi.transpose(0, 2, 1).reshape(L * N, N), y[kk].reshape(-1, 1)], 1),
+                          np.concatenate([np.ones((L * N, N)), -np.ones((L * N, 1))], 1), lower=0, upper=0)
+            b.constraints(f"psi{kk}.holder", np.stack([psi[ll3, aa3, bb3], src[ll3, aa3]], 1), np.array([1.0, -1.0]), upper=0)
+        omega = prod["omega"] = b.variables(f"omega{kk}", (L, N, N), upper=1.0)  # [l, m (group device), q (projection)]
+        nu = prod["nu"] = b.variables(f"nu{kk}", (L, N, N), upper=K)  # groups of m whose outputs go to q
+        b.constraints(f"omega{kk}.group", np.concatenate([omega.reshape(L * N, N), y[kk].reshape(-1, 1)], 1),
+                      np.concatenate([np.ones((L * N, N)), -np.ones((L * N, 1))], 1), lower=0, upper=0)
+        b.constraints(f"omega{kk}.projection", np.stack([omega[ll3, aa3, bb3], p[kk, ll3, bb3]], 1), np.array([1.0, -1.0]), upper=0)
+        cols, coefs = sum_n((np.full(L * N, kk), *np.indices((L, N)).reshape(2, -1)), -np.ones(L * N))
+        b.constraints(f"nu{kk}.group", np.concatenate([nu.reshape(L * N, N), cols], 1),
+                      np.concatenate([np.ones((L * N, N)), coefs], 1), lower=0, upper=0)
+        b.constraints(f"nu{kk}.projection", np.concatenate([nu.transpose(0, 2, 1).reshape(L * N, N), p[kk].reshape(-1, 1)], 1),
+                      np.concatenate([np.ones((L * N, N)), np.full((L * N, 1), -K)], 1), lower=0, upper=0)
+        b.constraints(f"nu{kk}.omega", np.stack([nu[ll3, aa3, bb3], omega[ll3, aa3, bb3]], 1), np.array([1.0, -K]), upper=0)
+        kappa = prod["kappa"] = b.variables(f"kappa{kk}", (L, N, N), upper=1.0)  # [l, q (projection), v (FFN)]
+        b.constraints(f"kappa{kk}.projection", np.concatenate([kappa.reshape(L * N, N), p[kk].reshape(-1, 1)], 1),
+                      np.concatenate([np.ones((L * N, N)), -np.ones((L * N, 1))], 1), lower=0, upper=0)
+        b.constraints(f"kappa{kk}.ffn", np.concatenate([kappa.transpose(0, 2, 1).reshape(L * N, N), f[kk].reshape(-1, 1)], 1),
+                      np.concatenate([np.ones((L * N, N)), -np.ones((L * N, 1))], 1), lower=0, upper=0)
+        for label, first, second in (("lm", f[kk, L - 1], h[kk]), ("token", h[kk], e[kk])):
+            joint = prod[label] = b.variables(f"{label}{kk}", (N, N), upper=1.0)
+            b.constraints(f"{label}{kk}.from", np.concatenate([joint, first[:, None]], 1),
+                          np.concatenate([np.ones((N, N)), -np.ones((N, 1))], 1), lower=0, upper=0)
+            b.constraints(f"{label}{kk}.to", np.concatenate([joint.T, second[:, None]], 1),
+                          np.concatenate([np.ones((N, N)), -np.ones((N, 1))], 1), lower=0, upper=0)
+        products.append(prod)
+
     # ---------------------------------------------------------------- latency of each phase
     phases = ([Phase(0, None)] if intervals[0] == 0 else []) + [
         Phase(kk, steps) for kk, k in enumerate(intervals) for steps in blocks[k]
     ]
-    pairs = np.array([(u, v) for u in range(N) for v in range(N) if u != v]).reshape(-1, 2)
-    uu, vv = pairs[:, 0], pairs[:, 1]
     for index_phase, phase in enumerate(phases):
         kk = phase.interval
+        prod = products[kk]
         terms = _phase_terms(instance, phase)
         name = f"phase{index_phase}"
         objective_cols: list[np.ndarray] = []
@@ -255,78 +308,43 @@ def build_formulation(
         cost(f[kk], terms["ffn"])
         cost(e[kk], terms["embed"])
         cost(h[kk], terms["lm"])
+        cost(prod["kappa"], np.broadcast_to(terms["t_hidden"], (L, N, N)))  # projection output to the FFN
+        cost(prod["lm"], terms["t_lm"])
+        cost(prod["token"], terms["t_token"])
 
-        # recv[l, m] ≥ t_in[u, m]·(src_u + y_m − 1): the layer input reaches group device m
-        src = np.concatenate([e[kk][None], f[kk][:-1]], 0)  # (L, N) holder of each layer's input
-        t_in = terms["t_in"]
-        has_recv = bool((t_in > 0).any())
-        if has_recv:
-            recv = b.variables(f"{name}.recv", (L, N))
-            ll = np.repeat(np.arange(L), len(pairs))
-            u, m = np.tile(uu, L), np.tile(vv, L)
-            coef = t_in[u, m]
-            keep = coef > 0
-            b.constraints(f"{name}.receive", np.stack([recv[ll, m], src[ll, u], y[kk, ll, m]], 1)[keep],
-                          np.stack([np.ones(keep.sum()), -coef[keep], -coef[keep]], 1), lower=-coef[keep])
-        # out[l, m] ≥ lat·(p_q + y_m − 1) + per_group·(n_m − K + K·p_q): head outputs to the projection
-        out = b.variables(f"{name}.out", (L, N))
-        ll = np.repeat(np.arange(L), len(pairs))
-        m, q = np.tile(uu, L), np.tile(vv, L)
-        lat, per = terms["out_latency"][m, q], terms["out_per_group"][m, q]
-        n_cols, n_coefs = sum_n((np.full(len(ll), kk), ll, m), -per)
-        b.constraints(
-            f"{name}.send_out",
-            np.concatenate([np.stack([out[ll, m], p[kk, ll, q], y[kk, ll, m]], 1), n_cols], 1),
-            np.concatenate([np.stack([np.ones(len(ll)), -lat - K * per, -lat], 1), n_coefs], 1),
-            lower=-lat - K * per,
-        )
-        # the attention stage: chains (switched) or the slowest computation (shared, three-phase)
+        # per (l, m): receive = Σ_u t_in[u, m] psi[l, u, m]; send = Σ_q lat[m, q] omega + per_group[m, q] nu
+        recv_cols = prod["psi"].transpose(0, 2, 1) if needs_input else None  # (L, N_m, N_u)
+        recv_coefs = np.broadcast_to(terms["t_in"].T, (L, N, N)) if needs_input else None
+        send_cols = np.concatenate([prod["omega"], prod["nu"]], axis=2)  # (L, N_m, 2N)
+        send_coefs = np.broadcast_to(np.concatenate([terms["out_latency"], terms["out_per_group"]], axis=1), (L, N, 2 * N))
         group_time = terms["group"]  # (L, N) summed over the phase's tokens
         ll, m = np.repeat(np.arange(L), N), np.tile(np.arange(N), L)
         n_cols, n_coefs = sum_n((np.full(len(ll), kk), ll, m), -group_time[ll, m])
         if shared or terms["sum_gather"]:
             b.constraints(f"{name}.compute", np.concatenate([A[ll][:, None], n_cols], 1),
                           np.concatenate([np.ones((len(ll), 1)), n_coefs], 1), lower=0)
-            cost(out, 1.0)
-            if has_recv and shared:
-                cost(recv, 1.0)
-            elif has_recv:
+            cost(send_cols, send_coefs)
+            if needs_input and shared:
+                cost(recv_cols, recv_coefs)
+            elif needs_input:
                 slowest = b.variables(f"{name}.recv_max", (L,))
-                b.constraints(f"{name}.receive_max", np.stack([slowest[ll], recv[ll, m]], 1), np.array([1.0, -1.0]), lower=0)
+                b.constraints(f"{name}.receive_max", np.concatenate([slowest[ll][:, None], recv_cols.reshape(L * N, N)], 1),
+                              np.concatenate([np.ones((L * N, 1)), -recv_coefs.reshape(L * N, N)], 1), lower=0)
                 cost(slowest, 1.0)
-        else:
-            extra = [recv[ll, m]] if has_recv else []
-            b.constraints(f"{name}.chain",
-                          np.concatenate([np.stack([A[ll], out[ll, m], *extra], 1), n_cols], 1),
-                          np.concatenate([np.array([[1.0, -1.0] + [-1.0] * len(extra)]).repeat(len(ll), 0), n_coefs], 1),
-                          lower=0)
-
-        # R[l] ≥ t_hidden[q, v]·(p_q + f_v − 1): projection output to the FFN
-        R = b.variables(f"{name}.ffn_receive", (L,))
-        cost(R, 1.0)
-        ll = np.repeat(np.arange(L), len(pairs))
-        q, v = np.tile(uu, L), np.tile(vv, L)
-        coef = terms["t_hidden"][q, v]
-        keep = coef > 0
-        b.constraints(f"{name}.ffn_input", np.stack([R[ll], p[kk, ll, q], f[kk, ll, v]], 1)[keep],
-                      np.stack([np.ones(keep.sum()), -coef[keep], -coef[keep]], 1), lower=-coef[keep])
-        # the ends: last FFN to lm_head, the token id back to embed
-        for label, first, second, matrix in (("lm_input", f[kk, L - 1], h[kk], terms["t_lm"]),
-                                             ("token", h[kk], e[kk], terms["t_token"])):
-            coef = matrix[uu, vv]
-            keep = coef > 0
-            if keep.any():
-                var = b.variables(f"{name}.{label}", (1,))
-                cost(var, 1.0)
-                b.constraints(f"{name}.{label}", np.stack([np.full(keep.sum(), var[0]), first[uu[keep]], second[vv[keep]]], 1),
-                              np.stack([np.ones(keep.sum()), -coef[keep], -coef[keep]], 1), lower=-coef[keep])
+        else:  # switched: each group device is its own chain, the slowest one counts
+            parts_cols = [A[ll][:, None], send_cols.reshape(L * N, -1), n_cols]
+            parts_coefs = [np.ones((L * N, 1)), -send_coefs.reshape(L * N, -1), n_coefs]
+            if needs_input:
+                parts_cols.insert(1, recv_cols.reshape(L * N, N))
+                parts_coefs.insert(1, -recv_coefs.reshape(L * N, N))
+            b.constraints(f"{name}.chain", np.concatenate(parts_cols, 1), np.concatenate(parts_coefs, 1), lower=0)
         phase_cost.append((np.concatenate(objective_cols), np.concatenate(objective_coefs)))
         b.add_cost(phase_cost[-1][0], phase_cost[-1][1])
 
     # ---------------------------------------------------------------- migration at interval boundaries
     migration_cost = []
-    lat_pair = cluster.route_latency_s[uu, vv]
-    bw_pair = cluster.route_bandwidth_bytes_per_s[uu, vv]
+    lat_pair = cluster.route_latency_s[uu, vv] / SECONDS_PER_UNIT
+    bw_pair = cluster.route_bandwidth_bytes_per_s[uu, vv] * SECONDS_PER_UNIT  # bytes per unit of time
     for kk in range(I):
         k = intervals[kk]
         if k == 0 or (kk == 0 and current is None):
