@@ -264,10 +264,12 @@ def solve_milp(
 
     start_placements = _warm_placements(instance, warm_start, current, len(intervals))
     stats: dict[str, Any] = {"solver": solver, "mode": mode, "formulation": formulation, "refinements": 0}
-    outcome = None
+    usable = np.array([d.usable_bytes for d in instance.devices])
+    margin = np.zeros((len(intervals), instance.n_devices))
+    outcome, x, over, inexact = None, None, [], []
     for refinement in range(max_refinements + 1):
         form = build_formulation(instance, intervals, blocks, current=current, allowed=allowed, formulation=formulation,
-                                 break_symmetry=allowed is None)
+                                 break_symmetry=allowed is None, memory_margin=margin)
         rows, cols = form.problem.shape
         stats.update(rows=rows, columns=cols, integer_columns=int(form.problem.integer.sum()), blocks=len(form.phases))
         start = None
@@ -281,12 +283,23 @@ def solve_milp(
                      warm_start=start is not None)
         if outcome.x is None:
             break
-        placements = _placements(form, instance, outcome.x, current)
+        # the placement is what the solver chose; the rest is recomputed exactly from it
+        x = _polish(form, outcome.x)
+        placements = _placements(form, instance, x, current)
         try:
-            plan, report, inexact = _judge(instance, form, outcome.x, placements, current, intervals)
+            plan, report, inexact = _judge(instance, form, x, placements, current, intervals)
         except RuntimeError as exc:
             return Result("error", f"{exc} ({solver}: {outcome.raw_status}); please report this instance", None, None,
                           solve_time_s=time.perf_counter() - started, stats=stats)
+        decided = {k: kk for kk, k in enumerate(intervals)}
+        over = [v for v in report.violations if v.interval in decided]
+        if over:  # a solver tolerance let a device overflow by a few bytes: keep that much free and solve again
+            for v in over:
+                m = instance.cluster.index(v.device)
+                margin[decided[v.interval], m] += max(2 * v.over_bytes, 1e-9 * usable[m])
+            start_placements = None
+            stats["refinements"] = refinement + 1
+            continue
         if not inexact or outcome.status != "optimal":
             break
         for index in inexact:  # split each inexact block in two and solve again from this plan
@@ -307,20 +320,42 @@ def solve_milp(
         bound = None if outcome is None or outcome.bound is None else outcome.bound * SECONDS_PER_UNIT
         return Result(status, f"{solver} found no solution ({outcome.raw_status if outcome else 'not run'})", None, None,
                       bound=bound, solve_time_s=elapsed, stats=stats)
-    milp_value = form.problem.objective(outcome.x) * SECONDS_PER_UNIT
+    milp_value = form.problem.objective(x) * SECONDS_PER_UNIT
     stats["milp_objective_s"] = milp_value
     if mode == "interval":
         stats["interval_cost_s"] = milp_value
     status = outcome.status
     message = f"{solver}: {outcome.raw_status}"
+    if over:
+        return Result("error", f"{message}; the plan still overflows after {stats['refinements']} refinements: {over[0]}",
+                      plan, report, objective=report.total_s, solve_time_s=elapsed, stats=stats)
     if inexact:
         status = "feasible" if status == "optimal" else status
         message += f"; {len(inexact)} token block(s) still inexact after {stats['refinements']} refinements"
+    later = [v for v in report.violations if v.interval not in intervals]
+    if later:
+        message += (f"; decided for interval {intervals[0]} only: keeping it later would overflow "
+                    f"({later[0]}), a decision for those intervals")
     bound = None if outcome.bound is None else outcome.bound * SECONDS_PER_UNIT
-    objective = report.total_s
     if mode == "interval":
         bound = None  # a bound on the interval's cost, not on the plan's total
-    return Result(status, message, plan, report, objective=objective, bound=bound, solve_time_s=elapsed, stats=stats)
+    return Result(status, message, plan, report, objective=report.total_s, bound=bound, solve_time_s=elapsed, stats=stats)
+
+
+def _polish(form: Formulation, x: np.ndarray) -> np.ndarray:
+    """`x` with its integer columns kept and every continuous column recomputed by an exact LP (HiGHS).
+
+    Solvers report continuous values to their tolerances (CBC through a text file);
+    the plan's cost in the model is then read from exact values.
+    """
+    problem = form.problem
+    lower, upper = problem.col_lower.copy(), problem.col_upper.copy()
+    fixed = problem.integer
+    lower[fixed] = upper[fixed] = np.rint(x[fixed])
+    lp = LinearProblem(problem.cost, problem.matrix, problem.row_lower, problem.row_upper, lower, upper,
+                       np.zeros_like(problem.integer), problem.offset)
+    outcome = solve_problem(lp, "highs", gap=0.0)
+    return outcome.x if outcome.x is not None else x
 
 
 def _warm_placements(instance: Instance, warm_start, current: Placement | None, count: int) -> list[Placement] | None:

@@ -33,11 +33,10 @@ from placement.solvers.linear import LinearProblem, ProblemBuilder
 
 __all__ = ["Phase", "Formulation", "build_formulation", "identical_devices", "SECONDS_PER_UNIT"]
 
-# The model measures time in milliseconds and memory in GiB: latencies of a few
-# microseconds then stay well above the solvers' feasibility and optimality
-# tolerances (about 1e-7), which they would not in seconds.
+# The model measures time in milliseconds: latencies of a few microseconds then stay
+# well above the solvers' feasibility and optimality tolerances (about 1e-7), which
+# they would not in seconds.
 SECONDS_PER_UNIT = 1e-3
-_BYTES_PER_UNIT = 2.0**30
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,6 +131,7 @@ def build_formulation(
     allowed: dict[str, np.ndarray] | None = None,
     formulation: str = "counts",
     break_symmetry: bool = True,
+    memory_margin: np.ndarray | None = None,
 ) -> Formulation:
     """Build the MILP over `intervals` of `instance`.
 
@@ -152,6 +152,9 @@ def build_formulation(
     formulation : {"counts", "per-group"}
     break_symmetry : bool
         Order identical devices by load in the first interval (``counts`` only).
+    memory_margin : ndarray, optional
+        Bytes kept free on each device in each interval (len(intervals), N), to keep
+        a solver's tolerance from packing a few bytes over a device's memory.
 
     Returns
     -------
@@ -213,11 +216,13 @@ def build_formulation(
     # memory at the largest context of each interval; tied embeddings shared when together
     tied = model.tied_embeddings and instance.precision.embed == instance.precision.lm_head
     t = b.variables("t", (I, N), upper=1.0) if tied else None
-    usable = np.array([d.usable_bytes for d in instance.devices]) / _BYTES_PER_UNIT
+    # Each device's row is in units of its own memory, so a solver's feasibility
+    # tolerance is a fraction of that memory (see `memory_margin`).
+    usable = np.array([d.usable_bytes for d in instance.devices])
+    margin = np.zeros((I, N)) if memory_margin is None else memory_margin
     s_max = workload.interval_max_context()[intervals]
     for kk in range(I):
-        memory = {key: value / _BYTES_PER_UNIT for key, value in
-                  block_memory(instance, instance.precision, s_max[kk:kk + 1]).items()}
+        memory = block_memory(instance, instance.precision, s_max[kk:kk + 1])
         group_bytes = memory["group"][0]  # (L,)
         rows_cols, rows_coefs = [], []
         for m in range(N):
@@ -229,7 +234,8 @@ def build_formulation(
                 coefs.append(-memory["embed"])
             rows_cols.append(np.concatenate(cols))
             rows_coefs.append(np.concatenate(coefs))
-        b.constraints(f"memory{kk}", np.array(rows_cols), np.array(rows_coefs), upper=usable)
+        b.constraints(f"memory{kk}", np.array(rows_cols), np.array(rows_coefs) / usable[:, None],
+                      upper=(usable - margin[kk]) / usable)
         if tied:
             b.constraints(f"tied_embed{kk}", np.stack([t[kk], e[kk]], 1), np.array([1.0, -1.0]), upper=0)
             b.constraints(f"tied_lm_head{kk}", np.stack([t[kk], h[kk]], 1), np.array([1.0, -1.0]), upper=0)
