@@ -148,8 +148,8 @@ def _cbc(problem: LinearProblem, time_limit, gap, threads, start) -> SolverOutco
         raise SolverNotInstalledError("the MILP solver 'cbc' needs PuLP: pip install pulp") from exc
     model = pulp.LpProblem("placement", pulp.LpMinimize)
     columns = [
-        pulp.LpVariable(f"x{j}", lowBound=None if not math.isfinite(lo) else lo, upBound=None if not math.isfinite(hi) else hi,
-                        cat=pulp.LpInteger if integer else pulp.LpContinuous)
+        model.add_variable(f"x{j}", None if not math.isfinite(lo) else lo, None if not math.isfinite(hi) else hi,
+                           cat=pulp.LpInteger if integer else pulp.LpContinuous)
         for j, (lo, hi, integer) in enumerate(zip(problem.col_lower, problem.col_upper, problem.integer))
     ]
     model += pulp.lpSum(c * columns[j] for j, c in enumerate(problem.cost) if c) + problem.offset
