@@ -40,9 +40,7 @@ def _allowed_masks(instance: Instance, pin: dict[str, str] | None, forbid: dict[
     known = "'embed', 'lm_head', 'attention', 'projection', 'ffn', 'layer', or one layer's as 'ffn[3]'"
 
     def targets(key: str) -> list[tuple[str, Any]]:
-        if key in ("embed", "lm_head"):
-            return [(key, slice(None))]
-        if key in ("attention", "projection", "ffn"):
+        if key in ("embed", "lm_head", "attention", "projection", "ffn"):
             return [(key, slice(None))]
         if key == "layer":
             return [(kind, slice(None)) for kind in ("attention", "projection", "ffn")]
@@ -99,28 +97,45 @@ def _canonical(instance: Instance, placements: list[Placement]) -> list[Placemen
                       int(perm[p.lm_head]), p.precision) for p in placements]
 
 
-def _start_vector(form: Formulation, instance: Instance, placements: list[Placement]) -> np.ndarray | None:
-    """A full starting point: the placement columns fixed to the plan's, the rest by an LP (HiGHS)."""
-    problem = form.problem
+def _complete(problem: LinearProblem, columns: np.ndarray, values: np.ndarray) -> np.ndarray | None:
+    """A full point with `columns` fixed to `values` and every other column from an exact LP (HiGHS); None if infeasible."""
     lower, upper = problem.col_lower.copy(), problem.col_upper.copy()
-    fam = problem.families
+    lower[columns] = upper[columns] = values
+    lp = LinearProblem(problem.cost, problem.matrix, problem.row_lower, problem.row_upper, lower, upper,
+                       np.zeros_like(problem.integer), problem.offset)
+    outcome = solve_problem(lp, "highs", gap=0.0)
+    return outcome.x if outcome.status == "optimal" else None
+
+
+def _start_vector(form: Formulation, instance: Instance, placements: list[Placement]) -> np.ndarray | None:
+    """A starting point: the placement columns fixed to the plan's, the rest completed by an LP."""
+    fam = form.problem.families
     L, N = instance.model.layers, instance.n_devices
+    columns, values = [], []
     for kk, placement in enumerate(placements):
         counts = np.zeros((L, N))
         np.add.at(counts, (np.arange(L)[:, None], placement.attention), 1)
-        values = {"y": (counts > 0).astype(float), "p": placement.projection, "f": placement.ffn,
-                  "e": np.eye(N)[placement.embed], "h": np.eye(N)[placement.lm_head]}
+        fixed = {"y": (counts > 0).astype(float), "p": placement.projection, "f": placement.ffn,
+                 "e": np.eye(N)[placement.embed], "h": np.eye(N)[placement.lm_head]}
         if "n" in fam:
-            values["n"] = counts
+            fixed["n"] = counts
         else:
-            values["x"] = np.eye(N)[placement.attention]
-        for name, value in values.items():
-            cols = fam[name][kk]
-            lower[cols] = upper[cols] = value
-    fixed = LinearProblem(problem.cost, problem.matrix, problem.row_lower, problem.row_upper, lower, upper,
-                          np.zeros_like(problem.integer), problem.offset)
-    outcome = solve_problem(fixed, "highs", gap=0.0)
-    return outcome.x if outcome.status == "optimal" else None
+            fixed["x"] = np.eye(N)[placement.attention]
+        for name, value in fixed.items():
+            columns.append(fam[name][kk].ravel())
+            values.append(np.asarray(value, dtype=float).ravel())
+    return _complete(form.problem, np.concatenate(columns), np.concatenate(values))
+
+
+def _polish(form: Formulation, x: np.ndarray) -> np.ndarray:
+    """`x` with its integer columns kept and every continuous column recomputed exactly.
+
+    Solvers report continuous values to their tolerances (CBC through a text file);
+    the plan's cost in the model is then read from exact values.
+    """
+    integer = np.flatnonzero(form.problem.integer)
+    completed = _complete(form.problem, integer, np.rint(x[integer]))
+    return x if completed is None else completed
 
 
 def _placements(form: Formulation, instance: Instance, x: np.ndarray, current: Placement | None) -> list[Placement]:
@@ -340,22 +355,6 @@ def solve_milp(
     if mode == "interval":
         bound = None  # a bound on the interval's cost, not on the plan's total
     return Result(status, message, plan, report, objective=report.total_s, bound=bound, solve_time_s=elapsed, stats=stats)
-
-
-def _polish(form: Formulation, x: np.ndarray) -> np.ndarray:
-    """`x` with its integer columns kept and every continuous column recomputed by an exact LP (HiGHS).
-
-    Solvers report continuous values to their tolerances (CBC through a text file);
-    the plan's cost in the model is then read from exact values.
-    """
-    problem = form.problem
-    lower, upper = problem.col_lower.copy(), problem.col_upper.copy()
-    fixed = problem.integer
-    lower[fixed] = upper[fixed] = np.rint(x[fixed])
-    lp = LinearProblem(problem.cost, problem.matrix, problem.row_lower, problem.row_upper, lower, upper,
-                       np.zeros_like(problem.integer), problem.offset)
-    outcome = solve_problem(lp, "highs", gap=0.0)
-    return outcome.x if outcome.x is not None else x
 
 
 def _warm_placements(instance: Instance, warm_start, current: Placement | None, count: int) -> list[Placement] | None:
