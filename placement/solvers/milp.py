@@ -352,7 +352,7 @@ def solve_milp(
         message += (f"; decided for interval {intervals[0]} only: keeping it later would overflow "
                     f"({later[0]}), a decision for those intervals")
     bound = None if outcome.bound is None else outcome.bound * SECONDS_PER_UNIT
-    if mode == "interval":
+    if len(intervals) < instance.workload.n_intervals:
         bound = None  # a bound on the interval's cost, not on the plan's total
     return Result(status, message, plan, report, objective=report.total_s, bound=bound, solve_time_s=elapsed, stats=stats)
 
