@@ -141,7 +141,7 @@ def _polish(form: Formulation, x: np.ndarray) -> np.ndarray:
 def _placements(form: Formulation, instance: Instance, x: np.ndarray, current: Placement | None) -> list[Placement]:
     """Read one placement per interval out of a solution, keeping groups where they were."""
     fam = form.problem.families
-    L, K, N = instance.model.layers, instance.model.kv_heads, instance.n_devices
+    L, N = instance.model.layers, instance.n_devices
     rounded = lambda name: np.rint(x[fam[name]]).astype(np.int64)  # noqa: E731
     placements = []
     previous = current
