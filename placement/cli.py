@@ -121,6 +121,37 @@ def solve(
 
 
 @app.command()
+def reproduce(
+    table: Annotated[str, typer.Argument(help="Which table: gap-table.")],
+    suite: Annotated[str, typer.Option(help="Instance suite (a folder of instances/).")] = "paper-small",
+    quick: Annotated[bool, typer.Option("--quick", help="A subset that finishes in under two minutes.")] = False,
+    methods: Annotated[Optional[str], typer.Option(help="Comma-separated methods (default: all).")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (cache, CSV, Markdown, PNG).")] = Path("results/gap-table"),
+    jobs: Annotated[int, typer.Option("--jobs", help="Local worker processes.")] = 2,
+    dask: Annotated[Optional[str], typer.Option("--dask", help="'local' or a scheduler address tcp://HOST:PORT.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Reproduce a table: every method on every instance of a suite, with gaps to the optimum."""
+    from rich.progress import Progress
+
+    from placement.errors import InputError
+    from placement.experiments.gap_table import reproduce_gap_table
+
+    if table != "gap-table":
+        raise InputError(f"unknown table {table!r}; tables are: gap-table")
+    chosen = None if methods is None else [m.strip() for m in methods.split(",") if m.strip()]
+    with Progress(console=err, transient=True, disable=as_json) as bar:
+        task = bar.add_task(f"{table} on {suite}", total=None)
+        result = reproduce_gap_table(suite, methods=chosen, quick=quick, out_dir=out_dir, n_jobs=jobs, dask=dask,
+                                     progress=lambda done, total: bar.update(task, completed=done, total=total))
+    if as_json:
+        _print_json(result["summary"])
+        return
+    sys.stdout.write(result["paths"]["markdown"].read_text())
+    out.print("written: " + ", ".join(str(p) for p in result["paths"].values()))
+
+
+@app.command()
 def models(as_json: JsonFlag = False) -> None:
     """List the shipped model specs."""
     from placement.cost.model import load_model, model_names

@@ -178,7 +178,7 @@ def test_missing_instance_file():
 
 def test_unknown_method():
     line = assert_one_error_line(run_main("solve", INSTANCE, "--method", "milq"))
-    assert line == "error: unknown method 'milq'; methods are single, pipeline, milp"
+    assert line == f"error: unknown method 'milq'; methods are {', '.join(placement.METHODS)}"
 
 
 def test_memory_in_milliseconds(tmp_path):

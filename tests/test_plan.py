@@ -346,7 +346,7 @@ def test_unknown_precision_field(two, rich_plan):
 
 # ============================================================================ solve()
 def test_solve_unknown_method_lists_the_known_ones(two):
-    with pytest.raises(InputError, match=r"unknown method 'milq'; methods are single, pipeline, milp"):
+    with pytest.raises(InputError, match=rf"unknown method 'milq'; methods are {re.escape(', '.join(METHODS))}$"):
         solve(two, method="milq")
 
 
@@ -360,7 +360,7 @@ def test_solve_unknown_option_lists_the_known_ones(two):
 
 
 def test_methods_are_declared_once():
-    assert set(METHODS) == {"single", "pipeline", "milp"}
+    assert len(set(METHODS)) == len(METHODS) and {"single", "pipeline", "milp"} <= set(METHODS)
     assert placement.solve is solve
 
 

@@ -407,3 +407,51 @@ def _judge(instance: Instance, form: Formulation, x: np.ndarray, placements: lis
                 f"MILP phase {index} costs {model_value:.9g} s in the model but {true_value:.9g} s in the evaluator"
             )
     return plan, report, inexact
+
+
+def solve_myopic_milp(instance: Instance, *, solver: str = "highs", gap: float = 1e-6,
+                      time_limit: float | None = None, threads: int | None = None) -> Result:
+    """The best any myopic method can do: each interval solved exactly, knowing only the past.
+
+    At every interval boundary the MILP's ``interval`` mode chooses the placement that
+    minimizes that interval's cost (its decode steps, the migration into it, and the
+    prefill for the first) given the placement before it; the placements are joined
+    into one plan that the evaluator judges.
+
+    Parameters
+    ----------
+    instance : Instance
+    solver, gap, threads
+        As for `solve_milp`.
+    time_limit : float, optional
+        Seconds for each interval's decision.
+
+    Returns
+    -------
+    Result
+        Status ``feasible`` (each decision is optimal for its interval, the whole is
+        not proven optimal), ``time_limit`` when a decision ran out of time, or
+        ``infeasible``; ``stats["decision_s"]`` holds each interval's solve time.
+    """
+    placements: list[Placement] = []
+    decision_s: list[float] = []
+    worst = "feasible"
+    for k in range(instance.workload.n_intervals):
+        result = solve_milp(instance, solver=solver, mode="interval", interval=k,
+                            current=placements[-1] if placements else None, time_limit=time_limit, gap=gap,
+                            threads=threads)
+        decision_s.append(result.solve_time_s)
+        if result.plan is None:
+            return Result(result.status, f"interval {k}: {result.message}", None, None, solve_time_s=sum(decision_s),
+                          stats={"decision_s": decision_s})
+        if result.status == "time_limit":
+            worst = "time_limit"
+        placements.append(result.plan.placement(k))
+    plan = Plan(instance.cluster.names, placements, method="myopic-milp")
+    report = evaluate(instance, plan)
+    status = worst if report.feasible else "infeasible"
+    message = f"{len(placements)} interval decisions, each optimal for its interval ({solver})"
+    if not report.feasible:
+        message = f"{message}; but {report.violations[0]}"
+    return Result(status, message, plan, report, objective=report.total_s, solve_time_s=sum(decision_s),
+                  stats={"decision_s": decision_s, "decision_median_s": float(np.median(decision_s))})

@@ -1,0 +1,176 @@
+"""`placement reproduce gap-table`: every method on every instance of a suite, gaps to the optimum.
+
+The reference of an instance is the MILP's proven optimum, or, when the MILP stopped
+at its time limit, its bound (and the gap is marked as a gap to the bound, an upper
+bound on the true gap). Outputs: ``gap-table.csv`` (one row per instance and method),
+``gap-table.md`` (one row per method), ``gap-table.png`` and ``config.json`` (the
+suite, methods, options and package versions).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import platform
+import statistics
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+from placement.experiments.sweep import Job, run_sweep
+
+__all__ = ["DEFAULT_METHODS", "QUICK_INSTANCES", "reproduce_gap_table", "summarize"]
+
+DEFAULT_METHODS = ("milp", "myopic", "myopic+", "myopic-milp", "pipeline-dp", "memory-proportional",
+                   "round-robin", "greedy", "single", "static")
+# A subset of paper-small that finishes in well under two minutes on 2 cores.
+QUICK_INSTANCES = ("paper-small/h8-3dev-medium-s1-kafetzis", "paper-small/h8-3dev-medium-s1-roofline",
+                   "paper-small/h8-4dev-medium-s1-kafetzis", "paper-small/h16-4dev-low-s1-kafetzis",
+                   "paper-small/h16-5dev-medium-s1-kafetzis", "paper-small/h16-5dev-low-s1-roofline")
+_MILP_OPTIONS = {"time_limit": 60.0}
+
+
+def _references(rows: list[dict[str, Any]]) -> dict[str, tuple[float, bool]]:
+    """Per instance: (reference seconds, True when it is a proven optimum rather than a bound)."""
+    out = {}
+    for row in rows:
+        if row["method"] != "milp":
+            continue
+        if row["status"] == "optimal" and row["total_s"] is not None:
+            out[row["instance"]] = (row["total_s"], True)
+        elif row["bound_s"] is not None:
+            out[row["instance"]] = (row["bound_s"], False)
+    return out
+
+
+def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One summary per method: gaps (mean, median, worst, geometric mean), latency, memory, time.
+
+    A gap below zero against a proven optimum would be a bug; it is kept visible, never clipped.
+    """
+    references = _references(rows)
+    for row in rows:
+        ref = references.get(row["instance"])
+        feasible = row["feasible"] and row["total_s"] is not None
+        row["gap"] = (row["total_s"] / ref[0] - 1) if (ref and feasible) else None
+        row["gap_to"] = None if ref is None else ("optimum" if ref[1] else "bound")
+    summary = []
+    for method in dict.fromkeys(row["method"] for row in rows):
+        mine = [r for r in rows if r["method"] == method]
+        gaps = [r["gap"] for r in mine if r["gap"] is not None]
+        feasible = [r for r in mine if r["feasible"]]
+        summary.append({
+            "method": method,
+            "instances": len(mine),
+            "feasible": len(feasible),
+            "mean_gap": statistics.fmean(gaps) if gaps else None,
+            "median_gap": statistics.median(gaps) if gaps else None,
+            "worst_gap": max(gaps) if gaps else None,
+            "geomean_gap": math.exp(statistics.fmean(math.log1p(g) for g in gaps)) - 1 if gaps else None,
+            "to_bound": sum(1 for r in mine if r["gap"] is not None and r["gap_to"] == "bound"),
+            "mean_token_ms": statistics.fmean(r["mean_token_s"] * 1e3 for r in feasible) if feasible else None,
+            "peak_memory_gib": max(r["peak_memory_bytes"] for r in feasible) / 2**30 if feasible else None,
+            "median_time_s": statistics.median(r["solve_time_s"] for r in mine),
+        })
+    return summary
+
+
+def _markdown(summary: list[dict[str, Any]], suite: str) -> str:
+    def pct(v):
+        return "-" if v is None else f"{v * 100:.2f} %"
+
+    lines = [f"# Gap to the optimum, suite `{suite}`", "",
+             "| method | feasible | mean gap | median gap | worst gap | geometric-mean gap | mean per-token | peak memory | median time |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for s in summary:
+        bound = f" ({s['to_bound']} to a bound)" if s["to_bound"] else ""
+        token = "-" if s["mean_token_ms"] is None else f"{s['mean_token_ms']:.3f} ms"
+        memory = "-" if s["peak_memory_gib"] is None else f"{s['peak_memory_gib']:.4g} GiB"
+        lines.append(f"| {s['method']} | {s['feasible']}/{s['instances']}{bound} | {pct(s['mean_gap'])} | {pct(s['median_gap'])} "
+                     f"| {pct(s['worst_gap'])} | {pct(s['geomean_gap'])} | {token} | {memory} | {s['median_time_s']:.3g} s |")
+    return "\n".join(lines) + "\n"
+
+
+def _figure(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = [m for m in dict.fromkeys(r["method"] for r in rows) if m != "milp"]
+    data = [[r["gap"] * 100 for r in rows if r["method"] == m and r["gap"] is not None] for m in methods]
+    fig, ax = plt.subplots(figsize=(1.2 * len(methods) + 2, 4))
+    ax.boxplot([d if d else [float("nan")] for d in data], showfliers=True)
+    ax.set_xticks(range(1, len(methods) + 1), methods, rotation=30, ha="right")
+    ax.set_ylabel("gap to the optimum (%)")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_title("Gap to the MILP optimum, per instance")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "machine": platform.machine()}
+    for package in ("placement", "numpy", "scipy", "highspy", "pulp", "ortools", "joblib", "networkx", "pydantic", "pint"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = "not installed"
+    return out
+
+
+def reproduce_gap_table(suite: str = "paper-small", *, methods: list[str] | None = None, quick: bool = False,
+                        out_dir: str | Path = "results/gap-table", n_jobs: int = 2, dask: str | None = None,
+                        progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Solve every instance of `suite` with every method and write the gap table.
+
+    Parameters
+    ----------
+    suite : str
+        A folder of ``instances/`` (``placement instances`` lists them).
+    methods : list of str, optional
+        Default: every method of `DEFAULT_METHODS` that `placement.METHODS` has.
+    quick : bool
+        Only `QUICK_INSTANCES` (under two minutes on 2 cores).
+    out_dir : path
+        Where the cache and the outputs go; an interrupted run resumes from the cache.
+    n_jobs, dask, progress
+        See `placement.experiments.sweep.run_sweep`.
+
+    Returns
+    -------
+    dict
+        ``rows``, ``summary`` and the output ``paths``.
+    """
+    import placement
+    from placement.errors import InputError
+
+    names = [n for n in placement.instance_names() if n.startswith(f"{suite}/")]
+    if not names:
+        suites = sorted({n.split("/")[0] for n in placement.instance_names()})
+        raise InputError(f"unknown suite {suite!r}; suites are {', '.join(suites)}")
+    if quick:
+        names = [n for n in names if n in QUICK_INSTANCES] or names[:4]
+    methods = methods or [m for m in DEFAULT_METHODS if m in placement.METHODS]
+    unknown = [m for m in methods if m not in placement.METHODS]
+    if unknown:
+        raise InputError(f"unknown method(s) {', '.join(unknown)}; methods are {', '.join(placement.METHODS)}")
+    jobs = [Job(name, method, _MILP_OPTIONS if method == "milp" else {}) for name in names for method in methods]
+    out = Path(out_dir)
+    rows = run_sweep(jobs, out, n_jobs=n_jobs, dask=dask, progress=progress)
+    summary = summarize(rows)
+    paths = {"csv": out / "gap-table.csv", "markdown": out / "gap-table.md", "figure": out / "gap-table.png",
+             "config": out / "config.json"}
+    columns = ["instance", "method", "status", "gap", "gap_to", "total_s", "mean_token_s", "ttft_s", "migration_s",
+               "peak_memory_bytes", "solve_time_s", "decision_median_s", "bound_s", "message"]
+    with paths["csv"].open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    paths["markdown"].write_text(_markdown(summary, suite))
+    _figure(rows, paths["figure"])
+    paths["config"].write_text(json.dumps({"suite": suite, "quick": quick, "instances": names, "methods": methods,
+                                           "milp_options": _MILP_OPTIONS, "versions": _versions()}, indent=1))
+    return {"rows": rows, "summary": summary, "paths": paths}
