@@ -17,6 +17,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "single": ("placement.solvers.reference", "solve_single"),
     "pipeline": ("placement.solvers.reference", "solve_pipeline"),
     "milp": ("placement.solvers.milp", "solve_milp"),
+    "myopic": ("placement.solvers.myopic", "solve_myopic"),
     "myopic-milp": ("placement.solvers.milp", "solve_myopic_milp"),
 }
 

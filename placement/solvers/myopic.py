@@ -1,0 +1,509 @@
+"""Resource-aware myopic re-partitioning: Algorithm 1 of Kafetzis, Khalili, Koutsopoulos (arXiv 2505.02533).
+
+Every re-decision interval the controller looks only at the current state (where
+every block was in the previous interval, and what every block will need during
+the coming interval) and places the blocks again, one at a time:
+
+1. order the blocks by normalized demand, largest first:
+   ``demand_i = mem_i / max_j M_j + min_j t_ij / T_ref`` (``t_ij``: the block's time on
+   device j; ``T_ref``: one token of the whole model on the fastest device);
+2. for each block, score every device that still has the memory for it (after the
+   blocks already placed in this decision):
+   ``S(i, j) = max(memory_ratio, compute_ratio, comm_ratio)`` (``scoring="max"``) or
+   ``α·compute_ratio + β·memory_ratio + γ·comm_ratio`` (``scoring="weighted"``);
+   a device is feasible when ``S(i, j) <= 1``;
+3. put the block on the device with the lowest score.
+
+The paper's text was not available; the algorithm follows its authors' public
+simulator (``ResourceAwareDistributor``), as summarized in the project's notes.
+Where the notes leave a choice open, `solve_myopic` says which one it makes.
+The plan is judged by `placement.evaluate`, which also charges the migration of
+every block that moves between intervals (an attention group with its KV cache).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from placement.cost.blocks import block_memory
+from placement.errors import InputError
+from placement.evaluate import block_times, evaluate, step_costs, transfer_times
+from placement.instance import Instance
+from placement.plan import Placement, Plan
+from placement.result import Result
+
+__all__ = ["SCORINGS", "Decision", "decide", "solve_myopic"]
+
+SCORINGS = ("max", "weighted")
+
+# Block kinds, in the order a token meets them within a layer.
+_EMBED, _GROUP, _PROJECTION, _FFN, _LM_HEAD = range(5)
+# Scores this close to the best count as ties (then the block stays where it was).
+_TIE = 1e-9
+
+
+@dataclass(frozen=True, eq=False)
+class Decision:
+    """One myopic decision: the placement of one interval and how it was reached.
+
+    Attributes
+    ----------
+    placement : Placement
+        Whole blocks only (one-hot projection and FFN rows), the instance's precision.
+    order : tuple of str
+        The blocks in the order they were placed (largest demand first), named
+        ``"embed"``, ``"attention[l,g]"``, ``"projection[l]"``, ``"ffn[l]"``, ``"lm_head"``.
+    scores : ndarray, shape (blocks, N)
+        Score of each block (rows in `order`) on each device when it was placed;
+        ``inf`` where the device no longer had the memory for it.
+    devices : ndarray of int, shape (blocks,)
+        The device each block went to (rows in `order`).
+    demand : ndarray, shape (blocks,)
+        Normalized demand of each block (rows in `order`), dimensionless.
+    fallbacks : tuple of str
+        Blocks that no device could host with a score of at most 1: placed on the
+        lowest score among the devices with memory.
+    homeless : tuple of str
+        Blocks that no device had the memory for: placed where they overflow least.
+    memory_bytes : ndarray, shape (N,)
+        What each device holds after the decision (the evaluator's peak memory of the interval).
+    budget_s : float
+        ``T_ref``, the per-token time that normalizes compute and transfer times, seconds.
+    context : int
+        The context at which memory and costs were taken (the interval's largest).
+    """
+
+    placement: Placement
+    order: tuple[str, ...]
+    scores: np.ndarray
+    devices: np.ndarray
+    demand: np.ndarray
+    fallbacks: tuple[str, ...]
+    homeless: tuple[str, ...]
+    memory_bytes: np.ndarray
+    budget_s: float
+    context: int
+
+
+# ----------------------------------------------------------------------------- options
+def _check_scoring(scoring: str, weights: Sequence[float]) -> tuple[str, tuple[float, float, float]]:
+    if not isinstance(scoring, str) or scoring.lower() not in SCORINGS:
+        raise InputError(f"`scoring` must be one of {', '.join(map(repr, SCORINGS))}, got {scoring!r}")
+    try:
+        values = tuple(float(w) for w in weights)
+    except (TypeError, ValueError):
+        raise InputError(f"`weights` must be three numbers (alpha, beta, gamma), got {weights!r}") from None
+    if len(values) != 3 or any(isinstance(w, bool) for w in weights):
+        raise InputError(f"`weights` must be three numbers (alpha, beta, gamma), got {weights!r}")
+    if not all(np.isfinite(values)) or min(values) < 0 or sum(values) == 0:
+        raise InputError(f"`weights` (alpha, beta, gamma) must be finite, at least 0 and not all 0, got {values}")
+    return scoring.lower(), values  # type: ignore[return-value]
+
+
+def _check_tau(instance: Instance, tau: int | None) -> int:
+    workload = instance.workload
+    if tau is None:
+        return workload.tau
+    if isinstance(tau, bool) or not isinstance(tau, (int, np.integer)) or tau < 1:
+        raise InputError(f"`tau` must be a whole number of tokens, at least 1, got {tau!r}")
+    whole_generation = workload.tau == workload.generate_tokens and tau >= workload.generate_tokens
+    if tau != workload.tau and not whole_generation:
+        given = ("not set (the whole generation)" if workload.interval_tokens is None
+                 else f"{workload.interval_tokens} tokens")
+        raise InputError(
+            f"`tau` = {tau} tokens differs from the instance's re-decision interval (`workload.interval` {given}, "
+            f"tau = {workload.tau}): myopic decides once per interval of the instance, the only boundaries where the "
+            f"evaluator lets a plan change and charges migration; set `workload.interval: {tau}` in the instance, "
+            "or leave `tau` unset"
+        )
+    return int(tau)
+
+
+def _check_current(instance: Instance, current: Placement | Plan | None) -> Placement | None:
+    if current is None:
+        return None
+    L, K, N = instance.model.layers, instance.model.kv_heads, instance.n_devices
+    if isinstance(current, Plan):
+        if tuple(current.devices) != tuple(instance.cluster.names):
+            raise InputError(f"`current` plan has devices {', '.join(current.devices)}; the instance has "
+                             f"{', '.join(instance.cluster.names)} (in this order)")
+        current = current.intervals[-1]
+    if not isinstance(current, Placement):
+        raise InputError("`current` must be a Placement (or a Plan, whose last interval is used), "
+                         f"got {type(current).__name__}")
+    att = np.asarray(current.attention)
+    if att.shape != (L, K) or not np.issubdtype(att.dtype, np.integer) or att.min() < 0 or att.max() >= N:
+        raise InputError(f"`current.attention` must be whole device indices 0..{N - 1} of shape ({L}, {K}), "
+                         f"got shape {att.shape}")
+    for name in ("projection", "ffn"):
+        rows = np.asarray(getattr(current, name), dtype=float)
+        if rows.shape != (L, N):
+            raise InputError(f"`current.{name}` must have shape ({L}, {N}) (shares per layer and device), "
+                             f"got {rows.shape}")
+    for name in ("embed", "lm_head"):
+        if not 0 <= int(getattr(current, name)) < N:
+            raise InputError(f"`current.{name}` must be a device index 0..{N - 1}, got {getattr(current, name)!r}")
+    return current
+
+
+# ----------------------------------------------------------------------------- one decision
+def _block_names(L: int, K: int) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Names, kinds, layers and groups of every block in the order a token meets them."""
+    names, kinds, layers, groups = ["embed"], [_EMBED], [0], [0]
+    for l in range(L):
+        for g in range(K):
+            names.append(f"attention[{l},{g}]"), kinds.append(_GROUP), layers.append(l), groups.append(g)
+        names.append(f"projection[{l}]"), kinds.append(_PROJECTION), layers.append(l), groups.append(0)
+        names.append(f"ffn[{l}]"), kinds.append(_FFN), layers.append(l), groups.append(0)
+    names.append("lm_head"), kinds.append(_LM_HEAD), layers.append(L - 1), groups.append(0)
+    return names, np.array(kinds), np.array(layers), np.array(groups)
+
+
+def decide(instance: Instance, k: int, previous: Placement | None = None, *, scoring: str = "max",
+           weights: Sequence[float] = (0.4, 0.3, 0.3)) -> Decision:
+    """Place every block for interval `k` from the current state only (one step of Algorithm 1).
+
+    Parameters
+    ----------
+    instance : Instance
+    k : int
+        The interval decided; memory and costs are taken at its largest context.
+    previous : Placement, optional
+        Where the blocks are now (the previous interval's placement); None for the
+        first placement.
+    scoring, weights
+        As in `solve_myopic`.
+
+    Returns
+    -------
+    Decision
+    """
+    scoring, weights = _check_scoring(scoring, weights)
+    if not 0 <= k < instance.workload.n_intervals:
+        raise InputError(f"`k` must be an interval of the instance, 0..{instance.workload.n_intervals - 1}, got {k!r}")
+    return _decide(instance, k, _check_current(instance, previous), scoring, weights)
+
+
+def _decide(instance: Instance, k: int, previous: Placement | None, scoring: str,
+            weights: tuple[float, float, float]) -> Decision:
+    alpha, beta, gamma = weights
+    model, cluster, workload = instance.model, instance.cluster, instance.workload
+    L, K, N = model.layers, model.kv_heads, instance.n_devices
+    precision = instance.precision
+    context = int(workload.interval_max_context()[k])
+
+    # ---- what every block needs at the interval's largest context
+    costs = step_costs(instance, precision, np.array([context]))
+    memory = block_memory(instance, precision, np.array([context]))
+    group_t = block_times(costs.group_flops[0], costs.group_read[0], instance, costs.roofline)  # (L, N)
+    proj_t = block_times(costs.projection_flops[0], costs.projection_read[0], instance, costs.roofline)
+    ffn_t = block_times(costs.ffn_flops[0], costs.ffn_read[0], instance, costs.roofline)
+    embed_t = block_times(np.zeros(1), costs.embed_read[:1], instance, costs.roofline)[0]  # (N,)
+    lm_t = block_times(costs.lm_head_flops[:1], costs.lm_head_read[:1], instance, costs.roofline)[0]
+    # T_ref: one token of the whole model on the single fastest device (compute only).
+    whole_model = K * group_t.sum(axis=0) + proj_t.sum(axis=0) + ffn_t.sum(axis=0) + embed_t + lm_t
+    budget = float(whole_model.min())
+    budget = budget if budget > 0 else 1.0
+
+    names, kinds, layers, groups = _block_names(L, K)
+    n_blocks = len(names)
+    need = np.empty(n_blocks)
+    times = np.empty((n_blocks, N))
+    is_group, is_proj, is_ffn = kinds == _GROUP, kinds == _PROJECTION, kinds == _FFN
+    need[is_group] = memory["group"][0][layers[is_group]]
+    times[is_group] = group_t[layers[is_group]]
+    need[is_proj], times[is_proj] = memory["projection"][0], proj_t
+    need[is_ffn], times[is_ffn] = memory["ffn"][0], ffn_t
+    need[0], times[0] = memory["embed"][0], embed_t
+    need[-1], times[-1] = memory["lm_head"][0], lm_t
+    limit = np.array([d.usable_bytes for d in instance.devices])
+    demand = need / limit.max() + times.min(axis=1) / budget
+    order = np.argsort(-demand, kind="stable")
+
+    # ---- inputs of every block: the transfer times its predecessors' data takes to each device
+    def first(x) -> float:  # a size given per step: the one step here
+        return float(np.asarray(x, dtype=float).reshape(-1)[0])
+
+    layer_in = costs.hidden_bytes if costs.layer_in_bytes is None else costs.layer_in_bytes
+    t_layer_in = transfer_times(cluster, first(layer_in))[0]  # (N, N) from → to
+    t_hidden = transfer_times(cluster, first(costs.hidden_bytes))[0]
+    t_lm_in = transfer_times(cluster, first(costs.lm_head_in_bytes))[0]
+    t_token = transfer_times(cluster, costs.token_bytes)[0]
+    out_bytes = first(costs.group_out_bytes)
+    off = ~np.eye(N, dtype=bool)
+    latency_off = np.where(off, cluster.route_latency_s, 0.0)
+    per_byte_off = np.where(off, 1.0 / cluster.route_bandwidth_bytes_per_s, 0.0)
+    tied = model.tied_embeddings and precision.embed == precision.lm_head
+
+    # ---- the current state: where every block is (overwritten as blocks are placed now)
+    if previous is None:
+        was_att, was_proj, was_ffn = np.full((L, K), -1), np.full(L, -1), np.full(L, -1)
+        was_embed = was_lm = -1
+    else:
+        was_att = np.asarray(previous.attention, dtype=np.int64)
+        was_proj = np.asarray(previous.projection).argmax(axis=1)
+        was_ffn = np.asarray(previous.ffn).argmax(axis=1)
+        was_embed, was_lm = int(previous.embed), int(previous.lm_head)
+    at_att, at_proj, at_ffn = was_att.copy(), was_proj.copy(), was_ffn.copy()
+    at = {"embed": was_embed, "lm_head": was_lm}
+    placed = {"embed": -1, "lm_head": -1}  # placed in this decision (for tied embeddings)
+
+    # ---- the three ratios, the parts of every block's score that do not depend on the others
+    with np.errstate(divide="ignore", invalid="ignore"):
+        memory_ratio = np.where(limit > 0, need[:, None] / limit, np.where(need[:, None] > 0, np.inf, 0.0))
+    compute_ratio = times / budget
+    comm_layer_in, comm_hidden = t_layer_in / budget, t_hidden / budget
+    comm_lm_in, comm_token = t_lm_in / budget, t_token / budget
+    latency_ratio, per_byte_ratio = latency_off / budget, per_byte_off * out_bytes / budget
+    if scoring == "max":
+        base = np.maximum(memory_ratio, compute_ratio)
+        combine = np.maximum
+    else:
+        base = alpha * compute_ratio + beta * memory_ratio
+        def combine(part, comm):
+            return part + gamma * comm
+    no_comm = np.zeros(N)
+    kinds_, layers_, groups_, need_ = kinds.tolist(), layers.tolist(), groups.tolist(), need.tolist()
+
+    room = limit.astype(float).copy()
+    held = np.zeros(N)
+    scores = np.full((n_blocks, N), np.inf)
+    chosen = np.empty(n_blocks, dtype=np.int64)
+    fallbacks, homeless = [], []
+    for row, b in enumerate(order.tolist()):
+        kind, l, g = kinds_[b], layers_[b], groups_[b]
+        if kind == _GROUP:
+            source = int(at_ffn[l - 1]) if l > 0 else at["embed"]
+            comm = comm_layer_in[source] if source >= 0 else no_comm
+            was = int(was_att[l, g])
+        elif kind == _PROJECTION:
+            where = at_att[l][at_att[l] >= 0]
+            if out_bytes > 0 and len(where):
+                counts = np.bincount(where, minlength=N).astype(float)
+                comm = (counts > 0) @ latency_ratio + counts @ per_byte_ratio
+            else:
+                comm = no_comm
+            was = int(was_proj[l])
+        elif kind == _FFN:
+            source = int(at_proj[l])
+            comm = comm_hidden[source] if source >= 0 else no_comm
+            was = int(was_ffn[l])
+        elif kind == _LM_HEAD:
+            source = int(at_ffn[L - 1])
+            comm = comm_lm_in[source] if source >= 0 else no_comm
+            was = was_lm
+        else:
+            source = at["lm_head"]
+            comm = comm_token[source] if source >= 0 else no_comm
+            was = was_embed
+        extra = need_[b]
+        score = combine(base[b], comm)
+        partner = placed["lm_head" if kind == _EMBED else "embed"] if tied and kind in (_EMBED, _LM_HEAD) else -1
+        if partner >= 0:  # one shared matrix: nothing more on the partner's device
+            extra = np.full(N, need_[b])
+            extra[partner] = 0.0
+            mem_row = memory_ratio[b].copy()
+            mem_row[partner] = 0.0
+            score = combine(np.maximum(mem_row, compute_ratio[b]) if scoring == "max"
+                            else alpha * compute_ratio[b] + beta * mem_row, comm)
+        fits = room >= extra
+        if fits.any():
+            score = np.where(fits, score, np.inf)
+            scores[row] = score
+            best = score.min()
+            ties = score <= best * (1 + _TIE)
+            if best > 1:
+                fallbacks.append(names[b])
+        else:
+            left = room - extra
+            ties = left >= left.max() - _TIE * abs(left.max())
+            homeless.append(names[b])
+        j = was if was >= 0 and ties[was] else int(np.argmax(ties))
+        chosen[row] = j
+        added = extra if partner < 0 else extra[j]
+        room[j] -= added
+        held[j] += added
+        if kind == _GROUP:
+            at_att[l, g] = j
+        elif kind == _PROJECTION:
+            at_proj[l] = j
+        elif kind == _FFN:
+            at_ffn[l] = j
+        else:
+            key = "embed" if kind == _EMBED else "lm_head"
+            at[key] = placed[key] = j
+
+    one_hot = np.eye(N)
+    placement = Placement(attention=at_att, projection=one_hot[at_proj], ffn=one_hot[at_ffn],
+                          embed=int(at["embed"]), lm_head=int(at["lm_head"]))
+    return Decision(
+        placement=placement, order=tuple(names[b] for b in order), scores=scores, devices=chosen,
+        demand=demand[order], fallbacks=tuple(fallbacks), homeless=tuple(homeless),
+        memory_bytes=held, budget_s=budget, context=context,
+    )
+
+
+def _moves(a: Placement, b: Placement) -> int:
+    """Blocks whose device differs between two placements of whole blocks."""
+    return int((np.asarray(a.attention) != np.asarray(b.attention)).sum()
+               + (np.asarray(a.projection).argmax(axis=1) != np.asarray(b.projection).argmax(axis=1)).sum()
+               + (np.asarray(a.ffn).argmax(axis=1) != np.asarray(b.ffn).argmax(axis=1)).sum()
+               + (a.embed != b.embed) + (a.lm_head != b.lm_head))
+
+
+# ----------------------------------------------------------------------------- the back end
+def solve_myopic(instance: Instance, *, tau: int | None = None, scoring: str = "max",
+                 weights: Sequence[float] = (0.4, 0.3, 0.3), current: Placement | Plan | None = None) -> Result:
+    """Re-decide the placement every `tau` tokens from the current state only (Kafetzis et al., Algorithm 1).
+
+    At each interval boundary (`decide`): the blocks are ordered by normalized
+    demand, largest first, ``demand_i = mem_i / max_j M_j + min_j t_ij / T_ref``; each in turn
+    is scored on every device that still has the memory for it, and goes to the
+    lowest score. An attention group moves with its KV cache; the evaluator charges
+    every move at the interval boundary.
+
+    Parameters
+    ----------
+    instance : Instance
+    tau : int, optional
+        Re-decision interval in tokens. It must be the instance's interval
+        (``workload.interval``; the default), since the evaluator lets a plan change
+        only there (any ``tau >= T`` is accepted when the instance decides once).
+    scoring : {"max", "weighted"}
+        ``"max"``: ``S = max(memory_ratio, compute_ratio, comm_ratio)``, the paper's
+        max-ratio score. ``"weighted"``: ``S = α·compute_ratio + β·memory_ratio +
+        γ·comm_ratio``.
+    weights : (alpha, beta, gamma)
+        Weights of the weighted score (the authors' defaults 0.4, 0.3, 0.3).
+    current : Placement or Plan, optional
+        Where the blocks are before the first interval (a running system); the
+        first decision starts from it. The evaluator does not charge the moves out
+        of it (a plan starts at interval 0); ``stats["blocks_moved_from_current"]``
+        counts them.
+
+    Returns
+    -------
+    Result
+        One placement per interval, judged by `placement.evaluate`; objective
+        ``report.total_s``; status ``feasible``, or ``infeasible`` with the worst
+        memory violation named. ``stats``: ``decision_time_median_s`` and
+        ``decision_time_max_s`` (wall-clock time of one decision, seconds),
+        ``decision_times_s``, ``blocks_moved`` (moves between intervals, all charged
+        by the evaluator), ``fallbacks`` (blocks placed with a score above 1),
+        ``homeless`` (blocks no device had memory for), ``intervals``, ``tau``,
+        ``scoring``, ``weights``.
+
+    Raises
+    ------
+    InputError
+        On a `tau` other than the instance's interval, an unknown `scoring`, bad
+        `weights`, or a `current` placement that does not fit the instance.
+
+    Notes
+    -----
+    The paper's text was not available; this follows its authors' simulator. The
+    choices made where the sources are silent, or where our cost model differs:
+
+    - **When.** One decision per interval of the instance (``workload.interval``),
+      before its first token. Memory and costs are taken at the interval's largest
+      context, where the evaluator judges memory, so a placement decided now still
+      fits when the interval ends (the authors re-decide every token, where the two
+      coincide).
+    - **Memory.** The authors' code frees the projection and FFN after every step
+      ("ephemeral"); in our cost model every block is resident, so memory is
+      `placement.cost.blocks.block_memory` (weights, plus the KV cache for an attention
+      group, at the interval's largest context). ``M_j`` is the device's memory less
+      its reservation (``usable_bytes``); ``memory_ratio = mem_i / M_j`` uses that
+      whole capacity (the code's "ratio to total capacity"), while whether a device
+      *can host* the block is judged on what is left after the blocks already placed
+      in this decision. A tied embedding and ``lm_head`` on one device count once.
+    - **Current state.** Each decision re-packs every block on empty devices (the
+      previous placement holds no memory while the blocks are placed again). The
+      previous placement is the state the decision starts from: a block whose
+      predecessors are not placed yet in this decision is scored against where they
+      are now, and among equal scores a block stays where it was (otherwise the
+      lowest device index wins). The first decision has no such state: predecessors
+      not yet placed cost nothing.
+    - **Normalization.** The code mixes a dimensionless memory ratio with
+      ``FLOPs_i / C_j`` (seconds: C_j is FLOP/s) and an unnormalized transfer time in
+      seconds. Here both times are divided by a per-token budget ``T_ref``: the time of
+      one token of the whole model on the single fastest device (the sum of its
+      blocks' times, without transfers). So ``compute_ratio = t_ij / T_ref`` with
+      ``t_ij`` the evaluator's time of the block on device j (the roofline, or FLOPs /
+      peak under ``kafetzis2025``, where this is exactly ``FLOPs_i / C_j`` with
+      ``C_j = peak_j·T_ref`` the FLOPs j can do within the budget), and the demand's
+      compute term ``FLOPs_i / max_j C_j`` becomes ``min_j t_ij / T_ref``.
+    - **Communication.** ``comm_ratio`` is the time for the block's inputs to reach
+      device j from where its predecessors are, over ``T_ref``: the layer input from
+      the previous FFN (or the embedding) for an attention group; every group's head
+      outputs for the projection, one message per device and the times summed (the
+      code's ``"sum"`` mode); the projection's output for the FFN; the last FFN's
+      output for ``lm_head``; the token id from ``lm_head`` for the embedding (blocks
+      the paper's one-layer model lacks). Sizes, route latency and bandwidth are the
+      evaluator's.
+    - **Feasibility.** A device is feasible when its score is at most 1 (stated by the
+      authors, not enforced in their code). If no device with the memory scores
+      at most 1, the block goes to the lowest score among them (``stats["fallbacks"]``);
+      if no device has the memory, it goes where it overflows least and the result is
+      ``infeasible``. The older code's contention resolution (backtracking) is not
+      done.
+    - **Migration** is not in the score (the authors' distributor does not add it
+      either); the evaluator charges it. Blocks are never split across devices and
+      keep the instance's precision. The code's "source device" (privacy) rule has
+      no counterpart in our instances.
+
+    Examples
+    --------
+    >>> from placement import load_instance
+    >>> result = solve_myopic(load_instance("edge/llama-3.2-1b-2dev"))
+    >>> result.objective == result.report.total_s
+    True
+    """
+    scoring, weights = _check_scoring(scoring, weights)
+    tau = _check_tau(instance, tau)
+    start = _check_current(instance, current)
+    I = instance.workload.n_intervals
+
+    decisions: list[Decision] = []
+    elapsed: list[float] = []
+    previous = start
+    for k in range(I):
+        began = time.perf_counter()
+        decision = _decide(instance, k, previous, scoring, weights)
+        elapsed.append(time.perf_counter() - began)
+        decisions.append(decision)
+        previous = decision.placement
+
+    placements = [d.placement for d in decisions]
+    plan = Plan(devices=instance.cluster.names, intervals=placements, method="myopic")
+    report = evaluate(instance, plan)
+    moved = sum(_moves(a, b) for a, b in itertools.pairwise(placements))
+    fallbacks = sum(len(d.fallbacks) for d in decisions)
+    homeless = sorted({name for d in decisions for name in d.homeless})
+    stats = {
+        "decision_time_median_s": float(np.median(elapsed)),
+        "decision_time_max_s": float(np.max(elapsed)),
+        "decision_times_s": [float(t) for t in elapsed],
+        "blocks_moved": moved,
+        "fallbacks": fallbacks,
+        "homeless": homeless,
+        "intervals": I,
+        "tau": tau,
+        "scoring": scoring,
+        "weights": list(weights),
+    }
+    if start is not None:
+        stats["blocks_moved_from_current"] = _moves(start, placements[0])
+    note = (f"myopic ({scoring} score): {I} decision(s) every {tau} token(s), {moved} block move(s)"
+            + (f", {fallbacks} placement(s) with no device scoring at most 1" if fallbacks else ""))
+    if report.feasible:
+        return Result("feasible", note, plan, report, objective=report.total_s, stats=stats)
+    worst = max(report.violations, key=lambda v: v.over_bytes)
+    why = f"no device had the memory for {', '.join(homeless)}; " if homeless else ""
+    return Result("infeasible", f"{note}, but it does not fit: {why}{worst}", plan, report,
+                  objective=report.total_s, stats=stats)
