@@ -19,6 +19,11 @@ METHODS: dict[str, tuple[str, str]] = {
     "milp": ("placement.solvers.milp", "solve_milp"),
     "myopic": ("placement.solvers.myopic", "solve_myopic"),
     "myopic-milp": ("placement.solvers.milp", "solve_myopic_milp"),
+    "pipeline-dp": ("placement.solvers.baselines", "solve_pipeline_dp"),
+    "memory-proportional": ("placement.solvers.baselines", "solve_memory_proportional"),
+    "round-robin": ("placement.solvers.baselines", "solve_round_robin"),
+    "greedy": ("placement.solvers.baselines", "solve_greedy"),
+    "static": ("placement.solvers.baselines", "solve_static"),
 }
 
 
