@@ -70,16 +70,15 @@ def _result(plan: Plan, instance: Instance, note: str) -> Result:
 
 def solve_single(instance: Instance) -> Result:
     """The fastest single device that holds the whole model (status ``infeasible`` when none does)."""
-    best: Result | None = None
-    for device in range(instance.n_devices):
-        candidate = _result(single_plan(instance, device), instance, f"all blocks on {instance.cluster.names[device]!r}")
-        if best is None or (candidate.report.feasible, -candidate.objective) > (best.report.feasible, -best.objective):
-            best = candidate
-    if not best.report.feasible:
-        return Result("infeasible", "no single device holds the whole model; "
-                      f"the closest is {best.message.split(', but')[0].removeprefix('all blocks on ')} ({best.report.violations[0]})",
-                      best.plan, best.report, objective=best.objective)
-    return best
+    names = instance.cluster.names
+    candidates = [_result(single_plan(instance, m), instance, f"all blocks on {names[m]!r}") for m in range(instance.n_devices)]
+    feasible = [c for c in candidates if c.report.feasible]
+    if feasible:
+        return min(feasible, key=lambda c: c.objective)
+    overflow = [max(v.over_bytes for v in c.report.violations) for c in candidates]
+    closest = candidates[overflow.index(min(overflow))]
+    return Result("infeasible", f"no single device holds the whole model; the closest: {closest.report.violations[0]}",
+                  closest.plan, closest.report, objective=closest.objective)
 
 
 def solve_pipeline(instance: Instance) -> Result:
