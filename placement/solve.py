@@ -18,6 +18,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "pipeline": ("placement.solvers.reference", "solve_pipeline"),
     "milp": ("placement.solvers.milp", "solve_milp"),
     "myopic": ("placement.solvers.myopic", "solve_myopic"),
+    "myopic+": ("placement.solvers.myopic_plus", "solve_myopic_plus"),
     "myopic-milp": ("placement.solvers.milp", "solve_myopic_milp"),
     "pipeline-dp": ("placement.solvers.baselines", "solve_pipeline_dp"),
     "memory-proportional": ("placement.solvers.baselines", "solve_memory_proportional"),

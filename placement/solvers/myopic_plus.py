@@ -1,0 +1,709 @@
+"""``myopic+``: migration-aware online re-partitioning with local search.
+
+Still myopic: at every interval boundary it sees only where the blocks are now and
+what the coming interval needs (the KV caches at the interval's contexts), never the
+tokens after it. Each decision:
+
+1. starts from the better of two placements: the one in use (if it still fits) and
+   the paper's greedy decision (`placement.solvers.myopic.decide`, Algorithm 1);
+2. improves it by local search on the interval's cost, the evaluator's formulas
+   computed incrementally: the interval's decode latency, plus the migration into it
+   (plus the prefill for the first interval). Neighbourhoods: move one attention
+   group to another device (the group moved is chosen so that migration is least:
+   one going home first), relocate a projection or an FFN, relocate ``embed`` or
+   ``lm_head``, and swap two groups of different layers between two devices (which a
+   move cannot do when memory is tight). The best move of all is taken while it
+   lowers the overflow of memory, or keeps it and lowers the cost;
+3. hands the placement to the evaluator, like every back end.
+
+Every neighbourhood is scored for all candidates at once with NumPy (a group move
+changes one layer's attention stage, a relocation one or two stages, so the deltas
+are exact and cheap); the migration is the evaluator's: per pair of devices,
+``count·latency + bytes/bandwidth``, the largest pair on a switched network, the sum
+on a shared one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from placement.cost.blocks import StepCosts, block_memory
+from placement.evaluate import block_times, evaluate, prefill_step_costs, step_costs, transfer_times
+from placement.instance import Instance
+from placement.plan import Placement, Plan
+from placement.result import Result
+from placement.solvers.myopic import _check_current, _decide, _moves
+
+__all__ = ["DecisionPlus", "decide_plus", "solve_myopic_plus"]
+
+# A move must lower the interval's cost by this fraction to count (floating-point noise).
+_IMPROVEMENT = 1e-9
+# The evaluator's memory test: over when needed > limit · (1 + 1e-12).
+_MEMORY_TOLERANCE = 1e-12
+
+
+# ----------------------------------------------------------------------------- the interval's costs
+@dataclass(frozen=True)
+class _CostSet:
+    """Block times (seconds) and transfer times of one forward step, counted `weight` times."""
+
+    weight: float
+    group: np.ndarray  # (L, N) one attention group on each device
+    projection: np.ndarray  # (L, N)
+    ffn: np.ndarray  # (L, N)
+    embed: np.ndarray  # (N,)
+    lm_head: np.ndarray  # (N,)
+    layer_in: np.ndarray  # (N, N) from → to: the layer input to a group device
+    hidden: np.ndarray  # (N, N) projection → FFN
+    lm_in: np.ndarray  # (N, N) last FFN → lm_head
+    token: np.ndarray  # (N, N) lm_head → embed
+    out_latency: np.ndarray  # (N, N) group device → projection device, per message
+    out_per_group: np.ndarray  # (N, N) the same, per group's head outputs
+    gather_sum: bool  # shared medium, or the paper's summed head → projection transfers
+    shared: bool
+
+
+def _cost_set(instance: Instance, costs: StepCosts, weight: float) -> _CostSet:
+    cluster, N = instance.cluster, instance.n_devices
+
+    def first(x) -> float:
+        return float(np.asarray(x, dtype=float).reshape(-1)[0])
+
+    def times(flops, read):
+        return block_times(np.asarray(flops)[0], np.asarray(read)[0], instance, costs.roofline)
+
+    layer_in = costs.hidden_bytes if costs.layer_in_bytes is None else costs.layer_in_bytes
+    out_bytes = first(costs.group_out_bytes)
+    off = ~np.eye(N, dtype=bool)
+    shared = cluster.network == "shared"
+    return _CostSet(
+        weight=float(weight),
+        group=times(costs.group_flops, costs.group_read),
+        projection=times(costs.projection_flops, costs.projection_read),
+        ffn=times(costs.ffn_flops, costs.ffn_read),
+        embed=block_times(np.zeros(1), np.asarray(costs.embed_read)[:1], instance, costs.roofline)[0],
+        lm_head=block_times(np.asarray(costs.lm_head_flops)[:1], np.asarray(costs.lm_head_read)[:1], instance,
+                            costs.roofline)[0],
+        layer_in=transfer_times(cluster, first(layer_in))[0],
+        hidden=transfer_times(cluster, first(costs.hidden_bytes))[0],
+        lm_in=transfer_times(cluster, first(costs.lm_head_in_bytes))[0],
+        token=transfer_times(cluster, costs.token_bytes)[0],
+        out_latency=np.where(off & (out_bytes > 0), cluster.route_latency_s, 0.0),
+        out_per_group=np.where(off, out_bytes / cluster.route_bandwidth_bytes_per_s, 0.0),
+        gather_sum=shared or costs.sum_gather,
+        shared=shared,
+    )
+
+
+def _interval_cost_sets(instance: Instance, k: int) -> list[_CostSet]:
+    """Interval k's decode steps at their mean context (exact for one step), and the prefill for k = 0."""
+    workload = instance.workload
+    contexts = workload.contexts()[workload.interval_of_step() == k]
+    sets = [_cost_set(instance, step_costs(instance, instance.precision, np.array([contexts.mean()])), len(contexts))]
+    if k == 0:
+        sets.append(_cost_set(instance, prefill_step_costs(instance, instance.precision), 1.0))
+    return sets
+
+
+@dataclass(frozen=True)
+class _MemoryView:
+    """Resident bytes of every block at one context."""
+
+    group: np.ndarray  # (L,)
+    projection: np.ndarray  # (L,)
+    ffn: np.ndarray  # (L,)
+    embed: float
+    lm_head: float
+
+
+def _view(instance: Instance, context: int) -> _MemoryView:
+    memory = block_memory(instance, instance.precision, np.array([context]))
+    return _MemoryView(memory["group"][0], memory["projection"][0], memory["ffn"][0],
+                       float(memory["embed"][0]), float(memory["lm_head"][0]))
+
+
+# ----------------------------------------------------------------------------- the state
+@dataclass
+class _State:
+    """A placement of whole blocks, with where its attention groups came from."""
+
+    origin: np.ndarray  # (L, N, N): groups of layer l that were on device u and are now on v
+    projection: np.ndarray  # (L,) device
+    ffn: np.ndarray  # (L,) device
+    embed: int
+    lm_head: int
+
+    @property
+    def counts(self) -> np.ndarray:
+        return self.origin.sum(axis=1)
+
+    def copy(self) -> _State:
+        return _State(self.origin.copy(), self.projection.copy(), self.ffn.copy(), self.embed, self.lm_head)
+
+
+def _state_of(placement: Placement, before: Placement | None, N: int) -> _State:
+    attention = np.asarray(placement.attention)
+    L = attention.shape[0]
+    was = attention if before is None else np.asarray(before.attention)
+    origin = np.zeros((L, N, N), dtype=np.int64)
+    np.add.at(origin, (np.repeat(np.arange(L), attention.shape[1]), was.ravel(), attention.ravel()), 1)
+    return _State(origin, np.asarray(placement.projection).argmax(axis=1), np.asarray(placement.ffn).argmax(axis=1),
+                  int(placement.embed), int(placement.lm_head))
+
+
+def _placement_of(state: _State, before: Placement | None, K: int) -> Placement:
+    """Groups keep their identity: those staying put first, then each origin's movers in order."""
+    L, N = state.projection.shape[0], state.origin.shape[1]
+    if before is None:
+        attention = np.array([np.repeat(np.arange(N), row) for row in state.counts])
+    else:
+        attention = np.asarray(before.attention).copy()
+        for l in range(L):
+            for u in range(N):
+                groups = np.flatnonzero(np.asarray(before.attention)[l] == u)
+                targets = np.repeat(np.arange(N), state.origin[l, u])
+                targets = np.concatenate([targets[targets == u], targets[targets != u]])
+                attention[l, groups] = targets
+    one_hot = np.eye(N)
+    return Placement(attention=attention.reshape(L, K), projection=one_hot[state.projection],
+                     ffn=one_hot[state.ffn], embed=state.embed, lm_head=state.lm_head)
+
+
+# ----------------------------------------------------------------------------- the interval model
+class _Interval:
+    """Interval k's cost and memory as functions of a `_State`: the evaluator's formulas, incrementally."""
+
+    def __init__(self, instance: Instance, k: int, before: Placement | None, headroom: int = 0):
+        model, workload, cluster = instance.model, instance.workload, instance.cluster
+        self.L, self.K, self.N = model.layers, model.kv_heads, instance.n_devices
+        self.sets = _interval_cost_sets(instance, k)
+        # Memory views, in order of priority: the interval's largest context (it must fit),
+        # and with headroom the context `headroom` intervals later (fit it if possible).
+        context = int(workload.interval_max_context()[k])
+        self.views = [_view(instance, context)]
+        if headroom:
+            self.views.append(_view(instance, context + headroom * workload.tau))
+        self.tied = model.tied_embeddings and instance.precision.embed == instance.precision.lm_head
+        self.limit = np.array([d.usable_bytes for d in instance.devices], dtype=float) * (1 + _MEMORY_TOLERANCE)
+        self.tolerance = 1e-9 * float(self.limit.max())  # bytes: floating-point noise in memory sums
+        self.scale = 1.0  # seconds: the cost a search started from (improvements are relative to it)
+        # Migration into this interval: sizes at the boundary's context (as the evaluator charges them).
+        self.migrates = before is not None and k > 0
+        self.before = before
+        if before is not None:
+            moved = block_memory(instance, instance.precision, np.array([workload.prompt_tokens + k * workload.tau]))
+            self.move_group, self.move_projection = moved["group"][0], moved["projection"][0]
+            self.move_ffn = moved["ffn"][0]
+            self.move_embed, self.move_lm_head = float(moved["embed"][0]), float(moved["lm_head"][0])
+            self.was_projection = np.asarray(before.projection).argmax(axis=1)
+            self.was_ffn = np.asarray(before.ffn).argmax(axis=1)
+            self.was_embed, self.was_lm_head = int(before.embed), int(before.lm_head)
+        off = ~np.eye(self.N, dtype=bool)
+        self.latency = np.where(off, cluster.route_latency_s, 0.0)
+        self.per_byte = np.where(off, 1.0 / cluster.route_bandwidth_bytes_per_s, 0.0)
+        self.shared = cluster.network == "shared"
+
+    # ---- memory
+    def held(self, s: _State) -> np.ndarray:
+        """Bytes on each device in each memory view, (V, N)."""
+        counts = s.counts
+        out = np.empty((len(self.views), self.N))
+        for v, view in enumerate(self.views):
+            out[v] = (counts.T @ view.group + np.bincount(s.projection, view.projection, self.N)
+                      + np.bincount(s.ffn, view.ffn, self.N))
+            out[v, s.embed] += view.embed
+            if not (self.tied and s.embed == s.lm_head):
+                out[v, s.lm_head] += view.lm_head
+        return out
+
+    def overflow(self, held: np.ndarray) -> np.ndarray:
+        """Bytes over the limits in each view, for `held` (V, ..., N) → (V, ...)."""
+        return np.maximum(held - self.limit, 0.0).sum(axis=-1)
+
+    def shift_overflow(self, held: np.ndarray, src, dst, sizes: list) -> np.ndarray:
+        """Change of each view's overflow (V, ...) when `sizes[v]` bytes go from device `src` to `dst` (broadcast)."""
+        out = []
+        for h, size in zip(held, sizes):
+            over = np.maximum(h - self.limit, 0.0)
+            out.append(np.maximum(h[src] - size - self.limit[src], 0.0) - over[src]
+                       + np.maximum(h[dst] + size - self.limit[dst], 0.0) - over[dst])
+        return np.stack(np.broadcast_arrays(*out))
+
+    # ---- latency of the attention stage of every layer
+    def attention(self, c: _CostSet, counts: np.ndarray, source: np.ndarray, projection: np.ndarray) -> np.ndarray:
+        """Attention stage of every layer: receive the layer input, run the groups, send, run the projection.
+
+        `counts` (L, N); `source` and `projection` (L,) or (L, J) for J alternatives at once.
+        Returns seconds, (L,) or (L, J).
+        """
+        alternatives = np.ndim(source) == 2 or np.ndim(projection) == 2
+        source, projection = np.broadcast_arrays(np.reshape(source, (self.L, -1)), np.reshape(projection, (self.L, -1)))
+        counts = counts[:, None, :]  # (L, 1, N)
+        has = counts > 0
+        receive = np.where(has, c.layer_in[source], 0.0)  # (L, J, N)
+        send = np.where(has, c.out_latency.T[projection] + counts * c.out_per_group.T[projection], 0.0)
+        work = counts * c.group[:, None, :]
+        proj = np.take_along_axis(c.projection, projection, axis=1)  # (L, J)
+        if c.gather_sum:
+            compute = np.where(has, work, -np.inf).max(axis=2)
+            receive = receive.sum(axis=2) if c.shared else receive.max(axis=2)
+            stage = compute + receive + send.sum(axis=2) + proj
+        else:
+            stage = np.where(has, receive + work + send, -np.inf).max(axis=2) + proj
+        return stage if alternatives else stage[:, 0]
+
+    def sources(self, s: _State) -> np.ndarray:
+        return np.concatenate([[s.embed], s.ffn[:-1]])
+
+    def latency_of(self, s: _State) -> float:
+        """The interval's decode (and prefill) seconds, every cost set weighted."""
+        total = 0.0
+        counts, source, layers = s.counts, self.sources(s), np.arange(self.L)
+        for c in self.sets:
+            step = (self.attention(c, counts, source, s.projection).sum()
+                    + (c.hidden[s.projection, s.ffn] + c.ffn[layers, s.ffn]).sum()
+                    + c.embed[s.embed] + c.lm_head[s.lm_head] + c.lm_in[s.ffn[-1], s.lm_head]
+                    + c.token[s.lm_head, s.embed])
+            total += c.weight * step
+        return float(total)
+
+    # ---- migration into the interval
+    def pairs(self, s: _State) -> tuple[np.ndarray, np.ndarray]:
+        """Blocks (N, N) and bytes (N, N) moving from each device to each other at the boundary."""
+        count = s.origin.sum(axis=0).astype(float)
+        nbytes = np.einsum("luv,l->uv", s.origin, self.move_group)
+        for was, now, size in ((self.was_projection, s.projection, self.move_projection),
+                               (self.was_ffn, s.ffn, self.move_ffn)):
+            np.add.at(count, (was, now), 1.0)
+            np.add.at(nbytes, (was, now), size)
+        for was, now, size in ((self.was_embed, s.embed, self.move_embed),
+                               (self.was_lm_head, s.lm_head, self.move_lm_head)):
+            count[was, now] += 1.0
+            nbytes[was, now] += size
+        np.fill_diagonal(count, 0.0)
+        np.fill_diagonal(nbytes, 0.0)
+        return count, nbytes
+
+    def pair_times(self, count: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
+        return np.where(count > 0, count * self.latency + nbytes * self.per_byte, 0.0)
+
+    def migration_of(self, s: _State) -> float:
+        if not self.migrates:
+            return 0.0
+        times = self.pair_times(*self.pairs(s))
+        return float(times.sum() if self.shared else times.max())
+
+    def cost(self, s: _State) -> tuple[float, ...]:
+        """(overflow of each memory view in bytes, ..., interval seconds), compared in that order."""
+        return (*(float(o) for o in self.overflow(self.held(s))), self.latency_of(s) + self.migration_of(s))
+
+    def better(self, new: tuple[float, ...], old: tuple[float, ...]) -> bool:
+        """Whether cost `new` is lower than `old`: overflow view by view, then seconds."""
+        for n, o in zip(new[:-1], old[:-1]):
+            if n < o - self.tolerance:
+                return True
+            if n > o + self.tolerance:
+                return False
+        return new[-1] < old[-1] - _IMPROVEMENT * max(abs(old[-1]), 1e-12)
+
+
+def _max_excluding(values: np.ndarray, a, b) -> np.ndarray:
+    """Max of `values` (..., M) over its entries other than the indices `a` and `b`.
+
+    `a` and `b` broadcast against each other; the leading axes of `values` line up
+    with their leading axes. -inf when nothing is left.
+    """
+    top = min(3, values.shape[-1])
+    order = np.argsort(-values, axis=-1)[..., :top]
+    best = np.take_along_axis(values, order, axis=-1)
+    extra = np.broadcast(a, b).ndim - (values.ndim - 1)
+    out, chosen = np.float64(-np.inf), np.bool_(False)
+    for t in range(top):
+        index = order[..., t].reshape(order.shape[:-1] + (1,) * extra)
+        value = best[..., t].reshape(best.shape[:-1] + (1,) * extra)
+        take = ~chosen & (index != a) & (index != b)
+        out = np.where(take, value, out)
+        chosen = chosen | take
+    return out
+
+
+# ----------------------------------------------------------------------------- neighbourhoods
+@dataclass
+class _Candidate:
+    overflow: float  # change of the memory overflow, bytes
+    cost: float  # change of the interval's seconds (an estimate for swaps)
+    apply: object  # callable(_State) -> _State
+
+
+def _migration_delta(iv: _Interval, count, nbytes, times, current, src, old, new, size):
+    """New migration time minus the current one when one block of `size` bytes moves from
+    being sent src → old to src → new (arrays broadcast; src == old or src == new mean no transfer)."""
+    if not iv.migrates:
+        return np.zeros(np.broadcast_shapes(np.shape(src), np.shape(old), np.shape(new)))
+    src, old, new = np.broadcast_arrays(src, old, new)
+    size = np.broadcast_to(size, src.shape)
+    lat, per = iv.latency, iv.per_byte
+    leave = (src != old).astype(float)
+    enter = (src != new).astype(float)
+    c_old = count[src, old] - leave
+    t_old = np.where(c_old > 0, c_old * lat[src, old] + (nbytes[src, old] - leave * size) * per[src, old], 0.0)
+    same = old == new
+    c_new = count[src, new] + enter - np.where(same, leave, 0.0)
+    b_new = nbytes[src, new] + enter * size - np.where(same, leave * size, 0.0)
+    t_new = np.where(c_new > 0, c_new * lat[src, new] + b_new * per[src, new], 0.0)
+    if iv.shared:
+        return np.where(same, 0.0, t_old - times[src, old] + t_new - times[src, new])
+    N = iv.N
+    rest = _max_excluding(times.reshape(-1), src * N + old, src * N + new)
+    moved = np.maximum(np.maximum(t_old, t_new), np.maximum(rest, 0.0))
+    return np.where(same, 0.0, moved - current)
+
+
+def _group_moves(iv: _Interval, s: _State, held, mig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every move of one group of layer l from device a to device j: (ΔOverflow, Δseconds, origin) (L, N, N)."""
+    L, N = iv.L, iv.N
+    counts = s.counts
+    source = iv.sources(s)
+    rows = np.arange(L)
+    a = np.arange(N)[None, :, None]
+    j = np.arange(N)[None, None, :]
+    ca = counts[:, :, None]  # count on a
+    cj = counts[:, None, :]  # count on j
+    dlat = np.zeros((L, N, N))
+    has = counts > 0
+    left, added = ca - 1, cj + 1  # groups on a after the move, on j after it
+    for c in iv.sets:
+        receive = c.layer_in[source]  # (L, N): the layer input to each device
+        to_lat = c.out_latency.T[s.projection]  # (L, N): head outputs from each device to the projection
+        to_per = c.out_per_group.T[s.projection]
+        send = np.where(has, to_lat + counts * to_per, 0.0)
+        work = counts * c.group
+        send_a = np.where(left > 0, to_lat[:, :, None] + left * to_per[:, :, None], 0.0)
+        send_j = to_lat[:, None, :] + added * to_per[:, None, :]
+        work_a, work_j = left * c.group[:, :, None], added * c.group[:, None, :]
+        recv_a, recv_j = receive[:, :, None], receive[:, None, :]
+        proj = c.projection[rows, s.projection][:, None, None]
+        if c.gather_sum:
+            compute = np.maximum(np.maximum(np.where(left > 0, work_a, -np.inf), work_j),
+                                 _max_excluding(np.where(has, work, -np.inf), a, j))
+            sends = send.sum(axis=1)[:, None, None] - send[:, :, None] - send[:, None, :] + send_a + send_j
+            r = np.where(has, receive, 0.0)
+            if c.shared:
+                recvs = (r.sum(axis=1)[:, None, None] - np.where(left > 0, 0.0, recv_a)
+                         + np.where(cj > 0, 0.0, recv_j))
+            else:
+                recvs = np.maximum(np.maximum(np.where(left > 0, recv_a, 0.0), recv_j),
+                                   np.maximum(_max_excluding(r, a, j), 0.0))
+            new = compute + recvs + sends + proj
+        else:
+            chain = np.where(has, receive + work + send, -np.inf)
+            new_a = np.where(left > 0, recv_a + work_a + send_a, -np.inf)
+            new = np.maximum(np.maximum(new_a, recv_j + work_j + send_j), _max_excluding(chain, a, j)) + proj
+        dlat += c.weight * (new - iv.attention(c, counts, source, s.projection)[:, None, None])
+    # memory
+    doverflow = iv.shift_overflow(held, a, j, [view.group[:, None, None] for view in iv.views])
+    # which group moves: one going home, else one already away, else one at home
+    origin = np.broadcast_to(np.arange(N)[None, :, None], (L, N, N)).copy()  # default: a group at home on a
+    if iv.migrates:
+        present = s.origin > 0  # (L, u, a)
+        away = present & ~np.eye(N, dtype=bool)[None]
+        first_away = np.where(away.any(axis=1), away.argmax(axis=1), -1)  # (L, a)
+        last_away = np.where(away.any(axis=1), N - 1 - away[:, ::-1, :].argmax(axis=1), -1)
+        alt = np.where(first_away[:, :, None] != j, first_away[:, :, None], last_away[:, :, None])
+        origin = np.where(alt >= 0, alt, origin)
+        home = np.transpose(present, (0, 2, 1))  # (L, a, j): a group on a came from j
+        origin = np.where(home, j, origin)
+        count, nbytes = iv.pairs(s)
+        times = iv.pair_times(count, nbytes)
+        size = iv.move_group[:, None, None]
+        dlat += _migration_delta(iv, count, nbytes, times, mig, origin, a, j, size)
+    valid = (counts[:, :, None] > 0) & (a != j)
+    return np.where(valid, doverflow, np.inf), np.where(valid, dlat, np.inf), origin
+
+
+def _move_group(l: int, u: int, a: int, j: int):
+    def apply(s: _State) -> _State:
+        s = s.copy()
+        s.origin[l, u, a] -= 1
+        s.origin[l, u, j] += 1
+        return s
+    return apply
+
+
+def _relocate(kind: str, l: int, j: int):
+    def apply(s: _State) -> _State:
+        s = s.copy()
+        if kind in ("projection", "ffn"):
+            getattr(s, kind)[l] = j
+        else:
+            setattr(s, kind, j)
+        return s
+    return apply
+
+
+def _heads_memory(iv: _Interval, embed, lm_head) -> np.ndarray:
+    """Bytes embed and lm_head put on each device, (J, N) for J (embed, lm_head) pairs."""
+    embed, lm_head = np.broadcast_arrays(np.atleast_1d(embed), np.atleast_1d(lm_head))
+    one_hot = np.eye(iv.N)
+    shared = iv.tied & (embed == lm_head)
+    return np.stack([one_hot[embed] * view.embed + one_hot[lm_head] * np.where(shared, 0.0, view.lm_head)[:, None]
+                     for view in iv.views])
+
+
+def _block_moves(iv: _Interval, s: _State, held, mig) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Relocations of a projection, an FFN, embed or lm_head to every device.
+
+    Returns (kind, ΔOverflow, Δseconds) with arrays (L, N) (rows: layers; one row for embed and lm_head).
+    """
+    L, N = iv.L, iv.N
+    rows, every = np.arange(L), np.arange(N)
+    counts, source = s.counts, iv.sources(s)
+    d_proj, d_ffn, d_embed, d_lm = np.zeros((L, N)), np.zeros((L, N)), np.zeros(N), np.zeros(N)
+    next_source = np.broadcast_to(every, (L, N)).copy()  # layer l+1 fed by an FFN of layer l on j
+    next_source[0] = s.embed
+    for c in iv.sets:
+        now = iv.attention(c, counts, source, s.projection)
+        ffn_now = c.hidden[s.projection, s.ffn] + c.ffn[rows, s.ffn]
+        # projection of layer l on j: its attention stage and its FFN's input change
+        att_p = iv.attention(c, counts, source[:, None], np.broadcast_to(every, (L, N)))
+        ffn_p = c.hidden[every[None, :], s.ffn[:, None]] + c.ffn[rows, s.ffn][:, None]
+        d_proj += c.weight * (att_p - now[:, None] + ffn_p - ffn_now[:, None])
+        # FFN of layer l on j: its own stage and the next layer's input (lm_head's for the last)
+        ffn_f = c.hidden[s.projection[:, None], every[None, :]] + c.ffn
+        nxt = np.empty((L, N))
+        nxt[:-1] = (iv.attention(c, counts, next_source, s.projection[:, None]) - now[:, None])[1:]
+        nxt[-1] = c.lm_in[every, s.lm_head] - c.lm_in[s.ffn[-1], s.lm_head]
+        d_ffn += c.weight * (ffn_f - ffn_now[:, None] + nxt)
+        # embed on j: layer 0's input and the token back; lm_head on j: its input and the token back
+        first = iv.attention(c, counts, np.where(rows[:, None] == 0, every, source[:, None]), s.projection[:, None])[0]
+        d_embed += c.weight * (c.embed - c.embed[s.embed] + first - now[0]
+                               + c.token[s.lm_head, every] - c.token[s.lm_head, s.embed])
+        d_lm += c.weight * (c.lm_head - c.lm_head[s.lm_head] + c.lm_in[s.ffn[-1], every]
+                            - c.lm_in[s.ffn[-1], s.lm_head] + c.token[every, s.embed] - c.token[s.lm_head, s.embed])
+    if iv.migrates:
+        count, nbytes = iv.pairs(s)
+        times = iv.pair_times(count, nbytes)
+        d_proj += _migration_delta(iv, count, nbytes, times, mig, iv.was_projection[:, None], s.projection[:, None],
+                                   every, iv.move_projection[:, None])
+        d_ffn += _migration_delta(iv, count, nbytes, times, mig, iv.was_ffn[:, None], s.ffn[:, None], every,
+                                  iv.move_ffn[:, None])
+        d_embed += _migration_delta(iv, count, nbytes, times, mig, iv.was_embed, s.embed, every, iv.move_embed)
+        d_lm += _migration_delta(iv, count, nbytes, times, mig, iv.was_lm_head, s.lm_head, every, iv.move_lm_head)
+    out = []
+    for kind, delta, cur in (("projection", d_proj, s.projection), ("ffn", d_ffn, s.ffn)):
+        stay = every == cur[:, None]
+        dov = iv.shift_overflow(held, cur[:, None], every, [getattr(view, kind)[:, None] for view in iv.views])
+        out.append((kind, np.where(stay, 0.0, dov), np.where(stay, np.inf, delta)))
+    heads_now = _heads_memory(iv, s.embed, s.lm_head)  # (V, 1, N)
+    for kind, delta, pairs in (("embed", d_embed, (every, s.lm_head)), ("lm_head", d_lm, (s.embed, every))):
+        dov = iv.overflow(held[:, None, :] - heads_now + _heads_memory(iv, *pairs)) - iv.overflow(held)[:, None]
+        out.append((kind, dov[:, None, :], np.where(every == getattr(s, kind), np.inf, delta)[None, :]))
+    return out
+
+
+def _best(iv: _Interval, dov: np.ndarray, dcost: np.ndarray) -> tuple[tuple, tuple] | None:
+    """The best improving candidate: (its index, its rank), or None.
+
+    `dov` (V, ...) is the change of each memory view's overflow, `dcost` (...) the
+    change of seconds. A candidate that lowers a view's overflow without raising a
+    more important one is a repair; repairs of the most important view compete on
+    seconds gained per byte removed (a repair moves what is cheapest to move).
+    Without repairs, candidates that raise no overflow compete on seconds gained.
+    Ranks order candidates of different neighbourhoods the same way.
+    """
+    ok = np.ones(dcost.shape, dtype=bool)
+    for v, change in enumerate(dov):
+        repairs = ok & (change < -iv.tolerance)
+        if repairs.any():
+            key = np.where(repairs, dcost / np.where(repairs, -change, 1.0), np.inf)
+            idx = np.unravel_index(int(np.argmin(key)), key.shape)
+            return idx, (v, float(key[idx]))
+        ok &= change <= iv.tolerance
+    key = np.where(ok & (dcost < -_IMPROVEMENT * iv.scale), dcost, np.inf)
+    idx = np.unravel_index(int(np.argmin(key)), key.shape)
+    return (idx, (len(dov), float(key[idx]))) if np.isfinite(key[idx]) else None
+
+
+# Swaps are scored over (L, N, N, L) candidates: skipped beyond this many.
+_MAX_SWAP_CANDIDATES = 4_000_000
+
+
+def _swaps(iv: _Interval, s: _State, held: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Swap a group of layer l on a with a group of layer m on b (l != m): (ΔOverflow, Δseconds) (L, N, N, L).
+
+    The layers' stages are independent, so the latency change is the sum of the two
+    one-group moves `d` (L, from, to); so is the migration change, an estimate the
+    search checks exactly before it accepts a swap.
+    """
+    L, N = iv.L, iv.N
+    counts = s.counts
+    total = d[:, :, :, None] + np.transpose(d, (2, 1, 0))[None]  # [l, a, b, m] = d[l, a, b] + d[m, b, a]
+    a, b = np.arange(N)[None, :, None, None], np.arange(N)[None, None, :, None]
+    # device a gives up group(l) - group(m) bytes to device b
+    dov = iv.shift_overflow(held, a, b, [(v.group[:, None] - v.group[None, :])[:, None, None, :] for v in iv.views])
+    layers, devices = np.arange(L), np.arange(N)
+    valid = ((counts[:, :, None, None] > 0) & (counts.T[None, None, :, :] > 0)
+             & (layers[:, None, None, None] != layers[None, None, None, :])
+             & (devices[None, :, None, None] != devices[None, None, :, None]))
+    return np.where(valid, dov, np.inf), np.where(valid, total, np.inf)
+
+
+# ----------------------------------------------------------------------------- one decision
+def _search(iv: _Interval, s: _State, max_moves: int) -> tuple[_State, int]:
+    """Local search from `s`: the best candidate of every neighbourhood, the best rank first, until none improves."""
+    cost = iv.cost(s)
+    iv.scale = max(cost[-1], 1e-12)
+    moves = 0
+    while moves < max_moves:
+        held = iv.held(s)
+        mig = iv.migration_of(s)
+        dov, dlat, origin = _group_moves(iv, s, held, mig)
+        options = []
+        if hit := _best(iv, dov, dlat):
+            (l, a, j), rank = hit
+            options.append((rank, _move_group(int(l), int(origin[l, a, j]), int(a), int(j))))
+        for kind, kdov, kd in _block_moves(iv, s, held, mig):
+            if hit := _best(iv, kdov, kd):
+                (l, j), rank = hit
+                options.append((rank, _relocate(kind, int(l), int(j))))
+        if not options and 1 < iv.L and iv.L**2 * iv.N**2 <= _MAX_SWAP_CANDIDATES:
+            sdov, sd = _swaps(iv, s, held, np.where(np.isfinite(dlat), dlat, 0.0))
+            if hit := _best(iv, sdov, sd):
+                (l, a, b, m), rank = hit
+                first = _move_group(int(l), int(origin[l, a, b]), int(a), int(b))
+                second = _move_group(int(m), int(origin[m, b, a]), int(b), int(a))
+                options.append((rank, lambda st, f=first, g=second: g(f(st))))
+        for _, apply in sorted(options, key=lambda option: option[0]):
+            trial = apply(s)
+            trial_cost = iv.cost(trial)
+            if iv.better(trial_cost, cost):  # exact: swaps' migration was an estimate
+                s, cost = trial, trial_cost
+                moves += 1
+                break
+        else:
+            break
+    return s, moves
+
+
+@dataclass(frozen=True, eq=False)
+class DecisionPlus:
+    """One ``myopic+`` decision.
+
+    Attributes
+    ----------
+    placement : Placement
+        Whole blocks, the instance's precision.
+    start : str
+        ``"current"`` (the placement in use) or ``"greedy"`` (Algorithm 1's decision): where the search began.
+    moves : int
+        Improving moves the local search made.
+    cost_s : float
+        The interval's cost the search minimized: decode seconds (at the interval's
+        mean context, × its steps), migration into it, and the prefill for interval 0.
+    overflow_bytes : float
+        Memory over the devices' limits at the interval's largest context (0 when it fits).
+    """
+
+    placement: Placement
+    start: str
+    moves: int
+    cost_s: float
+    overflow_bytes: float
+
+
+def decide_plus(instance: Instance, k: int, previous: Placement | None = None, *, headroom: int = 0,
+                max_moves: int = 10_000) -> DecisionPlus:
+    """One ``myopic+`` decision for interval `k`, from the placement in use (`previous`).
+
+    Parameters
+    ----------
+    instance : Instance
+    k : int
+        The interval decided.
+    previous : Placement, optional
+        Where the blocks are now; None before the first interval.
+    max_moves : int
+        Cap on the local search's improving moves.
+
+    Returns
+    -------
+    DecisionPlus
+    """
+    previous = _check_current(instance, previous)
+    N, K = instance.n_devices, instance.model.kv_heads
+    greedy = _decide(instance, k, previous, "max", (0.4, 0.3, 0.3)).placement
+    starts = [("greedy", _state_of(greedy, previous, N))]
+    if previous is not None:
+        starts.insert(0, ("current", _state_of(previous, previous, N)))
+    iv = _Interval(instance, k, previous, headroom)
+    searched = [(name, *_search(iv, state, max_moves)) for name, state in starts]
+    name, state, moves = min(searched, key=lambda item: iv.cost(item[1]))
+    *overflow, cost = iv.cost(state)
+    return DecisionPlus(_placement_of(state, previous, K), name, moves, cost, overflow[0])
+
+
+def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = None,
+                      headroom: int = 0, max_moves: int = 10_000) -> Result:
+    """Re-decide every interval from the current state: greedy start, migration-aware local search.
+
+    Parameters
+    ----------
+    instance : Instance
+    current : Placement or Plan, optional
+        Where the blocks are before the first interval (a running system).
+    max_moves : int
+        Cap on each decision's improving moves (default: effectively none).
+
+    Returns
+    -------
+    Result
+        One placement per interval, judged by `placement.evaluate`; objective
+        ``report.total_s``; status ``feasible`` or ``infeasible`` (the worst violation
+        named). ``stats``: ``decision_time_median_s`` / ``decision_time_max_s`` (one
+        decision's wall-clock seconds), ``decision_times_s``, ``moves`` (local-search
+        moves per decision), ``starts`` (``current`` or ``greedy`` per decision),
+        ``blocks_moved`` (between intervals, charged by the evaluator).
+
+    Examples
+    --------
+    >>> from placement import load_instance
+    >>> result = solve_myopic_plus(load_instance("paper-small/h8-3dev-low-s1-kafetzis"))
+    >>> result.objective == result.report.total_s
+    True
+    """
+    previous = _check_current(instance, current)
+    start_placement = previous
+    decisions: list[DecisionPlus] = []
+    elapsed: list[float] = []
+    for k in range(instance.workload.n_intervals):
+        began = time.perf_counter()
+        decision = decide_plus(instance, k, previous, headroom=headroom, max_moves=max_moves)
+        elapsed.append(time.perf_counter() - began)
+        decisions.append(decision)
+        previous = decision.placement
+    placements = [d.placement for d in decisions]
+    plan = Plan(devices=instance.cluster.names, intervals=placements, method="myopic+")
+    report = evaluate(instance, plan)
+    moved = sum(_moves(a, b) for a, b in itertools.pairwise(placements))
+    stats = {
+        "decision_time_median_s": float(np.median(elapsed)),
+        "decision_time_max_s": float(np.max(elapsed)),
+        "decision_times_s": [float(t) for t in elapsed],
+        "moves": [d.moves for d in decisions],
+        "starts": [d.start for d in decisions],
+        "blocks_moved": moved,
+        "intervals": len(decisions),
+    }
+    if start_placement is not None:
+        stats["blocks_moved_from_current"] = _moves(start_placement, placements[0])
+    note = (f"myopic+: {len(decisions)} decision(s), {sum(stats['moves'])} local-search move(s), "
+            f"{moved} block move(s) between intervals")
+    if report.feasible:
+        return Result("feasible", note, plan, report, objective=report.total_s, stats=stats)
+    worst = max(report.violations, key=lambda v: v.over_bytes)
+    return Result("infeasible", f"{note}, but it does not fit: {worst}", plan, report,
+                  objective=report.total_s, stats=stats)
