@@ -99,11 +99,14 @@ def _cost_set(instance: Instance, costs: StepCosts, weight: float) -> _CostSet:
     )
 
 
-def _interval_cost_sets(instance: Instance, k: int) -> list[_CostSet]:
-    """Interval k's decode steps at their mean context (exact for one step), and the prefill for k = 0."""
+def _interval_cost_sets(instance: Instance, k: int, horizon: int) -> list[_CostSet]:
+    """Decode steps from interval k's first one over `horizon` intervals, at their mean context
+    (exact for one step), and the prefill for k = 0."""
     workload = instance.workload
     contexts = workload.contexts()[workload.interval_of_step() == k]
-    sets = [_cost_set(instance, step_costs(instance, instance.precision, np.array([contexts.mean()])), len(contexts))]
+    steps = len(contexts) + (horizon - 1) * workload.tau
+    mean = contexts[0] + (steps - 1) / 2
+    sets = [_cost_set(instance, step_costs(instance, instance.precision, np.array([mean])), steps)]
     if k == 0:
         sets.append(_cost_set(instance, prefill_step_costs(instance, instance.precision), 1.0))
     return sets
@@ -156,18 +159,21 @@ def _state_of(placement: Placement, before: Placement | None, N: int) -> _State:
 
 
 def _placement_of(state: _State, before: Placement | None, K: int) -> Placement:
-    """Groups keep their identity: those staying put first, then each origin's movers in order."""
+    """Groups keep their identity: of the groups of a layer that were on device u, the
+    first ones (by index) stay, the next ones go where `state.origin` sends them, in device order."""
     L, N = state.projection.shape[0], state.origin.shape[1]
-    if before is None:
-        attention = np.array([np.repeat(np.arange(N), row) for row in state.counts])
+    if before is None:  # a first placement: the groups in the order of the devices they started from
+        was = np.array([np.repeat(np.arange(N), row) for row in state.origin.sum(axis=2)])
     else:
-        attention = np.asarray(before.attention).copy()
-        for l in range(L):
-            for u in range(N):
-                groups = np.flatnonzero(np.asarray(before.attention)[l] == u)
-                targets = np.repeat(np.arange(N), state.origin[l, u])
-                targets = np.concatenate([targets[targets == u], targets[targets != u]])
-                attention[l, groups] = targets
+        was = np.asarray(before.attention)
+    # rank of each group among its layer's groups from the same device
+    one_hot = np.eye(N, dtype=np.int64)[was]  # (L, K, N)
+    rank = np.take_along_axis(np.cumsum(one_hot, axis=1) - 1, was[..., None], axis=2)[..., 0]
+    # destinations of the groups from device u: u itself first, then the others in order
+    order = np.array([[u] + [v for v in range(N) if v != u] for u in range(N)])  # (N, N)
+    ends = np.cumsum(np.take_along_axis(state.origin, np.broadcast_to(order, (L, N, N)), axis=2), axis=2)
+    slot = (rank[..., None] < ends[np.arange(L)[:, None], was]).argmax(axis=2)  # (L, K)
+    attention = order[was, slot]
     one_hot = np.eye(N)
     return Placement(attention=attention.reshape(L, K), projection=one_hot[state.projection],
                      ffn=one_hot[state.ffn], embed=state.embed, lm_head=state.lm_head)
@@ -177,20 +183,23 @@ def _placement_of(state: _State, before: Placement | None, K: int) -> Placement:
 class _Interval:
     """Interval k's cost and memory as functions of a `_State`: the evaluator's formulas, incrementally."""
 
-    def __init__(self, instance: Instance, k: int, before: Placement | None, headroom: int = 0):
+    def __init__(self, instance: Instance, k: int, before: Placement | None, horizon: int = 8):
         model, workload, cluster = instance.model, instance.workload, instance.cluster
         self.L, self.K, self.N = model.layers, model.kv_heads, instance.n_devices
-        self.sets = _interval_cost_sets(instance, k)
+        self.sets = _interval_cost_sets(instance, k, horizon)
         # Memory views, in order of priority: the interval's largest context (it must fit),
         # and with headroom the context `headroom` intervals later (fit it if possible).
         context = int(workload.interval_max_context()[k])
         self.views = [_view(instance, context)]
-        if headroom:
-            self.views.append(_view(instance, context + headroom * workload.tau))
+        if horizon > 1:
+            self.views.append(_view(instance, context + (horizon - 1) * workload.tau))
         self.tied = model.tied_embeddings and instance.precision.embed == instance.precision.lm_head
         self.limit = np.array([d.usable_bytes for d in instance.devices], dtype=float) * (1 + _MEMORY_TOLERANCE)
         self.tolerance = 1e-9 * float(self.limit.max())  # bytes: floating-point noise in memory sums
         self.scale = 1.0  # seconds: the cost a search started from (improvements are relative to it)
+        # Seconds per byte of the horizon's overflow: moving it later over a typical route.
+        off = ~np.eye(self.N, dtype=bool)
+        self.price = 1.0 / float(np.median(cluster.route_bandwidth_bytes_per_s[off])) if self.N > 1 else 0.0
         # Migration into this interval: sizes at the boundary's context (as the evaluator charges them).
         self.migrates = before is not None and k > 0
         self.before = before
@@ -297,18 +306,21 @@ class _Interval:
         times = self.pair_times(*self.pairs(s))
         return float(times.sum() if self.shared else times.max())
 
-    def cost(self, s: _State) -> tuple[float, ...]:
-        """(overflow of each memory view in bytes, ..., interval seconds), compared in that order."""
-        return (*(float(o) for o in self.overflow(self.held(s))), self.latency_of(s) + self.migration_of(s))
+    def cost(self, s: _State) -> tuple[float, float]:
+        """(bytes over the limits at the interval's context, seconds): compared in that order.
 
-    def better(self, new: tuple[float, ...], old: tuple[float, ...]) -> bool:
-        """Whether cost `new` is lower than `old`: overflow view by view, then seconds."""
-        for n, o in zip(new[:-1], old[:-1]):
-            if n < o - self.tolerance:
-                return True
-            if n > o + self.tolerance:
-                return False
-        return new[-1] < old[-1] - _IMPROVEMENT * max(abs(old[-1]), 1e-12)
+        The seconds include the price of the horizon's overflow: what moving those bytes
+        later would take.
+        """
+        overflow = self.overflow(self.held(s))
+        seconds = self.latency_of(s) + self.migration_of(s) + self.price * overflow[1:].sum()
+        return float(overflow[0]), float(seconds)
+
+    def better(self, new: tuple[float, float], old: tuple[float, float]) -> bool:
+        """Whether cost `new` is lower than `old`: less overflow, or as much and fewer seconds."""
+        if abs(new[0] - old[0]) > self.tolerance:
+            return new[0] < old[0]
+        return new[1] < old[1] - _IMPROVEMENT * max(abs(old[1]), 1e-12)
 
 
 def _max_excluding(values: np.ndarray, a, b) -> np.ndarray:
@@ -407,16 +419,15 @@ def _group_moves(iv: _Interval, s: _State, held, mig) -> tuple[np.ndarray, np.nd
     # memory
     doverflow = iv.shift_overflow(held, a, j, [view.group[:, None, None] for view in iv.views])
     # which group moves: one going home, else one already away, else one at home
-    origin = np.broadcast_to(np.arange(N)[None, :, None], (L, N, N)).copy()  # default: a group at home on a
+    # (where every group is from: the interval's start, or the first placement's greedy packing)
+    present = s.origin > 0  # (L, u, a)
+    away = present & ~np.eye(N, dtype=bool)[None]
+    first_away = np.where(away.any(axis=1), away.argmax(axis=1), -1)  # (L, a)
+    last_away = np.where(away.any(axis=1), N - 1 - away[:, ::-1, :].argmax(axis=1), -1)
+    alt = np.where(first_away[:, :, None] != j, first_away[:, :, None], last_away[:, :, None])
+    origin = np.where(alt >= 0, alt, np.broadcast_to(a, (L, N, N)))  # none away: one at home on a
+    origin = np.where(np.transpose(present, (0, 2, 1)), j, origin)  # a group on a came from j
     if iv.migrates:
-        present = s.origin > 0  # (L, u, a)
-        away = present & ~np.eye(N, dtype=bool)[None]
-        first_away = np.where(away.any(axis=1), away.argmax(axis=1), -1)  # (L, a)
-        last_away = np.where(away.any(axis=1), N - 1 - away[:, ::-1, :].argmax(axis=1), -1)
-        alt = np.where(first_away[:, :, None] != j, first_away[:, :, None], last_away[:, :, None])
-        origin = np.where(alt >= 0, alt, origin)
-        home = np.transpose(present, (0, 2, 1))  # (L, a, j): a group on a came from j
-        origin = np.where(home, j, origin)
         count, nbytes = iv.pairs(s)
         times = iv.pair_times(count, nbytes)
         size = iv.move_group[:, None, None]
@@ -509,23 +520,21 @@ def _best(iv: _Interval, dov: np.ndarray, dcost: np.ndarray) -> tuple[tuple, tup
     """The best improving candidate: (its index, its rank), or None.
 
     `dov` (V, ...) is the change of each memory view's overflow, `dcost` (...) the
-    change of seconds. A candidate that lowers a view's overflow without raising a
-    more important one is a repair; repairs of the most important view compete on
-    seconds gained per byte removed (a repair moves what is cheapest to move).
-    Without repairs, candidates that raise no overflow compete on seconds gained.
-    Ranks order candidates of different neighbourhoods the same way.
+    change of seconds. While the interval's memory overflows, the candidates that
+    lower it compete on seconds per byte removed (a repair moves what is cheapest to
+    move); otherwise the candidates that do not raise it compete on seconds gained,
+    the horizon's overflow priced in. Ranks order candidates of different
+    neighbourhoods the same way.
     """
-    ok = np.ones(dcost.shape, dtype=bool)
-    for v, change in enumerate(dov):
-        repairs = ok & (change < -iv.tolerance)
-        if repairs.any():
-            key = np.where(repairs, dcost / np.where(repairs, -change, 1.0), np.inf)
-            idx = np.unravel_index(int(np.argmin(key)), key.shape)
-            return idx, (v, float(key[idx]))
-        ok &= change <= iv.tolerance
-    key = np.where(ok & (dcost < -_IMPROVEMENT * iv.scale), dcost, np.inf)
+    dcost = dcost + iv.price * dov[1:].sum(axis=0)
+    repairs = dov[0] < -iv.tolerance
+    if repairs.any():
+        key = np.where(repairs, dcost / np.where(repairs, -dov[0], 1.0), np.inf)
+        idx = np.unravel_index(int(np.argmin(key)), key.shape)
+        return idx, (0, float(key[idx]))
+    key = np.where((dov[0] <= iv.tolerance) & (dcost < -_IMPROVEMENT * iv.scale), dcost, np.inf)
     idx = np.unravel_index(int(np.argmin(key)), key.shape)
-    return (idx, (len(dov), float(key[idx]))) if np.isfinite(key[idx]) else None
+    return (idx, (1, float(key[idx]))) if np.isfinite(key[idx]) else None
 
 
 # Swaps are scored over (L, N, N, L) candidates: skipped beyond this many.
@@ -556,7 +565,7 @@ def _swaps(iv: _Interval, s: _State, held: np.ndarray, d: np.ndarray) -> tuple[n
 def _search(iv: _Interval, s: _State, max_moves: int) -> tuple[_State, int]:
     """Local search from `s`: the best candidate of every neighbourhood, the best rank first, until none improves."""
     cost = iv.cost(s)
-    iv.scale = max(cost[-1], 1e-12)
+    iv.scale = max(cost[1], 1e-12)
     moves = 0
     while moves < max_moves:
         held = iv.held(s)
@@ -570,7 +579,9 @@ def _search(iv: _Interval, s: _State, max_moves: int) -> tuple[_State, int]:
             if hit := _best(iv, kdov, kd):
                 (l, j), rank = hit
                 options.append((rank, _relocate(kind, int(l), int(j))))
-        if not options and 1 < iv.L and iv.L**2 * iv.N**2 <= _MAX_SWAP_CANDIDATES:
+        # Swaps, when no move helps but a move that would gain time is held back by memory.
+        blocked = (dlat < -_IMPROVEMENT * iv.scale) & (dov[0] > iv.tolerance)
+        if not options and blocked.any() and 1 < iv.L and iv.L**2 * iv.N**2 <= _MAX_SWAP_CANDIDATES:
             sdov, sd = _swaps(iv, s, held, np.where(np.isfinite(dlat), dlat, 0.0))
             if hit := _best(iv, sdov, sd):
                 (l, a, b, m), rank = hit
@@ -615,7 +626,7 @@ class DecisionPlus:
     overflow_bytes: float
 
 
-def decide_plus(instance: Instance, k: int, previous: Placement | None = None, *, headroom: int = 0,
+def decide_plus(instance: Instance, k: int, previous: Placement | None = None, *, horizon: int = 8,
                 max_moves: int = 10_000) -> DecisionPlus:
     """One ``myopic+`` decision for interval `k`, from the placement in use (`previous`).
 
@@ -635,19 +646,21 @@ def decide_plus(instance: Instance, k: int, previous: Placement | None = None, *
     """
     previous = _check_current(instance, previous)
     N, K = instance.n_devices, instance.model.kv_heads
-    greedy = _decide(instance, k, previous, "max", (0.4, 0.3, 0.3)).placement
-    starts = [("greedy", _state_of(greedy, previous, N))]
-    if previous is not None:
-        starts.insert(0, ("current", _state_of(previous, previous, N)))
-    iv = _Interval(instance, k, previous, headroom)
+    iv = _Interval(instance, k, previous, horizon)
+    starts = [] if previous is None else [("current", _state_of(previous, previous, N))]
+    # A fresh greedy packing migrates nearly every block: it is a start only when nothing
+    # is placed yet or the placement in use no longer fits.
+    if not starts or iv.cost(starts[0][1])[0] > iv.tolerance:
+        greedy = _decide(instance, k, previous, "max", (0.4, 0.3, 0.3)).placement
+        starts.append(("greedy", _state_of(greedy, previous, N)))
     searched = [(name, *_search(iv, state, max_moves)) for name, state in starts]
     name, state, moves = min(searched, key=lambda item: iv.cost(item[1]))
-    *overflow, cost = iv.cost(state)
-    return DecisionPlus(_placement_of(state, previous, K), name, moves, cost, overflow[0])
+    overflow, cost = iv.cost(state)
+    return DecisionPlus(_placement_of(state, previous, K), name, moves, cost, overflow)
 
 
 def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = None,
-                      headroom: int = 0, max_moves: int = 10_000) -> Result:
+                      horizon: int = 8, max_moves: int = 10_000) -> Result:
     """Re-decide every interval from the current state: greedy start, migration-aware local search.
 
     Parameters
@@ -681,7 +694,7 @@ def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = 
     elapsed: list[float] = []
     for k in range(instance.workload.n_intervals):
         began = time.perf_counter()
-        decision = decide_plus(instance, k, previous, headroom=headroom, max_moves=max_moves)
+        decision = decide_plus(instance, k, previous, horizon=horizon, max_moves=max_moves)
         elapsed.append(time.perf_counter() - began)
         decisions.append(decision)
         previous = decision.placement
