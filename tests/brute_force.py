@@ -191,7 +191,7 @@ def migration_matrix(instance: Instance, before: Space, after: Space, k: int) ->
     slowest pair counts), on a shared one they all add up.
     """
     model, cluster, workload = instance.model, instance.cluster, instance.workload
-    L, K, N = model.layers, model.kv_heads, instance.n_devices
+    K, N = model.kv_heads, instance.n_devices
     memory = block_memory(instance, instance.precision, np.array([workload.prompt_tokens + k * workload.tau]))
     sizes = np.concatenate([np.repeat(memory["group"][0], K), memory["projection"][0], memory["ffn"][0],
                             memory["embed"], memory["lm_head"]])

@@ -1,26 +1,32 @@
 """``myopic+``: migration-aware online re-partitioning with local search.
 
-Still myopic: at every interval boundary it sees only where the blocks are now and
-what the coming interval needs (the KV caches at the interval's contexts), never the
-tokens after it. Each decision:
+Still myopic: at every interval boundary it sees where the blocks are now and what
+the model costs at the current context, never the future tokens' content or the
+generation's length. Each decision:
 
-1. starts from the better of two placements: the one in use (if it still fits) and
-   the paper's greedy decision (`placement.solvers.myopic.decide`, Algorithm 1);
-2. improves it by local search on the interval's cost, the evaluator's formulas
-   computed incrementally: the interval's decode latency, plus the migration into it
-   (plus the prefill for the first interval). Neighbourhoods: move one attention
-   group to another device (the group moved is chosen so that migration is least:
-   one going home first), relocate a projection or an FFN, relocate ``embed`` or
-   ``lm_head``, and swap two groups of different layers between two devices (which a
-   move cannot do when memory is tight). The best move of all is taken while it
-   lowers the overflow of memory, or keeps it and lowers the cost;
-3. hands the placement to the evaluator, like every back end.
+1. starts from the placement in use; from the paper's greedy decision too
+   (`placement.solvers.myopic.decide`, Algorithm 1) when nothing is placed yet or the
+   placement in use no longer fits (a fresh packing moves nearly every block, which
+   pays only when it must);
+2. improves it by local search on the cost of keeping the placement for the next
+   ``horizon`` intervals: their decode steps (at their mean context), the migration
+   into this interval (so a move must pay for itself over the horizon), the prefill
+   for the first interval, and the price of memory the caches will need by the
+   horizon's end but that is not there (its bytes over a typical route: what moving
+   them later would cost). Memory at the interval's own largest context comes first:
+   a placement that overflows it is repaired before anything else, cheapest seconds
+   per byte first. Neighbourhoods: move one attention group to another device (the
+   group that migrates least: one going home, else one already away), relocate a
+   projection, an FFN, ``embed`` or ``lm_head``, and, when memory holds back a move
+   that would gain time, swap two groups of different layers between two devices.
+   The best candidate is taken until none improves;
+3. hands the placements to the evaluator, like every back end.
 
-Every neighbourhood is scored for all candidates at once with NumPy (a group move
-changes one layer's attention stage, a relocation one or two stages, so the deltas
-are exact and cheap); the migration is the evaluator's: per pair of devices,
-``count·latency + bytes/bandwidth``, the largest pair on a switched network, the sum
-on a shared one.
+Every neighbourhood is scored for all its candidates at once with NumPy: a group
+move changes one layer's attention stage, a relocation one or two stages and the
+migration, so the deltas are the evaluator's formulas, exact (a test checks them
+against a full recount), not estimates; only a swap's migration is estimated, and
+checked exactly before it is taken.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from placement.cost.blocks import StepCosts, block_memory
+from placement.errors import InputError
 from placement.evaluate import block_times, evaluate, prefill_step_costs, step_costs, transfer_times
 from placement.instance import Instance
 from placement.plan import Placement, Plan
@@ -600,6 +607,12 @@ def _search(iv: _Interval, s: _State, max_moves: int) -> tuple[_State, int]:
     return s, moves
 
 
+def _check_options(horizon, max_moves) -> None:
+    for name, value, least in (("horizon", horizon, 1), ("max_moves", max_moves, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise InputError(f"`{name}` must be a whole number, at least {least}, got {value!r}")
+
+
 @dataclass(frozen=True, eq=False)
 class DecisionPlus:
     """One ``myopic+`` decision.
@@ -613,8 +626,9 @@ class DecisionPlus:
     moves : int
         Improving moves the local search made.
     cost_s : float
-        The interval's cost the search minimized: decode seconds (at the interval's
-        mean context, × its steps), migration into it, and the prefill for interval 0.
+        The cost the search minimized, seconds: the horizon's decode steps (at their
+        mean context), the migration into the interval, the prefill for interval 0,
+        and the price of the memory missing by the horizon's end.
     overflow_bytes : float
         Memory over the devices' limits at the interval's largest context (0 when it fits).
     """
@@ -637,14 +651,23 @@ def decide_plus(instance: Instance, k: int, previous: Placement | None = None, *
         The interval decided.
     previous : Placement, optional
         Where the blocks are now; None before the first interval.
-    max_moves : int
-        Cap on the local search's improving moves.
+    horizon, max_moves
+        As in `solve_myopic_plus`.
 
     Returns
     -------
     DecisionPlus
+
+    Raises
+    ------
+    InputError
+        On a `k` outside the instance's intervals, a bad option, or a `previous`
+        placement that does not fit the instance.
     """
     previous = _check_current(instance, previous)
+    _check_options(horizon, max_moves)
+    if not 0 <= k < instance.workload.n_intervals:
+        raise InputError(f"`k` must be an interval of the instance, 0..{instance.workload.n_intervals - 1}, got {k!r}")
     N, K = instance.n_devices, instance.model.kv_heads
     iv = _Interval(instance, k, previous, horizon)
     starts = [] if previous is None else [("current", _state_of(previous, previous, N))]
@@ -667,7 +690,14 @@ def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = 
     ----------
     instance : Instance
     current : Placement or Plan, optional
-        Where the blocks are before the first interval (a running system).
+        Where the blocks are before the first interval (a running system); the
+        evaluator does not charge the moves out of it (``stats["blocks_moved_from_current"]``
+        counts them).
+    horizon : int
+        Intervals a decision assumes its placement is kept for (at least 1): it
+        amortizes migration over them and prices the memory their caches will need.
+        ``1`` looks at the coming interval alone. The default, 8, was chosen on
+        ``paper-small`` (docs/methods.md has the sensitivity).
     max_moves : int
         Cap on each decision's improving moves (default: effectively none).
 
@@ -679,7 +709,13 @@ def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = 
         named). ``stats``: ``decision_time_median_s`` / ``decision_time_max_s`` (one
         decision's wall-clock seconds), ``decision_times_s``, ``moves`` (local-search
         moves per decision), ``starts`` (``current`` or ``greedy`` per decision),
-        ``blocks_moved`` (between intervals, charged by the evaluator).
+        ``blocks_moved`` (between intervals, charged by the evaluator), ``horizon``.
+
+    Raises
+    ------
+    InputError
+        On a `horizon` below 1, a negative `max_moves`, or a `current` placement
+        that does not fit the instance.
 
     Examples
     --------
@@ -689,6 +725,7 @@ def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = 
     True
     """
     previous = _check_current(instance, current)
+    _check_options(horizon, max_moves)
     start_placement = previous
     decisions: list[DecisionPlus] = []
     elapsed: list[float] = []
@@ -710,6 +747,7 @@ def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = 
         "starts": [d.start for d in decisions],
         "blocks_moved": moved,
         "intervals": len(decisions),
+        "horizon": horizon,
     }
     if start_placement is not None:
         stats["blocks_moved_from_current"] = _moves(start_placement, placements[0])

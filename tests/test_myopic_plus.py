@@ -1,0 +1,201 @@
+"""``myopic+``: exact incremental costs, plans judged by the evaluator, never below the optimum.
+
+The local search scores every candidate move from deltas of the evaluator's
+formulas; `test_deltas_equal_a_full_recount` checks each delta against a recount of
+the whole interval, and `test_interval_cost_is_the_evaluators` checks that recount
+against `placement.evaluate`. Plans are valid, their objective is the evaluator's
+total, never below the MILP's proven optimum, and a decision is never worse than the
+placement it started from.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from placement import InputError, evaluate, load_instance, solve
+from placement.plan import Placement, Plan
+from placement.solvers import myopic_plus as mp
+from placement.solvers.milp import solve_milp
+from placement.solvers.myopic import _decide
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from test_myopic import FAST_MILP, SLOW_MILP, assert_valid
+
+JUDGED = ["paper-small/h8-3dev-low-s1-kafetzis", "paper-small/h16-5dev-medium-s1-roofline",
+          "edge/llama-3.2-1b-2dev", "edge/llama-2-13b-3dev"]
+# kafetzis2025 and roofline profiles, a switched and a shared network, one and many layers
+RECOUNTED = ["paper-small/h8-3dev-low-s1-kafetzis", "paper-small/h16-5dev-medium-s1-roofline",
+             "edge/llama-3.2-1b-4dev", "edge/llama-2-13b-3dev"]
+
+
+@functools.cache
+def instance(name: str):
+    return load_instance(name)
+
+
+@functools.cache
+def plus(name: str, horizon: int = 8):
+    return mp.solve_myopic_plus(instance(name), horizon=horizon)
+
+
+def random_placement(inst, rng, shape: tuple[int, int, int] | None = None) -> Placement:
+    """Whole blocks on random devices; `shape` (L, K, N) overrides the instance's."""
+    L, K, N = shape or (inst.model.layers, inst.model.kv_heads, inst.n_devices)
+    one_hot = np.eye(N)
+    return Placement(attention=rng.integers(0, N, (L, K)), projection=one_hot[rng.integers(0, N, L)],
+                     ffn=one_hot[rng.integers(0, N, L)], embed=int(rng.integers(N)), lm_head=int(rng.integers(N)))
+
+
+# ----------------------------------------------------------------------------- the incremental costs
+@pytest.mark.parametrize("k", [0, 1])
+@pytest.mark.parametrize("name", RECOUNTED)
+def test_deltas_equal_a_full_recount(name, k):
+    inst, rng = instance(name), np.random.default_rng(k)
+    before = random_placement(inst, rng) if k else None
+    iv = mp._Interval(inst, k, before, horizon=3)
+    state = mp._state_of(random_placement(inst, rng), before, inst.n_devices)
+    held, migration = iv.held(state), iv.migration_of(state)
+    over0, cost0 = iv.cost(state)
+
+    def check(after, d_over, d_cost):
+        over1, cost1 = iv.cost(after)
+        assert over1 - over0 == pytest.approx(d_over[0], abs=1e-6 * iv.limit.max())
+        assert cost1 - cost0 == pytest.approx(d_cost + iv.price * d_over[1:].sum(), abs=1e-12 * cost0)
+
+    d_over, d_cost, origin = mp._group_moves(iv, state, held, migration)
+    checked = 0
+    for l, a, j in zip(*np.nonzero(np.isfinite(d_cost))):
+        assert state.origin[l, origin[l, a, j], a] > 0  # the group that moves exists
+        check(mp._move_group(int(l), int(origin[l, a, j]), int(a), int(j))(state), d_over[:, l, a, j], d_cost[l, a, j])
+        checked += 1
+    assert checked == sum(int((state.counts[l] > 0).sum()) * (inst.n_devices - 1) for l in range(iv.L))
+    for kind, d_over, d_cost in mp._block_moves(iv, state, held, migration):
+        for l, j in zip(*np.nonzero(np.isfinite(d_cost))):
+            check(mp._relocate(kind, int(l), int(j))(state), d_over[:, l, j], d_cost[l, j])
+
+
+@pytest.mark.parametrize("name", RECOUNTED + ["edge/llama-3.1-8b-8dev"])
+def test_interval_cost_is_the_evaluators(name):
+    """With a horizon of one interval the cost is the evaluator's: decode + migration (+ prefill)."""
+    inst, rng = instance(name), np.random.default_rng(7)
+    intervals = min(inst.workload.n_intervals, 3)
+    placements = [random_placement(inst, rng) for _ in range(inst.workload.n_intervals)]
+    report = evaluate(inst, Plan(inst.cluster.names, placements))
+    step_interval = inst.workload.interval_of_step()
+    for k in range(intervals):
+        before = placements[k - 1] if k else None
+        iv = mp._Interval(inst, k, before, horizon=1)
+        state = mp._state_of(placements[k], before, inst.n_devices)
+        expected = report.decode_s[step_interval == k].sum() + report.migration_s[k] + (report.ttft_s if k == 0 else 0)
+        assert iv.cost(state)[1] == pytest.approx(expected, rel=1e-9)
+        np.testing.assert_allclose(iv.held(state)[0], report.peak_memory_bytes[k], rtol=1e-12)
+
+
+def test_group_identities_survive_the_round_trip():
+    """`_placement_of` gives every group a device so that the moves are exactly the state's."""
+    rng = np.random.default_rng(3)
+    for _ in range(100):
+        L, K, N = shape = tuple(int(x) for x in rng.integers(1, [4, 9, 6]))
+        before, now = random_placement(None, rng, shape), random_placement(None, rng, shape)
+        state = mp._state_of(now, before, N)
+        back = mp._placement_of(state, before, K)
+        np.testing.assert_array_equal(mp._state_of(back, before, N).origin, state.origin)
+        # the groups that stay are the ones the state says stay
+        assert int((back.attention == before.attention).sum()) == int(np.trace(state.origin, axis1=1, axis2=2).sum())
+        first = mp._placement_of(state, None, K)
+        np.testing.assert_array_equal(np.sort(first.attention, axis=1), np.sort(now.attention, axis=1))
+
+
+# ----------------------------------------------------------------------------- plans
+@pytest.mark.parametrize("name", JUDGED)
+def test_objective_is_the_evaluators(name):
+    inst, result = instance(name), plus(name)
+    assert result.status == "feasible", result.message
+    assert_valid(inst, result.plan)
+    assert result.objective == evaluate(inst, result.plan).total_s == result.report.total_s
+    stats = result.stats
+    assert len(stats["decision_times_s"]) == len(stats["moves"]) == len(stats["starts"]) == inst.workload.n_intervals
+    assert stats["starts"][0] == "greedy" and stats["horizon"] == 8
+    assert (result.report.migration_s.sum() > 0) == (stats["blocks_moved"] > 0)
+
+
+def test_registered_as_a_method():
+    inst = instance("edge/llama-3.2-1b-2dev")
+    assert solve(inst, method="myopic+").objective == plus("edge/llama-3.2-1b-2dev").objective
+
+
+@pytest.mark.parametrize("name", ["paper-small/h8-3dev-low-s1-kafetzis", "paper-small/h16-4dev-medium-s1-kafetzis"])
+def test_a_decision_is_never_worse_than_its_starts(name):
+    """Each decision costs at most what the placement in use and the greedy packing cost."""
+    inst = instance(name)
+    previous = None
+    for k in range(inst.workload.n_intervals):
+        decision = mp.decide_plus(inst, k, previous)
+        iv = mp._Interval(inst, k, previous, horizon=8)
+        mine = iv.cost(mp._state_of(decision.placement, previous, inst.n_devices))
+        assert mine == pytest.approx((decision.overflow_bytes, decision.cost_s))
+        greedy = _decide(inst, k, previous, "max", (0.4, 0.3, 0.3)).placement
+        for start in [greedy] + ([previous] if previous is not None else []):
+            assert not iv.better(iv.cost(mp._state_of(start, previous, inst.n_devices)), mine)
+        previous = decision.placement
+
+
+def test_without_moves_the_first_decision_is_algorithm_1():
+    inst = instance("paper-small/h16-5dev-medium-s1-roofline")
+    decision = mp.decide_plus(inst, 0, max_moves=0)
+    greedy = _decide(inst, 0, None, "max", (0.4, 0.3, 0.3)).placement
+    assert decision.moves == 0 and decision.start == "greedy"
+    np.testing.assert_array_equal(np.sort(decision.placement.attention, axis=1), np.sort(greedy.attention, axis=1))
+    np.testing.assert_array_equal(decision.placement.projection, greedy.projection)
+
+
+def test_a_longer_horizon_amortizes_migration():
+    """With one interval of horizon a move must pay for itself in one step; with more it may."""
+    name = "paper-small/h8-3dev-low-s1-kafetzis"
+    assert plus(name, 1).stats["horizon"] == 1
+    assert plus(name, 8).objective < plus(name, 1).objective
+
+
+# ----------------------------------------------------------------------------- never below the optimum
+def _check_against_optimum(name: str) -> None:
+    best = solve_milp(instance(name))
+    assert best.status == "optimal", best.message
+    assert plus(name).objective >= best.objective * (1 - 1e-9)
+
+
+@pytest.mark.parametrize("name", FAST_MILP)
+def test_never_below_the_milp_optimum(name):
+    _check_against_optimum(name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SLOW_MILP)
+def test_never_below_the_milp_optimum_slow(name):
+    _check_against_optimum(name)
+
+
+# ----------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("options, match", [
+    ({"horizon": 0}, "`horizon` must be a whole number, at least 1"),
+    ({"horizon": 2.5}, "`horizon`"),
+    ({"horizon": True}, "`horizon`"),
+    ({"max_moves": -1}, "`max_moves` must be a whole number, at least 0"),
+])
+def test_bad_options(options, match):
+    with pytest.raises(InputError, match=match):
+        mp.solve_myopic_plus(instance("edge/llama-3.2-1b-2dev"), **options)
+
+
+def test_bad_interval_and_current():
+    inst = instance("edge/llama-3.2-1b-2dev")
+    with pytest.raises(InputError, match="`k` must be an interval"):
+        mp.decide_plus(inst, inst.workload.n_intervals)
+    with pytest.raises(InputError, match="`current.attention`"):
+        mp.solve_myopic_plus(inst, current=Placement(attention=np.zeros((1, 1), dtype=int), projection=np.ones((1, 2)),
+                                                     ffn=np.ones((1, 2)), embed=0, lm_head=0))
