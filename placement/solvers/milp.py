@@ -411,7 +411,7 @@ def _judge(instance: Instance, form: Formulation, x: np.ndarray, placements: lis
 
 def solve_myopic_milp(instance: Instance, *, solver: str = "highs", gap: float = 1e-6,
                       time_limit: float | None = None, threads: int | None = None) -> Result:
-    """The best any myopic method can do: each interval solved exactly, knowing only the past.
+    """The best a method looking one interval ahead can do: each interval solved exactly, knowing only the past.
 
     At every interval boundary the MILP's ``interval`` mode chooses the placement that
     minimizes that interval's cost (its decode steps, the migration into it, and the
