@@ -122,28 +122,49 @@ def solve(
 
 @app.command()
 def reproduce(
-    table: Annotated[str, typer.Argument(help="Which table: gap-table.")],
-    suite: Annotated[str, typer.Option(help="Instance suite (a folder of instances/).")] = "paper-small",
+    table: Annotated[str, typer.Argument(help="Which table: gap-table or head-vs-layer.")],
+    suite: Annotated[Optional[str], typer.Option(help="gap-table: instance suite (default paper-small).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A subset that finishes in under two minutes.")] = False,
-    methods: Annotated[Optional[str], typer.Option(help="Comma-separated methods (default: all).")] = None,
-    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (cache, CSV, Markdown, PNG).")] = Path("results/gap-table"),
+    methods: Annotated[Optional[str], typer.Option(help="gap-table: comma-separated methods (default: all).")] = None,
+    models: Annotated[Optional[str], typer.Option(help="head-vs-layer: comma-separated models.")] = None,
+    devices: Annotated[Optional[str], typer.Option(help="head-vs-layer: device counts, e.g. 2,4,6,8.")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Output folder; default results/TABLE.")] = None,
     jobs: Annotated[int, typer.Option("--jobs", help="Local worker processes.")] = 2,
     dask: Annotated[Optional[str], typer.Option("--dask", help="'local' or a scheduler address tcp://HOST:PORT.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Reproduce a table: every method on every instance of a suite, with gaps to the optimum."""
+    """Reproduce a table: gaps to the optimum (gap-table), or head-level against layer-based partitioning (head-vs-layer)."""
     from rich.progress import Progress
 
     from placement.errors import InputError
     from placement.experiments.gap_table import reproduce_gap_table
+    from placement.experiments.head_vs_layer import reproduce_head_vs_layer
 
-    if table != "gap-table":
-        raise InputError(f"unknown table {table!r}; tables are: gap-table")
-    chosen = None if methods is None else [m.strip() for m in methods.split(",") if m.strip()]
+    def listed(text: str | None) -> list[str] | None:
+        return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
+
+    others = {"gap-table": ("head-vs-layer", {"--models": models, "--devices": devices}),
+              "head-vs-layer": ("gap-table", {"--suite": suite, "--methods": methods})}
+    if table not in others:
+        raise InputError(f"unknown table {table!r}; tables are: {', '.join(others)}")
+    other, their_options = others[table]
+    misplaced = [flag for flag, value in their_options.items() if value is not None]
+    if misplaced:
+        raise InputError(f"{', '.join(misplaced)} {'is an option' if len(misplaced) == 1 else 'are options'} "
+                         f"of {other}, not {table}")
+    counts = listed(devices)
+    if counts is not None and not all(c.isdigit() for c in counts):
+        raise InputError(f"`--devices` must be comma-separated whole numbers such as 2,4,6,8, got {devices!r}")
+    out_dir = out_dir or Path("results") / table
     with Progress(console=err, transient=True, disable=as_json) as bar:
-        task = bar.add_task(f"{table} on {suite}", total=None)
-        result = reproduce_gap_table(suite, methods=chosen, quick=quick, out_dir=out_dir, n_jobs=jobs, dask=dask,
-                                     progress=lambda done, total: bar.update(task, completed=done, total=total))
+        task = bar.add_task(table if table == "head-vs-layer" else f"{table} on {suite or 'paper-small'}", total=None)
+        options = {"quick": quick, "out_dir": out_dir, "n_jobs": jobs, "dask": dask,
+                   "progress": lambda done, total: bar.update(task, completed=done, total=total)}
+        if table == "gap-table":
+            result = reproduce_gap_table(suite or "paper-small", methods=listed(methods), **options)
+        else:
+            result = reproduce_head_vs_layer(models=listed(models), device_counts=counts and [int(c) for c in counts],
+                                             **options)
     if as_json:
         _print_json(result["summary"])
         return

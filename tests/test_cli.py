@@ -15,7 +15,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 from rich.console import Console
 from typer.testing import CliRunner
@@ -201,7 +200,7 @@ def test_error_text_is_not_rich_markup(tmp_path):
 
 
 def test_error_names_a_path_with_brackets(tmp_path):
-    path = write_instance(tmp_path, lambda d: d["devices"][0].update(memroy="5 GiB"), name="[draft]/inst.yaml")
+    write_instance(tmp_path, lambda d: d["devices"][0].update(memroy="5 GiB"), name="[draft]/inst.yaml")
     line = assert_one_error_line(run_main("evaluate", "[draft]/inst.yaml", cwd=tmp_path))
     assert "[draft]/inst.yaml" in line
 

@@ -225,8 +225,9 @@ def solve_milp(
         Relative optimality gap at which the solver stops.
     threads : int, optional
     warm_start : Plan, "auto" or None
-        A plan to start from; ``"auto"`` takes the better feasible reference plan
-        (``single``, ``pipeline``) or, in ``interval`` mode, `current`.
+        A plan to start from; ``"auto"`` takes the best feasible plan of ``single``,
+        ``pipeline``, ``pipeline-dp`` and (in ``horizon`` mode) ``myopic+``, or, in
+        ``interval`` mode, `current`.
     pin : dict, optional
         Block → device name: ``{"embed": "pi-a", "ffn[3]": "orin", "layer[0]": "orin"}``.
     forbid : dict, optional
@@ -278,6 +279,9 @@ def solve_milp(
     blocks = _initial_blocks(instance, intervals, token_blocks)
 
     start_placements = _warm_placements(instance, warm_start, current, len(intervals))
+    warm_plan = None  # the warm start as a whole plan, returned if the solver finds nothing better in time
+    if start_placements is not None and mode == "horizon":
+        warm_plan = Plan(instance.cluster.names, start_placements if I > 1 else start_placements[:1], method="milp")
     stats: dict[str, Any] = {"solver": solver, "mode": mode, "formulation": formulation, "refinements": 0}
     usable = np.array([d.usable_bytes for d in instance.devices])
     margin = np.zeros((len(intervals), instance.n_devices))
@@ -333,6 +337,11 @@ def solve_milp(
                           solve_time_s=elapsed, stats=stats)
         status = "time_limit" if outcome is not None and outcome.status == "time_limit" else "error"
         bound = None if outcome is None or outcome.bound is None else outcome.bound * SECONDS_PER_UNIT
+        warm_report = None if warm_plan is None or status != "time_limit" else evaluate(instance, warm_plan)
+        if warm_report is not None and warm_report.feasible:
+            return Result(status, f"{solver} found no solution in time ({outcome.raw_status}); the warm start is returned",
+                          warm_plan, warm_report, objective=warm_report.total_s, bound=bound, solve_time_s=elapsed,
+                          stats=stats)
         return Result(status, f"{solver} found no solution ({outcome.raw_status if outcome else 'not run'})", None, None,
                       bound=bound, solve_time_s=elapsed, stats=stats)
     milp_value = form.problem.objective(x) * SECONDS_PER_UNIT
@@ -371,13 +380,20 @@ def _warm_placements(instance: Instance, warm_start, current: Placement | None, 
         raise InputError(f"`warm_start` must be a Plan, 'auto' or None, got {warm_start!r}")
     if current is not None:
         return [current] * count
+    from placement.solvers.baselines import solve_pipeline_dp
+    from placement.solvers.myopic_plus import solve_myopic_plus
     from placement.solvers.reference import solve_pipeline, solve_single
 
-    candidates = [r for r in (solve_single(instance), solve_pipeline(instance)) if r.report.feasible]
+    # The reference plans, the best layer pipeline (so a head-level optimum is never
+    # reported worse than a layer-based one), and, over the whole generation, myopic+.
+    results = [solve_single(instance), solve_pipeline(instance), solve_pipeline_dp(instance)]
+    if count == instance.workload.n_intervals:
+        results.append(solve_myopic_plus(instance))
+    candidates = [r for r in results if r.report is not None and r.report.feasible]
     if not candidates:
         return None
-    best = min(candidates, key=lambda r: r.report.total_s)
-    return [best.plan.intervals[0]] * count
+    placements = list(min(candidates, key=lambda r: r.report.total_s).plan.intervals)
+    return placements if len(placements) == count else [placements[0]] * count
 
 
 def _judge(instance: Instance, form: Formulation, x: np.ndarray, placements: list[Placement],
