@@ -122,29 +122,33 @@ def solve(
 
 @app.command()
 def reproduce(
-    table: Annotated[str, typer.Argument(help="Which table: gap-table or head-vs-layer.")],
+    table: Annotated[str, typer.Argument(help="Which table: gap-table, head-vs-layer or split-table.")],
     suite: Annotated[Optional[str], typer.Option(help="gap-table: instance suite (default paper-small).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A subset that finishes in under two minutes.")] = False,
     methods: Annotated[Optional[str], typer.Option(help="gap-table: comma-separated methods (default: all).")] = None,
-    models: Annotated[Optional[str], typer.Option(help="head-vs-layer: comma-separated models.")] = None,
+    models: Annotated[Optional[str], typer.Option(help="head-vs-layer, split-table: comma-separated models.")] = None,
     devices: Annotated[Optional[str], typer.Option(help="head-vs-layer: device counts, e.g. 2,4,6,8.")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Output folder; default results/TABLE.")] = None,
     jobs: Annotated[int, typer.Option("--jobs", help="Local worker processes.")] = 2,
     dask: Annotated[Optional[str], typer.Option("--dask", help="'local' or a scheduler address tcp://HOST:PORT.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Reproduce a table: gaps to the optimum (gap-table), or head-level against layer-based partitioning (head-vs-layer)."""
+    """Reproduce a table: gaps to the optimum (gap-table), head-level against layer-based partitioning
+    (head-vs-layer), or split computing with OPSC against its baselines (split-table)."""
     from rich.progress import Progress
 
     from placement.errors import InputError
     from placement.experiments.gap_table import reproduce_gap_table
     from placement.experiments.head_vs_layer import reproduce_head_vs_layer
+    from placement.experiments.split_table import reproduce_split_table
 
     def listed(text: str | None) -> list[str] | None:
         return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
 
     others = {"gap-table": ("head-vs-layer", {"--models": models, "--devices": devices}),
-              "head-vs-layer": ("gap-table", {"--suite": suite, "--methods": methods})}
+              "head-vs-layer": ("gap-table", {"--suite": suite, "--methods": methods}),
+              "split-table": ("gap-table or head-vs-layer",
+                              {"--suite": suite, "--methods": methods, "--devices": devices, "--dask": dask})}
     if table not in others:
         raise InputError(f"unknown table {table!r}; tables are: {', '.join(others)}")
     other, their_options = others[table]
@@ -162,13 +166,15 @@ def reproduce(
                    "progress": lambda done, total: bar.update(task, completed=done, total=total)}
         if table == "gap-table":
             result = reproduce_gap_table(suite or "paper-small", methods=listed(methods), **options)
+        elif table == "split-table":  # one process: the whole grid is seconds of NumPy
+            result = reproduce_split_table(quick=quick, out_dir=out_dir, models=listed(models))
         else:
             result = reproduce_head_vs_layer(models=listed(models), device_counts=counts and [int(c) for c in counts],
                                              **options)
     if as_json:
         _print_json(result["summary"])
         return
-    sys.stdout.write(result["paths"]["markdown"].read_text())
+    sys.stdout.write(Path(result["paths"]["markdown"]).read_text())
     out.print("written: " + ", ".join(str(p) for p in result["paths"].values()))
 
 
