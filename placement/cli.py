@@ -122,7 +122,7 @@ def solve(
 
 @app.command()
 def reproduce(
-    table: Annotated[str, typer.Argument(help="Which table: gap-table, head-vs-layer or split-table.")],
+    table: Annotated[str, typer.Argument(help="Which table: gap-table, head-vs-layer, split-table or tp-table.")],
     suite: Annotated[Optional[str], typer.Option(help="gap-table: instance suite (default paper-small).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A subset that finishes in under two minutes.")] = False,
     methods: Annotated[Optional[str], typer.Option(help="gap-table: comma-separated methods (default: all).")] = None,
@@ -134,13 +134,15 @@ def reproduce(
     as_json: JsonFlag = False,
 ) -> None:
     """Reproduce a table: gaps to the optimum (gap-table), head-level against layer-based partitioning
-    (head-vs-layer), or split computing with OPSC against its baselines (split-table)."""
+    (head-vs-layer), split computing with OPSC against its baselines (split-table), or tensor parallel
+    against pipeline and head-level placement across link latency (tp-table)."""
     from rich.progress import Progress
 
     from placement.errors import InputError
     from placement.experiments.gap_table import reproduce_gap_table
     from placement.experiments.head_vs_layer import reproduce_head_vs_layer
     from placement.experiments.split_table import reproduce_split_table
+    from placement.experiments.tp_table import reproduce_tp_table
 
     def listed(text: str | None) -> list[str] | None:
         return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
@@ -148,7 +150,8 @@ def reproduce(
     others = {"gap-table": ("head-vs-layer", {"--models": models, "--devices": devices}),
               "head-vs-layer": ("gap-table", {"--suite": suite, "--methods": methods}),
               "split-table": ("gap-table or head-vs-layer",
-                              {"--suite": suite, "--methods": methods, "--devices": devices, "--dask": dask})}
+                              {"--suite": suite, "--methods": methods, "--devices": devices, "--dask": dask}),
+              "tp-table": ("gap-table", {"--suite": suite, "--methods": methods, "--dask": dask})}
     if table not in others:
         raise InputError(f"unknown table {table!r}; tables are: {', '.join(others)}")
     other, their_options = others[table]
@@ -168,11 +171,15 @@ def reproduce(
             result = reproduce_gap_table(suite or "paper-small", methods=listed(methods), **options)
         elif table == "split-table":  # one process: the whole grid is seconds of NumPy
             result = reproduce_split_table(quick=quick, out_dir=out_dir, models=listed(models))
+        elif table == "tp-table":
+            grid = {"models": listed(models), "device_counts": counts and [int(c) for c in counts]}
+            result = reproduce_tp_table(quick=quick, out_dir=out_dir, progress=options["progress"],
+                                        **{key: value for key, value in grid.items() if value})
         else:
             result = reproduce_head_vs_layer(models=listed(models), device_counts=counts and [int(c) for c in counts],
                                              **options)
     if as_json:
-        _print_json(result["summary"])
+        _print_json(result.get("summary", result["rows"]))
         return
     sys.stdout.write(Path(result["paths"]["markdown"]).read_text())
     out.print("written: " + ", ".join(str(p) for p in result["paths"].values()))

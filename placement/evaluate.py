@@ -146,6 +146,7 @@ class _Arrays:
     precision: list[Precision]
     collective: str
     root: int | None
+    window: np.ndarray | None = None  # (N,) layers of weights each device keeps in memory (inf: all)
 
 
 def _check_plan(instance: Instance, plan: Plan) -> _Arrays:
@@ -168,6 +169,7 @@ def _check_plan(instance: Instance, plan: Plan) -> _Arrays:
     if plan.root is not None and plan.root not in cluster.names:
         raise PlanError(f"plan `root` {plan.root!r} is not a device of the instance ({', '.join(cluster.names)})")
     root = None if plan.root is None else cluster.index(plan.root)
+    window = _check_windows(instance, plan)
 
     def shares(matrix: np.ndarray, what: str, k: int) -> np.ndarray:
         if matrix.shape != (L, len(plan.devices)):
@@ -227,8 +229,56 @@ def _check_plan(instance: Instance, plan: Plan) -> _Arrays:
     return _Arrays(
         counts=stack(counts), attention=stack(attention), projection=stack(projection), ffn=stack(ffn),
         embed=np.repeat(np.array(embed), repeat), lm_head=np.repeat(np.array(lm_head), repeat),
-        precision=precision * repeat, collective=plan.collective, root=root,
+        precision=precision * repeat, collective=plan.collective, root=root, window=window,
     )
+
+
+def _check_windows(instance: Instance, plan: Plan) -> np.ndarray:
+    """The plan's sliding windows as (N,) layers per device (inf where all weights stay in memory)."""
+    window = np.full(instance.n_devices, np.inf)
+    for name, w in (plan.windows or {}).items():
+        if name not in instance.cluster.names:
+            raise PlanError(f"plan `windows` names device {name!r}, which the instance lacks "
+                            f"(devices: {', '.join(instance.cluster.names)})")
+        device = instance.devices[instance.cluster.index(name)]
+        if isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w < 2:
+            raise PlanError(f"plan `windows.{name}` must be a whole number of layers, at least 2 "
+                            f"(one layer computing, one loading), got {w!r}")
+        if device.disk_bandwidth_bytes_per_s is None:
+            raise PlanError(f"plan `windows.{name}`: device {name!r} has no `disk_bandwidth` to stream weights from; "
+                            "give the device one (e.g. `disk_bandwidth: 2 GB/s`) or drop its window")
+        window[instance.cluster.index(name)] = w
+    return window
+
+
+def _offload(instance: Instance, arrays: _Arrays) -> tuple[np.ndarray, np.ndarray]:
+    """Sliding-window offload: weight bytes kept off memory (I, N) and disk seconds per forward step (I, N).
+
+    A device with window ``W`` smaller than the ``n`` layers it holds weights of keeps
+    at most ``W`` of them in memory (the ``W`` heaviest count toward its peak): ``W - 2``
+    stay pinned (the heaviest) and two slots stream the other layers from disk, one
+    loading while the other computes. Each forward step reads the weights of every
+    unpinned layer, ``Σ_l w_l - Σ_{W-2 heaviest} w_l`` bytes, at the device's disk
+    bandwidth. Embedding, output head and KV cache stay in memory.
+    """
+    I, N = arrays.counts.shape[0], instance.n_devices
+    saved, disk_s = np.zeros((I, N)), np.zeros((I, N))
+    window = arrays.window
+    if window is None or not np.isfinite(window).any():
+        return saved, disk_s
+    one_context = np.array([instance.workload.prompt_tokens])
+    for k in range(I):
+        memory = block_memory(instance, arrays.precision[k], one_context)
+        weights = (arrays.counts[k] * memory["group_weights"][0][:, None] + arrays.projection[k] * memory["projection"][0][:, None]
+                   + arrays.ffn[k] * memory["ffn"][0][:, None])  # (L, N) bytes of weights of each layer on each device
+        for m in np.flatnonzero(np.isfinite(window)):
+            layers = np.sort(weights[:, m][weights[:, m] > 0])[::-1]
+            w = int(window[m])
+            if w >= len(layers):
+                continue
+            saved[k, m] = layers[w:].sum()
+            disk_s[k, m] = layers[w - 2:].sum() / instance.devices[m].disk_bandwidth_bytes_per_s
+    return saved, disk_s
 
 
 # ----------------------------------------------------------------------------- one forward step
@@ -586,8 +636,15 @@ def evaluate(instance: Instance, plan: Plan) -> Report:
         rows, row_of_step = np.arange(I), interval
     decode = _forward(instance, arrays, rows, costs, row_of_step)
 
+    # Sliding-window offload: a step takes at least the slowest device's disk reads (overlapped with the rest).
+    saved, disk_s = _offload(instance, arrays)
+    disk_slowest = disk_s.max(axis=1)  # (I,)
+    base_first, base_decode = first.latency, decode.latency
+    first.latency = np.maximum(first.latency, disk_slowest[:1])
+    decode.latency = np.maximum(decode.latency, disk_slowest[interval])
+
     migration, migration_pairs = _migration(instance, arrays)
-    needed = _memory(instance, arrays)
+    needed = _memory(instance, arrays) - saved
     limits = np.array([d.usable_bytes for d in instance.devices])
     violations = [
         Violation(cluster.names[n], int(k), float(needed[k, n]), float(limits[n]))
@@ -596,10 +653,12 @@ def evaluate(instance: Instance, plan: Plan) -> Report:
     link_bytes = _link_bytes(instance, first.pair_bytes + decode.pair_bytes + migration_pairs)
     breakdown = {
         "prefill_compute": float(first.compute[0]),
-        "prefill_transfer": float(first.latency[0] - first.compute[0]),
+        "prefill_transfer": float(base_first[0] - first.compute[0]),
         "decode_compute": float(decode.compute.sum()),
-        "decode_transfer": float((decode.latency - decode.compute).sum()),
+        "decode_transfer": float((base_decode - decode.compute).sum()),
         "migration": float(migration.sum()),
+        "prefill_disk": float(first.latency[0] - base_first[0]),
+        "decode_disk": float((decode.latency - base_decode).sum()),
     }
     return Report(
         ttft_s=float(first.latency[0]),

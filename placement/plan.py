@@ -95,6 +95,10 @@ class Plan:
         The back end that made the plan.
     extras : dict
         Back-end data carried along (split point, beamformers, ...), JSON-serialisable.
+    windows : dict of str to int
+        Sliding-window weight offload (TPI-LLM): device name → the number ``W`` of its
+        layers whose weights it keeps in memory at once; the rest stream from its disk
+        ahead of use (docs/tensor-parallel.md). A device not named keeps all its weights.
     """
 
     devices: tuple[str, ...]
@@ -103,6 +107,7 @@ class Plan:
     root: str | None = None
     method: str = ""
     extras: dict[str, Any] = field(default_factory=dict)
+    windows: dict[str, int] = field(default_factory=dict)
 
     @property
     def static(self) -> bool:
@@ -142,7 +147,7 @@ class Plan:
             if p.precision:
                 entry["precision"] = p.precision
             intervals.append(entry)
-        return {
+        data = {
             "format": PLAN_FORMAT,
             "method": self.method,
             "devices": list(names),
@@ -152,6 +157,9 @@ class Plan:
             "intervals": intervals,
             "extras": self.extras,
         }
+        if self.windows:
+            data["windows"] = {name: int(w) for name, w in self.windows.items()}
+        return data
 
     def to_json(self, path: str | Path | None = None) -> str:
         """Serialise to JSON text, and write it to `path` when given."""
@@ -239,6 +247,14 @@ class Plan:
             ))
         if not intervals:
             raise PlanError("plan: `intervals` is empty; give at least one placement")
+        windows = data.get("windows") or {}
+        if not isinstance(windows, dict):
+            raise PlanError(f"plan `windows` must be a mapping of device name to layers kept in memory, got {windows!r}")
+        for name, w in windows.items():
+            index(name, "windows")
+            if isinstance(w, bool) or not isinstance(w, int) or w < 2:
+                raise PlanError(f"plan `windows.{name}` must be a whole number of layers, at least 2 "
+                                f"(one layer computing, one loading), got {w!r}")
         return cls(
             devices=names,
             intervals=intervals,
@@ -246,6 +262,7 @@ class Plan:
             root=data.get("root"),
             method=data.get("method", ""),
             extras=extras,
+            windows=dict(windows),
         )
 
     @classmethod

@@ -25,6 +25,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "round-robin": ("placement.solvers.baselines", "solve_round_robin"),
     "greedy": ("placement.solvers.baselines", "solve_greedy"),
     "static": ("placement.solvers.baselines", "solve_static"),
+    "tp": ("placement.solvers.tp", "solve_tp"),
     "split": ("placement.solvers.split", "solve_split"),
     "split-adaptive": ("placement.solvers.split", "solve_split_adaptive"),
 }

@@ -7,7 +7,10 @@ generation's length. Each decision:
 1. starts from the placement in use; from the paper's greedy decision too
    (`placement.solvers.myopic.decide`, Algorithm 1) when nothing is placed yet or the
    placement in use no longer fits (a fresh packing moves nearly every block, which
-   pays only when it must);
+   pays only when it must); and, for the first decision, from whole layers in
+   proportion to memory (`placement.solvers.reference.pipeline_plan`), a placement
+   that moves of single heads rarely reach when link latency makes splitting a layer
+   costly;
 2. improves it by local search on the cost of keeping the placement for the next
    ``horizon`` intervals: their decode steps (at their mean context), the migration
    into this interval (so a move must pay for itself over the horizon), the prefill
@@ -44,6 +47,7 @@ from placement.instance import Instance
 from placement.plan import Placement, Plan
 from placement.result import Result
 from placement.solvers.myopic import _check_current, _decide, _moves
+from placement.solvers.reference import pipeline_plan
 
 __all__ = ["DecisionPlus", "decide_plus", "solve_myopic_plus"]
 
@@ -622,7 +626,9 @@ class DecisionPlus:
     placement : Placement
         Whole blocks, the instance's precision.
     start : str
-        ``"current"`` (the placement in use) or ``"greedy"`` (Algorithm 1's decision): where the search began.
+        Where the search that won began: ``"current"`` (the placement in use),
+        ``"greedy"`` (Algorithm 1's decision) or ``"pipeline"`` (whole layers in
+        proportion to memory; first decision only).
     moves : int
         Improving moves the local search made.
     cost_s : float
@@ -676,6 +682,8 @@ def decide_plus(instance: Instance, k: int, previous: Placement | None = None, *
     if not starts or iv.cost(starts[0][1])[0] > iv.tolerance:
         greedy = _decide(instance, k, previous, "max", (0.4, 0.3, 0.3)).placement
         starts.append(("greedy", _state_of(greedy, previous, N)))
+    if previous is None:  # whole layers in proportion to memory: what head moves alone rarely reach
+        starts.append(("pipeline", _state_of(pipeline_plan(instance).intervals[0], None, N)))
     searched = [(name, *_search(iv, state, max_moves)) for name, state in starts]
     name, state, moves = min(searched, key=lambda item: iv.cost(item[1]))
     overflow, cost = iv.cost(state)
