@@ -280,7 +280,7 @@ def solve_milp(
 
     start_placements = _warm_placements(instance, warm_start, current, len(intervals))
     warm_plan = None  # the warm start as a whole plan, returned if the solver finds nothing better in time
-    if start_placements is not None and mode == "horizon":
+    if start_placements is not None and mode == "horizon" and allowed is None:  # pins may exclude it
         warm_plan = Plan(instance.cluster.names, start_placements if I > 1 else start_placements[:1], method="milp")
     stats: dict[str, Any] = {"solver": solver, "mode": mode, "formulation": formulation, "refinements": 0}
     usable = np.array([d.usable_bytes for d in instance.devices])
@@ -331,18 +331,21 @@ def solve_milp(
 
     elapsed = time.perf_counter() - started
     if outcome is None or outcome.x is None:
+        bound = None if outcome is None or outcome.bound is None else outcome.bound * SECONDS_PER_UNIT
+        raw = outcome.raw_status if outcome is not None else "not run"
+        # A feasible warm start is the incumbent when the solver found nothing (CBC stopped by a
+        # time limit before its first solution even reports "Infeasible").
+        warm_report = None if warm_plan is None else evaluate(instance, warm_plan)
+        if warm_report is not None and warm_report.feasible:
+            return Result("time_limit" if time_limit is not None else "feasible",
+                          f"{solver} found no solution ({raw}); the warm start is returned", warm_plan, warm_report,
+                          objective=warm_report.total_s, bound=bound, solve_time_s=elapsed, stats=stats)
         if outcome is not None and outcome.status == "infeasible":
             hint = "every device's memory is too small for its share at some interval; see `placement evaluate` of a reference plan"
-            return Result("infeasible", f"no placement fits ({solver}: {outcome.raw_status}); {hint}", None, None,
+            return Result("infeasible", f"no placement fits ({solver}: {raw}); {hint}", None, None,
                           solve_time_s=elapsed, stats=stats)
         status = "time_limit" if outcome is not None and outcome.status == "time_limit" else "error"
-        bound = None if outcome is None or outcome.bound is None else outcome.bound * SECONDS_PER_UNIT
-        warm_report = None if warm_plan is None or status != "time_limit" else evaluate(instance, warm_plan)
-        if warm_report is not None and warm_report.feasible:
-            return Result(status, f"{solver} found no solution in time ({outcome.raw_status}); the warm start is returned",
-                          warm_plan, warm_report, objective=warm_report.total_s, bound=bound, solve_time_s=elapsed,
-                          stats=stats)
-        return Result(status, f"{solver} found no solution ({outcome.raw_status if outcome else 'not run'})", None, None,
+        return Result(status, f"{solver} found no solution ({raw})", None, None,
                       bound=bound, solve_time_s=elapsed, stats=stats)
     milp_value = form.problem.objective(x) * SECONDS_PER_UNIT
     stats["milp_objective_s"] = milp_value
