@@ -8,7 +8,7 @@ from typing import Any
 from placement.evaluate import Report
 from placement.plan import Plan
 
-__all__ = ["Result", "STATUSES"]
+__all__ = ["Result", "STATUSES", "judged"]
 
 # optimal: proven optimal; feasible: a valid plan, optimality not proven; time_limit: stopped by
 # the time limit (the incumbent, if any, is in `plan`); infeasible: no plan fits; error: the back
@@ -78,3 +78,32 @@ class Result:
             "report": None if self.report is None else self.report.to_dict(),
             "plan": None if self.plan is None else self.plan.to_dict(),
         }
+
+
+def judged(instance, plan: Plan, note: str, stats: dict[str, Any], why: str = "") -> Result:
+    """The evaluator's verdict on a heuristic's `plan`: ``feasible``, or ``infeasible`` naming the worst violation.
+
+    Parameters
+    ----------
+    instance : Instance
+    plan : Plan
+    note : str
+        What the back end did; the message.
+    stats : dict
+        Back-end statistics, kept in the result.
+    why : str
+        A reason the back end knows for an overflow, put before the worst violation.
+
+    Returns
+    -------
+    Result
+        With the evaluator's report and ``objective = report.total_s``.
+    """
+    from placement.evaluate import evaluate
+
+    report = evaluate(instance, plan)
+    if report.feasible:
+        return Result("feasible", note, plan, report, objective=report.total_s, stats=stats)
+    worst = max(report.violations, key=lambda v: v.over_bytes)
+    return Result("infeasible", f"{note}, but it does not fit: {why}{worst}", plan, report,
+                  objective=report.total_s, stats=stats)

@@ -26,10 +26,10 @@ import numpy as np
 
 from placement.cost.blocks import block_memory
 from placement.errors import InputError
-from placement.evaluate import block_times, evaluate, prefill_step_costs, step_costs, transfer_times
+from placement.evaluate import block_times, prefill_step_costs, step_costs, transfer_times
 from placement.instance import Instance
 from placement.plan import Placement, Plan
-from placement.result import Result
+from placement.result import Result, judged
 from placement.solvers.reference import pipeline_layers, pipeline_plan
 
 __all__ = [
@@ -43,16 +43,6 @@ __all__ = [
 
 # The evaluator's memory test: a device is over when needed > limit · (1 + 1e-12).
 _MEMORY_TOLERANCE = 1e-12
-
-
-def _judge(instance: Instance, plan: Plan, note: str, stats: dict[str, Any]) -> Result:
-    """Evaluate `plan`; ``feasible`` or ``infeasible`` (naming the worst violation), objective = ``total_s``."""
-    report = evaluate(instance, plan)
-    if report.feasible:
-        return Result("feasible", note, plan, report, objective=report.total_s, stats=stats)
-    worst = max(report.violations, key=lambda v: v.over_bytes)
-    return Result("infeasible", f"{note}, but it does not fit: {worst}", plan, report,
-                  objective=report.total_s, stats=stats)
 
 
 def _layer_plan(instance: Instance, layer_devices: np.ndarray, method: str, **where: int) -> Plan:
@@ -310,12 +300,12 @@ def solve_pipeline_dp(instance: Instance, *, max_exact_devices: int = 10) -> Res
         stats["stages"] = []
         note = (f"no chain of whole layers fits any {'order' if exact else 'bandwidth or index order'} of devices; "
                 f"showing the memory-proportional layout ({_runs(instance, layer_devices)})")
-        return _judge(instance, _layer_plan(instance, layer_devices, "pipeline-dp"), note, stats)
+        return judged(instance, _layer_plan(instance, layer_devices, "pipeline-dp"), note, stats)
     layer_devices = np.concatenate([np.full(j - i, v) for v, i, j in stages])
     stats["stages"] = [(instance.cluster.names[v], i, j - 1) for v, i, j in stages]
     plan = _layer_plan(instance, layer_devices, "pipeline-dp")
     search = "every device order" if exact else "devices by memory bandwidth and in index order"
-    return _judge(instance, plan, f"layers {_runs(instance, layer_devices)} (DP over {search})", stats)
+    return judged(instance, plan, f"layers {_runs(instance, layer_devices)} (DP over {search})", stats)
 
 
 # ============================================================================= simple layouts
@@ -335,7 +325,7 @@ def solve_memory_proportional(instance: Instance) -> Result:
     plan = pipeline_plan(instance).replace(method="memory-proportional")
     stats = {"decision_time_s": time.perf_counter() - start}
     layer_devices = plan.intervals[0].attention[:, 0]
-    return _judge(instance, plan, f"layers in proportion to memory: {_runs(instance, layer_devices)}", stats)
+    return judged(instance, plan, f"layers in proportion to memory: {_runs(instance, layer_devices)}", stats)
 
 
 def solve_round_robin(instance: Instance) -> Result:
@@ -353,7 +343,7 @@ def solve_round_robin(instance: Instance) -> Result:
     plan = _layer_plan(instance, layer_devices, "round-robin")
     stats = {"decision_time_s": time.perf_counter() - start}
     used = min(instance.n_devices, instance.model.layers)
-    return _judge(instance, plan, f"layers dealt in turn over {used} device(s)", stats)
+    return judged(instance, plan, f"layers dealt in turn over {used} device(s)", stats)
 
 
 def solve_greedy(instance: Instance) -> Result:
@@ -411,7 +401,7 @@ def solve_greedy(instance: Instance) -> Result:
     note = "blocks placed on the device with the most free memory"
     if overflows:
         note += f" ({len(overflows)} block(s) did not fit there, first {overflows[0]})"
-    return _judge(instance, plan, note, stats)
+    return judged(instance, plan, note, stats)
 
 
 # ============================================================================= static
@@ -462,5 +452,5 @@ def solve_static(instance: Instance, *, base: str = "milp", time_limit: float | 
         return Result(status, f"{key} gave no first-interval plan: {inner.message}", None, None, stats=stats)
     plan = inner.plan.replace(intervals=[inner.plan.intervals[0]], method="static",
                               extras={**inner.plan.extras, "static_of": key})
-    return _judge(instance, plan, f"{key}'s first-interval plan ({inner.status}) kept for all "
+    return judged(instance, plan, f"{key}'s first-interval plan ({inner.status}) kept for all "
                   f"{instance.workload.generate_tokens} tokens", stats)

@@ -32,10 +32,10 @@ import numpy as np
 
 from placement.cost.blocks import block_memory
 from placement.errors import InputError
-from placement.evaluate import block_times, evaluate, step_costs, transfer_times
+from placement.evaluate import block_times, step_costs, transfer_times
 from placement.instance import Instance
 from placement.plan import Placement, Plan
-from placement.result import Result
+from placement.result import Result, judged
 
 __all__ = ["SCORINGS", "Decision", "decide", "solve_myopic"]
 
@@ -356,6 +356,36 @@ def _moves(a: Placement, b: Placement) -> int:
                + (a.embed != b.embed) + (a.lm_head != b.lm_head))
 
 
+def _run_online(instance: Instance, start: Placement | None, decide_one) -> tuple[list, list[Placement], dict]:
+    """One decision per interval, each from the previous placement; timed.
+
+    `decide_one(k, previous)` returns an object with a ``placement``. Returns the
+    decisions, their placements and the statistics every online method reports:
+    ``decision_time_median_s``, ``decision_time_max_s``, ``decision_times_s`` (seconds),
+    ``blocks_moved`` (between intervals), ``intervals`` and, when the run starts from
+    a placement in use, ``blocks_moved_from_current``.
+    """
+    decisions, elapsed = [], []
+    previous = start
+    for k in range(instance.workload.n_intervals):
+        began = time.perf_counter()
+        decision = decide_one(k, previous)
+        elapsed.append(time.perf_counter() - began)
+        decisions.append(decision)
+        previous = decision.placement
+    placements = [d.placement for d in decisions]
+    stats = {
+        "decision_time_median_s": float(np.median(elapsed)),
+        "decision_time_max_s": float(np.max(elapsed)),
+        "decision_times_s": [float(t) for t in elapsed],
+        "blocks_moved": sum(_moves(a, b) for a, b in itertools.pairwise(placements)),
+        "intervals": len(decisions),
+    }
+    if start is not None:
+        stats["blocks_moved_from_current"] = _moves(start, placements[0])
+    return decisions, placements, stats
+
+
 # ----------------------------------------------------------------------------- the back end
 def solve_myopic(instance: Instance, *, tau: int | None = None, scoring: str = "max",
                  weights: Sequence[float] = (0.4, 0.3, 0.3), current: Placement | Plan | None = None) -> Result:
@@ -469,41 +499,13 @@ def solve_myopic(instance: Instance, *, tau: int | None = None, scoring: str = "
     start = _check_current(instance, current)
     I = instance.workload.n_intervals
 
-    decisions: list[Decision] = []
-    elapsed: list[float] = []
-    previous = start
-    for k in range(I):
-        began = time.perf_counter()
-        decision = _decide(instance, k, previous, scoring, weights)
-        elapsed.append(time.perf_counter() - began)
-        decisions.append(decision)
-        previous = decision.placement
-
-    placements = [d.placement for d in decisions]
+    decisions, placements, stats = _run_online(
+        instance, start, lambda k, previous: _decide(instance, k, previous, scoring, weights))
     plan = Plan(devices=instance.cluster.names, intervals=placements, method="myopic")
-    report = evaluate(instance, plan)
-    moved = sum(_moves(a, b) for a, b in itertools.pairwise(placements))
     fallbacks = sum(len(d.fallbacks) for d in decisions)
     homeless = sorted({name for d in decisions for name in d.homeless})
-    stats = {
-        "decision_time_median_s": float(np.median(elapsed)),
-        "decision_time_max_s": float(np.max(elapsed)),
-        "decision_times_s": [float(t) for t in elapsed],
-        "blocks_moved": moved,
-        "fallbacks": fallbacks,
-        "homeless": homeless,
-        "intervals": I,
-        "tau": tau,
-        "scoring": scoring,
-        "weights": list(weights),
-    }
-    if start is not None:
-        stats["blocks_moved_from_current"] = _moves(start, placements[0])
-    note = (f"myopic ({scoring} score): {I} decision(s) every {tau} token(s), {moved} block move(s)"
+    stats.update(fallbacks=fallbacks, homeless=homeless, tau=tau, scoring=scoring, weights=list(weights))
+    note = (f"myopic ({scoring} score): {I} decision(s) every {tau} token(s), {stats['blocks_moved']} block move(s)"
             + (f", {fallbacks} placement(s) with no device scoring at most 1" if fallbacks else ""))
-    if report.feasible:
-        return Result("feasible", note, plan, report, objective=report.total_s, stats=stats)
-    worst = max(report.violations, key=lambda v: v.over_bytes)
     why = f"no device had the memory for {', '.join(homeless)}; " if homeless else ""
-    return Result("infeasible", f"{note}, but it does not fit: {why}{worst}", plan, report,
-                  objective=report.total_s, stats=stats)
+    return judged(instance, plan, note, stats, why)

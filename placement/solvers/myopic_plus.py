@@ -34,19 +34,17 @@ checked exactly before it is taken.
 
 from __future__ import annotations
 
-import itertools
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from placement.cost.blocks import StepCosts, block_memory
 from placement.errors import InputError
-from placement.evaluate import block_times, evaluate, prefill_step_costs, step_costs, transfer_times
+from placement.evaluate import block_times, prefill_step_costs, step_costs, transfer_times
 from placement.instance import Instance
 from placement.plan import Placement, Plan
-from placement.result import Result
-from placement.solvers.myopic import _check_current, _decide, _moves
+from placement.result import Result, judged
+from placement.solvers.myopic import _check_current, _decide, _run_online
 from placement.solvers.reference import pipeline_plan
 
 __all__ = ["DecisionPlus", "decide_plus", "solve_myopic_plus"]
@@ -355,13 +353,6 @@ def _max_excluding(values: np.ndarray, a, b) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- neighbourhoods
-@dataclass
-class _Candidate:
-    overflow: float  # change of the memory overflow, bytes
-    cost: float  # change of the interval's seconds (an estimate for swaps)
-    apply: object  # callable(_State) -> _State
-
-
 def _migration_delta(iv: _Interval, count, nbytes, times, current, src, old, new, size):
     """New migration time minus the current one when one block of `size` bytes moves from
     being sent src → old to src → new (arrays broadcast; src == old or src == new mean no transfer)."""
@@ -734,35 +725,10 @@ def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = 
     """
     previous = _check_current(instance, current)
     _check_options(horizon, max_moves)
-    start_placement = previous
-    decisions: list[DecisionPlus] = []
-    elapsed: list[float] = []
-    for k in range(instance.workload.n_intervals):
-        began = time.perf_counter()
-        decision = decide_plus(instance, k, previous, horizon=horizon, max_moves=max_moves)
-        elapsed.append(time.perf_counter() - began)
-        decisions.append(decision)
-        previous = decision.placement
-    placements = [d.placement for d in decisions]
+    decisions, placements, stats = _run_online(
+        instance, previous, lambda k, before: decide_plus(instance, k, before, horizon=horizon, max_moves=max_moves))
     plan = Plan(devices=instance.cluster.names, intervals=placements, method="myopic+")
-    report = evaluate(instance, plan)
-    moved = sum(_moves(a, b) for a, b in itertools.pairwise(placements))
-    stats = {
-        "decision_time_median_s": float(np.median(elapsed)),
-        "decision_time_max_s": float(np.max(elapsed)),
-        "decision_times_s": [float(t) for t in elapsed],
-        "moves": [d.moves for d in decisions],
-        "starts": [d.start for d in decisions],
-        "blocks_moved": moved,
-        "intervals": len(decisions),
-        "horizon": horizon,
-    }
-    if start_placement is not None:
-        stats["blocks_moved_from_current"] = _moves(start_placement, placements[0])
+    stats.update(moves=[d.moves for d in decisions], starts=[d.start for d in decisions], horizon=horizon)
     note = (f"myopic+: {len(decisions)} decision(s), {sum(stats['moves'])} local-search move(s), "
-            f"{moved} block move(s) between intervals")
-    if report.feasible:
-        return Result("feasible", note, plan, report, objective=report.total_s, stats=stats)
-    worst = max(report.violations, key=lambda v: v.over_bytes)
-    return Result("infeasible", f"{note}, but it does not fit: {worst}", plan, report,
-                  objective=report.total_s, stats=stats)
+            f"{stats['blocks_moved']} block move(s) between intervals")
+    return judged(instance, plan, note, stats)
