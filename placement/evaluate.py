@@ -19,6 +19,7 @@ docs/cost-model.md.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -303,17 +304,24 @@ def _receive(sources: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.nda
     return np.take_along_axis(candidate, sender[..., None, :], axis=-2)[..., 0, :], sender
 
 
-def block_times(flops: np.ndarray, read: np.ndarray, instance: Instance, roofline: bool) -> np.ndarray:
+def block_times(flops: np.ndarray, read: np.ndarray, instance: Instance, roofline: bool,
+                devices: Sequence[int] | None = None) -> np.ndarray:
     """Time of a whole block on every device, seconds: FLOPs and bytes of shape (...) → (..., N).
 
-    Roofline ``max(FLOPs/rate, bytes/bandwidth)``, or ``FLOPs/rate`` when `roofline` is False.
+    Roofline ``max(FLOPs/rate, bytes/bandwidth)``, or ``FLOPs/rate`` when `roofline` is False,
+    plus the device's fixed `block_overhead_s` for a block that has any work. `devices`
+    (indices) restricts the last axis to those devices, in that order.
     """
-    rate = np.array([d.flops_per_s for d in instance.devices])
-    compute = flops[..., None] / rate
-    if not roofline:
-        return compute
-    bandwidth = np.array([d.bytes_per_s for d in instance.devices])
-    return np.maximum(compute, read[..., None] / bandwidth)
+    chosen = instance.devices if devices is None else [instance.devices[n] for n in devices]
+    flops, read = np.asarray(flops, dtype=float), np.asarray(read, dtype=float)
+    rate = np.array([d.flops_per_s for d in chosen])
+    time = flops[..., None] / rate
+    if roofline:
+        time = np.maximum(time, read[..., None] / np.array([d.bytes_per_s for d in chosen]))
+    overhead = np.array([d.block_overhead_s for d in chosen])
+    if overhead.any():
+        time = time + np.where(((flops > 0) | (read > 0))[..., None], overhead, 0.0)
+    return time
 
 
 def _root(shares: np.ndarray, root: int | None) -> int:

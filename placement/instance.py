@@ -64,7 +64,8 @@ class DeviceEntry(_Strict):
     """One device: a preset from the catalog, fields of its own, or a preset with overrides."""
 
     name: str = Field(description="Unique device name.")
-    preset: str | None = Field(None, description="A preset from the catalog (`placement devices`).")
+    preset: str | None = Field(None, description="A preset from the catalog (`placement devices`), or a preset file "
+                                 "`path.yaml` / `path.yaml#name` (as `placement profile` writes).")
     memory: Quantity | None = Field(None, description="Memory for the model, e.g. '8 GiB'.")
     peak_flops: Quantity | None = Field(None, description="Peak compute, e.g. '1.2 TFLOPS'.")
     memory_bandwidth: Quantity | None = Field(None, description="Memory bandwidth, e.g. '68 GB/s'.")
@@ -72,6 +73,8 @@ class DeviceEntry(_Strict):
     memory_efficiency: Number | None = Field(None, description="Achievable fraction of memory bandwidth, (0, 1].")
     reserved_memory: Quantity | None = Field(None, description="Memory kept for the OS and runtime, e.g. '1 GiB'.")
     disk_bandwidth: Quantity | None = Field(None, description="Sequential storage read bandwidth, e.g. '90 MB/s'.")
+    block_overhead: Quantity | None = Field(None, description="Fixed time per block run on top of the roofline, "
+                                            "e.g. '30 us' (default 0; see `placement profile`).")
 
 
 class LinkEntry(_Strict):
@@ -255,15 +258,50 @@ def _pydantic_message(exc: pydantic.ValidationError, source: str) -> str:
     return f"{source}: " + "; ".join(lines.values())
 
 
-def _build_device(entry: DeviceEntry, where: str) -> Device:
+_PRESET_FILE_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _preset_from_file(reference: str, base: Path | None, where: str) -> dict[str, Any]:
+    """The preset a ``preset: path.yaml`` or ``preset: path.yaml#name`` reference names.
+
+    The file has the catalog's format (name → fields), as ``placement profile`` writes it;
+    ``#name`` picks one entry, and may be left out when the file holds only one.
+    """
+    file_part, _, name = reference.partition("#")
+    path = Path(file_part).expanduser()
+    if base is not None and not path.is_absolute():
+        path = base / path
+    if not path.is_file():
+        raise InputError(f"`{where}.preset`: preset file {str(path)!r} does not exist; give a catalog name "
+                         "(`placement devices`) or the path of a file `placement profile` wrote")
+    try:
+        entries = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(f"`{where}.preset`: {str(path)!r} does not parse as YAML: {exc}") from None
+    if not isinstance(entries, dict) or not all(isinstance(v, dict) for v in entries.values()):
+        raise InputError(f"`{where}.preset`: {str(path)!r} must map preset names to their fields, "
+                         "as the catalog (placement/cost/devices.yaml) does")
+    if not name and len(entries) == 1:
+        return next(iter(entries.values()))
+    if name not in entries:
+        raise InputError(f"`{where}.preset`: name one of the presets in {str(path)!r} as `{file_part}#NAME`; "
+                         f"it holds {', '.join(sorted(entries))}")
+    return entries[name]
+
+
+def _build_device(entry: DeviceEntry, where: str, base: Path | None = None) -> Device:
     fields: dict[str, Any] = {}
     if entry.preset is not None:
-        presets = device_presets()
-        if entry.preset not in presets:
-            raise InputError(
-                f"`{where}.preset`: unknown preset {entry.preset!r}; known presets are {', '.join(sorted(presets))}"
-            )
-        fields.update({k: v for k, v in presets[entry.preset].items() if k not in ("description", "source", "notes")})
+        if entry.preset.partition("#")[0].endswith(_PRESET_FILE_SUFFIXES):
+            preset = _preset_from_file(entry.preset, base, where)
+        else:
+            presets = device_presets()
+            if entry.preset not in presets:
+                raise InputError(
+                    f"`{where}.preset`: unknown preset {entry.preset!r}; known presets are {', '.join(sorted(presets))}"
+                )
+            preset = presets[entry.preset]
+        fields.update({k: v for k, v in preset.items() if k not in ("description", "source", "notes")})
     fields.update({k: v for k, v in entry.model_dump(exclude={"name", "preset"}).items() if v is not None})
     for required in ("memory", "peak_flops", "memory_bandwidth"):
         if required not in fields:
@@ -278,6 +316,7 @@ def _build_device(entry: DeviceEntry, where: str) -> Device:
         memory_efficiency=float(fields.get("memory_efficiency", 1.0)),
         reserved_bytes=parse_quantity(fields.get("reserved_memory", 0), BYTES, field=f"{where}.reserved_memory", positive=False),
         disk_bandwidth_bytes_per_s=None if disk is None else parse_quantity(disk, BYTES_PER_S, field=f"{where}.disk_bandwidth"),
+        block_overhead_s=parse_quantity(fields.get("block_overhead", 0), SECONDS, field=f"{where}.block_overhead", positive=False),
     )
 
 
@@ -334,7 +373,7 @@ def instance_from_dict(data: dict[str, Any], *, source: str = "instance", base: 
     except pydantic.ValidationError as exc:
         raise InputError(_pydantic_message(exc, source)) from None
     model = _build_model(spec.model, base)
-    devices = tuple(_build_device(d, f"devices[{i}] ({d.name})") for i, d in enumerate(spec.devices))
+    devices = tuple(_build_device(d, f"devices[{i}] ({d.name})", base) for i, d in enumerate(spec.devices))
     links = [
         Link(
             u=link.between[0],

@@ -13,7 +13,7 @@ Together they cover:
 - memory that forces the model across devices (`FORCED_SPLIT`) and memory that
   lets one device hold it all;
 - switched networks (a mesh, explicit links, a switch) and shared ones;
-- both cost profiles, ``roofline`` and ``kafetzis2025``;
+- both cost profiles, ``roofline`` and ``kafetzis2025``, and fixed per-block overheads;
 - one to three re-decision intervals, with KV caches that grow until the
   placement of interval 0 no longer fits later (`MIGRATION_FORCED`), so that
   migration matters.
@@ -59,6 +59,22 @@ def fits_one_two_dev() -> Instance:
         "links": [_link("A", "B", "1 Gbit/s", "0.2 ms")],
         "workload": {"prompt_tokens": 4, "generate_tokens": 3},
     }, source="fits-one-two-dev")
+
+
+def overhead_two_dev() -> Instance:
+    """`fits_one_two_dev` with fixed per-block overheads (`block_overhead`) that differ by device.
+
+    A computes slower but dispatches a block in 20 us; B pays 150 us per block, so the
+    overhead, not the roofline, decides where the many small blocks go.
+    """
+    return instance_from_dict({
+        "name": "overhead-two-dev",
+        "model": _model("tiny-a", layers=1, hidden=128, heads=4, kv_heads=2, head_dim=32, ffn_hidden=256, vocab=512),
+        "devices": [_device("A", "1 MiB", "2 GFLOPS", "2 GB/s", block_overhead="20 us"),
+                    _device("B", "1 MiB", "4 GFLOPS", "1 GB/s", block_overhead="150 us")],
+        "links": [_link("A", "B", "1 Gbit/s", "0.2 ms")],
+        "workload": {"prompt_tokens": 4, "generate_tokens": 3},
+    }, source="overhead-two-dev")
 
 
 def split_three_dev() -> Instance:
@@ -211,6 +227,7 @@ def shared_three_intervals() -> Instance:
 
 PROBLEMS: dict[str, Callable[[], Instance]] = {
     "fits-one-two-dev": fits_one_two_dev,
+    "overhead-two-dev": overhead_two_dev,
     "split-three-dev": split_three_dev,
     "two-layers-switch": two_layers_switch,
     "shared-wireless": shared_wireless,

@@ -266,3 +266,38 @@ def test_kafetzis_block_memory_via_instance_profile():
     mem = block_memory(inst, bits16(), np.array([5]))
     np.testing.assert_allclose(mem["group"], [[376, 376]])
     np.testing.assert_allclose(mem["total"], [2304])
+
+
+@pytest.mark.parametrize("profile, blocks", [("roofline", 10), ("kafetzis2025", 8)])
+def test_block_overhead_adds_once_per_block_run(profile, blocks):
+    """One device, L=2, K=2: a decode step runs L·K groups + L projections + L FFNs + embed + lm_head
+    = 10 blocks, and so does the prefill (each block once over the whole prompt); a 0.1 ms
+    overhead per block run adds exactly 1 ms to each. The paper's profile gives embed and
+    lm_head no work, so they cost no overhead there: 8 blocks, 0.8 ms."""
+    def instance(overhead):
+        return instance_from_dict({
+            "model": {"name": "tiny", "layers": 2, "hidden": 64, "heads": 4, "kv_heads": 2, "ffn_hidden": 128, "gated_ffn": True, "tied_embeddings": False,
+                      "vocab": 256},
+            "devices": [{"name": "A", "memory": "1 GiB", "peak_flops": "1 GFLOPS", "memory_bandwidth": "1 GB/s",
+                         "block_overhead": overhead}],
+            "workload": {"prompt_tokens": 8, "generate_tokens": 5, "profile": profile},
+        })
+    from placement import evaluate, solve
+
+    plain, slow = instance("0 s"), instance("0.1 ms")
+    base = evaluate(plain, solve(plain, method="single").plan)
+    with_overhead = evaluate(slow, solve(slow, method="single").plan)
+    np.testing.assert_allclose(with_overhead.decode_s - base.decode_s, blocks * 1e-4, rtol=1e-9)
+    assert with_overhead.ttft_s - base.ttft_s == pytest.approx(blocks * 1e-4, rel=1e-9)
+
+
+def test_block_overhead_must_not_be_negative():
+    from placement.errors import InputError
+
+    with pytest.raises(InputError, match="block_overhead"):
+        instance_from_dict({
+            "model": "gpt2",
+            "devices": [{"name": "A", "memory": "8 GiB", "peak_flops": "1 TFLOPS", "memory_bandwidth": "10 GB/s",
+                         "block_overhead": "-1 ms"}],
+            "workload": {"prompt_tokens": 8, "generate_tokens": 5},
+        })

@@ -37,6 +37,9 @@ class Device:
         Memory held back for the OS and runtime, bytes (default 0).
     disk_bandwidth_bytes_per_s : float or None
         Sequential read bandwidth of local storage, bytes/s, if known.
+    block_overhead_s : float
+        Fixed time every block run costs on top of its roofline (kernel launch, framework
+        dispatch), seconds (default 0). ``placement profile`` / calibration measure it.
     """
 
     name: str
@@ -47,6 +50,7 @@ class Device:
     memory_efficiency: float = 1.0
     reserved_bytes: float = 0.0
     disk_bandwidth_bytes_per_s: float | None = None
+    block_overhead_s: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("memory_bytes", "peak_flops_per_s", "memory_bandwidth_bytes_per_s"):
@@ -55,6 +59,8 @@ class Device:
         for name in ("compute_efficiency", "memory_efficiency"):
             if not 0 < getattr(self, name) <= 1:
                 raise InputError(f"device {self.name!r}: `{name}` must be in (0, 1], got {getattr(self, name)!r}")
+        if not self.block_overhead_s >= 0:
+            raise InputError(f"device {self.name!r}: `block_overhead` must be zero or more, got {self.block_overhead_s!r}")
         if not 0 <= self.reserved_bytes < self.memory_bytes:
             raise InputError(
                 f"device {self.name!r}: `reserved_memory` ({self.reserved_bytes:.0f} B) must be at least 0 "

@@ -66,7 +66,7 @@ def identical_devices(instance: Instance) -> list[list[int]]:
 
     def figures(d):
         return (d.memory_bytes, d.peak_flops_per_s, d.memory_bandwidth_bytes_per_s, d.compute_efficiency,
-                d.memory_efficiency, d.reserved_bytes, d.disk_bandwidth_bytes_per_s)
+                d.memory_efficiency, d.reserved_bytes, d.disk_bandwidth_bytes_per_s, d.block_overhead_s)
 
     classes: list[list[int]] = []
     for m in range(N):

@@ -40,7 +40,7 @@ from placement.cost.blocks import block_memory
 from placement.cost.precision import Precision
 from placement.cost.units import format_bytes, format_seconds
 from placement.errors import InputError
-from placement.evaluate import evaluate, prefill_step_costs, step_costs
+from placement.evaluate import block_times, evaluate, prefill_step_costs, step_costs
 from placement.instance import Instance
 from placement.plan import Placement, Plan
 from placement.result import Result
@@ -246,12 +246,9 @@ def _tables(instance: Instance, dev: int, srv: int, weights: np.ndarray, kvs: np
     contexts = workload.contexts()
     decode, prefill = step_costs(combos, precision, contexts), prefill_step_costs(combos, precision)
     pair = [dev, srv]
-    rate = np.array([instance.devices[n].flops_per_s for n in pair])
-    bandwidth = np.array([instance.devices[n].bytes_per_s for n in pair])
 
-    def times(flops, read, roofline):  # as placement.evaluate.block_times, for the two devices
-        compute = np.asarray(flops)[..., None] / rate
-        return np.maximum(compute, np.asarray(read)[..., None] / bandwidth) if roofline else compute
+    def times(flops, read, roofline):  # the evaluator's block times, for the two devices
+        return block_times(flops, read, instance, roofline, devices=pair)
 
     def layer_times(costs):  # (steps, J, 2)
         return (K * times(costs.group_flops, costs.group_read, costs.roofline)
