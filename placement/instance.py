@@ -282,10 +282,15 @@ def _preset_from_file(reference: str, base: Path | None, where: str) -> dict[str
         raise InputError(f"`{where}.preset`: {str(path)!r} must map preset names to their fields, "
                          "as the catalog (placement/cost/devices.yaml) does")
     if not name and len(entries) == 1:
-        return next(iter(entries.values()))
+        name = next(iter(entries))
     if name not in entries:
         raise InputError(f"`{where}.preset`: name one of the presets in {str(path)!r} as `{file_part}#NAME`; "
                          f"it holds {', '.join(sorted(entries))}")
+    known = set(DeviceEntry.model_fields) - {"name", "preset"} | {"description", "source", "notes"}
+    unknown = sorted(set(entries[name]) - known)
+    if unknown:
+        raise InputError(f"`{where}.preset`: preset {name!r} in {str(path)!r} has unknown field(s) "
+                         f"{', '.join(unknown)}; known fields are {', '.join(sorted(known))}")
     return entries[name]
 
 

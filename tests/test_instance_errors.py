@@ -575,3 +575,53 @@ def test_docs_device_and_model_snippets_load():
     pi_b = instance.devices[1]
     assert pi_b.usable_bytes == 3 * 2**30
     assert instance.model.kv_heads == 4
+
+
+# ----------------------------------------------------------------------------- preset files
+def _write_presets(tmp_path: Path, entries: dict) -> Path:
+    path = tmp_path / "presets.yaml"
+    path.write_text(yaml.safe_dump(entries))
+    return path
+
+
+def test_preset_file_with_one_entry_is_used_relative_to_the_instance(tmp_path):
+    _write_presets(tmp_path, {"this-box": {"memory": "16 GiB", "peak_flops": "200 GFLOPS",
+                                           "memory_bandwidth": "20 GB/s", "compute_efficiency": 0.5,
+                                           "block_overhead": "40 us"}})
+    data = copy.deepcopy(BASE)
+    data["devices"][0] = {"name": "a", "preset": "presets.yaml"}
+    inst = instance_from_dict(data, base=tmp_path)
+    device = inst.devices[0]
+    assert device.memory_bytes == 16 * 2**30
+    assert device.flops_per_s == pytest.approx(100e9)
+    assert device.block_overhead_s == pytest.approx(40e-6)
+
+
+def test_preset_file_names_an_entry_with_a_hash(tmp_path):
+    _write_presets(tmp_path, {"x": {"memory": "2 GiB", "peak_flops": "1 TFLOPS", "memory_bandwidth": "10 GB/s"},
+                              "y": {"memory": "4 GiB", "peak_flops": "1 TFLOPS", "memory_bandwidth": "10 GB/s"}})
+    data = copy.deepcopy(BASE)
+    data["devices"][0] = {"name": "a", "preset": "presets.yaml#y"}
+    assert instance_from_dict(data, base=tmp_path).devices[0].memory_bytes == 4 * 2**30
+    data["devices"][0] = {"name": "a", "preset": "presets.yaml"}
+    with pytest.raises(InputError, match=r"presets\.yaml#NAME.*holds x, y"):
+        instance_from_dict(data, base=tmp_path)
+
+
+def test_preset_file_that_is_missing_or_malformed(tmp_path):
+    data = copy.deepcopy(BASE)
+    data["devices"][0] = {"name": "a", "preset": "nowhere.yaml"}
+    with pytest.raises(InputError, match=r"devices\[0\].*preset file .*nowhere\.yaml.* does not exist.*placement profile"):
+        instance_from_dict(data, base=tmp_path)
+    (tmp_path / "bad.yaml").write_text("memory: [unclosed\n")
+    data["devices"][0] = {"name": "a", "preset": "bad.yaml"}
+    with pytest.raises(InputError, match="does not parse as YAML"):
+        instance_from_dict(data, base=tmp_path)
+    (tmp_path / "flat.yaml").write_text("memory: 8 GiB\n")
+    data["devices"][0] = {"name": "a", "preset": "flat.yaml"}
+    with pytest.raises(InputError, match="must map preset names to their fields"):
+        instance_from_dict(data, base=tmp_path)
+    (tmp_path / "typo.yaml").write_text("box: {memory: 8 GiB, peak_flops: 1 TFLOPS, memory_bandwith: 10 GB/s}\n")
+    data["devices"][0] = {"name": "a", "preset": "typo.yaml"}
+    with pytest.raises(InputError, match="unknown field.*memory_bandwith; known fields are"):
+        instance_from_dict(data, base=tmp_path)
