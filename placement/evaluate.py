@@ -234,6 +234,40 @@ def _check_plan(instance: Instance, plan: Plan) -> _Arrays:
     )
 
 
+def _client(instance: Instance, plan: Plan, arrays: _Arrays, token_bytes: float,
+            interval: np.ndarray) -> tuple[float, np.ndarray | float, np.ndarray]:
+    """What serving a client other than the ``embed`` device adds: seconds and bytes.
+
+    Before the prefill the prompt's ``P`` token ids (``token_bytes`` each) go from the
+    client to interval 0's ``embed`` device; the first token goes from ``lm_head`` to the
+    client, both in the time to first token. Each decode step's token also goes to the
+    client; that delivery overlaps the next step on a switched network (every token
+    arrives one delivery late, so only the first delay counts), and takes its turn
+    on a shared medium (added to every step).
+
+    Returns the seconds added to the prefill, to each decode step (scalar or (T,)),
+    and the bytes sent between every pair of devices (N, N).
+    """
+    N = instance.n_devices
+    pairs = np.zeros((N, N))
+    if plan.client is None:
+        return 0.0, 0.0, pairs
+    cluster = instance.cluster
+    if plan.client not in cluster.names:
+        raise PlanError(f"plan `client` {plan.client!r} is not a device of the instance ({', '.join(cluster.names)})")
+    client = cluster.index(plan.client)
+    prompt_bytes = token_bytes * instance.workload.prompt_tokens
+    upload = transfer_times(cluster, prompt_bytes)[0][client, arrays.embed[0]]
+    token = transfer_times(cluster, token_bytes)[0][:, client]  # (N,) from each device to the client
+    pairs[client, arrays.embed[0]] += prompt_bytes if client != arrays.embed[0] else 0.0
+    heads = arrays.lm_head[interval]  # (T,) lm_head device of each decode step
+    np.add.at(pairs, (heads[heads != client], client), token_bytes)
+    if arrays.lm_head[0] != client:
+        pairs[arrays.lm_head[0], client] += token_bytes
+    per_step = token[heads] if instance.cluster.network == "shared" else 0.0
+    return float(upload + token[arrays.lm_head[0]]), per_step, pairs
+
+
 def _check_windows(instance: Instance, plan: Plan) -> np.ndarray:
     """The plan's sliding windows as (N,) layers per device (inf where all weights stay in memory)."""
     window = np.full(instance.n_devices, np.inf)
@@ -651,6 +685,11 @@ def evaluate(instance: Instance, plan: Plan) -> Report:
     first.latency = np.maximum(first.latency, disk_slowest[:1])
     decode.latency = np.maximum(decode.latency, disk_slowest[interval])
 
+    # The client: the prompt's token ids travel to `embed`, every sampled token id back to the client.
+    client_first, client_step, client_pairs = _client(instance, plan, arrays, prefill.token_bytes, interval)
+    first.latency = first.latency + client_first
+    decode.latency = decode.latency + client_step
+
     migration, migration_pairs = _migration(instance, arrays)
     needed = _memory(instance, arrays) - saved
     limits = np.array([d.usable_bytes for d in instance.devices])
@@ -658,15 +697,16 @@ def evaluate(instance: Instance, plan: Plan) -> Report:
         Violation(cluster.names[n], int(k), float(needed[k, n]), float(limits[n]))
         for k, n in zip(*np.nonzero(needed > limits * (1 + 1e-12)))
     ]
-    link_bytes = _link_bytes(instance, first.pair_bytes + decode.pair_bytes + migration_pairs)
+    link_bytes = _link_bytes(instance, first.pair_bytes + decode.pair_bytes + migration_pairs + client_pairs)
     breakdown = {
         "prefill_compute": float(first.compute[0]),
         "prefill_transfer": float(base_first[0] - first.compute[0]),
         "decode_compute": float(decode.compute.sum()),
         "decode_transfer": float((base_decode - decode.compute).sum()),
         "migration": float(migration.sum()),
-        "prefill_disk": float(first.latency[0] - base_first[0]),
-        "decode_disk": float((decode.latency - base_decode).sum()),
+        "prefill_disk": float(first.latency[0] - client_first - base_first[0]),
+        "decode_disk": float((decode.latency - client_step - base_decode).sum()),
+        "client": float(client_first + np.sum(client_step)),
     }
     return Report(
         ttft_s=float(first.latency[0]),

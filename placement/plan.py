@@ -99,6 +99,12 @@ class Plan:
         Sliding-window weight offload (TPI-LLM): device name → the number ``W`` of its
         layers whose weights it keeps in memory at once; the rest stream from its disk
         ahead of use (docs/tensor-parallel.md). A device not named keeps all its weights.
+    client : str or None
+        The user's device: where the prompt starts and the generated tokens must arrive.
+        None (default) means the ``embed`` device of interval 0, and nothing extra is
+        charged. Otherwise the prompt's token ids travel from the client to ``embed``
+        before the prefill, and every sampled token id travels from ``lm_head`` to the
+        client (docs/cost-model.md, "The client").
     """
 
     devices: tuple[str, ...]
@@ -108,6 +114,7 @@ class Plan:
     method: str = ""
     extras: dict[str, Any] = field(default_factory=dict)
     windows: dict[str, int] = field(default_factory=dict)
+    client: str | None = None
 
     @property
     def static(self) -> bool:
@@ -159,6 +166,8 @@ class Plan:
         }
         if self.windows:
             data["windows"] = {name: int(w) for name, w in self.windows.items()}
+        if self.client is not None:
+            data["client"] = self.client
         return data
 
     def to_json(self, path: str | Path | None = None) -> str:
@@ -255,6 +264,9 @@ class Plan:
             if isinstance(w, bool) or not isinstance(w, int) or w < 2:
                 raise PlanError(f"plan `windows.{name}` must be a whole number of layers, at least 2 "
                                 f"(one layer computing, one loading), got {w!r}")
+        client = data.get("client")
+        if client is not None:
+            index(client, "client")
         return cls(
             devices=names,
             intervals=intervals,
@@ -263,6 +275,7 @@ class Plan:
             method=data.get("method", ""),
             extras=extras,
             windows=dict(windows),
+            client=client,
         )
 
     @classmethod

@@ -390,3 +390,32 @@ def test_hand_worked_migration():
     np.testing.assert_allclose(ref.migration_s, [0.0, 9.22], rtol=1e-12)
     # Interval 0's token is the hand-worked one at S=3.
     assert report.decode_s[0] == pytest.approx(HAND_DECODE[0], rel=1e-12)
+
+
+@pytest.mark.parametrize("network", ["switched", "shared"])
+def test_hand_worked_client(network):
+    """Everything on B, the user on A: 1 ms and 1 MB/s between them, P = 8, T = 3, B = 1.
+
+    The prompt's 8 token ids (32 B) go A → B: 1 ms + 32 µs; the first token B → A: 1 ms + 4 µs;
+    both in the time to first token. Later tokens overlap the next step when switched, and
+    add 1.004 ms to every step on a shared medium. 32 + 4·4 = 48 bytes cross the link.
+    """
+    inst = instance_from_dict({
+        "model": {"name": "tiny", "layers": 1, "hidden": 64, "heads": 2, "kv_heads": 1, "ffn_hidden": 64,
+                  "gated_ffn": False, "vocab": 64, "tied_embeddings": True},
+        "devices": [{"name": "A", "memory": "1 GiB", "peak_flops": "1 GFLOPS", "memory_bandwidth": "1 GB/s"},
+                    {"name": "B", "memory": "1 GiB", "peak_flops": "1 GFLOPS", "memory_bandwidth": "1 GB/s"}],
+        "links": [{"between": ["A", "B"], "bandwidth": "1 MB/s", "latency": "1 ms"}],
+        "network": network,
+        "workload": {"prompt_tokens": 8, "generate_tokens": 3},
+    })
+    on_b = Plan(devices=("A", "B"), intervals=[Placement.by_layer(np.array([1]), 1, 2, embed=1, lm_head=1)])
+    alone = evaluate(inst, on_b)
+    served = evaluate(inst, on_b.replace(client="A"))
+    assert served.ttft_s - alone.ttft_s == pytest.approx(2.036e-3, rel=RTOL)
+    step = 1.004e-3 if network == "shared" else 0.0
+    np.testing.assert_allclose(served.decode_s - alone.decode_s, step, atol=1e-15)
+    assert served.breakdown_s["client"] == pytest.approx(2.036e-3 + 3 * step, rel=RTOL)
+    assert served.link_bytes.sum() - alone.link_bytes.sum() == pytest.approx(48)
+    assert evaluate(inst, on_b.replace(client="B")).total_s == alone.total_s  # the client holds embed: nothing
+    assert Plan.from_json(on_b.replace(client="A").to_json()).client == "A"

@@ -555,9 +555,9 @@ def default_workspace_bytes(instance: Instance) -> float:
 
 
 def _finish(instance: Instance, placements: list[Placement], method: str, extras: dict, error: float | None,
-            status: str, message: str, value: float, stats: dict, start: float) -> Result:
+            status: str, message: str, value: float, stats: dict, start: float, client: str | None = None) -> Result:
     plan = Plan(devices=instance.cluster.names, intervals=placements, method=method,
-                extras={"split": extras, "errors": _errors(error)})
+                extras={"split": extras, "errors": _errors(error)}, client=client)
     stats = {**stats, "decision_time_s": time.perf_counter() - start, "search_objective_s": value}
     report = evaluate(instance, plan)
     if not report.feasible:
@@ -662,9 +662,9 @@ def _baseline(instance: Instance, name: Any, dev: int, srv: int, model: Accuracy
         extras = {**_config_extras(instance, cfg, err if np.isfinite(err) else None, None), "baseline": key}
         note = f"every block on {instance.cluster.names[where]!r} at 16 bits"
         if spec == "server":
-            note += " (the prompt upload and the tokens streamed back are not charged)"
+            note += f", serving {instance.cluster.names[dev]!r} (prompt uploaded, tokens streamed back)"
         return _finish(instance, [placement], method, extras, err if np.isfinite(err) else None, "feasible",
-                       note, float("nan"), {}, start)
+                       note, float("nan"), {}, start, client=instance.cluster.names[dev])
     if spec == "neurosurgeon":
         acts = [(16.0, 0.0, 16.0)]
         t = _tables(instance, dev, srv, sixteen, sixteen, acts)
