@@ -122,25 +122,27 @@ def solve(
 
 @app.command()
 def reproduce(
-    table: Annotated[str, typer.Argument(help="Which table: gap-table, head-vs-layer, split-table or tp-table.")],
+    table: Annotated[str, typer.Argument(help="Which table: gap-table, head-vs-layer, split-table, tp-table or ota-table.")],
     suite: Annotated[Optional[str], typer.Option(help="gap-table: instance suite (default paper-small).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A subset that finishes in under two minutes.")] = False,
     methods: Annotated[Optional[str], typer.Option(help="gap-table: comma-separated methods (default: all).")] = None,
-    models: Annotated[Optional[str], typer.Option(help="head-vs-layer, split-table: comma-separated models.")] = None,
-    devices: Annotated[Optional[str], typer.Option(help="head-vs-layer: device counts, e.g. 2,4,6,8.")] = None,
+    models: Annotated[Optional[str], typer.Option(help="head-vs-layer, split-, tp-, ota-table: comma-separated models.")] = None,
+    devices: Annotated[Optional[str], typer.Option(help="head-vs-layer, tp-, ota-table: device counts, e.g. 2,4,6,8.")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Output folder; default results/TABLE.")] = None,
     jobs: Annotated[int, typer.Option("--jobs", help="Local worker processes.")] = 2,
     dask: Annotated[Optional[str], typer.Option("--dask", help="'local' or a scheduler address tcp://HOST:PORT.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Reproduce a table: gaps to the optimum (gap-table), head-level against layer-based partitioning
-    (head-vs-layer), split computing with OPSC against its baselines (split-table), or tensor parallel
-    against pipeline and head-level placement across link latency (tp-table)."""
+    (head-vs-layer), split computing with OPSC against its baselines (split-table), tensor parallel
+    against pipeline and head-level placement across link latency (tp-table), or the over-the-air
+    all-reduce against digital and analog baselines (ota-table)."""
     from rich.progress import Progress
 
     from placement.errors import InputError
     from placement.experiments.gap_table import reproduce_gap_table
     from placement.experiments.head_vs_layer import reproduce_head_vs_layer
+    from placement.experiments.ota_table import reproduce_ota_table
     from placement.experiments.split_table import reproduce_split_table
     from placement.experiments.tp_table import reproduce_tp_table
 
@@ -151,7 +153,8 @@ def reproduce(
               "head-vs-layer": ("gap-table", {"--suite": suite, "--methods": methods}),
               "split-table": ("gap-table or head-vs-layer",
                               {"--suite": suite, "--methods": methods, "--devices": devices, "--dask": dask}),
-              "tp-table": ("gap-table", {"--suite": suite, "--methods": methods, "--dask": dask})}
+              "tp-table": ("gap-table", {"--suite": suite, "--methods": methods, "--dask": dask}),
+              "ota-table": ("gap-table", {"--suite": suite, "--methods": methods, "--dask": dask})}
     if table not in others:
         raise InputError(f"unknown table {table!r}; tables are: {', '.join(others)}")
     other, their_options = others[table]
@@ -164,17 +167,18 @@ def reproduce(
         raise InputError(f"`--devices` must be comma-separated whole numbers such as 2,4,6,8, got {devices!r}")
     out_dir = out_dir or Path("results") / table
     with Progress(console=err, transient=True, disable=as_json) as bar:
-        task = bar.add_task(table if table == "head-vs-layer" else f"{table} on {suite or 'paper-small'}", total=None)
+        task = bar.add_task(f"{table} on {suite or 'paper-small'}" if table == "gap-table" else table, total=None)
         options = {"quick": quick, "out_dir": out_dir, "n_jobs": jobs, "dask": dask,
                    "progress": lambda done, total: bar.update(task, completed=done, total=total)}
         if table == "gap-table":
             result = reproduce_gap_table(suite or "paper-small", methods=listed(methods), **options)
         elif table == "split-table":  # one process: the whole grid is seconds of NumPy
             result = reproduce_split_table(quick=quick, out_dir=out_dir, models=listed(models))
-        elif table == "tp-table":
+        elif table in ("tp-table", "ota-table"):
             grid = {"models": listed(models), "device_counts": counts and [int(c) for c in counts]}
-            result = reproduce_tp_table(quick=quick, out_dir=out_dir, progress=options["progress"],
-                                        **{key: value for key, value in grid.items() if value})
+            reproduce_table = reproduce_tp_table if table == "tp-table" else reproduce_ota_table
+            result = reproduce_table(quick=quick, out_dir=out_dir, progress=options["progress"],
+                                     **{key: value for key, value in grid.items() if value})
         else:
             result = reproduce_head_vs_layer(models=listed(models), device_counts=counts and [int(c) for c in counts],
                                              **options)

@@ -12,8 +12,10 @@ devices that hold the result. Transfers between different pairs overlap on a
 - ``ring``: ``2(n-1)`` steps around the ring of participants in device order; in each
   step every participant sends ``M/n`` bytes to its successor (reduce-scatter, then
   all-gather: ``2(n-1)`` latencies).
-- ``ota``: over-the-air all-reduce; its time and error come from a transceiver
-  design, which the over-the-air back end provides.
+- ``ota``: all-reduce through a wireless edge server (over the air, or a digital or
+  analog-FDMA baseline); its time and error come from the plan's transceiver design
+  and the instance's ``wireless`` section (`placement.ota.allreduce.OtaContext`, built
+  by the evaluator). No bytes cross the cluster's links.
 """
 
 from __future__ import annotations
@@ -43,12 +45,13 @@ def _combine(times: list[float], network: str) -> float:
     return float(sum(times)) if network == "shared" else float(max(times))
 
 
-def all_reduce(kind: str, participants: np.ndarray, root: int, message_bytes: float, cluster: Cluster) -> CollectiveCost:
+def all_reduce(kind: str, participants: np.ndarray, root: int, message_bytes: float, cluster: Cluster,
+               ota=None) -> CollectiveCost:
     """Cost of combining the partial results of `participants`.
 
     Parameters
     ----------
-    kind : {"ring", "star", "gather"}
+    kind : {"ring", "star", "gather", "ota"}
     participants : ndarray of bool, shape (N,)
         Devices holding a share.
     root : int
@@ -56,6 +59,8 @@ def all_reduce(kind: str, participants: np.ndarray, root: int, message_bytes: fl
     message_bytes : float
         Size of one full partial result, bytes.
     cluster : Cluster
+    ota : OtaContext, optional
+        For ``ota``: the plan's wireless all-reduce (`placement.ota.allreduce.ota_context`).
 
     Returns
     -------
@@ -64,7 +69,7 @@ def all_reduce(kind: str, participants: np.ndarray, root: int, message_bytes: fl
     Raises
     ------
     PlanError
-        For ``ota`` (needs a transceiver design) or an unknown kind.
+        For ``ota`` without its context (the instance's wireless section and the plan's design), or an unknown kind.
 
     Examples
     --------
@@ -100,8 +105,8 @@ def all_reduce(kind: str, participants: np.ndarray, root: int, message_bytes: fl
             pair_bytes[u, v] += 2 * (n - 1) * chunk
         return CollectiveCost(2 * (n - 1) * step, pair_bytes, participants.copy())
     if kind == "ota":
-        raise PlanError(
-            "collective 'ota' needs a transceiver design from the over-the-air back end, which is not "
-            "available yet; use 'ring', 'star' or 'gather'"
-        )
-    raise PlanError(f"unknown collective {kind!r}; use 'ring', 'star' or 'gather'")
+        if ota is None:
+            raise PlanError("collective 'ota' needs the instance's `wireless` section and the plan's transceiver "
+                            "design (`extras.ota`, from method 'ota'); use 'ring', 'star' or 'gather' otherwise")
+        return CollectiveCost(ota.time_s(message_bytes), pair_bytes, participants.copy())
+    raise PlanError(f"unknown collective {kind!r}; use 'ring', 'star', 'gather' or 'ota'")

@@ -20,7 +20,7 @@ docs/cost-model.md.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -148,6 +148,7 @@ class _Arrays:
     collective: str
     root: int | None
     window: np.ndarray | None = None  # (N,) layers of weights each device keeps in memory (inf: all)
+    ota: Any = None  # the wireless all-reduce of an `ota` plan (placement.ota.allreduce.OtaContext)
 
 
 def _check_plan(instance: Instance, plan: Plan) -> _Arrays:
@@ -415,7 +416,7 @@ def _forward(instance: Instance, arrays: _Arrays, rows: np.ndarray, costs: StepC
         mask = shares > 0
         key = (mask.tobytes(), _root(shares, arrays.root), hidden_per_row[r])
         if key not in cache:
-            cache[key] = all_reduce(arrays.collective, mask, key[1], hidden_per_row[r], cluster)
+            cache[key] = all_reduce(arrays.collective, mask, key[1], hidden_per_row[r], cluster, ota=arrays.ota)
         pair[r] += cache[key].pair_bytes
         return cache[key]
 
@@ -654,6 +655,12 @@ def evaluate(instance: Instance, plan: Plan) -> Report:
     True
     """
     arrays = _check_plan(instance, plan)
+    errors = dict(plan.extras.get("errors", {}))
+    if plan.collective == "ota":  # time and MSE from the transceiver design, recomputed on the instance's channels
+        from placement.ota.allreduce import ota_context
+
+        arrays = replace(arrays, ota=ota_context(instance, plan))
+        errors.update(arrays.ota.errors)
     workload, cluster = instance.workload, instance.cluster
     I = workload.n_intervals
 
@@ -717,7 +724,7 @@ def evaluate(instance: Instance, plan: Plan) -> Report:
         memory_limit_bytes=limits,
         link_bytes=link_bytes,
         violations=violations,
-        errors=dict(plan.extras.get("errors", {})),
+        errors=errors,
         devices=cluster.names,
         links=tuple((link.u, link.v) for link in cluster.links),
     )

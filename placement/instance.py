@@ -103,6 +103,31 @@ class WorkloadEntry(_Strict):
     precision: PrecisionEntry = PrecisionEntry()
 
 
+PerDevice = Quantity | list[Quantity]
+
+
+class WirelessEntry(_Strict):
+    """The wireless uplink to an edge server, for over-the-air all-reduce (method `ota`, docs/ota.md)."""
+
+    server_antennas: Count = Field(description="Antennas of the edge server, N_r.")
+    device_antennas: Count = Field(description="Antennas of every device, N_t.")
+    bandwidth: Quantity = Field(description="Channel bandwidth, e.g. '10 MHz' (one channel use per 1/bandwidth).")
+    noise_power: Quantity = Field(description="Receiver noise power over the band, e.g. '-90 dBm' (bare numbers: W).")
+    streams: Count = Field(1, description="Symbols (elements) per channel use, d <= min(N_r, N_t).")
+    fading: Literal["rayleigh", "rician"] = Field("rayleigh", description="Small-scale fading.")
+    rician_k: Quantity | None = Field(None, description="Rician K-factor, linear (2.0) or in dB ('3 dB').")
+    path_loss: PerDevice | None = Field(None, description="Path loss, one or one per device, e.g. '70 dB' (bare numbers: dB).")
+    distance: PerDevice | None = Field(None, description="Distance to the server instead of `path_loss`, e.g. '20 m'.")
+    path_loss_exponent: Number | None = Field(None, description="With `distance`: loss = reference_loss + 10·exponent·log10(d/1 m); default 3.")
+    reference_loss: Quantity | None = Field(None, description="With `distance`: the loss at 1 m, default '30 dB'.")
+    max_power: PerDevice = Field(description="Peak transmit power, one or one per device, e.g. '23 dBm' (bare numbers: W).")
+    energy_per_token: PerDevice | None = Field(None, description="Energy budget per decode token for compute and "
+                                               "transmission, e.g. '50 mJ' (default: none).")
+    compute_energy: PerDevice | None = Field(None, description="Compute energy per FLOP, e.g. '5 pJ' (default 0).")
+    downlink_rate: Quantity = Field(description="Rate of the server's broadcast of the sum, e.g. '1 Gbit/s'.")
+    overhead: Quantity | None = Field(None, description="Fixed time per all-reduce (synchronisation), e.g. '0.1 ms'.")
+
+
 class InstanceFile(_Strict):
     """The instance file format (see docs/instances.md)."""
 
@@ -115,6 +140,8 @@ class InstanceFile(_Strict):
     mesh: MeshEntry | None = Field(None, description="Default link between every pair of devices without one.")
     network: Literal["switched", "shared"] = "switched"
     workload: WorkloadEntry
+    wireless: WirelessEntry | None = Field(None, description="Wireless uplink to an edge server, for the `ota` "
+                                           "collective (docs/ota.md).")
 
 
 # ----------------------------------------------------------------------------- data
@@ -188,6 +215,9 @@ class Instance:
     precision : Precision
         Default precision of every block (the model's, or the file's overrides).
     description : str
+    wireless : Wireless or None
+        The wireless uplink to an edge server (`placement.ota.channel.Wireless`), for
+        the ``ota`` collective; None when the file has no ``wireless`` section.
     """
 
     name: str
@@ -196,6 +226,7 @@ class Instance:
     workload: Workload
     precision: Precision
     description: str = ""
+    wireless: Any = None
 
     @property
     def devices(self) -> tuple[Device, ...]:
@@ -408,7 +439,12 @@ def instance_from_dict(data: dict[str, Any], *, source: str = "instance", base: 
         bits.kv_cache if bits.kv_cache is not None else model.kv_bits,
         bits.activations if bits.activations is not None else model.activation_bits,
     )
-    instance = Instance(spec.name or source, model, cluster, workload, precision, spec.description)
+    wireless = None
+    if spec.wireless is not None:
+        from placement.ota.channel import wireless_from_mapping
+
+        wireless = wireless_from_mapping(spec.wireless.model_dump(exclude_none=True), cluster.names)
+    instance = Instance(spec.name or source, model, cluster, workload, precision, spec.description, wireless)
     if check_capacity:
         problems = capacity_problems(instance)
         if problems:

@@ -26,6 +26,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "greedy": ("placement.solvers.baselines", "solve_greedy"),
     "static": ("placement.solvers.baselines", "solve_static"),
     "tp": ("placement.solvers.tp", "solve_tp"),
+    "ota": ("placement.solvers.ota", "solve_ota"),
     "split": ("placement.solvers.split", "solve_split"),
     "split-adaptive": ("placement.solvers.split", "solve_split_adaptive"),
 }
