@@ -12,12 +12,11 @@ from __future__ import annotations
 import csv
 import json
 import math
-import platform
 import statistics
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
+from placement.experiments.output import versions
 from placement.experiments.sweep import Job, run_sweep
 
 __all__ = ["DEFAULT_METHODS", "QUICK_INSTANCES", "reproduce_gap_table", "summarize"]
@@ -111,16 +110,6 @@ def _figure(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version(), "machine": platform.machine()}
-    for package in ("placement", "numpy", "scipy", "highspy", "pulp", "ortools", "joblib", "networkx", "pydantic", "pint"):
-        try:
-            out[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            out[package] = "not installed"
-    return out
-
-
 def reproduce_gap_table(suite: str = "paper-small", *, methods: list[str] | None = None, quick: bool = False,
                         out_dir: str | Path = "results/gap-table", n_jobs: int = 2, dask: str | None = None,
                         progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
@@ -172,5 +161,5 @@ def reproduce_gap_table(suite: str = "paper-small", *, methods: list[str] | None
     paths["markdown"].write_text(_markdown(summary, suite))
     _figure(rows, paths["figure"])
     paths["config"].write_text(json.dumps({"suite": suite, "quick": quick, "instances": names, "methods": methods,
-                                           "milp_options": _MILP_OPTIONS, "versions": _versions()}, indent=1))
+                                           "milp_options": _MILP_OPTIONS, "versions": versions()}, indent=1))
     return {"rows": rows, "summary": summary, "paths": paths}

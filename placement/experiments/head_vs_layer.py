@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from placement.experiments.gap_table import _versions
+from placement.experiments.output import versions
 from placement.experiments.sweep import Job, run_sweep
 
 __all__ = ["DEFAULT_DEVICE_COUNTS", "DEFAULT_MODELS", "SEED", "instance_data", "reproduce_head_vs_layer", "summarize"]
@@ -307,5 +307,5 @@ def reproduce_head_vs_layer(*, models: list[str] | tuple[str, ...] | None = None
         "models": models, "device_counts": device_counts, "quick": quick, "seed": SEED, "device_pool": DEVICE_POOL,
         "memory_ratio": MEMORY_RATIO, "largest_share": LARGEST_SHARE, "mesh": MESH, "workload": WORKLOAD,
         "methods": methods, "milp_options": milp_options, "instances": [path for _, _, path in cases],
-        "versions": _versions()}, indent=1))
+        "versions": versions()}, indent=1))
     return {"rows": rows, "summary": summary, "paths": paths}

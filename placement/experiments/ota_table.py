@@ -15,7 +15,6 @@ charges each all-reduce's air time and recomputes its MSE. Outputs: ``ota-table.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import time
@@ -23,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from placement.experiments.gap_table import _versions
+from placement.experiments.output import versions, write_rows_csv
 
 __all__ = ["reproduce_ota_table", "ota_instance", "PAPER_LLAMA2_7B_MS", "METHODS", "WIRELESS", "CALIBRATED_BANDWIDTH"]
 
@@ -193,15 +192,11 @@ def reproduce_ota_table(quick: bool = False, out_dir: str | Path = "results/ota-
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "ota-table.csv", "markdown": out / "ota-table.md", "figure": out / "ota-table.png",
              "config": out / "config.json"}
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    with paths["csv"].open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows_csv(paths["csv"], rows)
     paths["markdown"].write_text(_markdown(rows, device_counts))
     _figure(rows, paths["figure"])
     paths["config"].write_text(json.dumps({
         "models": models, "device_counts": device_counts, "quick": quick, "effort": effort, "preset": PRESET,
         "calibrated_bandwidth": CALIBRATED_BANDWIDTH, "wireless": WIRELESS, "compute_pj_per_flop": COMPUTE_PJ_PER_FLOP,
-        "energy_margin": ENERGY_MARGIN, "workload": WORKLOAD, "methods": METHODS, "versions": _versions()}, indent=1))
+        "energy_margin": ENERGY_MARGIN, "workload": WORKLOAD, "methods": METHODS, "versions": versions()}, indent=1))
     return {"rows": rows, "paths": paths}

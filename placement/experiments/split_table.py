@@ -12,13 +12,13 @@ paper's 1.49x is discussed in docs/split.md.
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from placement.experiments.output import write_rows_csv
 from placement.instance import Instance, instance_from_dict
 from placement.solvers.split import BASELINES, solve_split
 
@@ -143,11 +143,7 @@ def reproduce_split_table(quick: bool = False, out_dir: str | Path = "results/sp
                          "min": float(min(finite)) if finite else math.nan, "max": float(max(finite)) if finite else math.nan}
     quant = _geomean([r["speedup"] for r in rows if r["method"] in QUANTIZATION_BASELINES])
     paths = {"csv": out / "split_table.csv", "markdown": out / "split_table.md"}
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    with paths["csv"].open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows_csv(paths["csv"], rows)
     paths["markdown"].write_text(_markdown(rows, summary, quant, server, prompt_tokens))
     if plot:
         paths["png"] = _plot(rows, out / "split_table.png")

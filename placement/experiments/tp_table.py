@@ -20,7 +20,6 @@ and ``collectives.png`` (where the star beats the ring).
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from placement.experiments.gap_table import _versions
+from placement.experiments.output import versions, write_rows_csv
 
 __all__ = ["reproduce_tp_table", "weak_instance", "PRESETS", "DEFAULT_MODELS", "DEFAULT_LATENCIES_MS"]
 
@@ -261,11 +260,7 @@ def reproduce_tp_table(quick: bool = False, out_dir: str | Path = "results/tp-ta
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "tp-table.csv", "markdown": out / "tp-table.md", "figure": out / "tp-table.png",
              "collectives": out / "collectives.png", "config": out / "config.json"}
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    with paths["csv"].open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows_csv(paths["csv"], rows)
     paths["markdown"].write_text(_markdown(rows, methods, head_method))
     _figure(rows, methods, paths["figure"])
     collectives_figure(paths["collectives"])
@@ -273,5 +268,5 @@ def reproduce_tp_table(quick: bool = False, out_dir: str | Path = "results/tp-ta
         "models": models, "device_counts": device_counts, "latencies_ms": latencies_ms, "bandwidths": bandwidths,
         "quick": quick, "presets": PRESETS, "disk": DISK, "tpi_llm_memory": TPI_LLM_MEMORY, "workload": WORKLOAD,
         "methods": methods, "head_method": head_method, "milp_time_limit": milp_time_limit,
-        "versions": _versions()}, indent=1))
+        "versions": versions()}, indent=1))
     return {"rows": rows, "paths": paths}
