@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -285,6 +286,75 @@ def bench(
     for row in rows:
         table.add_row(row["case"], format_seconds(row["median_s"]), format_seconds(row["min_s"]), row["target"])
     out.print(table)
+
+
+@app.command()
+def profile(
+    quick: Annotated[bool, typer.Option("--quick", help="Smaller benchmarks; under 30 s.")] = False,
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="Preset file to write (catalog format).")] = Path("device.yaml"),
+    name: Annotated[str, typer.Option("--name", help="Preset name inside the file.")] = "this-machine",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a preset of that name in the file.")] = False,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="Torch threads (default: every core).")] = None,
+    precision: Annotated[str, typer.Option("--precision", help="Precision of the preset's peak figures: fp32, bf16 or fp16.")] = "fp32",
+    as_json: JsonFlag = False,
+) -> None:
+    """Measure this machine (matrix multiply, matrix-vector, memory, disk, loopback) and write a device preset.
+
+    Instances use it as `preset: device.yaml#this-machine`; `placement validate` calibrates one (docs/fidelity.md).
+    """
+    from placement.measure.blocks import precision_bits
+    from placement.measure.profile import preset_fields, profile_device, read_preset
+
+    precision_bits(precision)
+    if out_path.exists() and name in read_preset(out_path) and not overwrite:  # fail before measuring
+        from placement.errors import InputError
+
+        raise InputError(f"{str(out_path)!r} already has a preset {name!r}; pass --overwrite to replace it, "
+                         "or choose another --name / --out")
+    with err.status("profiling this machine", spinner="dots") if not as_json else nullcontext():
+        figures = profile_device(quick=quick, threads=threads)
+    from placement.measure.profile import write_preset
+
+    fields = preset_fields(figures, precision=precision)
+    write_preset(out_path, name, fields, overwrite=overwrite)
+    if as_json:
+        _print_json({"profile": figures, "preset": fields, "path": str(out_path), "name": name})
+        return
+    table = Table(title=f"this machine at {figures['threads']} torch thread(s)", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for p, value in figures["matmul_flops_per_s"].items():
+        table.add_row(f"matrix multiply {p}", f"{value / 1e9:.1f} GFLOP/s")
+    for p, value in figures["matvec_bytes_per_s"].items():
+        table.add_row(f"matrix-vector {p}", f"{value / 1e9:.1f} GB/s")
+    table.add_row("memory read", f"{figures['read_bytes_per_s'] / 1e9:.1f} GB/s")
+    table.add_row("disk read", f"{figures['disk_read_bytes_per_s'] / 1e6:.0f} MB/s")
+    table.add_row("loopback latency", format_seconds(figures["loopback_latency_s"]))
+    table.add_row("loopback bandwidth", f"{figures['loopback_bytes_per_s'] / 1e9:.2f} GB/s")
+    table.add_row("took", format_seconds(figures["seconds"]))
+    out.print(table)
+    out.print(f"preset {name!r} written to {out_path} (peak {fields['peak_flops']}, bandwidth {fields['memory_bandwidth']}); "
+              f"use it as `preset: {out_path}#{name}`")
+
+
+@app.command()
+def validate(
+    quick: Annotated[bool, typer.Option("--quick", help="A small set: four models, two distributed runs (about a minute).")] = False,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("results/fidelity"),
+    as_json: JsonFlag = False,
+) -> None:
+    """Reproduce the fidelity tables: the cost model against real execution, before and after calibration,
+    and plans run in separate processes with emulated links (docs/fidelity.md)."""
+    from placement.measure.validate import run_validation
+
+    with (err.status("validating", spinner="dots") if not as_json else nullcontext()) as status:
+        result = run_validation(quick=quick, out_dir=out_dir,
+                                progress=(lambda text: status.update(text)) if status is not None else None)
+    if as_json:
+        _print_json(result["summary"])
+        return
+    sys.stdout.write(Path(result["paths"]["markdown"]).read_text())
+    out.print("written: " + ", ".join(str(p) for p in result["paths"].values()))
 
 
 def main() -> None:
