@@ -96,7 +96,7 @@ def _markdown(rows: list[dict[str, Any]], counts: list[int]) -> str:
     methods = list(METHODS)
     for model in dict.fromkeys(r["model"] for r in rows):
         lines += [f"## {model}", "", "| N | " + " | ".join(f"{m} ms" for m in methods) + " | "
-                  + " | ".join(f"{m} MSE" for m in methods) + (" | paper ms |" if model == "llama-2-7b" else ""),
+                  + " | ".join(f"{m} MSE" for m in methods) + (" | paper ms |" if model == "llama-2-7b" else " |"),
                   "|---:|" + "---:|" * (2 * len(methods)) + ("---:|" if model == "llama-2-7b" else "")]
         for n in counts:
             cells = table.get((model, n), {})
