@@ -10,8 +10,6 @@ line and code 2) in a subprocess, as the installed `placement` script does.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -26,6 +24,9 @@ from placement.cost.model import model_names
 from placement.instance import device_presets, instance_names, instances_dir
 from placement.solvers.reference import pipeline_plan
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cli_run import error_line, run_main  # noqa: E402
+
 INSTANCE = "edge/llama-3.2-1b-2dev"
 runner = CliRunner()
 
@@ -35,24 +36,6 @@ def invoke(*args: str):
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result
-
-
-def run_main(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """``python -m placement.cli ARGS`` (the module calls `main()`), text output captured."""
-    env = {**os.environ, "NO_COLOR": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "placement.cli", *args],
-        capture_output=True, text=True, cwd=cwd, env=env, timeout=60,
-    )
-
-
-def assert_one_error_line(proc: subprocess.CompletedProcess) -> str:
-    assert "Traceback" not in proc.stdout + proc.stderr
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: ")
-    return lines[0]
 
 
 def write_instance(tmp_path: Path, edit, name: str = "inst.yaml") -> Path:
@@ -170,38 +153,38 @@ def test_listings_show_whole_names_at_80_columns(monkeypatch):
 
 # ============================================================================ bad input: exit 2, one line
 def test_missing_instance_file():
-    line = assert_one_error_line(run_main("evaluate", "no/such-instance.yaml"))
+    line = error_line(run_main("evaluate", "no/such-instance.yaml"))
     assert "instance 'no/such-instance.yaml' is neither a file nor a shipped instance" in line
     assert INSTANCE in line  # lists the shipped ones
 
 
 def test_unknown_method():
-    line = assert_one_error_line(run_main("solve", INSTANCE, "--method", "milq"))
+    line = error_line(run_main("solve", INSTANCE, "--method", "milq"))
     assert line == f"error: unknown method 'milq'; methods are {', '.join(placement.METHODS)}"
 
 
 def test_memory_in_milliseconds(tmp_path):
     path = write_instance(tmp_path, lambda d: d["devices"][0].update(memory="5 ms"))
-    line = assert_one_error_line(run_main("solve", str(path)))
+    line = error_line(run_main("solve", str(path)))
     assert line == "error: `devices[0] (pi5).memory`: '5 ms' is not an amount of memory; write it like '6 GiB'"
 
 
 def test_plan_for_another_instance(tmp_path):
     plan_path = tmp_path / "plan.json"
     invoke("solve", "edge/llama-3.2-1b-4dev", "--out", str(plan_path))
-    line = assert_one_error_line(run_main("evaluate", INSTANCE, str(plan_path)))
+    line = error_line(run_main("evaluate", INSTANCE, str(plan_path)))
     assert "that the instance lacks" in line
 
 
 def test_error_text_is_not_rich_markup(tmp_path):
     path = write_instance(tmp_path, lambda d: d["devices"][0].update(memory="[/b] 8 GiB"))
-    line = assert_one_error_line(run_main("evaluate", str(path)))
+    line = error_line(run_main("evaluate", str(path)))
     assert "'[/b] 8 GiB'" in line  # printed as text, not parsed as a closing markup tag
 
 
 def test_error_names_a_path_with_brackets(tmp_path):
     write_instance(tmp_path, lambda d: d["devices"][0].update(memroy="5 GiB"), name="[draft]/inst.yaml")
-    line = assert_one_error_line(run_main("evaluate", "[draft]/inst.yaml", cwd=tmp_path))
+    line = error_line(run_main("evaluate", "[draft]/inst.yaml", cwd=tmp_path))
     assert "[draft]/inst.yaml" in line
 
 
@@ -210,7 +193,7 @@ def test_malformed_plan_file(tmp_path):
     data["intervals"][0]["attention"] = 5
     plan_path = tmp_path / "plan.json"
     plan_path.write_text(json.dumps(data))
-    line = assert_one_error_line(run_main("evaluate", INSTANCE, str(plan_path)))
+    line = error_line(run_main("evaluate", INSTANCE, str(plan_path)))
     assert line == "error: plan interval 0: `attention` must be a list with one entry per layer, got 5"
 
 
@@ -219,4 +202,4 @@ def test_plan_file_with_extras_that_are_not_a_mapping(tmp_path):
     data["extras"] = [1]
     plan_path = tmp_path / "plan.json"
     plan_path.write_text(json.dumps(data))
-    assert_one_error_line(run_main("evaluate", INSTANCE, str(plan_path)))
+    error_line(run_main("evaluate", INSTANCE, str(plan_path)))

@@ -8,9 +8,8 @@ its total latency is at most `pipeline-dp`'s, the exact layer-based optimum.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -29,23 +28,12 @@ from placement.experiments.head_vs_layer import (
 )
 from placement.instance import instance_from_dict
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cli_run import error_line, run_main  # noqa: E402
+
 # Both prove their MILP optimum in about a second.
 TINY = {"models": ["qwen2.5-0.5b", "llama-3.2-1b"], "device_counts": [2]}
 MIB = 2**20
-
-
-def run_main(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "NO_COLOR": "1"}
-    return subprocess.run([sys.executable, "-m", "placement.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=60, check=False)
-
-
-def error_line(proc: subprocess.CompletedProcess) -> str:
-    assert "Traceback" not in proc.stdout + proc.stderr
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    return lines[0]
 
 
 # ============================================================================ instances

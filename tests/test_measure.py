@@ -9,8 +9,6 @@ are on synthetic measurements the evaluator itself produced.
 from __future__ import annotations
 
 import builtins
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -31,6 +29,9 @@ from placement.measure.profile import preset_fields, profile_device, read_preset
 from placement.measure.timing import measure_model  # noqa: E402
 from placement.measure.validate import ERROR_BAND, distributed_cases  # noqa: E402
 from placement.solvers.reference import single_plan  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cli_run import error_line, run_main  # noqa: E402
 
 
 def tiny(name: str, layers: int, hidden: int, heads: int, kv_heads: int, vocab: int = 4096) -> ModelSpec:
@@ -189,27 +190,13 @@ def test_without_torch_the_message_names_the_extra(monkeypatch):
 
 
 # ----------------------------------------------------------------------------- CLI
-def run_main(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "NO_COLOR": "1"}
-    return subprocess.run([sys.executable, "-m", "placement.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=120)
-
-
-def one_error_line(proc: subprocess.CompletedProcess) -> str:
-    assert "Traceback" not in proc.stdout + proc.stderr
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    return lines[0]
-
-
 def test_cli_profile_bad_input_exits_2(tmp_path):
-    assert "unknown precision 'fp8'" in one_error_line(run_main("profile", "--precision", "fp8", cwd=tmp_path))
+    assert "unknown precision 'fp8'" in error_line(run_main("profile", "--precision", "fp8", cwd=tmp_path))
     write_preset(tmp_path / "mine.yaml", "me", {"memory": "1 GiB", "peak_flops": "1 GFLOPS", "memory_bandwidth": "1 GB/s"})
-    line = one_error_line(run_main("profile", "--out", "mine.yaml", "--name", "me", cwd=tmp_path))
+    line = error_line(run_main("profile", "--out", "mine.yaml", "--name", "me", cwd=tmp_path))
     assert "already has a preset 'me'" in line and "--overwrite" in line
     (tmp_path / "broken.yaml").write_text("me: {memory: [\n")
-    assert "does not parse" in one_error_line(run_main("profile", "--out", "broken.yaml", cwd=tmp_path))
-    assert "`threads`" in one_error_line(run_main("profile", "--threads", "0", "--out", "new.yaml", cwd=tmp_path))
+    assert "does not parse" in error_line(run_main("profile", "--out", "broken.yaml", cwd=tmp_path))
+    assert "`threads`" in error_line(run_main("profile", "--threads", "0", "--out", "new.yaml", cwd=tmp_path))
     assert not (tmp_path / "new.yaml").exists()
     assert yaml.safe_load((tmp_path / "mine.yaml").read_text())["me"]["memory"] == "1 GiB"
