@@ -149,9 +149,12 @@ def test_blocks_match_the_model_and_kv_memory():
 def test_tiny_real_run_is_within_the_reported_band(calibrated):
     path, fit = calibrated
     held_out = TINY[2]
-    result = measure_model(held_out, contexts=(64, 256), prompts=(64,), repeats=15, prefill_repeats=5, threads=1)
-    observations = [Observation(held_out, "decode", S, t) for S, t in result["decode"].items()]
-    observations += [Observation(held_out, "ttft", P, t) for P, t in result["ttft"].items()]
+    # Best of two runs of medians: other work on the machine only ever slows a run down, and these
+    # millisecond-scale models feel it most (a busy second core moved one point by 10 %).
+    runs = [measure_model(held_out, contexts=(64, 256), prompts=(64,), repeats=15, prefill_repeats=5, threads=1)
+            for _ in range(2)]
+    observations = [Observation(held_out, "decode", S, min(r["decode"][S] for r in runs)) for S in runs[0]["decode"]]
+    observations += [Observation(held_out, "ttft", P, min(r["ttft"][P] for r in runs)) for P in runs[0]["ttft"]]
     predicted = predict(read_preset(path)["calibrated"], observations)
     errors = predicted / np.array([o.seconds for o in observations]) - 1
     assert np.abs(errors).max() <= ERROR_BAND, (errors, fit.summary())
