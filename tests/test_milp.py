@@ -183,7 +183,7 @@ def _shipped_params():
         yield pytest.param(name, marks=marks, id=name)
 
 
-@pytest.mark.parametrize("name", _shipped_params())
+@pytest.mark.parametrize("name", list(_shipped_params()))
 def test_solvers_agree_on_shipped_instances(name):
     inst = load_instance(name)
     results = {solver: solve_milp(inst, solver=solver) for solver in SOLVERS}
