@@ -14,20 +14,25 @@ devices that hold the result. Transfers between different pairs overlap on a
   all-gather: ``2(n-1)`` latencies).
 - ``ota``: all-reduce through a wireless edge server (over the air, or a digital or
   analog-FDMA baseline); its time and error come from the plan's transceiver design
-  and the instance's ``wireless`` section (`placement.ota.allreduce.OtaContext`, built
-  by the evaluator). No bytes cross the cluster's links.
+  and the instance's ``wireless`` section (`collective_context` prepares it, so that
+  the evaluator imports no back end). No bytes cross the cluster's links.
+
+`all_reduce_seconds` gives the closed forms of ``star`` and ``ring`` on a uniform mesh,
+the figures `all_reduce` gives there (the tensor-parallel MILP and its tables use them).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from placement.cost.hardware import Cluster
-from placement.errors import PlanError
+from placement.errors import InputError, PlanError
 
-__all__ = ["CollectiveCost", "all_reduce"]
+__all__ = ["CollectiveCost", "all_reduce", "collective_context", "all_reduce_seconds", "star_ring_crossover_latency_s"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,6 +42,28 @@ class CollectiveCost:
     time_s: float
     pair_bytes: np.ndarray
     holders: np.ndarray
+
+
+def collective_context(instance, plan) -> Any:
+    """What the plan's collective needs beyond the cluster's links, prepared once per evaluation.
+
+    Parameters
+    ----------
+    instance : Instance
+    plan : Plan
+
+    Returns
+    -------
+    OtaContext or None
+        For ``ota``: the wireless all-reduce (time per message and the MSE figures in its
+        ``errors``) recomputed on the instance's channels from the plan's transceiver design;
+        None for the wired collectives.
+    """
+    if plan.collective != "ota":
+        return None
+    from placement.ota.allreduce import ota_context  # local: only ota plans need the wireless stack
+
+    return ota_context(instance, plan)
 
 
 def _combine(times: list[float], network: str) -> float:
@@ -110,3 +137,49 @@ def all_reduce(kind: str, participants: np.ndarray, root: int, message_bytes: fl
                             "design (`extras.ota`, from method 'ota'); use 'ring', 'star' or 'gather' otherwise")
         return CollectiveCost(ota.time_s(message_bytes), pair_bytes, participants.copy())
     raise PlanError(f"unknown collective {kind!r}; use 'ring', 'star', 'gather' or 'ota'")
+
+
+def all_reduce_seconds(kind: str, n: int, message_bytes: float, latency_s: float, bandwidth_bytes_per_s: float,
+                       network: str = "switched") -> float:
+    """All-reduce time over `n` devices on a uniform mesh (every route the same latency and bandwidth).
+
+    ``star`` (switched): ``2(α + M/β)``; ``ring``: ``2(n-1)(α + M/(nβ))``; on a
+    ``shared`` network the transfers of a step add up: star ``2(n-1)(α + M/β)``, ring
+    ``2(n-1)(nα + M/β)``. The same figures `placement.collectives.all_reduce` gives.
+
+    Examples
+    --------
+    >>> all_reduce_seconds("star", 4, 1e3, 1e-3, 1e6)
+    0.004
+    >>> round(all_reduce_seconds("ring", 4, 1e3, 1e-3, 1e6), 6)
+    0.0075
+    """
+    if n <= 1:
+        return 0.0
+    alpha, beta, M = latency_s, bandwidth_bytes_per_s, message_bytes
+    if kind == "star":
+        return 2 * (alpha + M / beta) * ((n - 1) if network == "shared" else 1)
+    if kind == "ring":
+        step = n * alpha + M / beta if network == "shared" else alpha + M / (n * beta)
+        return 2 * (n - 1) * step
+    raise InputError(f"collective {kind!r} has no closed form here; use 'star' or 'ring'")
+
+
+def star_ring_crossover_latency_s(n: int, message_bytes: float, bandwidth_bytes_per_s: float,
+                                  network: str = "switched") -> float:
+    """Link latency above which the star all-reduce beats the ring (uniform mesh).
+
+    Switched: the star wins iff ``M/β < n(n-2)·α``, i.e. above ``α* = M / (β·n(n-2))``
+    (never for ``n ≤ 2``: the ring's halves then beat the star's full messages).
+    Shared: ``2(n-1)(α + M/β) < 2(n-1)(nα + M/β)`` whenever ``α > 0``, so ``α* = 0``.
+
+    Examples
+    --------
+    >>> star_ring_crossover_latency_s(4, 8192, 1e6)  # 8 KiB hidden state on 1 MB/s, 4 devices
+    0.001024
+    """
+    if network == "shared":
+        return 0.0 if n >= 2 else math.inf
+    if n <= 2:
+        return math.inf
+    return message_bytes / (bandwidth_bytes_per_s * n * (n - 2))

@@ -19,23 +19,25 @@ docs/cost-model.md.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from placement.collectives import all_reduce
-from placement.cost.blocks import StepCosts, block_memory, decode_costs, prefill_costs
+from placement.collectives import all_reduce, collective_context
+from placement.cost.blocks import StepCosts
 from placement.cost.precision import Precision
+from placement.cost.tables import (
+    block_memory, heads_share_memory, migration_times, over_memory, phase_tables, prefill_step_costs, step_costs,
+    transfer_times, usable_bytes,
+)
+from placement.cost.tolerances import SHARE_ATOL, SHARE_SUM_ATOL
 from placement.cost.units import format_bytes
 from placement.errors import PlanError
 from placement.instance import Instance
 from placement.plan import COLLECTIVES, Plan
 
-__all__ = ["evaluate", "Report", "Violation"]
-
-_SHARE_TOLERANCE = 1e-9
+__all__ = ["evaluate", "check_plan", "PlanArrays", "Report", "Violation"]
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,7 @@ class Report:
 
 # ----------------------------------------------------------------------------- plan checks
 @dataclass(frozen=True, eq=False)
-class _Arrays:
+class PlanArrays:
     """A plan as arrays in the instance's device order, one row per interval."""
 
     counts: np.ndarray  # (I, L, N) groups of each layer on each device
@@ -148,10 +150,27 @@ class _Arrays:
     collective: str
     root: int | None
     window: np.ndarray | None = None  # (N,) layers of weights each device keeps in memory (inf: all)
-    ota: Any = None  # the wireless all-reduce of an `ota` plan (placement.ota.allreduce.OtaContext)
+    ota: Any = None  # the wireless all-reduce of an `ota` plan (`placement.collectives.collective_context`)
 
 
-def _check_plan(instance: Instance, plan: Plan) -> _Arrays:
+def check_plan(instance: Instance, plan: Plan) -> PlanArrays:
+    """Check a plan against an instance and give it as arrays in the instance's device order.
+
+    Parameters
+    ----------
+    instance : Instance
+    plan : Plan
+
+    Returns
+    -------
+    PlanArrays
+        One row per interval of the instance (a one-interval plan is repeated).
+
+    Raises
+    ------
+    PlanError
+        Naming what does not match (a device, a shape, shares, the collective's root).
+    """
     model, cluster, workload = instance.model, instance.cluster, instance.workload
     L, K, N, I = model.layers, model.kv_heads, instance.n_devices, workload.n_intervals
     remap = np.array([cluster.index(name) if name in cluster.names else -1 for name in plan.devices], dtype=np.int64)
@@ -178,7 +197,7 @@ def _check_plan(instance: Instance, plan: Plan) -> _Arrays:
             raise PlanError(f"interval {k}: `{what}` has {matrix.shape[0]} layers, the model has {L}")
         out = np.zeros((L, N))
         np.add.at(out, (slice(None), remap), matrix)
-        bad = np.flatnonzero(~np.isfinite(out).all(axis=1) | (out < 0).any(axis=1) | (np.abs(out.sum(axis=1) - 1) > 1e-6))
+        bad = np.flatnonzero(~np.isfinite(out).all(axis=1) | (out < 0).any(axis=1) | (np.abs(out.sum(axis=1) - 1) > SHARE_SUM_ATOL))
         if len(bad):
             raise PlanError(
                 f"interval {k}, layer {bad[0]}: `{what}` shares must be non-negative and sum to 1, "
@@ -203,7 +222,7 @@ def _check_plan(instance: Instance, plan: Plan) -> _Arrays:
         np.add.at(cnt, (np.arange(L)[:, None], att), 1.0)
         proj = shares(np.asarray(p.projection, dtype=float), "projection", k)
         split = (proj > 0).sum(axis=1) > 1
-        misaligned = np.flatnonzero(split & (np.abs(proj - cnt / K) > _SHARE_TOLERANCE).any(axis=1))
+        misaligned = np.flatnonzero(split & (np.abs(proj - cnt / K) > SHARE_ATOL).any(axis=1))
         if len(misaligned):
             raise PlanError(
                 f"interval {k}, layer {misaligned[0]}: a split projection must follow the heads (each device holds "
@@ -228,14 +247,14 @@ def _check_plan(instance: Instance, plan: Plan) -> _Arrays:
                     raise PlanError(f"interval {k}, layer {l}: the collective root {plan.root!r} holds no share of the {kind}")
     repeat = I if len(plan.intervals) == 1 else 1
     stack = lambda xs: np.repeat(np.stack(xs), repeat, axis=0)  # noqa: E731
-    return _Arrays(
+    return PlanArrays(
         counts=stack(counts), attention=stack(attention), projection=stack(projection), ffn=stack(ffn),
         embed=np.repeat(np.array(embed), repeat), lm_head=np.repeat(np.array(lm_head), repeat),
         precision=precision * repeat, collective=plan.collective, root=root, window=window,
     )
 
 
-def _client(instance: Instance, plan: Plan, arrays: _Arrays, token_bytes: float,
+def _client(instance: Instance, plan: Plan, arrays: PlanArrays, token_bytes: float,
             interval: np.ndarray) -> tuple[float, np.ndarray | float, np.ndarray]:
     """What serving a client other than the ``embed`` device adds: seconds and bytes.
 
@@ -287,7 +306,7 @@ def _check_windows(instance: Instance, plan: Plan) -> np.ndarray:
     return window
 
 
-def _offload(instance: Instance, arrays: _Arrays) -> tuple[np.ndarray, np.ndarray]:
+def _offload(instance: Instance, arrays: PlanArrays) -> tuple[np.ndarray, np.ndarray]:
     """Sliding-window offload: weight bytes kept off memory (I, N) and disk seconds per forward step (I, N).
 
     A device with window ``W`` smaller than the ``n`` layers it holds weights of keeps
@@ -305,8 +324,8 @@ def _offload(instance: Instance, arrays: _Arrays) -> tuple[np.ndarray, np.ndarra
     one_context = np.array([instance.workload.prompt_tokens])
     for k in range(I):
         memory = block_memory(instance, arrays.precision[k], one_context)
-        weights = (arrays.counts[k] * memory["group_weights"][0][:, None] + arrays.projection[k] * memory["projection"][0][:, None]
-                   + arrays.ffn[k] * memory["ffn"][0][:, None])  # (L, N) bytes of weights of each layer on each device
+        weights = (arrays.counts[k] * memory.group_weights[0][:, None] + arrays.projection[k] * memory.projection[0][:, None]
+                   + arrays.ffn[k] * memory.ffn[0][:, None])  # (L, N) bytes of weights of each layer on each device
         for m in np.flatnonzero(np.isfinite(window)):
             layers = np.sort(weights[:, m][weights[:, m] > 0])[::-1]
             w = int(window[m])
@@ -318,17 +337,6 @@ def _offload(instance: Instance, arrays: _Arrays) -> tuple[np.ndarray, np.ndarra
 
 
 # ----------------------------------------------------------------------------- one forward step
-def transfer_times(cluster, nbytes) -> np.ndarray:
-    """Transfer times (R or 1, N, N) for sizes that are a float or one per row.
-
-    Nothing is sent, and no latency paid, between a device and itself or for 0 bytes.
-    """
-    sizes = np.asarray(nbytes, dtype=float).reshape(-1, 1, 1)
-    times = cluster.route_latency_s + sizes / cluster.route_bandwidth_bytes_per_s
-    times[:, np.eye(len(cluster.devices), dtype=bool)] = 0.0
-    return np.where(sizes > 0, times, 0.0)
-
-
 def _receive(sources: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Time for every device to get data held by `sources` (R, L, N), from the nearest holder.
 
@@ -337,26 +345,6 @@ def _receive(sources: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.nda
     candidate = np.where(sources[..., :, None], times[:, None, :, :], np.inf)
     sender = candidate.argmin(axis=-2)
     return np.take_along_axis(candidate, sender[..., None, :], axis=-2)[..., 0, :], sender
-
-
-def block_times(flops: np.ndarray, read: np.ndarray, instance: Instance, roofline: bool,
-                devices: Sequence[int] | None = None) -> np.ndarray:
-    """Time of a whole block on every device, seconds: FLOPs and bytes of shape (...) → (..., N).
-
-    Roofline ``max(FLOPs/rate, bytes/bandwidth)``, or ``FLOPs/rate`` when `roofline` is False,
-    plus the device's fixed `block_overhead_s` for a block that has any work. `devices`
-    (indices) restricts the last axis to those devices, in that order.
-    """
-    chosen = instance.devices if devices is None else [instance.devices[n] for n in devices]
-    flops, read = np.asarray(flops, dtype=float), np.asarray(read, dtype=float)
-    rate = np.array([d.flops_per_s for d in chosen])
-    time = flops[..., None] / rate
-    if roofline:
-        time = np.maximum(time, read[..., None] / np.array([d.bytes_per_s for d in chosen]))
-    overhead = np.array([d.block_overhead_s for d in chosen])
-    if overhead.any():
-        time = time + np.where(((flops > 0) | (read > 0))[..., None], overhead, 0.0)
-    return time
 
 
 def _root(shares: np.ndarray, root: int | None) -> int:
@@ -370,7 +358,7 @@ class _StepResult:
     pair_bytes: np.ndarray  # (N, N) summed over steps
 
 
-def _forward(instance: Instance, arrays: _Arrays, rows: np.ndarray, costs: StepCosts, row_of_step: np.ndarray) -> _StepResult:
+def _forward(instance: Instance, arrays: PlanArrays, rows: np.ndarray, costs: StepCosts, row_of_step: np.ndarray) -> _StepResult:
     """Latency of forward steps (decode tokens, or the prefill as one step).
 
     `rows` selects the plan rows (intervals) the evaluation works on, one per distinct
@@ -388,15 +376,12 @@ def _forward(instance: Instance, arrays: _Arrays, rows: np.ndarray, costs: StepC
     steps_per_row = np.bincount(row_of_step, minlength=R).astype(float)
     per_row = lambda x: x if np.ndim(x) == 0 else np.asarray(x)[first_step]  # noqa: E731
 
-    # Times of whole blocks on each device.
-    group_t = block_times(costs.group_flops, costs.group_read, instance, costs.roofline)  # (steps, L, N)
-    proj_t = block_times(costs.projection_flops[first_step], costs.projection_read[first_step], instance, costs.roofline)  # (R, L, N)
-    ffn_t = block_times(costs.ffn_flops[first_step], costs.ffn_read[first_step], instance, costs.roofline)
-    lm_t = block_times(costs.lm_head_flops[first_step], costs.lm_head_read[first_step], instance, costs.roofline)  # (R, N)
-    embed_t = block_times(np.zeros(R), costs.embed_read[first_step], instance, costs.roofline)  # (R, N)
-
-    layer_in = costs.hidden_bytes if costs.layer_in_bytes is None else costs.layer_in_bytes
-    t_in, t_hidden = transfer_times(cluster, per_row(layer_in)), transfer_times(cluster, per_row(costs.hidden_bytes))
+    # Times of whole blocks on each device: groups per step, the rest per row.
+    tables = phase_tables(instance, costs, first_step)
+    group_t, proj_t, ffn_t = tables.group_s, tables.projection_s, tables.ffn_s  # (steps, L, N), (R, L, N)
+    lm_t, embed_t = tables.lm_head_s, tables.embed_s  # (R, N)
+    layer_in = costs.layer_input_bytes
+    t_in, t_hidden = tables.layer_in_s, tables.hidden_s
     pair = np.zeros((R, N, N))
     rr = np.arange(R)
 
@@ -483,10 +468,10 @@ def _forward(instance: Instance, arrays: _Arrays, rows: np.ndarray, costs: StepC
     np.add.at(pair, (r_idx, f_sender[r_idx, l_idx, m_idx], m_idx), hidden_per_row[r_idx])
 
     # ---- embed, lm_head and the token id back.
-    lm_recv, lm_sender = _receive(ffn_holders[:, -1:, :], transfer_times(cluster, per_row(costs.lm_head_in_bytes)))
+    lm_recv, lm_sender = _receive(ffn_holders[:, -1:, :], tables.lm_head_in_s)
     lm_recv = lm_recv[rr, 0, lm_head]
     lm_sender = lm_sender[rr, 0, lm_head]
-    token = transfer_times(cluster, costs.token_bytes)[0][lm_head, embed]
+    token = tables.token_s[lm_head, embed]
     ends_compute = embed_t[rr, embed] + lm_t[rr, lm_head]
     ends_transfer = lm_recv + token
     lm_in = np.broadcast_to(np.asarray(per_row(costs.lm_head_in_bytes), dtype=float), (R,))
@@ -501,25 +486,7 @@ def _forward(instance: Instance, arrays: _Arrays, rows: np.ndarray, costs: StepC
     return _StepResult(compute_total + transfer_total, compute_total, weighted_pairs)
 
 
-# ----------------------------------------------------------------------------- costs per profile
-def step_costs(instance: Instance, precision: Precision, contexts: np.ndarray) -> StepCosts:
-    """Costs of decode steps at `contexts` for the instance's profile."""
-    model, batch = instance.model, instance.workload.batch
-    if instance.workload.profile == "kafetzis2025":
-        from placement.cost.kafetzis import kafetzis_step_costs
-
-        return kafetzis_step_costs(model, batch, precision, contexts)
-    return decode_costs(model, batch, precision, contexts)
-
-
-def prefill_step_costs(instance: Instance, precision: Precision) -> StepCosts:
-    """Costs of the prefill as one step, for the instance's profile (``kafetzis2025``: one step at ``S = P``)."""
-    workload = instance.workload
-    if workload.profile == "kafetzis2025":
-        return step_costs(instance, precision, np.array([workload.prompt_tokens]))
-    return prefill_costs(instance.model, workload.batch, precision, workload.prompt_tokens)
-
-
+# ----------------------------------------------------------------------------- costs of several intervals
 def _concat_costs(parts: list[StepCosts]) -> StepCosts:
     """Costs of consecutive runs of steps as one; sizes that differ become one value per step."""
     if len(parts) == 1:
@@ -539,7 +506,7 @@ def _concat_costs(parts: list[StepCosts]) -> StepCosts:
 
 
 # ----------------------------------------------------------------------------- migration and memory
-def _memory(instance: Instance, arrays: _Arrays) -> np.ndarray:
+def _memory(instance: Instance, arrays: PlanArrays) -> np.ndarray:
     """Bytes each device needs in each interval, at the interval's largest context: (I, N)."""
     model = instance.model
     S_max = instance.workload.interval_max_context()
@@ -548,18 +515,15 @@ def _memory(instance: Instance, arrays: _Arrays) -> np.ndarray:
     uniform = all(p is arrays.precision[0] for p in arrays.precision)
     everything = block_memory(instance, arrays.precision[0], S_max) if uniform else None
     for k in range(I):
-        memory = {key: value[k:k + 1] if value.shape[0] == I else value for key, value in everything.items()} \
-            if uniform else block_memory(instance, arrays.precision[k], S_max[k:k + 1])
+        memory = everything.at(k) if uniform else block_memory(instance, arrays.precision[k], S_max[k:k + 1])
         needed[k] = (
-            arrays.counts[k].T @ memory["group"][0]
-            + arrays.projection[k].T @ memory["projection"][0]
-            + arrays.ffn[k].T @ memory["ffn"][0]
+            arrays.counts[k].T @ memory.group[0]
+            + arrays.projection[k].T @ memory.projection[0]
+            + arrays.ffn[k].T @ memory.ffn[0]
         )
-        needed[k, arrays.embed[k]] += memory["embed"][0]
-        tied_together = model.tied_embeddings and arrays.embed[k] == arrays.lm_head[k] and \
-            arrays.precision[k].embed == arrays.precision[k].lm_head
-        if not tied_together:
-            needed[k, arrays.lm_head[k]] += memory["lm_head"][0]
+        needed[k, arrays.embed[k]] += memory.embed[0]
+        if not (arrays.embed[k] == arrays.lm_head[k] and heads_share_memory(model, arrays.precision[k])):
+            needed[k, arrays.lm_head[k]] += memory.lm_head[0]
     return needed
 
 
@@ -571,10 +535,10 @@ def _share_flows(old: np.ndarray, new: np.ndarray) -> np.ndarray:
     loss = np.maximum(old - new, 0.0)
     gain = np.maximum(new - old, 0.0)
     total = gain.sum()
-    return np.outer(loss, gain / total) if total > _SHARE_TOLERANCE else np.zeros((len(old), len(old)))
+    return np.outer(loss, gain / total) if total > SHARE_ATOL else np.zeros((len(old), len(old)))
 
 
-def _migration(instance: Instance, arrays: _Arrays) -> tuple[np.ndarray, np.ndarray]:
+def _migration(instance: Instance, arrays: PlanArrays) -> tuple[np.ndarray, np.ndarray]:
     """Migration time at the start of each interval (I,) and the bytes moved per pair (N, N)."""
     workload, cluster = instance.workload, instance.cluster
     I, N = arrays.counts.shape[0], instance.n_devices
@@ -592,22 +556,22 @@ def _migration(instance: Instance, arrays: _Arrays) -> tuple[np.ndarray, np.ndar
         pair_count = np.zeros((N, N))
         layers, groups = np.nonzero(moved)
         src, dst = arrays.attention[k - 1][layers, groups], arrays.attention[k][layers, groups]
-        np.add.at(pair_bytes, (src, dst), memory["group"][0][layers])
+        np.add.at(pair_bytes, (src, dst), memory.group[0][layers])
         np.add.at(pair_count, (src, dst), 1)
         for kind in ("projection", "ffn"):
             old, new = getattr(arrays, kind)[k - 1], getattr(arrays, kind)[k]
-            for l in np.flatnonzero(np.abs(old - new).max(axis=1) > _SHARE_TOLERANCE):
+            for l in np.flatnonzero(np.abs(old - new).max(axis=1) > SHARE_ATOL):
                 flows = _share_flows(old[l], new[l])
-                pair_bytes += flows * memory[kind][0][l]
+                pair_bytes += flows * getattr(memory, kind)[0][l]
                 pair_count += flows > 0
         for kind in ("embed", "lm_head"):
             a, b = getattr(arrays, kind)[k - 1], getattr(arrays, kind)[k]
             if a != b:
-                pair_bytes[a, b] += memory[kind][0]
+                pair_bytes[a, b] += getattr(memory, kind)[0]
                 pair_count[a, b] += 1
         active = pair_count > 0
         if active.any():
-            pair_time = np.where(active, pair_count * cluster.route_latency_s + pair_bytes / cluster.route_bandwidth_bytes_per_s, 0.0)
+            pair_time = migration_times(cluster, pair_count, pair_bytes)
             times[k] = pair_time.sum() if cluster.network == "shared" else pair_time.max()
         pair_total += pair_bytes
     return times, pair_total
@@ -654,13 +618,12 @@ def evaluate(instance: Instance, plan: Plan) -> Report:
     >>> report.feasible
     True
     """
-    arrays = _check_plan(instance, plan)
+    arrays = check_plan(instance, plan)
     errors = dict(plan.extras.get("errors", {}))
-    if plan.collective == "ota":  # time and MSE from the transceiver design, recomputed on the instance's channels
-        from placement.ota.allreduce import ota_context
-
-        arrays = replace(arrays, ota=ota_context(instance, plan))
-        errors.update(arrays.ota.errors)
+    context = collective_context(instance, plan)
+    if context is not None:  # e.g. ota: time and MSE from the transceiver design on the instance's channels
+        arrays = replace(arrays, ota=context)
+        errors.update(context.errors)
     workload, cluster = instance.workload, instance.cluster
     I = workload.n_intervals
 
@@ -699,10 +662,10 @@ def evaluate(instance: Instance, plan: Plan) -> Report:
 
     migration, migration_pairs = _migration(instance, arrays)
     needed = _memory(instance, arrays) - saved
-    limits = np.array([d.usable_bytes for d in instance.devices])
+    limits = usable_bytes(instance)
     violations = [
         Violation(cluster.names[n], int(k), float(needed[k, n]), float(limits[n]))
-        for k, n in zip(*np.nonzero(needed > limits * (1 + 1e-12)))
+        for k, n in zip(*np.nonzero(over_memory(needed, limits)))
     ]
     link_bytes = _link_bytes(instance, first.pair_bytes + decode.pair_bytes + migration_pairs + client_pairs)
     breakdown = {

@@ -517,7 +517,7 @@ def capacity_problems(instance: Instance, *, splittable: bool = True) -> list[st
         Empty when nothing rules the instance out; each entry names the block or
         the moment, the bytes needed and the bytes available.
     """
-    from placement.cost.blocks import block_memory  # local: blocks imports nothing from here
+    from placement.cost.tables import block_memory  # local: the cost layer imports nothing from here
     from placement.cost.units import format_bytes
 
     workload = instance.workload
@@ -526,7 +526,7 @@ def capacity_problems(instance: Instance, *, splittable: bool = True) -> list[st
     largest = max(d.usable_bytes for d in instance.devices)
     total_free = sum(d.usable_bytes for d in instance.devices)
     problems = []
-    group = memory["group"][-1]
+    group = memory.group[-1]
     if group.max() > largest:
         layer = int(group.argmax())
         problems.append(
@@ -535,17 +535,17 @@ def capacity_problems(instance: Instance, *, splittable: bool = True) -> list[st
         )
     kinds = ("embed", "lm_head") if splittable else ("embed", "lm_head", "projection", "ffn")
     for kind in kinds:
-        need = memory[kind][-1]
+        need = getattr(memory, kind)[-1]
         if need.max() > largest:
             where = f"layer {int(need.argmax())}'s {kind}" if need.size > 1 else f"the {kind}"
             problems.append(f"{where} ({format_bytes(need.max())}) fits on no device (largest: {format_bytes(largest)})")
-    over = np.flatnonzero(memory["total"] > total_free)
+    over = np.flatnonzero(memory.total > total_free)
     if len(over):
         k = int(over[0])
         step = int(ends[k] - workload.prompt_tokens)
         problems.append(
             f"at decode step {step} (context {int(ends[k])}, the end of interval {k}) the model needs "
-            f"{format_bytes(memory['total'][k])}, the devices have {format_bytes(total_free)} in all"
+            f"{format_bytes(memory.total[k])}, the devices have {format_bytes(total_free)} in all"
         )
     return problems
 

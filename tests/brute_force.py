@@ -34,7 +34,7 @@ from typing import Callable
 
 import numpy as np
 
-from placement.cost.blocks import block_memory
+from placement.cost.tables import block_memory
 from placement.evaluate import evaluate
 from placement.instance import Instance
 from placement.plan import Placement, Plan
@@ -112,14 +112,14 @@ def memory_needed(instance: Instance, space: Space) -> np.ndarray:
     N = instance.n_devices
     P, L = space.projection.shape
     eye = np.eye(N)
-    needed = np.einsum("pln,il->pin", space.counts.astype(float), memory["group"])
-    needed += np.einsum("pln,il->pin", eye[space.projection], memory["projection"])
-    needed += np.einsum("pln,il->pin", eye[space.ffn], memory["ffn"])
-    needed += (eye[space.embed] * memory["embed"][0])[:, None, :]
+    needed = np.einsum("pln,il->pin", space.counts.astype(float), memory.group)
+    needed += np.einsum("pln,il->pin", eye[space.projection], memory.projection)
+    needed += np.einsum("pln,il->pin", eye[space.ffn], memory.ffn)
+    needed += (eye[space.embed] * memory.embed[0])[:, None, :]
     model, precision = instance.model, instance.precision
     shared = model.tied_embeddings and precision.embed == precision.lm_head
     separate = ~(shared & (space.embed == space.lm_head))
-    needed += (eye[space.lm_head] * memory["lm_head"][0] * separate[:, None])[:, None, :]
+    needed += (eye[space.lm_head] * memory.lm_head[0] * separate[:, None])[:, None, :]
     return needed
 
 
@@ -193,8 +193,8 @@ def migration_matrix(instance: Instance, before: Space, after: Space, k: int) ->
     model, cluster, workload = instance.model, instance.cluster, instance.workload
     K, N = model.kv_heads, instance.n_devices
     memory = block_memory(instance, instance.precision, np.array([workload.prompt_tokens + k * workload.tau]))
-    sizes = np.concatenate([np.repeat(memory["group"][0], K), memory["projection"][0], memory["ffn"][0],
-                            memory["embed"], memory["lm_head"]])
+    sizes = np.concatenate([np.repeat(memory.group[0], K), memory.projection[0], memory.ffn[0],
+                            memory.embed, memory.lm_head])
     src, dst = _block_devices(before), _block_devices(after)
     eye = np.eye(N)
     count = np.zeros((len(before), len(after), N, N))

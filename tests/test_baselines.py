@@ -305,7 +305,7 @@ def test_greedy_fits_when_its_rule_fits_tiny():
 
 def test_greedy_rule_most_free_memory_first():
     """Re-play the rule: each block on the device with the most free memory (lowest index on ties)."""
-    from placement.cost.blocks import block_memory
+    from placement.cost.tables import block_memory
 
     for tied in (False, True):
         inst = tiny(3, tied=tied)
@@ -318,13 +318,13 @@ def test_greedy_rule_most_free_memory_first():
             assert device == int(np.argmax(free))
             free[device] -= nbytes
 
-        take(p.embed, memory["embed"][0])
+        take(p.embed, memory.embed[0])
         for l in range(inst.model.layers):
             for g in range(inst.model.kv_heads):
-                take(p.attention[l, g], memory["group"][0, l])
-            take(int(p.projection[l].argmax()), memory["projection"][0, l])
-            take(int(p.ffn[l].argmax()), memory["ffn"][0, l])
-        take(p.lm_head, 0.0 if tied and p.lm_head == p.embed else memory["lm_head"][0])
+                take(p.attention[l, g], memory.group[0, l])
+            take(int(p.projection[l].argmax()), memory.projection[0, l])
+            take(int(p.ffn[l].argmax()), memory.ffn[0, l])
+        take(p.lm_head, 0.0 if tied and p.lm_head == p.embed else memory.lm_head[0])
 
 
 # ----------------------------------------------------------------------------- static
@@ -366,13 +366,13 @@ def test_static_rejects_itself_and_unknown_options():
 @pytest.mark.parametrize("tied", [True, False])
 def test_pipeline_dp_counts_a_tied_head_once_on_one_device(tied):
     """A fast device that holds the whole model only when the tied embedding and head count once."""
-    from placement.cost.blocks import block_memory
+    from placement.cost.tables import block_memory
 
     probe = tiny(7, devices=2, layers=3, tied=True)
     w = probe.workload
     memory = block_memory(probe, probe.precision, np.array([w.prompt_tokens + w.generate_tokens]))
-    once = float(memory["total"][0])  # tied: embed and lm_head counted once
-    fast_memory = once + 0.5 * float(memory["embed"][0])
+    once = float(memory.total[0])  # tied: embed and lm_head counted once
+    fast_memory = once + 0.5 * float(memory.embed[0])
 
     def build(tied_embeddings: bool, slow_memory: float) -> Instance:
         model = {"name": "tiny-pipe", "layers": 3, "hidden": 64, "heads": 4, "kv_heads": 2, "head_dim": 16,
@@ -393,7 +393,7 @@ def test_pipeline_dp_counts_a_tied_head_once_on_one_device(tied):
     assert result.objective == pytest.approx(truth, rel=REL)
     assert (result.stats["stages"] == [("fast", 0, 2)]) == tied
     # with nothing else to hold the rest, an untied model fits nowhere
-    small = build(tied, slow_memory=0.25 * float(memory["embed"][0]))
+    small = build(tied, slow_memory=0.25 * float(memory.embed[0]))
     small_result = solve_pipeline_dp(small)
     assert small_result.status == ("feasible" if tied else "infeasible")
     assert np.isfinite(best_chain(small, chains([0, 1], 3))) == tied

@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from placement.cost.blocks import block_memory, decode_costs, prefill_costs
+from placement.cost.blocks import decode_costs, prefill_costs
+from placement.cost.tables import block_memory
 from placement.cost.kafetzis import FFN_FLOP_FACTOR, kafetzis_block_memory, kafetzis_step_costs
 from placement.cost.model import spec_from_mapping
 from placement.cost.precision import Precision
@@ -166,15 +167,15 @@ def test_prefill_costs_batch2_mixed_bits():
 def test_block_memory_tiny_16bit():
     mem = block_memory(tiny_instance(), bits16(), np.array([4]))
     # group: weights 64*2 = 128, KV 2B*d*S*c/8 = 2*1*2*4*2 = 32 -> 160
-    np.testing.assert_allclose(mem["group_weights"], [[128, 128]])
-    np.testing.assert_allclose(mem["group_kv"], [[32, 32]])
-    np.testing.assert_allclose(mem["group"], [[160, 160]])
-    np.testing.assert_allclose(mem["projection"], [[128, 128]])   # 64*2
-    np.testing.assert_allclose(mem["ffn"], [[768, 768]])          # 384*2
-    np.testing.assert_allclose(mem["embed"], [160])               # 80*2
-    np.testing.assert_allclose(mem["lm_head"], [160])
+    np.testing.assert_allclose(mem.group_weights, [[128, 128]])
+    np.testing.assert_allclose(mem.group_kv, [[32, 32]])
+    np.testing.assert_allclose(mem.group, [[160, 160]])
+    np.testing.assert_allclose(mem.projection, [[128, 128]])   # 64*2
+    np.testing.assert_allclose(mem.ffn, [[768, 768]])          # 384*2
+    np.testing.assert_allclose(mem.embed, [160])               # 80*2
+    np.testing.assert_allclose(mem.lm_head, [160])
     # total: per layer 2*160 + 128 + 768 = 1216; 2 layers 2432; + embed 160 + lm_head 160 = 2752
-    np.testing.assert_allclose(mem["total"], [2752])
+    np.testing.assert_allclose(mem.total, [2752])
 
 
 @pytest.mark.parametrize("overrides, total", [
@@ -184,16 +185,16 @@ def test_block_memory_tiny_16bit():
 def test_block_memory_tied(overrides, total):
     prec = bits16().with_overrides(overrides)
     mem = block_memory(tiny_instance({"tied_embeddings": True}), prec, np.array([4]))
-    np.testing.assert_allclose(mem["total"], [total])
+    np.testing.assert_allclose(mem.total, [total])
 
 
 def test_block_memory_batch2_contexts():
     mem = block_memory(tiny_instance(batch=2), bits16(), np.array([1, 10]))
     # KV 2B*d*S*c/8 = 2*2*2*S*2 = 16S: S=1 -> 16, S=10 -> 160; group 128 + 16S -> 144, 288
-    np.testing.assert_allclose(mem["group_kv"], [[16, 16], [160, 160]])
-    np.testing.assert_allclose(mem["group"], [[144, 144], [288, 288]])
+    np.testing.assert_allclose(mem.group_kv, [[16, 16], [160, 160]])
+    np.testing.assert_allclose(mem.group, [[144, 144], [288, 288]])
     # totals: 2*(2*144 + 896) + 320 = 2*1184 + 320 = 2688; 2*(2*288 + 896) + 320 = 2*1472 + 320 = 3264
-    np.testing.assert_allclose(mem["total"], [2688, 3264])
+    np.testing.assert_allclose(mem.total, [2688, 3264])
 
 
 # ----------------------------------------------------------------------------- kafetzis2025
@@ -244,28 +245,28 @@ def test_kafetzis_block_memory_tiny():
     P = 3
     mem = kafetzis_block_memory(tiny(), 1, bits16(), np.array([3, 5]), P)
     # group weights r*3*D*d*b = 2*3*8*2*2 = 192
-    np.testing.assert_allclose(mem["group_weights"], [[192, 192], [192, 192]])
+    np.testing.assert_allclose(mem.group_weights, [[192, 192], [192, 192]])
     # group cache r*(3*S*d*b + t*D*b), t = S - P:
     #   S=3, t=0: 2*(3*3*2*2 + 0) = 2*36 = 72
     #   S=5, t=2: 2*(3*5*2*2 + 2*8*2) = 2*(60 + 32) = 184
-    np.testing.assert_allclose(mem["group_kv"], [[72, 72], [184, 184]])
-    np.testing.assert_allclose(mem["group"], [[264, 264], [376, 376]])
+    np.testing.assert_allclose(mem.group_kv, [[72, 72], [184, 184]])
+    np.testing.assert_allclose(mem.group, [[264, 264], [376, 376]])
     # projection S*D*b: 3*8*2 = 48, 5*8*2 = 80;  FFN 4*S*D*b: 192, 320
-    np.testing.assert_allclose(mem["projection"], [[48, 48], [80, 80]])
-    np.testing.assert_allclose(mem["ffn"], [[192, 192], [320, 320]])
-    np.testing.assert_allclose(mem["embed"], 0)
-    np.testing.assert_allclose(mem["lm_head"], 0)
+    np.testing.assert_allclose(mem.projection, [[48, 48], [80, 80]])
+    np.testing.assert_allclose(mem.ffn, [[192, 192], [320, 320]])
+    np.testing.assert_allclose(mem.embed, 0)
+    np.testing.assert_allclose(mem.lm_head, 0)
     # total L*(K*group + projection + FFN): S=3: 2*(2*264 + 48 + 192) = 2*768 = 1536
     #                                        S=5: 2*(2*376 + 80 + 320) = 2*1152 = 2304
-    np.testing.assert_allclose(mem["total"], [1536, 2304])
+    np.testing.assert_allclose(mem.total, [1536, 2304])
 
 
 def test_kafetzis_block_memory_via_instance_profile():
     # block_memory dispatches on the instance's profile; same numbers as above.
     inst = tiny_instance(profile="kafetzis2025", P=3)
     mem = block_memory(inst, bits16(), np.array([5]))
-    np.testing.assert_allclose(mem["group"], [[376, 376]])
-    np.testing.assert_allclose(mem["total"], [2304])
+    np.testing.assert_allclose(mem.group, [[376, 376]])
+    np.testing.assert_allclose(mem.total, [2304])
 
 
 @pytest.mark.parametrize("profile, blocks", [("roofline", 10), ("kafetzis2025", 8)])

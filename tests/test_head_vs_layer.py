@@ -16,7 +16,7 @@ import yaml
 from typer.testing import CliRunner
 
 from placement.cli import app
-from placement.cost.blocks import block_memory
+from placement.cost.tables import block_memory
 from placement.experiments.head_vs_layer import (
     DEFAULT_DEVICE_COUNTS,
     DEFAULT_MODELS,
@@ -45,7 +45,7 @@ def test_instances_are_deterministic_and_need_several_devices(model):
         instance = instance_from_dict(data)  # validates, and checks that the model fits the devices together
         assert instance.n_devices == n_devices
         assert {d["preset"] for d in data["devices"]} <= set(DEVICE_POOL)
-        need = block_memory(instance, instance.precision, instance.workload.interval_max_context())["total"].max()
+        need = block_memory(instance, instance.precision, instance.workload.interval_max_context()).total.max()
         usable = [d.usable_bytes for d in instance.devices]
         assert max(usable) < need, "one device holds the whole model"
         assert max(usable) <= LARGEST_SHARE * need

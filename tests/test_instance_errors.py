@@ -474,7 +474,7 @@ def test_multi_hop_route_through_a_switch():
     assert cluster.route_bandwidth_bytes_per_s[0, 1] == 12.5e6  # bottleneck
     assert cluster.route_links[0, 1] == (0, 1)
     # a transfer of 1 MB: 0.4 ms + 1e6 / 12.5e6 s
-    assert cluster.transfer_time(1e6)[0, 1] == pytest.approx(0.4e-3 + 0.08, rel=1e-12)
+    assert cluster.route_time_s(np.array([1e6]))[0, 0, 1] == pytest.approx(0.4e-3 + 0.08, rel=1e-12)
 
 
 def test_route_is_the_minimum_latency_path_not_the_widest():

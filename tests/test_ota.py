@@ -9,7 +9,7 @@ import pytest
 
 from placement import InputError, PlanError, evaluate, solve
 from placement.instance import instance_from_dict
-from placement.ota.allreduce import ota_all_reduce_s
+from placement.ota.allreduce import OtaContext
 from placement.ota.assignment import capped_simplex_projection, expected_mse, share_caps, ssca_assignment
 from placement.ota.baselines import fdma_mse, ofdma_rates_bps, quantization_mse
 from placement.ota.beamforming import (beamformer_mse, gram, matched_filter_beamformer, sdr_beamformer,
@@ -160,9 +160,11 @@ def test_non_positive_power_is_an_error():
 
 # ----------------------------------------------------------------------------- baselines and time
 def test_time_and_baseline_formulas_by_hand():
-    w = _instance(2).wireless  # 10 MHz, one stream, 1 Gbit/s broadcast
-    assert ota_all_reduce_s(w, 4096, 16) == pytest.approx(4096 / 10e6 + 4096 * 16 / 1e9)
-    assert ota_all_reduce_s(w, 4096, 16, n_devices=4, scheme="analog-fdma") == pytest.approx(4 * 4096 / 10e6 + 4096 * 16 / 1e9)
+    # 10 MHz, one stream, 1 Gbit/s broadcast: 4096 16-bit elements (8192 bytes)
+    air = OtaContext("aircomp", 1 / 10e6, 1, 10e6, 1.0, 1 / 1e9, 0.0, 16)
+    assert air.time_s(8192) == pytest.approx(4096 / 10e6 + 4096 * 16 / 1e9)
+    fdma = OtaContext("analog-fdma", 4 / 10e6, 1, 10e6, 4.0, 1 / 1e9, 0.0, 16)
+    assert fdma.time_s(8192) == pytest.approx(4 * 4096 / 10e6 + 4096 * 16 / 1e9)
     assert quantization_mse(3, 8) == pytest.approx(3 * (8 / 256) ** 2 / 12)
     # one antenna each side, gain 1, power 1, σ² = 1, two devices: each gets 5 MHz at SNR 2 → 5e6·log2(3)
     H = np.ones((1, 2, 1, 1), dtype=complex)

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from placement import evaluate, load_instance
-from placement.cost.blocks import block_memory
+from placement.cost.tables import block_memory
 from placement.cost.units import FLOP_PER_S, parse_quantity
 from placement.experiments.suites import (
     GENERATED_MARK,
@@ -145,7 +145,7 @@ def test_write_suite_rejects_an_unknown_suite(tmp_path):
 # ----------------------------------------------------------------------------- every instance
 def model_bytes_at_final_context(instance) -> float:
     final = instance.workload.interval_max_context()[-1:]
-    return float(block_memory(instance, instance.precision, final)["total"][0])
+    return float(block_memory(instance, instance.precision, final).total[0])
 
 
 @pytest.mark.parametrize("name", names())
@@ -222,9 +222,9 @@ def packed_plan(instance) -> Plan | None:
     model, n = instance.model, instance.n_devices
     L, K = model.layers, model.kv_heads
     memory = block_memory(instance, instance.precision, instance.workload.interval_max_context()[-1:])
-    blocks = [(float(memory["group"][0, layer]), "group", layer, g) for layer in range(L) for g in range(K)]
-    blocks += [(float(memory[kind][0, layer]), kind, layer, 0) for kind in ("projection", "ffn") for layer in range(L)]
-    blocks += [(float(memory[kind][0]), kind, 0, 0) for kind in ("embed", "lm_head")]
+    blocks = [(float(memory.group[0, layer]), "group", layer, g) for layer in range(L) for g in range(K)]
+    blocks += [(float(getattr(memory, kind)[0, layer]), kind, layer, 0) for kind in ("projection", "ffn") for layer in range(L)]
+    blocks += [(float(getattr(memory, kind)[0]), kind, 0, 0) for kind in ("embed", "lm_head")]
     room = np.array([d.usable_bytes for d in instance.devices])
     order = np.argsort(-room, kind="stable")
     attention = np.zeros((L, K), dtype=np.int64)
@@ -248,7 +248,7 @@ def packed_plan(instance) -> Plan | None:
 
 def model_bytes(instance) -> float:
     final = instance.workload.interval_max_context()[-1:]
-    return float(block_memory(instance, instance.precision, final)["total"][0])
+    return float(block_memory(instance, instance.precision, final).total[0])
 
 
 def fewest_devices(instance) -> int:

@@ -5,18 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from placement.collectives import all_reduce
+from placement.collectives import all_reduce, all_reduce_seconds, star_ring_crossover_latency_s
 from placement.errors import InputError, PlanError
 from placement.evaluate import evaluate
 from placement.instance import instance_from_dict
 from placement.plan import Plan
-from placement.solvers.tp import (
-    all_reduce_seconds,
-    even_counts,
-    solve_tp,
-    star_ring_crossover_latency_s,
-    tp_plan,
-)
+from placement.solvers.tp import even_counts, solve_tp, tp_plan
 
 PRESETS = ["raspberry-pi-5", "raspberry-pi-4", "mini-pc-intel-n100", "jetson-orin-nano"]
 

@@ -16,7 +16,8 @@ lm_head                   ``V·D``             ``2B·V·D``                     
 ========================  ==================  ==============================  ==========================
 
 The ``kafetzis2025`` profile replaces these with the equations of Kafetzis et al.
-(arXiv 2505.02533); see `kafetzis_step_costs`.
+(arXiv 2505.02533); `placement.cost.profiles` maps each profile name to its functions,
+and `placement.cost.tables` turns them into the tables every consumer reads.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 from placement.cost.model import ModelSpec
 from placement.cost.precision import Precision
 
-__all__ = ["StepCosts", "decode_costs", "prefill_costs", "block_memory"]
+__all__ = ["StepCosts", "BlockMemory", "decode_costs", "prefill_costs", "roofline_block_memory"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,6 +82,58 @@ class StepCosts:
     roofline: bool = True
     layer_in_bytes: float | np.ndarray | None = None
     sum_gather: bool = False
+
+    @property
+    def layer_input_bytes(self) -> float | np.ndarray:
+        """Bytes sent to a layer's attention groups: `layer_in_bytes`, or `hidden_bytes` when None."""
+        return self.hidden_bytes if self.layer_in_bytes is None else self.layer_in_bytes
+
+
+@dataclass(frozen=True, eq=False)
+class BlockMemory:
+    """Resident bytes of every block at ``n`` contexts.
+
+    Per-layer arrays have shape (n, L), so that layers of different types can carry
+    different figures; bytes throughout.
+
+    Attributes
+    ----------
+    group_weights, group_kv : ndarray (n, L)
+        One attention group's weights, and its KV cache at each context.
+    projection, ffn : ndarray (n, L)
+        The whole block (a device with share x holds x of it).
+    embed, lm_head : ndarray (1,)
+        The embedding table and the output head.
+    total : ndarray (n,)
+        The whole model (tied embeddings counted once).
+    groups_per_layer : int
+        ``K``: attention groups in a layer.
+    """
+
+    group_weights: np.ndarray
+    group_kv: np.ndarray
+    projection: np.ndarray
+    ffn: np.ndarray
+    embed: np.ndarray
+    lm_head: np.ndarray
+    total: np.ndarray
+    groups_per_layer: int = 1
+
+    @property
+    def group(self) -> np.ndarray:
+        """One attention group's weights plus its KV cache, bytes (n, L)."""
+        return self.group_weights + self.group_kv
+
+    @property
+    def layer(self) -> np.ndarray:
+        """A whole layer (its ``K`` groups, projection and FFN) needs ``layer[:, l]`` bytes: (n, L)."""
+        return self.groups_per_layer * self.group + self.projection + self.ffn
+
+    def at(self, index: int) -> "BlockMemory":
+        """The figures at context ``index`` only (per-context arrays keep a length-1 first axis)."""
+        pick = lambda a: a[index:index + 1] if a.shape[0] > 1 else a  # noqa: E731
+        return BlockMemory(pick(self.group_weights), pick(self.group_kv), pick(self.projection), pick(self.ffn),
+                           self.embed, self.lm_head, pick(self.total), self.groups_per_layer)
 
 
 def decode_costs(model: ModelSpec, batch: int, precision: Precision, contexts: np.ndarray) -> StepCosts:
@@ -153,31 +206,28 @@ def prefill_costs(model: ModelSpec, batch: int, precision: Precision, prompt_tok
     )
 
 
-def block_memory(instance, precision: Precision, contexts: np.ndarray) -> dict[str, np.ndarray]:
-    """Resident bytes of every block at the given contexts.
+def roofline_block_memory(model: ModelSpec, batch: int, precision: Precision, contexts: np.ndarray,
+                          prompt_tokens: int = 0) -> BlockMemory:
+    """Resident bytes of every block at the given contexts (profile ``roofline``).
 
     Parameters
     ----------
-    instance : Instance
-        Supplies the model, batch and cost profile.
+    model : ModelSpec
+    batch : int
+        ``B``.
     precision : Precision
     contexts : ndarray of int, shape (n,)
         Cached positions ``S``.
+    prompt_tokens : int
+        Not used by this profile (its cache holds every position); the profiles share one signature.
 
     Returns
     -------
-    dict of str to ndarray
-        ``group`` (n, L): one attention group's weights plus its KV cache
-        ``2B·d·S·c/8``; ``group_weights`` and ``group_kv`` (n, L) separately;
-        ``projection`` and ``ffn`` (n, L): weights; ``embed`` and ``lm_head`` (scalars as
-        shape (1,)); ``total`` (n,): the whole model (tied embeddings counted once).
+    BlockMemory
+        Group weights ``D·d·(r+2)·w/8`` and KV cache ``2B·d·S·c/8``; projection and FFN
+        weights; embed and lm_head tables; the total with tied embeddings counted once.
     """
-    model = instance.model
-    if instance.workload.profile == "kafetzis2025":
-        from placement.cost.kafetzis import kafetzis_block_memory
-
-        return kafetzis_block_memory(model, instance.workload.batch, precision, contexts, instance.workload.prompt_tokens)
-    B, d = instance.workload.batch, model.head_dim
+    B, d = batch, model.head_dim
     S = np.asarray(contexts, dtype=float)[:, None]
     group_weights = np.broadcast_to(model.group_params * precision.attention / 8, (len(S), model.layers))
     group_kv = 2 * B * d * S * precision.kv / 8
@@ -187,13 +237,4 @@ def block_memory(instance, precision: Precision, contexts: np.ndarray) -> dict[s
     lm_head = np.array([model.embed_params * precision.lm_head / 8])
     heads = embed if model.tied_embeddings and precision.embed == precision.lm_head else embed + lm_head
     total = (model.kv_heads * (group_weights + group_kv) + projection + ffn).sum(axis=1) + heads
-    return {
-        "group": group_weights + group_kv,
-        "group_weights": np.array(group_weights),
-        "group_kv": group_kv,
-        "projection": projection,
-        "ffn": ffn,
-        "embed": embed,
-        "lm_head": lm_head,
-        "total": total,
-    }
+    return BlockMemory(np.array(group_weights), group_kv, projection, ffn, embed, lm_head, total, model.kv_heads)

@@ -209,18 +209,34 @@ class Cluster:
                 return i
         raise InputError(f"unknown device {name!r}; the devices are {', '.join(self.names)}")
 
-    def transfer_time(self, nbytes: float | np.ndarray) -> np.ndarray:
-        """Time to send `nbytes` from every device to every other, seconds.
+    def route_time_s(self, nbytes: np.ndarray) -> np.ndarray:
+        """Time to send one message of each size from every device to every other, seconds.
 
         Parameters
         ----------
-        nbytes : float or ndarray
-            Message size in bytes (broadcast against the (N, N) route arrays).
+        nbytes : ndarray, shape (R,)
+            Message sizes, bytes.
 
         Returns
         -------
-        ndarray, shape (N, N)
-            ``latency + nbytes / bandwidth`` along each route, 0 on the diagonal.
+        ndarray, shape (R, N, N)
+            ``latency + bytes / bandwidth`` along the route; 0 on the diagonal and for 0 bytes.
         """
-        time = self.route_latency_s + np.asarray(nbytes) / self.route_bandwidth_bytes_per_s
-        return np.where(np.eye(len(self.devices), dtype=bool), 0.0, time)
+        sizes = np.asarray(nbytes, dtype=float).reshape(-1, 1, 1)
+        times = self.route_latency_s + sizes / self.route_bandwidth_bytes_per_s
+        times[:, np.eye(len(self.devices), dtype=bool)] = 0.0
+        return np.where(sizes > 0, times, 0.0)
+
+    def pair_route(self, pair_bytes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Latency and bandwidth of the route each pair's message takes, given its size.
+
+        Parameters
+        ----------
+        pair_bytes : ndarray, shape (N, N)
+            Size of the message from ``u`` to ``v``, bytes.
+
+        Returns
+        -------
+        latency_s, bandwidth_bytes_per_s : ndarray, shape (N, N)
+        """
+        return self.route_latency_s, self.route_bandwidth_bytes_per_s

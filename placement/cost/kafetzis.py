@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from placement.cost.blocks import StepCosts
+from placement.cost.blocks import BlockMemory, StepCosts
 from placement.cost.model import ModelSpec
 from placement.cost.precision import Precision
 
-__all__ = ["kafetzis_step_costs", "kafetzis_block_memory", "FFN_FLOP_FACTOR"]
+__all__ = ["kafetzis_step_costs", "kafetzis_prefill_costs", "kafetzis_block_memory", "FFN_FLOP_FACTOR"]
 
 # The authors' simulator has 8·S·D² in one version and 0.8·S·D² in another; DESIGN.md
 # fixes the profile to 0.8.
@@ -78,11 +78,32 @@ def kafetzis_step_costs(model: ModelSpec, batch: int, precision: Precision, cont
     )
 
 
-def kafetzis_block_memory(model: ModelSpec, batch: int, precision: Precision, contexts: np.ndarray,
-                          prompt_tokens: int) -> dict[str, np.ndarray]:
-    """Resident bytes of every block under the paper's equations (see `placement.cost.blocks.block_memory`).
+def kafetzis_prefill_costs(model: ModelSpec, batch: int, precision: Precision, prompt_tokens: int) -> StepCosts:
+    """The prefill under the paper's equations: one step at ``S = P`` (see `kafetzis_step_costs`).
 
-    The head cache ``t·D·b`` uses ``t = S - P``, the tokens generated so far.
+    Returns
+    -------
+    StepCosts
+        With one step.
+    """
+    return kafetzis_step_costs(model, batch, precision, np.array([prompt_tokens]))
+
+
+def kafetzis_block_memory(model: ModelSpec, batch: int, precision: Precision, contexts: np.ndarray,
+                          prompt_tokens: int = 0) -> BlockMemory:
+    """Resident bytes of every block under the paper's equations.
+
+    Parameters
+    ----------
+    model, batch, precision, contexts
+        As in `placement.cost.blocks.roofline_block_memory`.
+    prompt_tokens : int
+        ``P``: the head cache ``t·D·b`` uses ``t = S - P``, the tokens generated so far.
+
+    Returns
+    -------
+    BlockMemory
+        Bytes; ``embed`` and ``lm_head`` are 0 (the paper does not model them).
     """
     D, d, r = model.hidden, model.head_dim, model.group_size
     S = np.asarray(contexts, dtype=float)[:, None]
@@ -94,13 +115,4 @@ def kafetzis_block_memory(model: ModelSpec, batch: int, precision: Precision, co
     ffn = batch * 4 * S * D * precision.ffn / 8
     zero = np.zeros(1)
     total = (model.kv_heads * (group_weights + group_kv) + projection + ffn).sum(axis=1)
-    return {
-        "group": group_weights + group_kv,
-        "group_weights": np.array(group_weights),
-        "group_kv": group_kv,
-        "projection": projection,
-        "ffn": ffn,
-        "embed": zero,
-        "lm_head": zero,
-        "total": total,
-    }
+    return BlockMemory(np.array(group_weights), group_kv, projection, ffn, zero, zero, total, model.kv_heads)

@@ -53,13 +53,13 @@ MILP_TIME_LIMIT_S = {False: 60.0, True: 20.0}  # by `quick`
 @functools.cache
 def _model_bytes(model: str) -> float:
     """The model's resident bytes (weights and KV cache) at the final context, from the cost model."""
-    from placement.cost.blocks import block_memory
+    from placement.cost.tables import block_memory
     from placement.instance import instance_from_dict
 
     probe = instance_from_dict({"model": model, "devices": [{"name": "probe", "preset": DEVICE_POOL[0]}],
                                 "workload": WORKLOAD}, source=f"model {model!r}", check_capacity=False)
     ends = probe.workload.interval_max_context()
-    return float(block_memory(probe, probe.precision, ends)["total"].max())
+    return float(block_memory(probe, probe.precision, ends).total.max())
 
 
 def _shares(weights: np.ndarray, total: float, cap: float) -> np.ndarray:

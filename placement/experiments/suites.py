@@ -69,7 +69,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import yaml
 
-from placement.cost.blocks import block_memory
+from placement.cost.tables import block_memory
 from placement.cost.units import BYTES, parse_quantity
 from placement.instance import capacity_problems, device_presets, instance_from_dict, instances_dir
 
@@ -128,11 +128,11 @@ def memory_summary(instance) -> dict[str, Any]:
     model = instance.model
     blocks = []
     for layer in range(model.layers):
-        blocks += [float(memory["group"][0, layer])] * model.kv_heads
-        blocks += [float(memory["projection"][0, layer]), float(memory["ffn"][0, layer])]
-    blocks += [float(memory["embed"][0]), float(memory["lm_head"][0])]
+        blocks += [float(memory.group[0, layer])] * model.kv_heads
+        blocks += [float(memory.projection[0, layer]), float(memory.ffn[0, layer])]
+    blocks += [float(memory.embed[0]), float(memory.lm_head[0])]
     devices = [float(d.usable_bytes) for d in instance.devices]
-    return {"total": float(memory["total"][0]), "blocks": [b for b in blocks if b > 0], "devices": devices,
+    return {"total": float(memory.total[0]), "blocks": [b for b in blocks if b > 0], "devices": devices,
             "largest": max(devices), "capacity": sum(devices)}
 
 

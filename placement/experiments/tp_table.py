@@ -162,7 +162,7 @@ def collectives_figure(path: Path, hidden: int = 4096, bits: int = 16) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from placement.solvers.tp import all_reduce_seconds, star_ring_crossover_latency_s
+    from placement.collectives import all_reduce_seconds, star_ring_crossover_latency_s
 
     M = hidden * bits / 8
     latency = np.logspace(-5, -1.3, 120)  # 10 µs … 50 ms

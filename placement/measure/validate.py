@@ -23,7 +23,7 @@ import numpy as np
 from placement.cost.blocks import decode_costs
 from placement.cost.model import ModelSpec, load_model
 from placement.errors import InputError
-from placement.evaluate import block_times
+from placement.cost.tables import block_times
 from placement.instance import instance_from_dict
 from placement.measure import blocks as torch_blocks
 from placement.measure.calibrate import Observation, calibrate, device_instance, predict

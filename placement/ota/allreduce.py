@@ -25,13 +25,13 @@ from typing import Any
 
 import numpy as np
 
+from placement.cost.tables import step_costs
 from placement.errors import PlanError
 from placement.ota.baselines import fdma_mse, ofdma_rates_bps, quantization_mse
 from placement.ota.beamforming import beamformer_mse, gram
 from placement.ota.channel import sample_channels
 
-__all__ = ["SCHEMES", "OtaContext", "ota_context", "plan_device_flops", "uses_per_token", "ota_all_reduce_s",
-           "design_extras"]
+__all__ = ["SCHEMES", "OtaContext", "ota_context", "plan_device_flops", "uses_per_token", "design_extras"]
 
 SCHEMES = ("aircomp", "digital", "analog-fdma")
 
@@ -76,19 +76,6 @@ class OtaContext:
         return uplink + elements * self.activation_bits * self.downlink_s_per_bit + self.overhead_s
 
 
-def ota_all_reduce_s(wireless, elements: float, activation_bits: float, n_devices: int = 1,
-                     scheme: str = "aircomp") -> float:
-    """Time of one all-reduce of `elements` over the air (``aircomp``) or uncoded FDMA, seconds.
-
-    Examples
-    --------
-    4096 elements, one stream, 10 MHz, 16-bit broadcast at 1 Gbit/s: 409.6 µs + 65.5 µs.
-    """
-    factor = n_devices if scheme == "analog-fdma" else 1
-    return (factor * math.ceil(elements / wireless.streams - 1e-9) / wireless.bandwidth_hz
-            + elements * activation_bits / wireless.downlink_bits_per_s + wireless.overhead_s)
-
-
 def _rows(instance, plan) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Interval 0 of `plan` in instance device order: groups (L, N), projection and FFN shares (L, N), lm_head device."""
     names = instance.cluster.names
@@ -105,8 +92,6 @@ def _rows(instance, plan) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
 
 def plan_device_flops(instance, plan) -> np.ndarray:
     """FLOPs every device computes for one decode token at the workload's largest context, shape (N,)."""
-    from placement.evaluate import step_costs  # local: the evaluator imports this module lazily
-
     counts, proj, ffn, lm_head = _rows(instance, plan)
     context = np.array([instance.workload.prompt_tokens + instance.workload.generate_tokens])
     costs = step_costs(instance, instance.precision, context)

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from placement.cost.blocks import block_memory
+from placement.cost.tolerances import MEMORY_RTOL
+from placement.cost.tables import block_memory, heads_share_memory, phase_totals, prefill_step_costs, step_costs, usable_bytes
 from placement.errors import InputError
-from placement.evaluate import block_times, prefill_step_costs, step_costs, transfer_times
 from placement.instance import Instance
 from placement.plan import Placement, Plan
 from placement.result import Result, judged
@@ -41,8 +41,6 @@ __all__ = [
     "solve_static",
 ]
 
-# The evaluator's memory test: a device is over when needed > limit · (1 + 1e-12).
-_MEMORY_TOLERANCE = 1e-12
 
 
 def _layer_plan(instance: Instance, layer_devices: np.ndarray, method: str, **where: int) -> Plan:
@@ -91,43 +89,23 @@ def pipeline_dp_costs(instance: Instance) -> dict[str, np.ndarray]:
         ``embed_bytes``, ``lm_head_bytes`` (scalars); ``shared_heads`` (bool): a tied
         embedding and output head on one device are counted once; ``limit_bytes`` (N,).
     """
-    model, workload, cluster = instance.model, instance.workload, instance.cluster
-    precision, K, T = instance.precision, model.kv_heads, workload.generate_tokens
-    prefill = prefill_step_costs(instance, precision)
-    decode = step_costs(instance, precision, workload.contexts())
-
-    def layer_time(costs) -> np.ndarray:  # (L, N)
-        group = block_times(costs.group_flops, costs.group_read, instance, costs.roofline)
-        projection = block_times(costs.projection_flops, costs.projection_read, instance, costs.roofline)
-        ffn = block_times(costs.ffn_flops, costs.ffn_read, instance, costs.roofline)
-        return (K * group + projection + ffn).sum(axis=0)
-
-    def ends(costs) -> tuple[np.ndarray, np.ndarray]:  # (N,), (N,)
-        steps = len(costs.embed_read)
-        embed = block_times(np.zeros(steps), costs.embed_read, instance, costs.roofline).sum(axis=0)
-        lm_head = block_times(costs.lm_head_flops, costs.lm_head_read, instance, costs.roofline).sum(axis=0)
-        return embed, lm_head
-
-    def sent(costs, sizes, steps: int) -> np.ndarray:  # (N, N) summed over steps
-        return transfer_times(cluster, np.broadcast_to(np.asarray(sizes, dtype=float), (steps,))).sum(axis=0)
-
-    def layer_in(costs):
-        return costs.hidden_bytes if costs.layer_in_bytes is None else costs.layer_in_bytes
-
-    embed_p, lm_p = ends(prefill)
-    embed_d, lm_d = ends(decode)
+    model, workload = instance.model, instance.workload
+    precision, K = instance.precision, model.kv_heads
+    prefill = phase_totals(instance, prefill_step_costs(instance, precision))
+    decode = phase_totals(instance, step_costs(instance, precision, workload.contexts()))
+    layer = lambda t: K * t.group_s + t.projection_s + t.ffn_s  # noqa: E731  (L, N)
     memory = block_memory(instance, precision, workload.interval_max_context())
     return {
-        "layer_s": layer_time(prefill) + layer_time(decode),
-        "hop_s": sent(prefill, layer_in(prefill), 1) + sent(decode, layer_in(decode), T),
-        "embed_s": embed_p + embed_d,
-        "lm_head_s": lm_p + lm_d,
-        "token_s": sent(prefill, prefill.token_bytes, 1) + sent(decode, decode.token_bytes, T),
-        "memory_bytes": K * memory["group"] + memory["projection"] + memory["ffn"],
-        "embed_bytes": float(memory["embed"][0]),
-        "lm_head_bytes": float(memory["lm_head"][0]),
-        "shared_heads": bool(model.tied_embeddings and precision.embed == precision.lm_head),
-        "limit_bytes": np.array([d.usable_bytes for d in instance.devices]),
+        "layer_s": layer(prefill) + layer(decode),
+        "hop_s": prefill.layer_in_s + decode.layer_in_s,
+        "embed_s": prefill.embed_s + decode.embed_s,
+        "lm_head_s": prefill.lm_head_s + decode.lm_head_s,
+        "token_s": prefill.token_s + decode.token_s,
+        "memory_bytes": memory.layer,
+        "embed_bytes": float(memory.embed[0]),
+        "lm_head_bytes": float(memory.lm_head[0]),
+        "shared_heads": heads_share_memory(model, precision),
+        "limit_bytes": usable_bytes(instance),
     }
 
 
@@ -149,7 +127,7 @@ def _stage_tables(costs: dict[str, Any]) -> np.ndarray:
     stage_bytes[:, :, L] += costs["lm_head_bytes"]
     if costs["shared_heads"]:
         stage_bytes[:, 0, L] -= costs["lm_head_bytes"]
-    fits = (stage_bytes[None] <= costs["limit_bytes"][:, None, None, None] * (1 + _MEMORY_TOLERANCE)).all(axis=1)
+    fits = (stage_bytes[None] <= costs["limit_bytes"][:, None, None, None] * (1 + MEMORY_RTOL)).all(axis=1)
     time_s[~fits] = np.inf
     time_s[:, 0, :] += costs["embed_s"][:, None]
     return time_s
@@ -370,28 +348,28 @@ def solve_greedy(instance: Instance) -> Result:
     model, workload, precision = instance.model, instance.workload, instance.precision
     L, K, N = model.layers, model.kv_heads, instance.n_devices
     memory = block_memory(instance, precision, np.array([workload.prompt_tokens + workload.generate_tokens]))
-    limit = np.array([d.usable_bytes for d in instance.devices])
+    limit = usable_bytes(instance)
     free = limit.copy()
     overflows: list[str] = []
 
     def place(block: str, nbytes_on: np.ndarray) -> int:
         device = int(np.argmax(free))
         need = float(nbytes_on[device])
-        if need > free[device] + limit[device] * _MEMORY_TOLERANCE:
+        if need > free[device] + limit[device] * MEMORY_RTOL:
             overflows.append(block)
         free[device] -= need
         return device
 
-    embed = place("embed", np.full(N, memory["embed"][0]))
+    embed = place("embed", np.full(N, memory.embed[0]))
     attention = np.zeros((L, K), dtype=np.int64)
     projection, ffn = np.zeros((L, N)), np.zeros((L, N))
     for l in range(L):
         for g in range(K):
-            attention[l, g] = place(f"group {g} of layer {l}", np.full(N, memory["group"][0, l]))
-        projection[l, place(f"projection[{l}]", np.full(N, memory["projection"][0, l]))] = 1.0
-        ffn[l, place(f"ffn[{l}]", np.full(N, memory["ffn"][0, l]))] = 1.0
-    lm_head_bytes = np.full(N, memory["lm_head"][0])
-    if model.tied_embeddings and precision.embed == precision.lm_head:
+            attention[l, g] = place(f"group {g} of layer {l}", np.full(N, memory.group[0, l]))
+        projection[l, place(f"projection[{l}]", np.full(N, memory.projection[0, l]))] = 1.0
+        ffn[l, place(f"ffn[{l}]", np.full(N, memory.ffn[0, l]))] = 1.0
+    lm_head_bytes = np.full(N, memory.lm_head[0])
+    if heads_share_memory(model, precision):
         lm_head_bytes[embed] = 0.0
     lm_head = place("lm_head", lm_head_bytes)
     plan = Plan(devices=instance.cluster.names,

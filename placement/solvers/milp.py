@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from placement.errors import InputError
-from placement.evaluate import evaluate
+from placement.evaluate import check_plan, evaluate
 from placement.instance import Instance, capacity_problems
 from placement.plan import Placement, Plan
 from placement.result import Result
@@ -373,9 +373,8 @@ def _warm_placements(instance: Instance, warm_start, current: Placement | None, 
     if warm_start is None:
         return None
     if isinstance(warm_start, Plan):
-        from placement.evaluate import _check_plan
 
-        arrays = _check_plan(instance, warm_start)  # in the instance's device order
+        arrays = check_plan(instance, warm_start)  # in the instance's device order
         plan_placements = [Placement(arrays.attention[k], arrays.projection[k], arrays.ffn[k], int(arrays.embed[k]),
                                      int(arrays.lm_head[k])) for k in range(arrays.attention.shape[0])]
         return plan_placements[:count] if count == len(plan_placements) else [plan_placements[0]] * count

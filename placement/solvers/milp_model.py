@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from placement.cost.blocks import block_memory
-from placement.evaluate import block_times, prefill_step_costs, step_costs, transfer_times
+from placement.cost.tables import block_memory, heads_share_memory, phase_totals, prefill_step_costs, step_costs, usable_bytes
 from placement.instance import Instance
 from placement.plan import Placement
 from placement.solvers.linear import LinearProblem, ProblemBuilder
@@ -98,26 +97,15 @@ def _phase_terms(instance: Instance, phase: Phase):
         costs = step_costs(instance, precision, instance.workload.contexts()[phase.steps])
         steps = len(phase.steps)
     cluster = instance.cluster
-    roof = costs.roofline
-    group = block_times(costs.group_flops, costs.group_read, instance, roof).sum(axis=0)
-    proj = block_times(costs.projection_flops, costs.projection_read, instance, roof).sum(axis=0)
-    ffn = block_times(costs.ffn_flops, costs.ffn_read, instance, roof).sum(axis=0)
-    embed = block_times(np.zeros(len(costs.embed_read)), costs.embed_read, instance, roof).sum(axis=0)
-    lm = block_times(costs.lm_head_flops, costs.lm_head_read, instance, roof).sum(axis=0)
-
-    def summed(nbytes) -> np.ndarray:
-        per_step = np.broadcast_to(np.asarray(nbytes, dtype=float), (steps,)) if np.ndim(nbytes) else np.full(steps, float(nbytes))
-        return transfer_times(cluster, per_step).sum(axis=0)
-
-    layer_in = costs.hidden_bytes if costs.layer_in_bytes is None else costs.layer_in_bytes
+    t = phase_totals(instance, costs)
     out_bytes = np.broadcast_to(np.asarray(costs.group_out_bytes, dtype=float), (steps,))
     off_diagonal = ~np.eye(instance.n_devices, dtype=bool)
     out_latency = np.where(off_diagonal, cluster.route_latency_s * np.count_nonzero(out_bytes > 0), 0.0)
     out_per_group = np.where(off_diagonal, out_bytes.sum() / cluster.route_bandwidth_bytes_per_s, 0.0)
     times = dict(
-        group=group, proj=proj, ffn=ffn, embed=embed, lm=lm,
-        t_in=summed(layer_in), t_hidden=summed(costs.hidden_bytes), t_lm=summed(costs.lm_head_in_bytes),
-        t_token=summed(costs.token_bytes), out_latency=out_latency, out_per_group=out_per_group,
+        group=t.group_s, proj=t.projection_s, ffn=t.ffn_s, embed=t.embed_s, lm=t.lm_head_s,
+        t_in=t.layer_in_s, t_hidden=t.hidden_s, t_lm=t.lm_head_in_s,
+        t_token=t.token_s, out_latency=out_latency, out_per_group=out_per_group,
     )
     return {**{key: value / SECONDS_PER_UNIT for key, value in times.items()}, "sum_gather": costs.sum_gather}
 
@@ -214,24 +202,24 @@ def build_formulation(
                   np.concatenate([np.ones((cols.shape[0], 1)), coefs], 1), upper=0)
 
     # memory at the largest context of each interval; tied embeddings shared when together
-    tied = model.tied_embeddings and instance.precision.embed == instance.precision.lm_head
+    tied = heads_share_memory(model, instance.precision)
     t = b.variables("t", (I, N), upper=1.0) if tied else None
     # Each device's row is in units of its own memory, so a solver's feasibility
     # tolerance is a fraction of that memory (see `memory_margin`).
-    usable = np.array([d.usable_bytes for d in instance.devices])
+    usable = usable_bytes(instance)
     margin = np.zeros((I, N)) if memory_margin is None else memory_margin
     s_max = workload.interval_max_context()[intervals]
     for kk in range(I):
         memory = block_memory(instance, instance.precision, s_max[kk:kk + 1])
-        group_bytes = memory["group"][0]  # (L,)
+        group_bytes = memory.group[0]  # (L,)
         rows_cols, rows_coefs = [], []
         for m in range(N):
             c_n, k_n = sum_n((np.full(L, kk), np.arange(L), np.full(L, m)), group_bytes)
             cols = [c_n.ravel(), p[kk, :, m], f[kk, :, m], [e[kk, m]], [h[kk, m]]]
-            coefs = [k_n.ravel(), memory["projection"][0], memory["ffn"][0], memory["embed"], memory["lm_head"]]
+            coefs = [k_n.ravel(), memory.projection[0], memory.ffn[0], memory.embed, memory.lm_head]
             if tied:
                 cols.append([t[kk, m]])
-                coefs.append(-memory["embed"])
+                coefs.append(-memory.embed)
             rows_cols.append(np.concatenate(cols))
             rows_coefs.append(np.concatenate(coefs))
         b.constraints(f"memory{kk}", np.array(rows_cols), np.array(rows_coefs) / usable[:, None],
@@ -364,7 +352,7 @@ def build_formulation(
             prev = {"projection": current.projection.argmax(1), "ffn": current.ffn.argmax(1),
                     "embed": current.embed, "lm_head": current.lm_head}
         # groups: a transport of counts (counts) or one move variable per group (per-group)
-        group_bytes = memory["group"][0]
+        group_bytes = memory.group[0]
         if formulation == "counts":
             flow = b.variables(f"move{kk}.groups", (L, N, N), upper=K, integer=True)
             out_rows = flow.reshape(L * N, N)
@@ -391,7 +379,7 @@ def build_formulation(
             pair_cols.append(moves.transpose(2, 0, 1).reshape(len(pairs), L * K))
             pair_coefs.append(np.repeat(lat_pair[:, None] + group_bytes[None, :] / bw_pair[:, None], K, axis=1))
         # whole blocks: mu ≥ before_u + after_v − 1
-        for kind, var, nbytes in (("projection", p, memory["projection"][0]), ("ffn", f, memory["ffn"][0])):
+        for kind, var, nbytes in (("projection", p, memory.projection[0]), ("ffn", f, memory.ffn[0])):
             mu = b.variables(f"move{kk}.{kind}", (L, len(pairs)), upper=1.0)
             ll, pp = (a.ravel() for a in np.indices((L, len(pairs))))
             if kk == 0:
@@ -403,7 +391,7 @@ def build_formulation(
                               np.array([1.0, -1.0, -1.0]), lower=-1)
             pair_cols.append(mu.T)
             pair_coefs.append(lat_pair[:, None] + nbytes[None, :] / bw_pair[:, None])
-        for kind, var, nbytes in (("embed", e, memory["embed"][0]), ("lm_head", h, memory["lm_head"][0])):
+        for kind, var, nbytes in (("embed", e, memory.embed[0]), ("lm_head", h, memory.lm_head[0])):
             mu = b.variables(f"move{kk}.{kind}", (len(pairs),), upper=1.0)
             if kk == 0:
                 keep = uu == prev[kind]

@@ -30,9 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from placement.cost.blocks import block_memory
+from placement.cost.tables import block_memory, heads_share_memory, phase_tables, step_costs, usable_bytes
 from placement.errors import InputError
-from placement.evaluate import block_times, step_costs, transfer_times
 from placement.instance import Instance
 from placement.plan import Placement, Plan
 from placement.result import Result, judged
@@ -200,11 +199,9 @@ def _decide(instance: Instance, k: int, previous: Placement | None, scoring: str
     # ---- what every block needs at the interval's largest context
     costs = step_costs(instance, precision, np.array([context]))
     memory = block_memory(instance, precision, np.array([context]))
-    group_t = block_times(costs.group_flops[0], costs.group_read[0], instance, costs.roofline)  # (L, N)
-    proj_t = block_times(costs.projection_flops[0], costs.projection_read[0], instance, costs.roofline)
-    ffn_t = block_times(costs.ffn_flops[0], costs.ffn_read[0], instance, costs.roofline)
-    embed_t = block_times(np.zeros(1), costs.embed_read[:1], instance, costs.roofline)[0]  # (N,)
-    lm_t = block_times(costs.lm_head_flops[:1], costs.lm_head_read[:1], instance, costs.roofline)[0]
+    tables = phase_tables(instance, costs)  # one step
+    group_t, proj_t, ffn_t = tables.group_s[0], tables.projection_s[0], tables.ffn_s[0]  # (L, N)
+    embed_t, lm_t = tables.embed_s[0], tables.lm_head_s[0]  # (N,)
     # T_ref: one token of the whole model on the single fastest device (compute only).
     whole_model = K * group_t.sum(axis=0) + proj_t.sum(axis=0) + ffn_t.sum(axis=0) + embed_t + lm_t
     budget = float(whole_model.min())
@@ -215,13 +212,13 @@ def _decide(instance: Instance, k: int, previous: Placement | None, scoring: str
     need = np.empty(n_blocks)
     times = np.empty((n_blocks, N))
     is_group, is_proj, is_ffn = kinds == _GROUP, kinds == _PROJECTION, kinds == _FFN
-    need[is_group] = memory["group"][0][layers[is_group]]
+    need[is_group] = memory.group[0][layers[is_group]]
     times[is_group] = group_t[layers[is_group]]
-    need[is_proj], times[is_proj] = memory["projection"][0], proj_t
-    need[is_ffn], times[is_ffn] = memory["ffn"][0], ffn_t
-    need[0], times[0] = memory["embed"][0], embed_t
-    need[-1], times[-1] = memory["lm_head"][0], lm_t
-    limit = np.array([d.usable_bytes for d in instance.devices])
+    need[is_proj], times[is_proj] = memory.projection[0], proj_t
+    need[is_ffn], times[is_ffn] = memory.ffn[0], ffn_t
+    need[0], times[0] = memory.embed[0], embed_t
+    need[-1], times[-1] = memory.lm_head[0], lm_t
+    limit = usable_bytes(instance)
     demand = need / limit.max() + times.min(axis=1) / budget
     order = np.argsort(-demand, kind="stable")
 
@@ -229,16 +226,13 @@ def _decide(instance: Instance, k: int, previous: Placement | None, scoring: str
     def first(x) -> float:  # a size given per step: the one step here
         return float(np.asarray(x, dtype=float).reshape(-1)[0])
 
-    layer_in = costs.hidden_bytes if costs.layer_in_bytes is None else costs.layer_in_bytes
-    t_layer_in = transfer_times(cluster, first(layer_in))[0]  # (N, N) from → to
-    t_hidden = transfer_times(cluster, first(costs.hidden_bytes))[0]
-    t_lm_in = transfer_times(cluster, first(costs.lm_head_in_bytes))[0]
-    t_token = transfer_times(cluster, costs.token_bytes)[0]
+    t_layer_in, t_hidden = tables.layer_in_s[0], tables.hidden_s[0]  # (N, N) from → to
+    t_lm_in, t_token = tables.lm_head_in_s[0], tables.token_s
     out_bytes = first(costs.group_out_bytes)
     off = ~np.eye(N, dtype=bool)
     latency_off = np.where(off, cluster.route_latency_s, 0.0)
     per_byte_off = np.where(off, 1.0 / cluster.route_bandwidth_bytes_per_s, 0.0)
-    tied = model.tied_embeddings and precision.embed == precision.lm_head
+    tied = heads_share_memory(model, precision)
 
     # ---- the current state: where every block is (overwritten as blocks are placed now)
     if previous is None:

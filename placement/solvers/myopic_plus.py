@@ -38,9 +38,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from placement.cost.blocks import StepCosts, block_memory
+from placement.cost.blocks import StepCosts
+from placement.cost.tolerances import MEMORY_RTOL
+from placement.cost.tables import block_memory, heads_share_memory, phase_tables, prefill_step_costs, step_costs, usable_bytes
 from placement.errors import InputError
-from placement.evaluate import block_times, prefill_step_costs, step_costs, transfer_times
 from placement.instance import Instance
 from placement.plan import Placement, Plan
 from placement.result import Result, judged
@@ -51,8 +52,6 @@ __all__ = ["DecisionPlus", "decide_plus", "solve_myopic_plus"]
 
 # A move must lower the interval's cost by this fraction to count (floating-point noise).
 _IMPROVEMENT = 1e-9
-# The evaluator's memory test: over when needed > limit · (1 + 1e-12).
-_MEMORY_TOLERANCE = 1e-12
 
 
 # ----------------------------------------------------------------------------- the interval's costs
@@ -82,25 +81,21 @@ def _cost_set(instance: Instance, costs: StepCosts, weight: float) -> _CostSet:
     def first(x) -> float:
         return float(np.asarray(x, dtype=float).reshape(-1)[0])
 
-    def times(flops, read):
-        return block_times(np.asarray(flops)[0], np.asarray(read)[0], instance, costs.roofline)
-
-    layer_in = costs.hidden_bytes if costs.layer_in_bytes is None else costs.layer_in_bytes
+    tables = phase_tables(instance, costs)  # one step
     out_bytes = first(costs.group_out_bytes)
     off = ~np.eye(N, dtype=bool)
     shared = cluster.network == "shared"
     return _CostSet(
         weight=float(weight),
-        group=times(costs.group_flops, costs.group_read),
-        projection=times(costs.projection_flops, costs.projection_read),
-        ffn=times(costs.ffn_flops, costs.ffn_read),
-        embed=block_times(np.zeros(1), np.asarray(costs.embed_read)[:1], instance, costs.roofline)[0],
-        lm_head=block_times(np.asarray(costs.lm_head_flops)[:1], np.asarray(costs.lm_head_read)[:1], instance,
-                            costs.roofline)[0],
-        layer_in=transfer_times(cluster, first(layer_in))[0],
-        hidden=transfer_times(cluster, first(costs.hidden_bytes))[0],
-        lm_in=transfer_times(cluster, first(costs.lm_head_in_bytes))[0],
-        token=transfer_times(cluster, costs.token_bytes)[0],
+        group=tables.group_s[0],
+        projection=tables.projection_s[0],
+        ffn=tables.ffn_s[0],
+        embed=tables.embed_s[0],
+        lm_head=tables.lm_head_s[0],
+        layer_in=tables.layer_in_s[0],
+        hidden=tables.hidden_s[0],
+        lm_in=tables.lm_head_in_s[0],
+        token=tables.token_s,
         out_latency=np.where(off & (out_bytes > 0), cluster.route_latency_s, 0.0),
         out_per_group=np.where(off, out_bytes / cluster.route_bandwidth_bytes_per_s, 0.0),
         gather_sum=shared or costs.sum_gather,
@@ -134,8 +129,8 @@ class _MemoryView:
 
 def _view(instance: Instance, context: int) -> _MemoryView:
     memory = block_memory(instance, instance.precision, np.array([context]))
-    return _MemoryView(memory["group"][0], memory["projection"][0], memory["ffn"][0],
-                       float(memory["embed"][0]), float(memory["lm_head"][0]))
+    return _MemoryView(memory.group[0], memory.projection[0], memory.ffn[0],
+                       float(memory.embed[0]), float(memory.lm_head[0]))
 
 
 # ----------------------------------------------------------------------------- the state
@@ -202,8 +197,8 @@ class _Interval:
         self.views = [_view(instance, context)]
         if horizon > 1:
             self.views.append(_view(instance, context + (horizon - 1) * workload.tau))
-        self.tied = model.tied_embeddings and instance.precision.embed == instance.precision.lm_head
-        self.limit = np.array([d.usable_bytes for d in instance.devices], dtype=float) * (1 + _MEMORY_TOLERANCE)
+        self.tied = heads_share_memory(model, instance.precision)
+        self.limit = usable_bytes(instance) * (1 + MEMORY_RTOL)
         self.tolerance = 1e-9 * float(self.limit.max())  # bytes: floating-point noise in memory sums
         self.scale = 1.0  # seconds: the cost a search started from (improvements are relative to it)
         # Seconds per byte of the horizon's overflow: moving it later over a typical route.
@@ -214,9 +209,9 @@ class _Interval:
         self.before = before
         if before is not None:
             moved = block_memory(instance, instance.precision, np.array([workload.prompt_tokens + k * workload.tau]))
-            self.move_group, self.move_projection = moved["group"][0], moved["projection"][0]
-            self.move_ffn = moved["ffn"][0]
-            self.move_embed, self.move_lm_head = float(moved["embed"][0]), float(moved["lm_head"][0])
+            self.move_group, self.move_projection = moved.group[0], moved.projection[0]
+            self.move_ffn = moved.ffn[0]
+            self.move_embed, self.move_lm_head = float(moved.embed[0]), float(moved.lm_head[0])
             self.was_projection = np.asarray(before.projection).argmax(axis=1)
             self.was_ffn = np.asarray(before.ffn).argmax(axis=1)
             self.was_embed, self.was_lm_head = int(before.embed), int(before.lm_head)

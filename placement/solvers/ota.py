@@ -24,12 +24,11 @@ from typing import Any
 import numpy as np
 
 from placement.errors import InputError
-from placement.evaluate import block_times, step_costs
 from placement.instance import Instance
 from placement.ota.allreduce import SCHEMES, design_extras, plan_device_flops, uses_per_token
 from placement.ota.assignment import design_for, share_caps, ssca_assignment
 from placement.ota.channel import sample_channels
-from placement.cost.blocks import block_memory
+from placement.cost.tables import block_memory, heads_share_memory, phase_tables, step_costs, usable_bytes
 from placement.plan import Plan
 from placement.result import Result, judged
 from placement.solvers.tp import tp_plan
@@ -59,18 +58,16 @@ def layer_constants(instance: Instance) -> dict[str, Any]:
     costs = step_costs(instance, instance.precision, last)
     flops = float((K * costs.group_flops[0] + costs.projection_flops[0] + costs.ffn_flops[0]).sum())
     memory = block_memory(instance, instance.precision, last)
-    tied = model.tied_embeddings and instance.precision.embed == instance.precision.lm_head
-    layer_bytes = float((K * (memory["group_weights"][0] + memory["group_kv"][0]) + memory["projection"][0]
-                         + memory["ffn"][0]).sum())
+    tied = heads_share_memory(model, instance.precision)
+    layer_bytes = float(memory.layer[0].sum())
     mean = np.array([int(workload.contexts().mean())])
     dec = step_costs(instance, instance.precision, mean)
-    per_device = (K * block_times(dec.group_flops, dec.group_read, instance, dec.roofline)
-                  + block_times(dec.projection_flops, dec.projection_read, instance, dec.roofline)
-                  + block_times(dec.ffn_flops, dec.ffn_read, instance, dec.roofline)).sum(axis=(0, 1))
+    t = phase_tables(instance, dec)
+    per_device = (K * t.group_s + t.projection_s + t.ffn_s).sum(axis=(0, 1))
     return {"flops": flops, "layer_bytes": layer_bytes, "head_flops": float(costs.lm_head_flops[0]),
-            "ends_bytes": float(memory["embed"][0] + (0 if tied else memory["lm_head"][0])),
+            "ends_bytes": float(memory.embed[0] + (0 if tied else memory.lm_head[0])),
             "time_per_share_s": per_device,
-            "weights": np.array([memory["group_weights"][0][0], memory["projection"][0][0], memory["ffn"][0][0]])}
+            "weights": np.array([memory.group_weights[0][0], memory.projection[0][0], memory.ffn[0][0]])}
 
 
 def ota_plan(instance: Instance, shares: np.ndarray, master: int, extras: dict[str, Any] | None = None) -> Plan:
@@ -166,7 +163,7 @@ def solve_ota(
         raise InputError(f"option `devices`: {unknown or 'empty'} not in the instance ({', '.join(names)})")
     members = np.isin(np.array(names), chosen)
     const = layer_constants(instance)
-    usable = np.array([d.usable_bytes for d in instance.devices])
+    usable = usable_bytes(instance)
     master = int(np.argmax(np.where(members, usable, -np.inf)))
     memory_caps = (usable - const["ends_bytes"] * (np.arange(len(names)) == master)) / const["layer_bytes"]
     extra = np.where(np.arange(len(names)) == master, const["head_flops"], 0.0)  # the output head runs on the master

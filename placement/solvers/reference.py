@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from placement.cost.tables import usable_bytes
 from placement.evaluate import evaluate
 from placement.instance import Instance
 from placement.plan import Placement, Plan
@@ -33,7 +34,7 @@ def pipeline_layers(instance: Instance) -> np.ndarray:
     Layer counts are the largest-remainder rounding of ``L · memory_n / Σ memory``;
     a device whose share rounds to zero runs no layer.
     """
-    memory = np.array([d.usable_bytes for d in instance.devices])
+    memory = usable_bytes(instance)
     layers = instance.model.layers
     exact = layers * memory / memory.sum()
     counts = np.floor(exact).astype(int)

@@ -36,11 +36,12 @@ from typing import Any
 import numpy as np
 
 from placement.cost.accuracy import AccuracyModel, DistortionProxy, TableAccuracy
-from placement.cost.blocks import block_memory
+from placement.cost.tolerances import MEMORY_RTOL
+from placement.cost.tables import block_memory, block_times, prefill_step_costs, step_costs, usable_bytes
 from placement.cost.precision import Precision
 from placement.cost.units import format_bytes, format_seconds
 from placement.errors import InputError
-from placement.evaluate import block_times, evaluate, prefill_step_costs, step_costs
+from placement.evaluate import evaluate
 from placement.instance import Instance
 from placement.plan import Placement, Plan
 from placement.result import Result
@@ -74,8 +75,6 @@ BASELINES: dict[str, Any] = {
     "neurosurgeon": "neurosurgeon",  # 16 bits, split by first-token latency, memory checked at the prompt only
 }
 
-# The evaluator's memory test: a device is over when needed > limit · (1 + 1e-12).
-_MEMORY_TOLERANCE = 1e-12
 
 
 def effective_activation_bits(bits: float, outlier_fraction: float, hidden: int) -> float:
@@ -155,7 +154,7 @@ def _errors(error: float | None) -> dict[str, float]:
 # ============================================================================= options
 def _endpoints(instance: Instance, device: str | None, server: str | None) -> tuple[int, int]:
     cluster = instance.cluster
-    memory = np.array([d.usable_bytes for d in instance.devices])
+    memory = usable_bytes(instance)
     dev = cluster.index(device) if device is not None else int(np.argmin(memory))
     if server is not None:
         srv = cluster.index(server)
@@ -277,7 +276,7 @@ def _tables(instance: Instance, dev: int, srv: int, weights: np.ndarray, kvs: np
         head_s[0, i] += times(p_costs.lm_head_flops, p_costs.lm_head_read, p_costs.roofline)[0]
         head_last[:, i] = h[lasts]
         m = block_memory(one, p, np.array([workload.prompt_tokens]))
-        embed_bytes[i], head_bytes[i] = m["embed"][0], m["lm_head"][0]
+        embed_bytes[i], head_bytes[i] = m.embed[0], m.lm_head[0]
 
     # The crossing (device -> server) and the token back (server -> device).
     reachable = dev != srv and np.isfinite(cluster.route_bandwidth_bytes_per_s[dev, srv]) \
@@ -291,12 +290,9 @@ def _tables(instance: Instance, dev: int, srv: int, weights: np.ndarray, kvs: np
         sizes = np.asarray(sizes, dtype=float)
         return np.where(sizes > 0, latency + sizes / rate_, 0.0)
 
-    def layer_in(costs):
-        return costs.hidden_bytes if costs.layer_in_bytes is None else costs.layer_in_bytes
-
     eff = np.array([a[2] for a in acts])
-    d_in = np.broadcast_to(np.asarray(layer_in(decode), dtype=float), (len(contexts),))  # bytes per bit of activation
-    p_in = float(np.asarray(layer_in(prefill), dtype=float).reshape(-1)[0])
+    d_in = np.broadcast_to(np.asarray(decode.layer_input_bytes, dtype=float), (len(contexts),))  # bytes per bit of activation
+    p_in = float(np.asarray(prefill.layer_input_bytes, dtype=float).reshape(-1)[0])
     hop_steps = sent(d_in[:, None] * eff[None, :], lat, bw)  # (T, nA)
     hop_s = np.add.reduceat(hop_steps, starts, axis=0)
     hop_s[0] += sent(p_in * eff, lat, bw)
@@ -309,7 +305,7 @@ def _tables(instance: Instance, dev: int, srv: int, weights: np.ndarray, kvs: np
     move_at = workload.prompt_tokens + np.arange(I) * workload.tau
     at = np.concatenate([ends, [ends[-1] + 1], move_at, [workload.prompt_tokens]])
     m = block_memory(combos, precision, at)
-    layer_mem = K * m["group"] + m["projection"] + m["ffn"]  # (len(at), J)
+    layer_mem = m.layer  # (len(at), J)
     return _Tables(
         layer_s=layer_s, layer_last_s=per_step[lasts],
         embed_s=embed_s, embed_last_s=embed_last, head_s=head_s, head_last_s=head_last,
@@ -446,7 +442,7 @@ def _search(instance: Instance, dev: int, srv: int, weights, kvs, acts, accuracy
     shape = error.shape
     dev_limit, srv_limit = _limits(instance, dev, srv)
     split_ok = _axis(np.arange(L + 1) == L, 0) | t.reachable
-    mem_ok = (dev_bytes <= dev_limit * (1 + _MEMORY_TOLERANCE)) & (srv_bytes <= srv_limit * (1 + _MEMORY_TOLERANCE)) & split_ok
+    mem_ok = (dev_bytes <= dev_limit * (1 + MEMORY_RTOL)) & (srv_bytes <= srv_limit * (1 + MEMORY_RTOL)) & split_ok
     acc_ok = np.ones(shape, dtype=bool) if max_distortion is None else error <= max_distortion * (1 + 1e-9) + 1e-300
     lat_ok = True if latency_budget_s is None else worst <= latency_budget_s
     ok = np.broadcast_to(mem_ok & acc_ok & lat_ok, shape)
@@ -478,7 +474,7 @@ def _diagnose(instance, dev, srv, t, weights, kvs, acts, total, worst, dev_bytes
         why = "the instance has a single device" if dev == srv else f"no route from {names[dev]!r} to {names[srv]!r}"
         notes.append(f"the server is unreachable ({why}), so only the whole model on the device is possible")
     embed_need = float(t.embed_bytes.min()) + workspace
-    if embed_need > dev_limit * (1 + _MEMORY_TOLERANCE):
+    if embed_need > dev_limit * (1 + MEMORY_RTOL):
         return (f"device {names[dev]!r} cannot hold even the embedding at {lowest:g} bits: it needs "
                 f"{format_bytes(embed_need)} (embedding {format_bytes(float(t.embed_bytes.min()))} + workspace "
                 f"{format_bytes(workspace)}), has {format_bytes(dev_limit)}; give it at least {format_bytes(embed_need)}")
@@ -754,7 +750,7 @@ def solve_split_adaptive(instance: Instance, *, device: str | None = None, serve
     cost = np.empty((I,) + shape)
     for k in range(I):
         total, worst, dev_b, srv_b = _grid(instance, t, nW, nC, nA, k, workspace)
-        ok = (dev_b <= dev_limit * (1 + _MEMORY_TOLERANCE)) & (srv_b <= srv_limit * (1 + _MEMORY_TOLERANCE)) \
+        ok = (dev_b <= dev_limit * (1 + MEMORY_RTOL)) & (srv_b <= srv_limit * (1 + MEMORY_RTOL)) \
             & split_ok & acc_ok
         if latency_budget_s is not None:
             ok = ok & (worst <= latency_budget_s)

@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from placement.cost.blocks import block_memory
+from placement.cost.tables import block_memory, heads_share_memory, phase_totals, prefill_step_costs, step_costs, usable_bytes
 from placement.errors import InputError
-from placement.evaluate import block_times, evaluate, prefill_step_costs, step_costs, transfer_times
+from placement.evaluate import evaluate
 from placement.instance import Instance
 from placement.plan import Placement, Plan
 from placement.result import Result
@@ -43,7 +43,7 @@ from placement.solvers.backends import SOLVERS, solve_problem
 from placement.solvers.linear import ProblemBuilder
 from placement.solvers.milp_model import identical_devices
 
-__all__ = ["solve_tp", "tp_plan", "even_counts", "all_reduce_seconds", "star_ring_crossover_latency_s"]
+__all__ = ["solve_tp", "tp_plan", "even_counts"]
 
 TP_COLLECTIVES = ("star", "ring")
 OFFLOAD_MODES = ("auto", "never", "always")
@@ -52,53 +52,6 @@ SHARE_MODES = ("optimal", "even")
 # run over the same devices (what the MILP models).
 MIN_FFN_SHARE = 1e-4
 _UNIT = 1e-3  # the MILP measures time in milliseconds (as milp_model does)
-
-
-# ----------------------------------------------------------------------------- closed forms
-def all_reduce_seconds(kind: str, n: int, message_bytes: float, latency_s: float, bandwidth_bytes_per_s: float,
-                       network: str = "switched") -> float:
-    """All-reduce time over `n` devices on a uniform mesh (every route the same latency and bandwidth).
-
-    ``star`` (switched): ``2(α + M/β)``; ``ring``: ``2(n-1)(α + M/(nβ))``; on a
-    ``shared`` network the transfers of a step add up: star ``2(n-1)(α + M/β)``, ring
-    ``2(n-1)(nα + M/β)``. The same figures `placement.collectives.all_reduce` gives.
-
-    Examples
-    --------
-    >>> all_reduce_seconds("star", 4, 1e3, 1e-3, 1e6)
-    0.004
-    >>> round(all_reduce_seconds("ring", 4, 1e3, 1e-3, 1e6), 6)
-    0.0075
-    """
-    if n <= 1:
-        return 0.0
-    alpha, beta, M = latency_s, bandwidth_bytes_per_s, message_bytes
-    if kind == "star":
-        return 2 * (alpha + M / beta) * ((n - 1) if network == "shared" else 1)
-    if kind == "ring":
-        step = n * alpha + M / beta if network == "shared" else alpha + M / (n * beta)
-        return 2 * (n - 1) * step
-    raise InputError(f"collective {kind!r} has no closed form here; use 'star' or 'ring'")
-
-
-def star_ring_crossover_latency_s(n: int, message_bytes: float, bandwidth_bytes_per_s: float,
-                                  network: str = "switched") -> float:
-    """Link latency above which the star all-reduce beats the ring (uniform mesh).
-
-    Switched: the star wins iff ``M/β < n(n-2)·α``, i.e. above ``α* = M / (β·n(n-2))``
-    (never for ``n ≤ 2``: the ring's halves then beat the star's full messages).
-    Shared: ``2(n-1)(α + M/β) < 2(n-1)(nα + M/β)`` whenever ``α > 0``, so ``α* = 0``.
-
-    Examples
-    --------
-    >>> star_ring_crossover_latency_s(4, 8192, 1e6)  # 8 KiB hidden state on 1 MB/s, 4 devices
-    0.001024
-    """
-    if network == "shared":
-        return 0.0 if n >= 2 else math.inf
-    if n <= 2:
-        return math.inf
-    return message_bytes / (bandwidth_bytes_per_s * n * (n - 2))
 
 
 # ----------------------------------------------------------------------------- plans
@@ -162,33 +115,27 @@ class _Terms:
 
 
 def _terms(instance: Instance) -> _Terms:
-    model, workload, cluster = instance.model, instance.workload, instance.cluster
+    model, workload = instance.model, instance.workload
     K, precision = model.kv_heads, instance.precision
     pre = prefill_step_costs(instance, precision)
     dec = step_costs(instance, precision, workload.contexts())
 
     def parts(costs):
-        group = block_times(costs.group_flops, costs.group_read, instance, costs.roofline).sum(axis=0)
-        proj = block_times(costs.projection_flops, costs.projection_read, instance, costs.roofline).sum(axis=0)
-        ffn = block_times(costs.ffn_flops, costs.ffn_read, instance, costs.roofline).sum(axis=0)
-        embed = block_times(np.zeros(len(costs.embed_read)), costs.embed_read, instance, costs.roofline).sum(axis=0)
-        lm = block_times(costs.lm_head_flops, costs.lm_head_read, instance, costs.roofline).sum(axis=0)
-        layer_in = costs.hidden_bytes if costs.layer_in_bytes is None else costs.layer_in_bytes
-        recv = transfer_times(cluster, np.broadcast_to(np.asarray(layer_in, dtype=float), (len(costs.embed_read),))).sum(axis=0)
-        return group + proj / K, ffn, recv, embed + lm
+        t = phase_totals(instance, costs)
+        return t.group_s + t.projection_s / K, t.ffn_s, t.layer_in_s, t.embed_s + t.lm_head_s
 
     att_p, ffn_p, recv_p, ends_p = parts(pre)
     att_d, ffn_d, recv_d, ends_d = parts(dec)
     memory = block_memory(instance, precision, workload.interval_max_context()[-1:])
-    tied = model.tied_embeddings and precision.embed == precision.lm_head
+    tied = heads_share_memory(model, precision)
     return _Terms(
         att_p=att_p, att_d=att_d, ffn_p=ffn_p, ffn_d=ffn_d, recv_p=recv_p, recv_d=recv_d, ends=ends_p + ends_d,
         message_p=float(np.max(pre.hidden_bytes)), message_d=float(np.max(dec.hidden_bytes)),
         steps=workload.generate_tokens,
-        layer_bytes=np.stack([memory["group_weights"][0], memory["projection"][0], memory["ffn"][0]]),
-        kv_bytes=memory["group_kv"][0],
-        ends_bytes=float(memory["embed"][0] + (0 if tied else memory["lm_head"][0])),
-        usable=np.array([d.usable_bytes for d in instance.devices]),
+        layer_bytes=np.stack([memory.group_weights[0], memory.projection[0], memory.ffn[0]]),
+        kv_bytes=memory.group_kv[0],
+        ends_bytes=float(memory.embed[0] + (0 if tied else memory.lm_head[0])),
+        usable=usable_bytes(instance),
         disk=np.array([np.nan if d.disk_bandwidth_bytes_per_s is None else d.disk_bandwidth_bytes_per_s
                        for d in instance.devices]),
     )
@@ -398,8 +345,8 @@ def _windows(instance: Instance, plan: Plan, offload: np.ndarray) -> dict[str, i
     report = evaluate(instance, plan.replace(windows={}))
     p = plan.intervals[0]
     memory = block_memory(instance, instance.precision, instance.workload.interval_max_context()[-1:])
-    weights = (np.bincount(p.attention[0], minlength=instance.n_devices)[None] * memory["group_weights"][0][:, None]
-               + p.projection * memory["projection"][0][:, None] + p.ffn * memory["ffn"][0][:, None])  # (L, N)
+    weights = (np.bincount(p.attention[0], minlength=instance.n_devices)[None] * memory.group_weights[0][:, None]
+               + p.projection * memory.projection[0][:, None] + p.ffn * memory.ffn[0][:, None])  # (L, N)
     windows = {}
     for m in np.flatnonzero(offload):
         need, limit = report.peak_memory_bytes[:, m].max(), report.memory_limit_bytes[m]
