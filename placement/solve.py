@@ -24,7 +24,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "memory-proportional": ("placement.solvers.baselines", "solve_memory_proportional"),
     "round-robin": ("placement.solvers.baselines", "solve_round_robin"),
     "greedy": ("placement.solvers.baselines", "solve_greedy"),
-    "static": ("placement.solvers.baselines", "solve_static"),
+    "static": ("placement.solvers.static", "solve_static"),
     "tp": ("placement.solvers.tp", "solve_tp"),
     "ota": ("placement.solvers.ota", "solve_ota"),
     "split": ("placement.solvers.split", "solve_split"),

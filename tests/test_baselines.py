@@ -29,8 +29,8 @@ from placement.solvers.baselines import (
     solve_memory_proportional,
     solve_pipeline_dp,
     solve_round_robin,
-    solve_static,
 )
+from placement.solvers.static import solve_static
 from placement.solvers.reference import pipeline_plan, solve_pipeline
 
 REL = 1e-9

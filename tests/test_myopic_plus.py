@@ -21,7 +21,7 @@ from placement import InputError, evaluate, load_instance, solve
 from placement.plan import Placement, Plan
 from placement.solvers import myopic_plus as mp
 from placement.solvers.milp import solve_milp
-from placement.solvers.myopic import _decide
+from placement.solvers.myopic import decide
 from placement.solvers.reference import pipeline_plan
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -141,7 +141,7 @@ def test_a_decision_is_never_worse_than_its_starts(name):
         iv = mp._Interval(inst, k, previous, horizon=8)
         mine = iv.cost(mp._state_of(decision.placement, previous, inst.n_devices))
         assert mine == pytest.approx((decision.overflow_bytes, decision.cost_s))
-        greedy = _decide(inst, k, previous, "max", (0.4, 0.3, 0.3)).placement
+        greedy = decide(inst, k, previous).placement
         for start in [greedy] + ([previous] if previous is not None else []):
             assert not iv.better(iv.cost(mp._state_of(start, previous, inst.n_devices)), mine)
         previous = decision.placement
@@ -153,7 +153,7 @@ def test_without_moves_the_first_decision_is_the_better_start(name):
     inst = instance(name)
     decision = mp.decide_plus(inst, 0, max_moves=0)
     iv = mp._Interval(inst, 0, None, horizon=8)
-    starts = {"greedy": _decide(inst, 0, None, "max", (0.4, 0.3, 0.3)).placement,
+    starts = {"greedy": decide(inst, 0).placement,
               "pipeline": pipeline_plan(inst).intervals[0]}
     costs = {key: iv.cost(mp._state_of(p, None, inst.n_devices)) for key, p in starts.items()}
     assert decision.moves == 0 and decision.start == min(costs, key=costs.get)

@@ -1,4 +1,4 @@
-"""Baselines a reviewer expects: layer pipelines, round-robin, greedy, and a static first-interval plan.
+"""Baselines a reviewer expects: layer pipelines, round-robin and greedy (``static`` is `placement.solvers.static`).
 
 Every back end here is a plain function ``solve_<name>(instance, ...) -> Result`` that
 builds a plan and hands it to `placement.evaluate`, the one truth for every figure:
@@ -14,7 +14,6 @@ the final evaluation).
 - `solve_memory_proportional`: contiguous layers in proportion to device memory (exo).
 - `solve_round_robin`: layer ``l`` on device ``l mod N``.
 - `solve_greedy`: blocks in order, each on the device with the most free memory.
-- `solve_static`: another method's first-interval plan kept for the whole generation.
 """
 
 from __future__ import annotations
@@ -38,7 +37,6 @@ __all__ = [
     "solve_memory_proportional",
     "solve_pipeline_dp",
     "solve_round_robin",
-    "solve_static",
 ]
 
 
@@ -380,55 +378,3 @@ def solve_greedy(instance: Instance) -> Result:
     if overflows:
         note += f" ({len(overflows)} block(s) did not fit there, first {overflows[0]})"
     return judged(instance, plan, note, stats)
-
-
-# ============================================================================= static
-def solve_static(instance: Instance, *, base: str = "milp", time_limit: float | None = 60.0) -> Result:
-    """The first interval's plan of another method, kept for the whole generation.
-
-    For ``milp`` the first interval is solved on its own
-    (``placement.solve(instance, method="milp", mode="interval", interval=0, **options)``:
-    the best placement for the prefill and the first ``τ`` tokens, memory judged at
-    that interval's end); for any other method its plan's first placement is taken.
-    That placement is then evaluated as a static plan over every decode step, so it
-    may run out of memory later as the KV caches grow (status ``infeasible``).
-
-    Parameters
-    ----------
-    instance : Instance
-    base : str
-        The method whose first-interval plan is kept (any of `placement.METHODS` but
-        ``static``).
-    time_limit : float or None
-        Seconds for the MILP's first-interval solve (``base="milp"``); default 60.
-
-    Returns
-    -------
-    Result
-        ``feasible`` or ``infeasible``; objective = the evaluator's total, seconds;
-        the inner method's status when it gives no plan. ``stats``:
-        ``decision_time_s`` (the inner solve), ``inner_status``, ``inner_stats``.
-
-    Raises
-    ------
-    InputError
-        For ``base="static"``.
-    """
-    from placement.solve import solve  # local: placement.solve lists this module
-
-    key = base.lower()
-    if key == "static":
-        raise InputError("`base` of `static` must be another method, not 'static'")
-    if key == "milp":
-        inner = solve(instance, method="milp", mode="interval", interval=0, time_limit=time_limit)
-    else:
-        inner = solve(instance, method=key)
-    stats: dict[str, Any] = {"decision_time_s": inner.solve_time_s, "inner_status": inner.status,
-                             "inner_stats": inner.stats}
-    if inner.plan is None:
-        status = inner.status if inner.status in ("infeasible", "error", "time_limit") else "error"
-        return Result(status, f"{key} gave no first-interval plan: {inner.message}", None, None, stats=stats)
-    plan = inner.plan.replace(intervals=[inner.plan.intervals[0]], method="static",
-                              extras={**inner.plan.extras, "static_of": key})
-    return judged(instance, plan, f"{key}'s first-interval plan ({inner.status}) kept for all "
-                  f"{instance.workload.generate_tokens} tokens", stats)

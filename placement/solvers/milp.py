@@ -24,6 +24,7 @@ from placement.result import Result
 from placement.solvers.backends import SOLVERS, solve_problem
 from placement.solvers.linear import LinearProblem
 from placement.solvers.milp_model import SECONDS_PER_UNIT, Formulation, build_formulation, identical_devices
+from placement.solvers.warm_start import best_heuristic_placements
 
 __all__ = ["solve_milp", "MODES"]
 
@@ -373,7 +374,6 @@ def _warm_placements(instance: Instance, warm_start, current: Placement | None, 
     if warm_start is None:
         return None
     if isinstance(warm_start, Plan):
-
         arrays = check_plan(instance, warm_start)  # in the instance's device order
         plan_placements = [Placement(arrays.attention[k], arrays.projection[k], arrays.ffn[k], int(arrays.embed[k]),
                                      int(arrays.lm_head[k])) for k in range(arrays.attention.shape[0])]
@@ -382,19 +382,9 @@ def _warm_placements(instance: Instance, warm_start, current: Placement | None, 
         raise InputError(f"`warm_start` must be a Plan, 'auto' or None, got {warm_start!r}")
     if current is not None:
         return [current] * count
-    from placement.solvers.baselines import solve_pipeline_dp
-    from placement.solvers.myopic_plus import solve_myopic_plus
-    from placement.solvers.reference import solve_pipeline, solve_single
-
-    # The reference plans, the best layer pipeline (so a head-level optimum is never
-    # reported worse than a layer-based one), and, over the whole generation, myopic+.
-    results = [solve_single(instance), solve_pipeline(instance), solve_pipeline_dp(instance)]
-    if count == instance.workload.n_intervals:
-        results.append(solve_myopic_plus(instance))
-    candidates = [r for r in results if r.report is not None and r.report.feasible]
-    if not candidates:
+    placements = best_heuristic_placements(instance, whole_generation=count == instance.workload.n_intervals)
+    if placements is None:
         return None
-    placements = list(min(candidates, key=lambda r: r.report.total_s).plan.intervals)
     return placements if len(placements) == count else [placements[0]] * count
 
 

@@ -23,8 +23,6 @@ every block that moves between intervals (an attention group with its KV cache).
 
 from __future__ import annotations
 
-import itertools
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -35,6 +33,7 @@ from placement.errors import InputError
 from placement.instance import Instance
 from placement.plan import Placement, Plan
 from placement.result import Result, judged
+from placement.solvers.online import check_current, run_online
 
 __all__ = ["SCORINGS", "Decision", "decide", "solve_myopic"]
 
@@ -123,33 +122,6 @@ def _check_tau(instance: Instance, tau: int | None) -> int:
     return int(tau)
 
 
-def _check_current(instance: Instance, current: Placement | Plan | None) -> Placement | None:
-    if current is None:
-        return None
-    L, K, N = instance.model.layers, instance.model.kv_heads, instance.n_devices
-    if isinstance(current, Plan):
-        if tuple(current.devices) != tuple(instance.cluster.names):
-            raise InputError(f"`current` plan has devices {', '.join(current.devices)}; the instance has "
-                             f"{', '.join(instance.cluster.names)} (in this order)")
-        current = current.intervals[-1]
-    if not isinstance(current, Placement):
-        raise InputError("`current` must be a Placement (or a Plan, whose last interval is used), "
-                         f"got {type(current).__name__}")
-    att = np.asarray(current.attention)
-    if att.shape != (L, K) or not np.issubdtype(att.dtype, np.integer) or att.min() < 0 or att.max() >= N:
-        raise InputError(f"`current.attention` must be whole device indices 0..{N - 1} of shape ({L}, {K}), "
-                         f"got shape {att.shape}")
-    for name in ("projection", "ffn"):
-        rows = np.asarray(getattr(current, name), dtype=float)
-        if rows.shape != (L, N):
-            raise InputError(f"`current.{name}` must have shape ({L}, {N}) (shares per layer and device), "
-                             f"got {rows.shape}")
-    for name in ("embed", "lm_head"):
-        if not 0 <= int(getattr(current, name)) < N:
-            raise InputError(f"`current.{name}` must be a device index 0..{N - 1}, got {getattr(current, name)!r}")
-    return current
-
-
 # ----------------------------------------------------------------------------- one decision
 def _block_names(L: int, K: int) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """Names, kinds, layers and groups of every block in the order a token meets them."""
@@ -185,7 +157,7 @@ def decide(instance: Instance, k: int, previous: Placement | None = None, *, sco
     scoring, weights = _check_scoring(scoring, weights)
     if not 0 <= k < instance.workload.n_intervals:
         raise InputError(f"`k` must be an interval of the instance, 0..{instance.workload.n_intervals - 1}, got {k!r}")
-    return _decide(instance, k, _check_current(instance, previous), scoring, weights)
+    return _decide(instance, k, check_current(instance, previous), scoring, weights)
 
 
 def _decide(instance: Instance, k: int, previous: Placement | None, scoring: str,
@@ -342,44 +314,6 @@ def _decide(instance: Instance, k: int, previous: Placement | None, scoring: str
     )
 
 
-def _moves(a: Placement, b: Placement) -> int:
-    """Blocks whose device differs between two placements of whole blocks."""
-    return int((np.asarray(a.attention) != np.asarray(b.attention)).sum()
-               + (np.asarray(a.projection).argmax(axis=1) != np.asarray(b.projection).argmax(axis=1)).sum()
-               + (np.asarray(a.ffn).argmax(axis=1) != np.asarray(b.ffn).argmax(axis=1)).sum()
-               + (a.embed != b.embed) + (a.lm_head != b.lm_head))
-
-
-def _run_online(instance: Instance, start: Placement | None, decide_one) -> tuple[list, list[Placement], dict]:
-    """One decision per interval, each from the previous placement; timed.
-
-    `decide_one(k, previous)` returns an object with a ``placement``. Returns the
-    decisions, their placements and the statistics every online method reports:
-    ``decision_time_median_s``, ``decision_time_max_s``, ``decision_times_s`` (seconds),
-    ``blocks_moved`` (between intervals), ``intervals`` and, when the run starts from
-    a placement in use, ``blocks_moved_from_current``.
-    """
-    decisions, elapsed = [], []
-    previous = start
-    for k in range(instance.workload.n_intervals):
-        began = time.perf_counter()
-        decision = decide_one(k, previous)
-        elapsed.append(time.perf_counter() - began)
-        decisions.append(decision)
-        previous = decision.placement
-    placements = [d.placement for d in decisions]
-    stats = {
-        "decision_time_median_s": float(np.median(elapsed)),
-        "decision_time_max_s": float(np.max(elapsed)),
-        "decision_times_s": [float(t) for t in elapsed],
-        "blocks_moved": sum(_moves(a, b) for a, b in itertools.pairwise(placements)),
-        "intervals": len(decisions),
-    }
-    if start is not None:
-        stats["blocks_moved_from_current"] = _moves(start, placements[0])
-    return decisions, placements, stats
-
-
 # ----------------------------------------------------------------------------- the back end
 def solve_myopic(instance: Instance, *, tau: int | None = None, scoring: str = "max",
                  weights: Sequence[float] = (0.4, 0.3, 0.3), current: Placement | Plan | None = None) -> Result:
@@ -490,10 +424,10 @@ def solve_myopic(instance: Instance, *, tau: int | None = None, scoring: str = "
     """
     scoring, weights = _check_scoring(scoring, weights)
     tau = _check_tau(instance, tau)
-    start = _check_current(instance, current)
+    start = check_current(instance, current)
     I = instance.workload.n_intervals
 
-    decisions, placements, stats = _run_online(
+    decisions, placements, stats = run_online(
         instance, start, lambda k, previous: _decide(instance, k, previous, scoring, weights))
     plan = Plan(devices=instance.cluster.names, intervals=placements, method="myopic")
     fallbacks = sum(len(d.fallbacks) for d in decisions)

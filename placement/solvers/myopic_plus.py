@@ -45,7 +45,8 @@ from placement.errors import InputError
 from placement.instance import Instance
 from placement.plan import Placement, Plan
 from placement.result import Result, judged
-from placement.solvers.myopic import _check_current, _decide, _run_online
+from placement.solvers.myopic import decide
+from placement.solvers.online import check_current, run_online
 from placement.solvers.reference import pipeline_plan
 
 __all__ = ["DecisionPlus", "decide_plus", "solve_myopic_plus"]
@@ -656,7 +657,7 @@ def decide_plus(instance: Instance, k: int, previous: Placement | None = None, *
         On a `k` outside the instance's intervals, a bad option, or a `previous`
         placement that does not fit the instance.
     """
-    previous = _check_current(instance, previous)
+    previous = check_current(instance, previous)
     _check_options(horizon, max_moves)
     if not 0 <= k < instance.workload.n_intervals:
         raise InputError(f"`k` must be an interval of the instance, 0..{instance.workload.n_intervals - 1}, got {k!r}")
@@ -666,7 +667,7 @@ def decide_plus(instance: Instance, k: int, previous: Placement | None = None, *
     # A fresh greedy packing migrates nearly every block: it is a start only when nothing
     # is placed yet or the placement in use no longer fits.
     if not starts or iv.cost(starts[0][1])[0] > iv.tolerance:
-        greedy = _decide(instance, k, previous, "max", (0.4, 0.3, 0.3)).placement
+        greedy = decide(instance, k, previous, scoring="max", weights=(0.4, 0.3, 0.3)).placement
         starts.append(("greedy", _state_of(greedy, previous, N)))
     if previous is None:  # whole layers in proportion to memory: what head moves alone rarely reach
         starts.append(("pipeline", _state_of(pipeline_plan(instance).intervals[0], None, N)))
@@ -718,9 +719,9 @@ def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = 
     >>> result.objective == result.report.total_s
     True
     """
-    previous = _check_current(instance, current)
+    previous = check_current(instance, current)
     _check_options(horizon, max_moves)
-    decisions, placements, stats = _run_online(
+    decisions, placements, stats = run_online(
         instance, previous, lambda k, before: decide_plus(instance, k, before, horizon=horizon, max_moves=max_moves))
     plan = Plan(devices=instance.cluster.names, intervals=placements, method="myopic+")
     stats.update(moves=[d.moves for d in decisions], starts=[d.start for d in decisions], horizon=horizon)

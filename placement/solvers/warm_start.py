@@ -1,0 +1,42 @@
+"""Warm starts for the MILP: the best plan of the fast heuristics, judged by the evaluator.
+
+Kept apart from the MILP module so that the heuristics it draws on (reference plans,
+the layer-pipeline DP, myopic+) are plain imports, not imports hidden inside a function.
+"""
+
+from __future__ import annotations
+
+from placement.instance import Instance
+from placement.plan import Placement
+from placement.solvers.baselines import solve_pipeline_dp
+from placement.solvers.myopic_plus import solve_myopic_plus
+from placement.solvers.reference import solve_pipeline, solve_single
+
+__all__ = ["best_heuristic_placements"]
+
+
+def best_heuristic_placements(instance: Instance, *, whole_generation: bool) -> list[Placement] | None:
+    """The placements of the fastest feasible heuristic plan, by the evaluator's total latency.
+
+    The candidates are the single-device and reference pipeline plans, the best layer
+    pipeline (so that a head-level optimum is never reported worse than a layer-based
+    one) and, when the MILP decides the whole generation, myopic+.
+
+    Parameters
+    ----------
+    instance : Instance
+    whole_generation : bool
+        True when the MILP places every interval (then myopic+ is a candidate too).
+
+    Returns
+    -------
+    list of Placement or None
+        One per interval of the winning plan; None when no candidate fits.
+    """
+    results = [solve_single(instance), solve_pipeline(instance), solve_pipeline_dp(instance)]
+    if whole_generation:
+        results.append(solve_myopic_plus(instance))
+    candidates = [r for r in results if r.report is not None and r.report.feasible]
+    if not candidates:
+        return None
+    return list(min(candidates, key=lambda r: r.report.total_s).plan.intervals)
