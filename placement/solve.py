@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from placement.instance import Instance
-from placement.result import Result
+from placement.result import Result, check_result
 
 __all__ = ["solve", "METHODS"]
 
@@ -47,8 +47,12 @@ def solve(instance: Instance, method: str = "pipeline", **options: Any) -> Resul
     Returns
     -------
     Result
-        Status, message, plan, the evaluator's report, objective (equal to
-        ``report.total_s``), bound where one exists, solve time.
+        Status, message, plan, the evaluator's report, objective (the evaluator's
+        ``report.total_s``), the objective the back end believed
+        (``backend_objective``), bound where one exists, solve time. The status is
+        the back end's, downgraded to ``infeasible`` when the evaluator finds its plan
+        violates memory, an energy budget or a target the back end was given
+        (`placement.result.check_result`); ``success`` follows from it.
 
     Raises
     ------
@@ -76,8 +80,4 @@ def solve(instance: Instance, method: str = "pipeline", **options: Any) -> Resul
         raise InputError(f"method {key!r} does not take option(s) {', '.join(unknown)}; its options are: {known}")
     start = time.perf_counter()
     result = backend(instance, **options)
-    elapsed = time.perf_counter() - start
-    return Result(
-        status=result.status, message=result.message, plan=result.plan, report=result.report,
-        objective=result.objective, bound=result.bound, solve_time_s=elapsed, stats=result.stats,
-    )
+    return check_result(instance, result, time.perf_counter() - start)

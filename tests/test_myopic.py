@@ -75,13 +75,13 @@ def moves(a: Placement, b: Placement) -> int:
 # ----------------------------------------------------------------------------- judged by the evaluator
 @pytest.mark.parametrize("scoring", SCORINGS)
 @pytest.mark.parametrize("name", JUDGED)
-def test_objective_is_the_evaluators(name, scoring):
+def test_plans_are_feasible_and_predict_nothing(name, scoring):
     inst, result = instance(name), myopic(name, scoring)
     assert result.status == "feasible", result.message
     assert_valid(inst, result.plan)
     report = evaluate(inst, result.plan)
     assert report.feasible
-    assert result.objective == report.total_s == result.report.total_s
+    assert result.backend_objective is None  # the greedy scores devices; it predicts no latency
     assert result.stats["scoring"] == scoring
 
 
@@ -254,7 +254,7 @@ def test_no_memory_anywhere_is_infeasible():
     assert result.status == "infeasible"
     assert "does not fit" in result.message and "lm_head" in result.message
     assert result.stats["homeless"]
-    assert result.objective == result.report.total_s
+    assert not result.success
     assert_valid(inst, result.plan)
 
 

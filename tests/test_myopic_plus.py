@@ -115,11 +115,11 @@ def test_group_identities_survive_the_round_trip():
 
 # ----------------------------------------------------------------------------- plans
 @pytest.mark.parametrize("name", JUDGED)
-def test_objective_is_the_evaluators(name):
+def test_plans_are_feasible_and_recorded(name):
     inst, result = instance(name), plus(name)
     assert result.status == "feasible", result.message
     assert_valid(inst, result.plan)
-    assert result.objective == evaluate(inst, result.plan).total_s == result.report.total_s
+    assert evaluate(inst, result.plan).feasible and result.backend_objective is None
     stats = result.stats
     assert len(stats["decision_times_s"]) == len(stats["moves"]) == len(stats["starts"]) == inst.workload.n_intervals
     assert stats["starts"][0] in ("greedy", "pipeline") and stats["horizon"] == 8

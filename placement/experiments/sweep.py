@@ -69,7 +69,7 @@ def run_job(job: Job) -> dict[str, Any]:
         "feasible": None if report is None else report.feasible,
         "bound_s": result.bound,
         "solve_time_s": result.solve_time_s,
-        "decision_median_s": result.stats.get("decision_median_s"),
+        "decision_median_s": result.stats.get("decision_time_median_s"),
         "wall_s": time.perf_counter() - started,
     }
 

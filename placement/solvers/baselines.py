@@ -242,8 +242,8 @@ def solve_pipeline_dp(instance: Instance, *, max_exact_devices: int = 10) -> Res
     Result
         ``feasible`` with the best chain, its objective equal to the evaluator's total,
         seconds; ``infeasible`` when no chain of whole layers fits (the plan returned is
-        then the memory-proportional layout, for its diagnosis). ``stats``:
-        ``decision_time_s``, ``dp_objective_s`` (the DP's own value, seconds; None when nothing fits),
+        then the memory-proportional layout, for its diagnosis); ``backend_objective``:
+        the DP's own value, seconds (None when nothing fits). ``stats``: ``decision_time_s``,
         ``exact`` (every order searched), ``stages`` (device, first layer, last layer),
         ``states``.
 
@@ -251,7 +251,7 @@ def solve_pipeline_dp(instance: Instance, *, max_exact_devices: int = 10) -> Res
     --------
     >>> from placement import load_instance
     >>> result = solve_pipeline_dp(load_instance("edge/llama-3.2-1b-4dev"))
-    >>> result.status, abs(result.stats["dp_objective_s"] / result.objective - 1) < 1e-9
+    >>> result.status, abs(result.backend_objective / result.objective - 1) < 1e-9
     ('feasible', True)
     """
     if max_exact_devices < 1:
@@ -269,8 +269,7 @@ def solve_pipeline_dp(instance: Instance, *, max_exact_devices: int = 10) -> Res
         value, stages = min((_dp_ordered(costs, stage, order) for order in orders), key=lambda x: x[0])
         states = 2 * N * N * (L + 1)
     decision = time.perf_counter() - start
-    stats: dict[str, Any] = {"decision_time_s": decision, "dp_objective_s": value if stages else None,
-                             "exact": exact, "states": states}
+    stats: dict[str, Any] = {"decision_time_s": decision, "exact": exact, "states": states}
     if not stages:
         layer_devices = pipeline_layers(instance)
         stats["stages"] = []
@@ -281,7 +280,8 @@ def solve_pipeline_dp(instance: Instance, *, max_exact_devices: int = 10) -> Res
     stats["stages"] = [(instance.cluster.names[v], i, j - 1) for v, i, j in stages]
     plan = _layer_plan(instance, layer_devices, "pipeline-dp")
     search = "every device order" if exact else "devices by memory bandwidth and in index order"
-    return judged(instance, plan, f"layers {_runs(instance, layer_devices)} (DP over {search})", stats)
+    return judged(instance, plan, f"layers {_runs(instance, layer_devices)} (DP over {search})", stats,
+                  backend_objective=value)
 
 
 # ============================================================================= simple layouts

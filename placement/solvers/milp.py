@@ -349,14 +349,14 @@ def solve_milp(
         return Result(status, f"{solver} found no solution ({raw})", None, None,
                       bound=bound, solve_time_s=elapsed, stats=stats)
     milp_value = form.problem.objective(x) * SECONDS_PER_UNIT
-    stats["milp_objective_s"] = milp_value
     if mode == "interval":
         stats["interval_cost_s"] = milp_value
     status = outcome.status
     message = f"{solver}: {outcome.raw_status}"
     if over:
         return Result("error", f"{message}; the plan still overflows after {stats['refinements']} refinements: {over[0]}",
-                      plan, report, objective=report.total_s, solve_time_s=elapsed, stats=stats)
+                      plan, report, objective=report.total_s, solve_time_s=elapsed, stats=stats,
+                      backend_objective=milp_value)
     if inexact:
         status = "feasible" if status == "optimal" else status
         message += f"; {len(inexact)} token block(s) still inexact after {stats['refinements']} refinements"
@@ -367,7 +367,8 @@ def solve_milp(
     bound = None if outcome.bound is None else outcome.bound * SECONDS_PER_UNIT
     if len(intervals) < instance.workload.n_intervals:
         bound = None  # a bound on the interval's cost, not on the plan's total
-    return Result(status, message, plan, report, objective=report.total_s, bound=bound, solve_time_s=elapsed, stats=stats)
+    return Result(status, message, plan, report, objective=report.total_s, bound=bound, solve_time_s=elapsed, stats=stats,
+                  backend_objective=milp_value)
 
 
 def _warm_placements(instance: Instance, warm_start, current: Placement | None, count: int) -> list[Placement] | None:
@@ -439,7 +440,7 @@ def solve_myopic_milp(instance: Instance, *, solver: str = "highs", gap: float =
     Result
         Status ``feasible`` (each decision is optimal for its interval, the whole is
         not proven optimal), ``time_limit`` when a decision ran out of time, or
-        ``infeasible``; ``stats["decision_s"]`` holds each interval's solve time.
+        ``infeasible``; ``stats["decision_times_s"]`` holds each interval's solve time.
     """
     placements: list[Placement] = []
     decision_s: list[float] = []
@@ -451,7 +452,7 @@ def solve_myopic_milp(instance: Instance, *, solver: str = "highs", gap: float =
         decision_s.append(result.solve_time_s)
         if result.plan is None:
             return Result(result.status, f"interval {k}: {result.message}", None, None, solve_time_s=sum(decision_s),
-                          stats={"decision_s": decision_s})
+                          stats={"decision_times_s": decision_s})
         if result.status == "time_limit":
             worst = "time_limit"
         placements.append(result.plan.placement(k))
@@ -462,4 +463,4 @@ def solve_myopic_milp(instance: Instance, *, solver: str = "highs", gap: float =
     if not report.feasible:
         message = f"{message}; but {report.violations[0]}"
     return Result(status, message, plan, report, objective=report.total_s, solve_time_s=sum(decision_s),
-                  stats={"decision_s": decision_s, "decision_median_s": float(np.median(decision_s))})
+                  stats={"decision_times_s": decision_s, "decision_time_median_s": float(np.median(decision_s))})

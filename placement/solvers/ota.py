@@ -218,17 +218,18 @@ def solve_ota(
     plan, result, bounds, note, mse = candidate
     stats["sdr_bound"] = float(np.mean(bounds)) if bounds else None
     stats.update({"allreduce_mse": mse, "decision_time_s": time.perf_counter() - started})
+    targets = {"allreduce_mse": float(mse_target)} if objective == "latency" else {}
     if "energy_over_j" in result.report.errors:
         return Result("infeasible", f"{note}, but a device's computing exceeds its energy per token by "
                       f"{result.report.errors['energy_over_j']:.3g} J after rounding the groups; raise "
                       "`wireless.energy_per_token` or add devices", plan, result.report,
-                      objective=result.objective, stats=stats)
+                      objective=result.objective, stats=stats, targets=targets)
     if objective == "latency" and mse > mse_target * (1 + _MSE_RTOL):
         return Result("infeasible", f"{note}: average MSE {mse:.3g} misses the target {mse_target:.3g}; raise the target, "
                       "the transmit power or the server's antennas", plan, result.report,
-                      objective=result.objective, stats=stats)
+                      objective=result.objective, stats=stats, targets=targets)
     return Result(result.status, f"{result.message}; all-reduce MSE {mse:.3g}", plan, result.report,
-                  objective=result.objective, stats=stats)
+                  objective=result.objective, stats=stats, targets=targets)
 
 
 _MSE_RTOL = 1e-9  # an MSE target is met up to rounding: the MSE is recomputed from the stored design

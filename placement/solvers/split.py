@@ -554,13 +554,13 @@ def _finish(instance: Instance, placements: list[Placement], method: str, extras
             status: str, message: str, value: float, stats: dict, start: float, client: str | None = None) -> Result:
     plan = Plan(devices=instance.cluster.names, intervals=placements, method=method,
                 extras={"split": extras, "errors": _errors(error)}, client=client)
-    stats = {**stats, "decision_time_s": time.perf_counter() - start, "search_objective_s": value}
+    stats = {**stats, "decision_time_s": time.perf_counter() - start}
     report = evaluate(instance, plan)
     if not report.feasible:
         worst = max(report.violations, key=lambda v: v.over_bytes)
         return Result("infeasible", f"{message}, but it does not fit: {worst}", plan, report,
-                      objective=report.total_s, stats=stats)
-    return Result(status, message, plan, report, objective=report.total_s, stats=stats)
+                      objective=report.total_s, stats=stats, backend_objective=value)
+    return Result(status, message, plan, report, objective=report.total_s, stats=stats, backend_objective=value)
 
 
 def solve_split(instance: Instance, *, device: str | None = None, server: str | None = None,
