@@ -37,11 +37,13 @@ __all__ = ["CollectiveCost", "all_reduce", "collective_context", "all_reduce_sec
 
 @dataclass(frozen=True, eq=False)
 class CollectiveCost:
-    """Time (s), bytes sent per device pair (N, N), and where the result ends up (bool mask, N)."""
+    """Time (s), bytes sent per device pair (N, N), where the result ends up (bool mask, N), and the
+    size of each message it sends (bytes; it picks the messages' routes)."""
 
     time_s: float
     pair_bytes: np.ndarray
     holders: np.ndarray
+    message_bytes: float = 0.0
 
 
 def collective_context(instance, plan) -> Any:
@@ -105,32 +107,30 @@ def all_reduce(kind: str, participants: np.ndarray, root: int, message_bytes: fl
     """
     n_devices = len(participants)
     members = np.flatnonzero(participants)
-    lat, bw = cluster.route_latency_s, cluster.route_bandwidth_bytes_per_s
     pair_bytes = np.zeros((n_devices, n_devices))
     if len(members) <= 1:
         return CollectiveCost(0.0, pair_bytes, participants.copy())
-
-    def send(u: int, v: int, nbytes: float) -> float:
-        pair_bytes[u, v] += nbytes
-        return lat[u, v] + nbytes / bw[u, v]
-
     if kind in ("gather", "star"):
+        t = cluster.route_time_s(np.array([message_bytes]))[0]  # every message on its fastest route
         others = [m for m in members if m != root]
-        time = _combine([send(m, root, message_bytes) for m in others], cluster.network)
+        pair_bytes[others, root] += message_bytes
+        time = _combine([t[m, root] for m in others], cluster.network)
         if kind == "gather":
             holders = np.zeros(n_devices, dtype=bool)
             holders[root] = True
-            return CollectiveCost(time, pair_bytes, holders)
-        time += _combine([send(root, m, message_bytes) for m in others], cluster.network)
-        return CollectiveCost(time, pair_bytes, participants.copy())
+            return CollectiveCost(time, pair_bytes, holders, message_bytes)
+        pair_bytes[root, others] += message_bytes
+        time += _combine([t[root, m] for m in others], cluster.network)
+        return CollectiveCost(time, pair_bytes, participants.copy(), message_bytes)
     if kind == "ring":
         n = len(members)
         chunk = message_bytes / n
+        t = cluster.route_time_s(np.array([chunk]))[0]
         step_pairs = list(zip(members, np.roll(members, -1)))
-        step = _combine([lat[u, v] + chunk / bw[u, v] for u, v in step_pairs], cluster.network)
+        step = _combine([t[u, v] for u, v in step_pairs], cluster.network)
         for u, v in step_pairs:
             pair_bytes[u, v] += 2 * (n - 1) * chunk
-        return CollectiveCost(2 * (n - 1) * step, pair_bytes, participants.copy())
+        return CollectiveCost(2 * (n - 1) * step, pair_bytes, participants.copy(), chunk)
     if kind == "ota":
         if ota is None:
             raise PlanError("collective 'ota' needs the instance's `wireless` section and the plan's transceiver "

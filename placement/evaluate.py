@@ -28,8 +28,8 @@ from placement.collectives import all_reduce, collective_context
 from placement.cost.blocks import StepCosts
 from placement.cost.precision import Precision
 from placement.cost.tables import (
-    block_memory, heads_share_memory, migration_times, over_memory, phase_tables, prefill_step_costs, step_costs,
-    transfer_times, usable_bytes,
+    add_route_bytes, block_memory, heads_share_memory, link_bytes, migration_times, over_memory, phase_tables,
+    prefill_step_costs, step_costs, transfer_times, usable_bytes,
 )
 from placement.cost.tolerances import SHARE_ATOL, SHARE_SUM_ATOL
 from placement.cost.units import format_bytes
@@ -266,24 +266,24 @@ def _client(instance: Instance, plan: Plan, arrays: PlanArrays, token_bytes: flo
     on a shared medium (added to every step).
 
     Returns the seconds added to the prefill, to each decode step (scalar or (T,)),
-    and the bytes sent between every pair of devices (N, N).
+    and the bytes sent on every candidate route (B, N, N).
     """
-    N = instance.n_devices
-    pairs = np.zeros((N, N))
+    cluster = instance.cluster
+    pairs = np.zeros(cluster.candidate_latency_s.shape)
     if plan.client is None:
         return 0.0, 0.0, pairs
-    cluster = instance.cluster
     if plan.client not in cluster.names:
         raise PlanError(f"plan `client` {plan.client!r} is not a device of the instance ({', '.join(cluster.names)})")
     client = cluster.index(plan.client)
     prompt_bytes = token_bytes * instance.workload.prompt_tokens
     upload = transfer_times(cluster, prompt_bytes)[0][client, arrays.embed[0]]
     token = transfer_times(cluster, token_bytes)[0][:, client]  # (N,) from each device to the client
-    pairs[client, arrays.embed[0]] += prompt_bytes if client != arrays.embed[0] else 0.0
+    if client != arrays.embed[0]:
+        add_route_bytes(pairs, cluster, [client], [arrays.embed[0]], prompt_bytes)
     heads = arrays.lm_head[interval]  # (T,) lm_head device of each decode step
-    np.add.at(pairs, (heads[heads != client], client), token_bytes)
-    if arrays.lm_head[0] != client:
-        pairs[arrays.lm_head[0], client] += token_bytes
+    senders = np.append(heads, arrays.lm_head[0])  # every decode token, and the first token
+    senders = senders[senders != client]
+    add_route_bytes(pairs, cluster, senders, np.full(len(senders), client), token_bytes)
     per_step = token[heads] if instance.cluster.network == "shared" else 0.0
     return float(upload + token[arrays.lm_head[0]]), per_step, pairs
 
@@ -355,7 +355,7 @@ def _root(shares: np.ndarray, root: int | None) -> int:
 class _StepResult:
     latency: np.ndarray  # (steps,)
     compute: np.ndarray  # (steps,)
-    pair_bytes: np.ndarray  # (N, N) summed over steps
+    route_bytes: np.ndarray  # (B, N, N) bytes on every candidate route, summed over steps
 
 
 def _forward(instance: Instance, arrays: PlanArrays, rows: np.ndarray, costs: StepCosts, row_of_step: np.ndarray) -> _StepResult:
@@ -382,7 +382,7 @@ def _forward(instance: Instance, arrays: PlanArrays, rows: np.ndarray, costs: St
     lm_t, embed_t = tables.lm_head_s, tables.embed_s  # (R, N)
     layer_in = costs.layer_input_bytes
     t_in, t_hidden = tables.layer_in_s, tables.hidden_s
-    pair = np.zeros((R, N, N))
+    pair = np.zeros(cluster.candidate_latency_s.shape)  # (B, N, N) bytes per candidate route, over all steps
     rr = np.arange(R)
 
     # Who holds the hidden state after each layer's projection and FFN: the block's device,
@@ -402,8 +402,10 @@ def _forward(instance: Instance, arrays: PlanArrays, rows: np.ndarray, costs: St
         key = (mask.tobytes(), _root(shares, arrays.root), hidden_per_row[r])
         if key not in cache:
             cache[key] = all_reduce(arrays.collective, mask, key[1], hidden_per_row[r], cluster, ota=arrays.ota)
-        pair[r] += cache[key].pair_bytes
-        return cache[key]
+        cost = cache[key]
+        src, dst = np.nonzero(cost.pair_bytes)
+        add_route_bytes(pair, cluster, src, dst, cost.message_bytes, cost.pair_bytes[src, dst] * steps_per_row[r])
+        return cost
 
     for r, l in zip(*np.nonzero(proj_split)):
         result = reduce(r, XP[r, l])
@@ -420,13 +422,15 @@ def _forward(instance: Instance, arrays: PlanArrays, rows: np.ndarray, costs: St
     has_groups = C > 0
     recv, sender = _receive(layer_src, t_in)
     recv = np.where(has_groups, recv, 0.0)
-    out_bytes = C * np.asarray(per_row(costs.group_out_bytes), dtype=float).reshape(-1, 1, 1)
-    lat = cluster.route_latency_s
-    bw = cluster.route_bandwidth_bytes_per_s
-    to_proj_lat = lat[:, proj_dev].transpose(1, 2, 0)  # (R, L, N): route m → projection device
-    to_proj_bw = bw[:, proj_dev].transpose(1, 2, 0)
+    # head outputs: a device with c groups sends one message of c·group_out bytes (its own route)
+    group_out = np.broadcast_to(np.asarray(per_row(costs.group_out_bytes), dtype=float), (R,))
+    K = arrays.attention.shape[-1]
+    out_s = transfer_times(cluster, (group_out[:, None] * np.arange(K + 1)).ravel()).reshape(R, K + 1, N, N)
+    count = C.astype(np.int64)
+    out_bytes = count * group_out[:, None, None]
     is_proj_dev = np.arange(N) == proj_dev[..., None]
-    send_out = np.where(has_groups & whole_proj[..., None] & ~is_proj_dev, to_proj_lat + out_bytes / to_proj_bw, 0.0)
+    to_proj = out_s[rr[:, None, None], count, np.arange(N), proj_dev[..., None]]  # (R, L, N): m → projection device
+    send_out = np.where(has_groups & whole_proj[..., None] & ~is_proj_dev, to_proj, 0.0)
     split_share = np.where(proj_split[..., None], XP, 0.0)
     compute_const = split_share * proj_t  # (R, L, N), constant in the context
     compute = C[row_of_step] * group_t + compute_const[row_of_step]  # (steps, L, N)
@@ -446,10 +450,13 @@ def _forward(instance: Instance, arrays: PlanArrays, rows: np.ndarray, costs: St
     # bytes: layer input to group devices, head outputs to the projection device
     needs_input = has_groups & ~layer_src
     r_idx, l_idx, m_idx = np.nonzero(needs_input)
-    np.add.at(pair, (r_idx, sender[r_idx, l_idx, m_idx], m_idx), np.broadcast_to(np.asarray(per_row(layer_in), dtype=float), (R,))[r_idx])
+    layer_in_row = np.broadcast_to(np.asarray(per_row(layer_in), dtype=float), (R,))
+    add_route_bytes(pair, cluster, sender[r_idx, l_idx, m_idx], m_idx, layer_in_row[r_idx],
+                    (layer_in_row * steps_per_row)[r_idx])
     sends = has_groups & whole_proj[..., None] & ~is_proj_dev
     r_idx, l_idx, m_idx = np.nonzero(sends)
-    np.add.at(pair, (r_idx, m_idx, proj_dev[r_idx, l_idx]), out_bytes[r_idx, l_idx, m_idx])
+    sent = out_bytes[r_idx, l_idx, m_idx]
+    add_route_bytes(pair, cluster, m_idx, proj_dev[r_idx, l_idx], sent, sent * steps_per_row[r_idx])
 
     # ---- FFN stage: constant in the context.
     in_ffn = XF > 0
@@ -465,7 +472,8 @@ def _forward(instance: Instance, arrays: PlanArrays, rows: np.ndarray, costs: St
         ffn_compute = np.take_along_axis(f_compute, best, axis=-1)[..., 0]
         ffn_transfer = np.take_along_axis(f_recv, best, axis=-1)[..., 0] + ffn_reduce
     r_idx, l_idx, m_idx = np.nonzero(in_ffn & ~att_holders)
-    np.add.at(pair, (r_idx, f_sender[r_idx, l_idx, m_idx], m_idx), hidden_per_row[r_idx])
+    add_route_bytes(pair, cluster, f_sender[r_idx, l_idx, m_idx], m_idx, hidden_per_row[r_idx],
+                    (hidden_per_row * steps_per_row)[r_idx])
 
     # ---- embed, lm_head and the token id back.
     lm_recv, lm_sender = _receive(ffn_holders[:, -1:, :], tables.lm_head_in_s)
@@ -476,14 +484,13 @@ def _forward(instance: Instance, arrays: PlanArrays, rows: np.ndarray, costs: St
     ends_transfer = lm_recv + token
     lm_in = np.broadcast_to(np.asarray(per_row(costs.lm_head_in_bytes), dtype=float), (R,))
     moved = lm_sender != lm_head
-    np.add.at(pair, (rr[moved], lm_sender[moved], lm_head[moved]), lm_in[moved])
+    add_route_bytes(pair, cluster, lm_sender[moved], lm_head[moved], lm_in[moved], (lm_in * steps_per_row)[moved])
     back = lm_head != embed
-    np.add.at(pair, (rr[back], lm_head[back], embed[back]), costs.token_bytes)
+    add_route_bytes(pair, cluster, lm_head[back], embed[back], costs.token_bytes, costs.token_bytes * steps_per_row[back])
 
     compute_total = att_compute.sum(axis=1) + (ffn_compute.sum(axis=1) + ends_compute)[row_of_step]
     transfer_total = att_transfer.sum(axis=1) + (ffn_transfer.sum(axis=1) + ends_transfer)[row_of_step]
-    weighted_pairs = (pair * steps_per_row[:, None, None]).sum(axis=0)
-    return _StepResult(compute_total + transfer_total, compute_total, weighted_pairs)
+    return _StepResult(compute_total + transfer_total, compute_total, pair)
 
 
 # ----------------------------------------------------------------------------- costs of several intervals
@@ -539,11 +546,11 @@ def _share_flows(old: np.ndarray, new: np.ndarray) -> np.ndarray:
 
 
 def _migration(instance: Instance, arrays: PlanArrays) -> tuple[np.ndarray, np.ndarray]:
-    """Migration time at the start of each interval (I,) and the bytes moved per pair (N, N)."""
+    """Migration time at the start of each interval (I,) and the bytes moved on every candidate route (B, N, N)."""
     workload, cluster = instance.workload, instance.cluster
-    I, N = arrays.counts.shape[0], instance.n_devices
+    I = arrays.counts.shape[0]
     times = np.zeros(I)
-    pair_total = np.zeros((N, N))
+    route_total = np.zeros(cluster.candidate_latency_s.shape)
     for k in range(1, I):
         moved = arrays.attention[k] != arrays.attention[k - 1]
         if not (moved.any() or np.any(arrays.projection[k] != arrays.projection[k - 1])
@@ -552,38 +559,26 @@ def _migration(instance: Instance, arrays: PlanArrays) -> tuple[np.ndarray, np.n
             continue
         context = workload.prompt_tokens + k * workload.tau
         memory = block_memory(instance, arrays.precision[k], np.array([context]))
-        pair_bytes = np.zeros((N, N))
-        pair_count = np.zeros((N, N))
         layers, groups = np.nonzero(moved)
-        src, dst = arrays.attention[k - 1][layers, groups], arrays.attention[k][layers, groups]
-        np.add.at(pair_bytes, (src, dst), memory.group[0][layers])
-        np.add.at(pair_count, (src, dst), 1)
+        src = [arrays.attention[k - 1][layers, groups]]
+        dst = [arrays.attention[k][layers, groups]]
+        size = [memory.group[0][layers]]
         for kind in ("projection", "ffn"):
             old, new = getattr(arrays, kind)[k - 1], getattr(arrays, kind)[k]
             for l in np.flatnonzero(np.abs(old - new).max(axis=1) > SHARE_ATOL):
                 flows = _share_flows(old[l], new[l])
-                pair_bytes += flows * getattr(memory, kind)[0][l]
-                pair_count += flows > 0
+                u, v = np.nonzero(flows > 0)
+                src.append(u), dst.append(v), size.append(flows[u, v] * getattr(memory, kind)[0][l])
         for kind in ("embed", "lm_head"):
             a, b = getattr(arrays, kind)[k - 1], getattr(arrays, kind)[k]
             if a != b:
-                pair_bytes[a, b] += getattr(memory, kind)[0]
-                pair_count[a, b] += 1
-        active = pair_count > 0
-        if active.any():
-            pair_time = migration_times(cluster, pair_count, pair_bytes)
+                src.append([a]), dst.append([b]), size.append(getattr(memory, kind)[:1])
+        src, dst, size = (np.concatenate(x) for x in (src, dst, size))
+        if len(src):
+            pair_time = migration_times(cluster, src, dst, size)
             times[k] = pair_time.sum() if cluster.network == "shared" else pair_time.max()
-        pair_total += pair_bytes
-    return times, pair_total
-
-
-def _link_bytes(instance: Instance, pair_bytes: np.ndarray) -> np.ndarray:
-    cluster = instance.cluster
-    out = np.zeros(len(cluster.links))
-    for u, v in zip(*np.nonzero(pair_bytes)):
-        for link in cluster.route_links[u, v]:
-            out[link] += pair_bytes[u, v]
-    return out
+            add_route_bytes(route_total, cluster, src, dst, size)
+    return times, route_total
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -667,7 +662,7 @@ def evaluate(instance: Instance, plan: Plan) -> Report:
         Violation(cluster.names[n], int(k), float(needed[k, n]), float(limits[n]))
         for k, n in zip(*np.nonzero(over_memory(needed, limits)))
     ]
-    link_bytes = _link_bytes(instance, first.pair_bytes + decode.pair_bytes + migration_pairs + client_pairs)
+    traffic = link_bytes(cluster, first.route_bytes + decode.route_bytes + migration_pairs + client_pairs)
     breakdown = {
         "prefill_compute": float(first.compute[0]),
         "prefill_transfer": float(base_first[0] - first.compute[0]),
@@ -685,7 +680,7 @@ def evaluate(instance: Instance, plan: Plan) -> Report:
         breakdown_s=breakdown,
         peak_memory_bytes=needed,
         memory_limit_bytes=limits,
-        link_bytes=link_bytes,
+        link_bytes=traffic,
         violations=violations,
         errors=errors,
         devices=cluster.names,

@@ -32,6 +32,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Callable
 
+import networkx as nx
 import numpy as np
 
 from placement.cost.tables import block_memory
@@ -186,9 +187,10 @@ def migration_matrix(instance: Instance, before: Space, after: Space, k: int) ->
     """Migration time at the start of interval `k` from every state of `before` to every state of `after`, (A, B).
 
     DESIGN.md: each moved block is one transfer of its weights and KV cache at that
-    moment (context ``P + k·tau``); transfers on the same route serialize (each pays
-    the route's latency); on a switched network different routes overlap (the
-    slowest pair counts), on a shared one they all add up.
+    moment (context ``P + k·tau``) on the path fastest for its size (every simple path
+    enumerated here; each pays its latency); transfers between one pair serialize; on a
+    switched network different pairs overlap (the slowest pair counts), on a shared
+    one they all add up.
     """
     model, cluster, workload = instance.model, instance.cluster, instance.workload
     K, N = model.kv_heads, instance.n_devices
@@ -197,19 +199,33 @@ def migration_matrix(instance: Instance, before: Space, after: Space, k: int) ->
                             memory.embed, memory.lm_head])
     src, dst = _block_devices(before), _block_devices(after)
     eye = np.eye(N)
-    count = np.zeros((len(before), len(after), N, N))
-    nbytes = np.zeros_like(count)
+    paths = _paths(cluster)
+    pair = np.zeros((len(before), len(after), N, N))
     for j, size in enumerate(sizes):
         moves = np.einsum("an,bm->abnm", eye[src[:, j]], eye[dst[:, j]])
-        count += moves
-        nbytes += moves * size
-    off = ~np.eye(N, dtype=bool)
-    count *= off
-    nbytes *= off
-    lat, bw = cluster.route_latency_s, cluster.route_bandwidth_bytes_per_s
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pair = np.where(count > 0, count * lat + nbytes / np.where(off, bw, 1.0), 0.0)
+        pair += moves * _fastest(paths, size)
     return pair.sum(axis=(2, 3)) if cluster.network == "shared" else pair.max(axis=(2, 3))
+
+
+def _paths(cluster) -> dict[tuple[int, int], list[tuple[float, float]]]:
+    """(summed latency, bottleneck bandwidth) of every simple path between every two devices."""
+    names = cluster.names
+    out = {}
+    for u, v in itertools.permutations(range(len(names)), 2):
+        out[u, v] = []
+        for path in nx.all_simple_paths(cluster.graph, names[u], names[v]):
+            links = [cluster.links[cluster.graph.edges[a, b]["index"]] for a, b in zip(path, path[1:])]
+            out[u, v].append((sum(link.latency_s for link in links), min(link.bandwidth_bytes_per_s for link in links)))
+    return out
+
+
+def _fastest(paths, nbytes: float) -> np.ndarray:
+    """Seconds of one message of `nbytes` between every two devices on its fastest path (N, N), 0 on the diagonal."""
+    n = 1 + max((u for u, _ in paths), default=0)
+    out = np.zeros((n, n))
+    for (u, v), options in paths.items():
+        out[u, v] = min(lat + nbytes / bw for lat, bw in options)
+    return out
 
 
 @dataclass(frozen=True, eq=False)

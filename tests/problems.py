@@ -12,7 +12,8 @@ Together they cover:
 
 - memory that forces the model across devices (`FORCED_SPLIT`) and memory that
   lets one device hold it all;
-- switched networks (a mesh, explicit links, a switch) and shared ones;
+- switched networks (a mesh, explicit links, a switch) and shared ones, and a
+  triangle whose fastest route depends on the message size (`triangle_size_routes`);
 - both cost profiles, ``roofline`` and ``kafetzis2025``, and fixed per-block overheads;
 - one to three re-decision intervals, with KV caches that grow until the
   placement of interval 0 no longer fits later (`MIGRATION_FORCED`), so that
@@ -171,6 +172,26 @@ def four_dev_star() -> Instance:
     }, source="four-dev-star")
 
 
+def triangle_size_routes() -> Instance:
+    """Three devices on a triangle whose best route depends on the message size.
+
+    A–B direct: 800 Mbit/s, 0.2 ms; A–C and C–B: 8 Mbit/s, 0.05 ms each. One group's
+    decode head outputs (64 B) go A → C → B (0.164 ms, not 0.2006 ms direct), two
+    groups' (128 B) and every prefill message go direct. L=1, K=2 (r=1), 7 blocks;
+    no device holds the model.
+    """
+    model = _model("tiny-t", layers=1, hidden=64, heads=2, kv_heads=2, head_dim=32, ffn_hidden=128, vocab=256)
+    return instance_from_dict({
+        "name": "triangle-size-routes",
+        "model": model,
+        "devices": [_device("A", "95 KiB", "2 GFLOPS", "2 GB/s"), _device("B", "87 KiB", "3 GFLOPS", "1.5 GB/s"),
+                    _device("C", "63 KiB", "1 GFLOPS", "1 GB/s")],
+        "links": [_link("A", "B", "800 Mbit/s", "0.2 ms"), _link("A", "C", "8 Mbit/s", "0.05 ms"),
+                  _link("C", "B", "8 Mbit/s", "0.05 ms")],
+        "workload": {"prompt_tokens": 4, "generate_tokens": 3},
+    }, source="triangle-size-routes")
+
+
 # ----------------------------------------------------------------------------- several intervals
 def kv_growth_two_intervals() -> Instance:
     """Two intervals; the KV cache grows until A, which holds everything in interval 0, cannot.
@@ -233,6 +254,7 @@ PROBLEMS: dict[str, Callable[[], Instance]] = {
     "shared-wireless": shared_wireless,
     "kafetzis-three-dev": kafetzis_three_dev,
     "four-dev-star": four_dev_star,
+    "triangle-size-routes": triangle_size_routes,
     "kv-growth-two-intervals": kv_growth_two_intervals,
     "kafetzis-three-intervals": kafetzis_three_intervals,
     "shared-three-intervals": shared_three_intervals,
@@ -242,7 +264,8 @@ PROBLEMS: dict[str, Callable[[], Instance]] = {
 MEMORY_MARGIN_BYTES = 1024
 
 # No single device holds the whole model at the end of the generation.
-FORCED_SPLIT = frozenset({"split-three-dev", "two-layers-switch", "kafetzis-three-dev", "kafetzis-three-intervals"})
+FORCED_SPLIT = frozenset({"split-three-dev", "two-layers-switch", "kafetzis-three-dev", "kafetzis-three-intervals",
+                          "triangle-size-routes"})
 # Problems with more than one interval.
 MULTI_INTERVAL = frozenset({"kv-growth-two-intervals", "kafetzis-three-intervals", "shared-three-intervals"})
 # The optimal placement of interval 0 alone no longer fits in a later interval.

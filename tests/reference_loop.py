@@ -4,8 +4,9 @@ Written from the specification in DESIGN.md ("The cost model", "One decode step,
 evaluator sees it") and the test brief, in plain Python loops: one token at a time,
 one layer at a time, one device at a time. It deliberately shares nothing with
 ``placement/evaluate.py`` or ``placement/cost/blocks.py`` except the data classes
-(Instance, Plan, Placement, Precision) and the cluster's route tables
-(``Cluster.route_latency_s`` / ``route_bandwidth_bytes_per_s``).
+(Instance, Plan, Placement, Precision) and the cluster's link graph: a message takes
+the fastest of every simple path between its ends (summed latency + bytes / bottleneck
+bandwidth), found here by enumerating the paths, not by the evaluator's thresholds.
 
 It is slow and simple on purpose; the tests compare it with `placement.evaluate` on
 small random instances.
@@ -22,6 +23,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+
+import networkx as nx
 
 from placement.cost.precision import Precision
 from placement.instance import Instance
@@ -165,16 +168,27 @@ class _Net:
     def __init__(self, instance: Instance):
         c = instance.cluster
         self.n = len(c.devices)
-        self.lat = [[float(c.route_latency_s[i][j]) for j in range(self.n)] for i in range(self.n)]
-        self.bw = [[float(c.route_bandwidth_bytes_per_s[i][j]) for j in range(self.n)] for i in range(self.n)]
+        names = [d.name for d in c.devices]
+        self.paths = [[self._paths(c, names[i], names[j]) for j in range(self.n)] for i in range(self.n)]
         self.shared = c.network == "shared"
         self.rate = [dev.peak_flops_per_s * dev.compute_efficiency for dev in c.devices]
         self.mem_bw = [dev.memory_bandwidth_bytes_per_s * dev.memory_efficiency for dev in c.devices]
 
+    @staticmethod
+    def _paths(cluster, a: str, b: str) -> list[tuple[float, float]]:
+        """(summed latency, bottleneck bandwidth) of every simple path from a to b."""
+        if a == b:
+            return []
+        out = []
+        for path in nx.all_simple_paths(cluster.graph, a, b):
+            links = [cluster.links[cluster.graph.edges[x, y]["index"]] for x, y in zip(path, path[1:])]
+            out.append((sum(link.latency_s for link in links), min(link.bandwidth_bytes_per_s for link in links)))
+        return out
+
     def transfer(self, nbytes: float, u: int, v: int) -> float:
         if u == v:
             return 0.0
-        return self.lat[u][v] + nbytes / self.bw[u][v]
+        return min(lat + nbytes / bw for lat, bw in self.paths[u][v])
 
     def block(self, flops: float, read: float, n: int) -> float:
         return max(flops / self.rate[n], read / self.mem_bw[n])
@@ -305,14 +319,13 @@ def migration_ref(instance: Instance, net: _Net, old: RefPlacement, new: RefPlac
     r = H // K
     params_g, params_p, params_f = D * d * (r + 2), H * d * D, (3 if m.gated_ffn else 2) * D * F
     prec = new.precision
-    moves: dict[tuple[int, int], list[float]] = {}   # (u, v) -> [count, bytes]
+    moves: dict[tuple[int, int], float] = {}   # (u, v) -> seconds: each block one message, one after another
 
     def move(u: int, v: int, nbytes: float) -> None:
         if u == v:
             return
-        entry = moves.setdefault((u, v), [0, 0.0])
-        entry[0] += 1
-        entry[1] += nbytes
+        fastest = min(lat + nbytes / bw for lat, bw in net.paths[u][v])  # an empty block still pays the latency
+        moves[(u, v)] = moves.get((u, v), 0.0) + fastest
 
     def whole(shares: dict[int, float]) -> int | None:
         return next(iter(shares)) if len(shares) == 1 else None
@@ -329,7 +342,7 @@ def migration_ref(instance: Instance, net: _Net, old: RefPlacement, new: RefPlac
                 raise ValueError("the reference does not model the migration of split blocks")
     move(old.embed, new.embed, V * D * prec.embed / 8)
     move(old.lm_head, new.lm_head, V * D * prec.lm_head / 8)
-    times = [count * net.lat[u][v] + nbytes / net.bw[u][v] for (u, v), (count, nbytes) in moves.items()]
+    times = list(moves.values())
     return net.combine(times)
 
 

@@ -113,12 +113,17 @@ class Link:
 
 @dataclass(frozen=True, eq=False)
 class Cluster:
-    """Devices joined by links, with the route between every pair of devices.
+    """Devices joined by links, with the routes between every pair of devices.
 
-    Routes are the minimum-latency paths of the link graph (fewest hops on ties).
     A route's latency is the sum of its links' latencies and its bandwidth the
     smallest of theirs (store-and-forward is not modelled: a message streams
-    through the route at its bottleneck).
+    through the route at its bottleneck). A message of ``n`` bytes takes the route
+    with the least ``latency + n / bandwidth`` (`route_time_s`). That route is found
+    among one candidate per bandwidth threshold ``β`` (every distinct link
+    bandwidth): the minimum-latency path (fewest hops on ties) over the links of
+    bandwidth ``β`` or more. The fastest path overall is one of them (its bottleneck
+    is some ``β``, and the candidate for that ``β`` is no slower), so the choice is
+    exact, never slower than a direct link, and done once per cluster, not per message.
 
     Attributes
     ----------
@@ -130,11 +135,16 @@ class Cluster:
     switches : tuple of str
         Nodes that forward traffic but run nothing (a Wi-Fi access point, a switch).
     route_latency_s : ndarray, shape (N, N)
-        Latency of the route from device i to j, seconds (0 on the diagonal).
+        Latency of the minimum-latency route from device i to j, seconds (0 on the
+        diagonal): the route of small messages.
     route_bandwidth_bytes_per_s : ndarray, shape (N, N)
         Bottleneck bandwidth of that route, bytes/s (inf on the diagonal).
     route_links : ndarray of object, shape (N, N)
-        Indices into `links` along each route.
+        Indices into `links` along each such route.
+    candidate_latency_s, candidate_bandwidth_bytes_per_s : ndarray, shape (B, N, N)
+        The candidate route of every bandwidth threshold (index 0: the minimum-latency
+        route above); latency inf where the threshold's links do not connect the pair.
+    candidate_links : ndarray of object, shape (B, N, N)
     """
 
     devices: tuple[Device, ...]
@@ -145,6 +155,9 @@ class Cluster:
     route_latency_s: np.ndarray = field(init=False, repr=False)
     route_bandwidth_bytes_per_s: np.ndarray = field(init=False, repr=False)
     route_links: np.ndarray = field(init=False, repr=False)
+    candidate_latency_s: np.ndarray = field(init=False, repr=False)
+    candidate_bandwidth_bytes_per_s: np.ndarray = field(init=False, repr=False)
+    candidate_links: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.devices:
@@ -173,29 +186,44 @@ class Cluster:
         self._route_all(names)
 
     def _route_all(self, names: list[str]) -> None:
+        thresholds = sorted({link.bandwidth_bytes_per_s for link in self.links}) or [np.inf]
+        tables = [self._routes_above(names, beta) for beta in thresholds]
+        latency, bandwidth, links = (np.stack([t[i] for t in tables]) for i in range(3))
+        unreachable = np.argwhere(~np.isfinite(latency[0]))
+        if len(unreachable):
+            i, j = unreachable[0]
+            raise InputError(
+                f"`links`: device {names[j]!r} cannot be reached from {names[i]!r}; add a link "
+                "(or a `mesh` default) so that every device has a route to every other"
+            )
+        for array in (latency, bandwidth):
+            array.setflags(write=False)
+        for name, value in (("candidate_latency_s", latency), ("candidate_bandwidth_bytes_per_s", bandwidth),
+                            ("candidate_links", links), ("route_latency_s", latency[0]),
+                            ("route_bandwidth_bytes_per_s", bandwidth[0]), ("route_links", links[0])):
+            object.__setattr__(self, name, value)
+
+    def _routes_above(self, names: list[str], beta: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Minimum-latency routes over the links of bandwidth `beta` or more: latency, bottleneck, links."""
         n = len(names)
         latency = np.zeros((n, n))
         bandwidth = np.full((n, n), np.inf)
         route_links = np.empty((n, n), dtype=object)
         for i in range(n):
             route_links[i, i] = ()
-        paths = dict(nx.all_pairs_dijkstra_path(self.graph, weight="weight"))
+        wide = self.graph.edge_subgraph(
+            [(a, b) for a, b, index in self.graph.edges(data="index") if self.links[index].bandwidth_bytes_per_s >= beta])
+        paths = dict(nx.all_pairs_dijkstra_path(wide, weight="weight"))
         for i, j in itertools.permutations(range(n), 2):
-            path = paths[names[i]].get(names[j])
+            path = paths.get(names[i], {}).get(names[j])
             if path is None:
-                raise InputError(
-                    f"`links`: device {names[j]!r} cannot be reached from {names[i]!r}; add a link "
-                    "(or a `mesh` default) so that every device has a route to every other"
-                )
+                latency[i, j], bandwidth[i, j], route_links[i, j] = np.inf, 1.0, ()
+                continue
             hops = [self.graph.edges[a, b]["index"] for a, b in itertools.pairwise(path)]
             latency[i, j] = sum(self.links[h].latency_s for h in hops)
             bandwidth[i, j] = min(self.links[h].bandwidth_bytes_per_s for h in hops)
             route_links[i, j] = tuple(hops)
-        for array in (latency, bandwidth):
-            array.setflags(write=False)
-        object.__setattr__(self, "route_latency_s", latency)
-        object.__setattr__(self, "route_bandwidth_bytes_per_s", bandwidth)
-        object.__setattr__(self, "route_links", route_links)
+        return latency, bandwidth, route_links
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -209,6 +237,45 @@ class Cluster:
                 return i
         raise InputError(f"unknown device {name!r}; the devices are {', '.join(self.names)}")
 
+    def route_index(self, nbytes) -> np.ndarray:
+        """Which candidate route (`candidate_latency_s`) each message takes: the fastest for its size.
+
+        Parameters
+        ----------
+        nbytes : float or ndarray, shape (...)
+            Message sizes, bytes; a scalar, or one per device pair with shape (..., N, N).
+
+        Returns
+        -------
+        ndarray of int, shape (..., N, N)
+            Index into the candidates; ties go to the lowest index (the minimum-latency route).
+        """
+        sizes = np.asarray(nbytes, dtype=float)
+        sizes = sizes if sizes.ndim >= 2 else sizes.reshape(sizes.shape + (1, 1))
+        times = self.candidate_latency_s + sizes[..., None, :, :] / self.candidate_bandwidth_bytes_per_s
+        return times.argmin(axis=-3)
+
+    def message_time_s(self, nbytes) -> np.ndarray:
+        """Time of one message from every device to every other on its fastest route, seconds.
+
+        Unlike `route_time_s` an empty message still pays the route's latency (a block
+        moved at an interval boundary is one message, whatever its size).
+
+        Parameters
+        ----------
+        nbytes : float or ndarray, shape (...) or (..., N, N)
+            Message sizes, bytes (a scalar or one per size, or one per device pair).
+
+        Returns
+        -------
+        ndarray, shape (..., N, N)
+            ``min over routes of latency + bytes / bandwidth``; 0 on the diagonal.
+        """
+        sizes = np.asarray(nbytes, dtype=float)
+        sizes = sizes if sizes.ndim >= 2 else sizes.reshape(sizes.shape + (1, 1))
+        times = (self.candidate_latency_s + sizes[..., None, :, :] / self.candidate_bandwidth_bytes_per_s).min(axis=-3)
+        return np.where(np.eye(len(self.devices), dtype=bool), 0.0, times)
+
     def route_time_s(self, nbytes: np.ndarray) -> np.ndarray:
         """Time to send one message of each size from every device to every other, seconds.
 
@@ -220,23 +287,8 @@ class Cluster:
         Returns
         -------
         ndarray, shape (R, N, N)
-            ``latency + bytes / bandwidth`` along the route; 0 on the diagonal and for 0 bytes.
+            ``latency + bytes / bandwidth`` along the fastest route for the size; 0 on the
+            diagonal and for 0 bytes.
         """
-        sizes = np.asarray(nbytes, dtype=float).reshape(-1, 1, 1)
-        times = self.route_latency_s + sizes / self.route_bandwidth_bytes_per_s
-        times[:, np.eye(len(self.devices), dtype=bool)] = 0.0
-        return np.where(sizes > 0, times, 0.0)
-
-    def pair_route(self, pair_bytes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Latency and bandwidth of the route each pair's message takes, given its size.
-
-        Parameters
-        ----------
-        pair_bytes : ndarray, shape (N, N)
-            Size of the message from ``u`` to ``v``, bytes.
-
-        Returns
-        -------
-        latency_s, bandwidth_bytes_per_s : ndarray, shape (N, N)
-        """
-        return self.route_latency_s, self.route_bandwidth_bytes_per_s
+        sizes = np.asarray(nbytes, dtype=float).reshape(-1)
+        return np.where(sizes[:, None, None] > 0, self.message_time_s(sizes), 0.0)

@@ -24,7 +24,8 @@ from placement.cost.tolerances import MEMORY_RTOL
 
 __all__ = [
     "PhaseTables", "phase_tables", "phase_totals", "step_costs", "prefill_step_costs", "block_memory",
-    "block_times", "transfer_times", "migration_times", "usable_bytes", "heads_share_memory", "over_memory",
+    "block_times", "transfer_times", "migration_times", "add_route_bytes", "link_bytes", "usable_bytes",
+    "heads_share_memory", "over_memory",
 ]
 
 
@@ -180,24 +181,68 @@ def transfer_times(cluster: Cluster, nbytes) -> np.ndarray:
     return cluster.route_time_s(sizes)
 
 
-def migration_times(cluster: Cluster, pair_count: np.ndarray, pair_bytes: np.ndarray) -> np.ndarray:
+def migration_times(cluster: Cluster, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
     """Time to move blocks between every pair of devices at an interval boundary, seconds (N, N).
+
+    Every moved block (or share of a split block) is one message on the route fastest
+    for its size, paying that route's latency even when empty; the messages between
+    one pair follow one another.
 
     Parameters
     ----------
     cluster : Cluster
-    pair_count : ndarray, shape (N, N)
-        Blocks moving from device ``u`` to ``v`` (each pays the route's latency once).
-    pair_bytes : ndarray, shape (N, N)
-        Bytes moving from ``u`` to ``v`` (they stream one after another on the route).
+    src, dst : ndarray of int, shape (M,)
+        The devices each message leaves and reaches.
+    nbytes : ndarray, shape (M,)
+        Its size, bytes.
 
     Returns
     -------
     ndarray, shape (N, N)
-        ``count·latency + bytes/bandwidth`` where anything moves, 0 elsewhere.
+        Summed message times of every pair (``count·latency + bytes/bandwidth`` when
+        every message takes the same route).
     """
-    latency, bandwidth = cluster.pair_route(pair_bytes / np.maximum(pair_count, 1))
-    return np.where(pair_count > 0, pair_count * latency + pair_bytes / bandwidth, 0.0)
+    n = len(cluster.devices)
+    out = np.zeros((n, n))
+    if len(src) == 0:
+        return out
+    sizes, which = np.unique(np.asarray(nbytes, dtype=float), return_inverse=True)
+    np.add.at(out, (src, dst), cluster.message_time_s(sizes)[which, src, dst])
+    return out
+
+
+def add_route_bytes(route_bytes: np.ndarray, cluster: Cluster, src, dst, message_bytes, total_bytes=None) -> None:
+    """Add messages to a tally of bytes per candidate route, in place.
+
+    Parameters
+    ----------
+    route_bytes : ndarray, shape (B, N, N)
+        Bytes sent from ``u`` to ``v`` on candidate route ``b`` (`Cluster.candidate_links`).
+    cluster : Cluster
+    src, dst : ndarray of int, shape (M,)
+    message_bytes : ndarray, shape (M,) or float
+        The size of each message, which picks its route (`Cluster.route_index`).
+    total_bytes : ndarray, shape (M,) or float, optional
+        Bytes to add for each (several messages of one size, or weighted by steps);
+        `message_bytes` by default.
+    """
+    src, dst = np.asarray(src, dtype=np.int64).ravel(), np.asarray(dst, dtype=np.int64).ravel()
+    if len(src) == 0:
+        return
+    message = np.broadcast_to(np.asarray(message_bytes, dtype=float), src.shape)
+    total = message if total_bytes is None else np.broadcast_to(np.asarray(total_bytes, dtype=float), src.shape)
+    sizes, which = np.unique(message, return_inverse=True)
+    route = cluster.route_index(sizes)[which, src, dst]
+    np.add.at(route_bytes, (route, src, dst), total)
+
+
+def link_bytes(cluster: Cluster, route_bytes: np.ndarray) -> np.ndarray:
+    """Bytes every link carries, from a tally per candidate route (`add_route_bytes`): (n_links,)."""
+    out = np.zeros(len(cluster.links))
+    for b, u, v in zip(*np.nonzero(route_bytes)):
+        for link in cluster.candidate_links[b, u, v]:
+            out[link] += route_bytes[b, u, v]
+    return out
 
 
 @dataclass(frozen=True, eq=False)

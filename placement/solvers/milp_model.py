@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from placement.cost.tables import block_memory, heads_share_memory, phase_totals, prefill_step_costs, step_costs, usable_bytes
+from placement.cost.tables import (
+    block_memory, heads_share_memory, phase_totals, prefill_step_costs, step_costs, transfer_times, usable_bytes,
+)
 from placement.instance import Instance
 from placement.plan import Placement
 from placement.solvers.linear import LinearProblem, ProblemBuilder
@@ -60,7 +62,7 @@ class Formulation:
 def identical_devices(instance: Instance) -> list[list[int]]:
     """Classes of devices that are interchangeable: same figures, same routes to every other device."""
     devices, cluster = instance.devices, instance.cluster
-    lat, bw = cluster.route_latency_s, cluster.route_bandwidth_bytes_per_s
+    lat, bw = cluster.candidate_latency_s, cluster.candidate_bandwidth_bytes_per_s  # (B, N, N): every route
     N = len(devices)
 
     def figures(d):
@@ -73,8 +75,8 @@ def identical_devices(instance: Instance) -> list[list[int]]:
             a = group[0]
             swap = np.arange(N)
             swap[[a, m]] = [m, a]
-            if figures(devices[a]) == figures(devices[m]) and np.array_equal(lat, lat[swap][:, swap]) \
-                    and np.array_equal(bw, bw[swap][:, swap]):
+            if figures(devices[a]) == figures(devices[m]) and np.array_equal(lat, lat[:, swap][:, :, swap]) \
+                    and np.array_equal(bw, bw[:, swap][:, :, swap]):
                 group.append(m)
                 break
         else:
@@ -87,8 +89,35 @@ def profile_sends_input(instance: Instance) -> bool:
     return instance.workload.profile != "kafetzis2025"
 
 
-def _phase_terms(instance: Instance, phase: Phase):
-    """Summed costs of a phase: block times (L, N) / (N,), transfer time matrices (N, N)."""
+def output_routes(instance: Instance) -> tuple[np.ndarray, np.ndarray]:
+    """The route the head outputs take between every pair of devices, and where it depends on their size.
+
+    A device with ``c`` groups of a layer sends one message of ``c`` groups' outputs; its
+    route is the fastest for that size (`Cluster.route_index`), so it may change with
+    ``c`` and, when sizes grow with the context, with the step.
+
+    Returns
+    -------
+    route : ndarray of int, shape (N, N)
+        The candidate route (`Cluster.candidate_latency_s`) of the smallest message.
+    varies : ndarray of bool, shape (N, N)
+        Pairs whose route differs between message sizes: the MILP charges them by count.
+    """
+    K, precision = instance.model.kv_heads, instance.precision
+    per_group = np.concatenate([np.ravel(prefill_step_costs(instance, precision).group_out_bytes),
+                                np.ravel(step_costs(instance, precision, instance.workload.contexts()).group_out_bytes)])
+    sizes = np.unique(per_group[:, None] * np.arange(1, K + 1))
+    choice = instance.cluster.route_index(sizes[sizes > 0] if (sizes > 0).any() else sizes[:1])
+    off = ~np.eye(instance.n_devices, dtype=bool)
+    return choice[0], (choice != choice[0]).any(axis=0) & off
+
+
+def _phase_terms(instance: Instance, phase: Phase, route: np.ndarray, varies: np.ndarray):
+    """Summed costs of a phase: block times (L, N) / (N,), transfer time matrices (N, N).
+
+    Head outputs between a pair whose route does not depend on the size cost
+    ``out_latency + c · out_per_group`` for ``c`` groups; ``out_by_count`` (K+1, N, N)
+    gives the others by count (`output_routes`)."""
     precision = instance.precision
     if phase.steps is None:
         costs = prefill_step_costs(instance, precision)
@@ -99,13 +128,20 @@ def _phase_terms(instance: Instance, phase: Phase):
     cluster = instance.cluster
     t = phase_totals(instance, costs)
     out_bytes = np.broadcast_to(np.asarray(costs.group_out_bytes, dtype=float), (steps,))
-    off_diagonal = ~np.eye(instance.n_devices, dtype=bool)
-    out_latency = np.where(off_diagonal, cluster.route_latency_s * np.count_nonzero(out_bytes > 0), 0.0)
-    out_per_group = np.where(off_diagonal, out_bytes.sum() / cluster.route_bandwidth_bytes_per_s, 0.0)
+    fixed = ~np.eye(instance.n_devices, dtype=bool) & ~varies
+    latency = np.take_along_axis(cluster.candidate_latency_s, route[None], axis=0)[0]
+    bandwidth = np.take_along_axis(cluster.candidate_bandwidth_bytes_per_s, route[None], axis=0)[0]
+    out_latency = np.where(fixed, latency * np.count_nonzero(out_bytes > 0), 0.0)
+    out_per_group = np.where(fixed, out_bytes.sum() / bandwidth, 0.0)
+    K = instance.model.kv_heads
+    by_count = np.zeros((K + 1,) + varies.shape)
+    if varies.any():
+        sent = transfer_times(cluster, (out_bytes[:, None] * np.arange(K + 1)).ravel())
+        by_count = np.where(varies, sent.reshape(steps, K + 1, *varies.shape).sum(axis=0), 0.0)
     times = dict(
         group=t.group_s, proj=t.projection_s, ffn=t.ffn_s, embed=t.embed_s, lm=t.lm_head_s,
         t_in=t.layer_in_s, t_hidden=t.hidden_s, t_lm=t.lm_head_in_s,
-        t_token=t.token_s, out_latency=out_latency, out_per_group=out_per_group,
+        t_token=t.token_s, out_latency=out_latency, out_per_group=out_per_group, out_by_count=by_count,
     )
     return {**{key: value / SECONDS_PER_UNIT for key, value in times.items()}, "sum_gather": costs.sum_gather}
 
@@ -245,6 +281,7 @@ def build_formulation(
     pairs = np.array([(u, v) for u in range(N) for v in range(N) if u != v]).reshape(-1, 2)
     uu, vv = pairs[:, 0], pairs[:, 1]
     needs_input = profile_sends_input(instance)
+    route, varies = output_routes(instance)
     ll3, aa3, bb3 = (a.ravel() for a in np.indices((L, N, N)))
     products = []
     for kk in range(I):
@@ -266,6 +303,15 @@ def build_formulation(
         b.constraints(f"nu{kk}.projection", np.concatenate([nu.transpose(0, 2, 1).reshape(L * N, N), p[kk].reshape(-1, 1)], 1),
                       np.concatenate([np.ones((L * N, N)), np.full((L * N, 1), -K)], 1), lower=0, upper=0)
         b.constraints(f"nu{kk}.omega", np.stack([nu[ll3, aa3, bb3], omega[ll3, aa3, bb3]], 1), np.array([1.0, -K]), upper=0)
+        if varies.any():  # lam[l, m, q, c-1] = 1: m sends its c groups' outputs to q (routes that depend on c)
+            lam = prod["lam"] = b.variables(f"lam{kk}", (L, N, N, K), upper=np.broadcast_to(varies[..., None], (L, N, N, K)).astype(float),
+                                            integer=True)
+            lv, mv, qv = (a.ravel() for a in np.nonzero(np.broadcast_to(varies, (L, N, N))))
+            b.constraints(f"lam{kk}.omega", np.concatenate([lam[lv, mv, qv], omega[lv, mv, qv][:, None]], 1),
+                          np.concatenate([np.ones((len(lv), K)), -np.ones((len(lv), 1))], 1), lower=0, upper=0)
+            b.constraints(f"lam{kk}.nu", np.concatenate([lam[lv, mv, qv], nu[lv, mv, qv][:, None]], 1),
+                          np.concatenate([np.broadcast_to(np.arange(1.0, K + 1), (len(lv), K)), -np.ones((len(lv), 1))], 1),
+                          lower=0, upper=0)
         kappa = prod["kappa"] = b.variables(f"kappa{kk}", (L, N, N), upper=1.0)  # [l, q (projection), v (FFN)]
         b.constraints(f"kappa{kk}.projection", np.concatenate([kappa.reshape(L * N, N), p[kk].reshape(-1, 1)], 1),
                       np.concatenate([np.ones((L * N, N)), -np.ones((L * N, 1))], 1), lower=0, upper=0)
@@ -286,7 +332,7 @@ def build_formulation(
     for index_phase, phase in enumerate(phases):
         kk = phase.interval
         prod = products[kk]
-        terms = _phase_terms(instance, phase)
+        terms = _phase_terms(instance, phase, route, varies)
         name = f"phase{index_phase}"
         objective_cols: list[np.ndarray] = []
         objective_coefs: list[np.ndarray] = []
@@ -311,6 +357,10 @@ def build_formulation(
         recv_coefs = np.broadcast_to(terms["t_in"].T, (L, N, N)) if needs_input else None
         send_cols = np.concatenate([prod["omega"], prod["nu"]], axis=2)  # (L, N_m, 2N)
         send_coefs = np.broadcast_to(np.concatenate([terms["out_latency"], terms["out_per_group"]], axis=1), (L, N, 2 * N))
+        if varies.any():  # + Σ_{q, c} out_by_count[c, m, q] lam[l, m, q, c-1]
+            send_cols = np.concatenate([send_cols, prod["lam"].reshape(L, N, N * K)], axis=2)
+            by_count = terms["out_by_count"][1:].transpose(1, 2, 0).reshape(N, N * K)
+            send_coefs = np.concatenate([send_coefs, np.broadcast_to(by_count, (L, N, N * K))], axis=2)
         group_time = terms["group"]  # (L, N) summed over the phase's tokens
         ll, m = np.repeat(np.arange(L), N), np.tile(np.arange(N), L)
         n_cols, n_coefs = sum_n((np.full(len(ll), kk), ll, m), -group_time[ll, m])
@@ -337,8 +387,9 @@ def build_formulation(
 
     # ---------------------------------------------------------------- migration at interval boundaries
     migration_cost = []
-    lat_pair = cluster.route_latency_s[uu, vv] / SECONDS_PER_UNIT
-    bw_pair = cluster.route_bandwidth_bytes_per_s[uu, vv] * SECONDS_PER_UNIT  # bytes per unit of time
+
+    def move_time(nbytes) -> np.ndarray:  # one block per message, on its fastest route: (pairs, ...) units
+        return np.moveaxis(cluster.message_time_s(np.asarray(nbytes, dtype=float))[..., uu, vv], -1, 0) / SECONDS_PER_UNIT
     for kk in range(I):
         k = intervals[kk]
         if k == 0 or (kk == 0 and current is None):
@@ -365,7 +416,7 @@ def build_formulation(
             b.constraints(f"move{kk}.arrive", np.concatenate([in_rows, n[kk].reshape(-1, 1)], 1),
                           np.concatenate([np.ones((L * N, N)), -np.ones((L * N, 1))], 1), lower=0, upper=0)
             pair_cols.append(flow[:, uu, vv].T)  # (pairs, L)
-            pair_coefs.append(lat_pair[:, None] + group_bytes[None, :] / bw_pair[:, None])
+            pair_coefs.append(move_time(group_bytes))
         else:
             moves = b.variables(f"move{kk}.groups", (L, K, len(pairs)), upper=1.0)
             ll, gg, pp = (a.ravel() for a in np.indices((L, K, len(pairs))))
@@ -377,7 +428,7 @@ def build_formulation(
                 b.constraints(f"move{kk}.group", np.stack([moves[ll, gg, pp], x[kk - 1, ll, gg, uu[pp]], x[kk, ll, gg, vv[pp]]], 1),
                               np.array([1.0, -1.0, -1.0]), lower=-1)
             pair_cols.append(moves.transpose(2, 0, 1).reshape(len(pairs), L * K))
-            pair_coefs.append(np.repeat(lat_pair[:, None] + group_bytes[None, :] / bw_pair[:, None], K, axis=1))
+            pair_coefs.append(np.repeat(move_time(group_bytes), K, axis=1))
         # whole blocks: mu ≥ before_u + after_v − 1
         for kind, var, nbytes in (("projection", p, memory.projection[0]), ("ffn", f, memory.ffn[0])):
             mu = b.variables(f"move{kk}.{kind}", (L, len(pairs)), upper=1.0)
@@ -390,7 +441,7 @@ def build_formulation(
                 b.constraints(f"move{kk}.{kind}", np.stack([mu[ll, pp], var[kk - 1, ll, uu[pp]], var[kk, ll, vv[pp]]], 1),
                               np.array([1.0, -1.0, -1.0]), lower=-1)
             pair_cols.append(mu.T)
-            pair_coefs.append(lat_pair[:, None] + nbytes[None, :] / bw_pair[:, None])
+            pair_coefs.append(move_time(nbytes))
         for kind, var, nbytes in (("embed", e, memory.embed[0]), ("lm_head", h, memory.lm_head[0])):
             mu = b.variables(f"move{kk}.{kind}", (len(pairs),), upper=1.0)
             if kk == 0:
@@ -399,7 +450,7 @@ def build_formulation(
             else:
                 b.constraints(f"move{kk}.{kind}", np.stack([mu, var[kk - 1, uu], var[kk, vv]], 1), np.array([1.0, -1.0, -1.0]), lower=-1)
             pair_cols.append(mu[:, None])
-            pair_coefs.append((lat_pair + nbytes / bw_pair)[:, None])
+            pair_coefs.append(move_time(nbytes)[:, None])
         cols = np.concatenate(pair_cols, 1)
         coefs = np.concatenate(pair_coefs, 1)
         if shared:  # every move follows the others

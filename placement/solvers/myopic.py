@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from placement.cost.tables import block_memory, heads_share_memory, phase_tables, step_costs, usable_bytes
+from placement.cost.tables import block_memory, heads_share_memory, phase_tables, step_costs, transfer_times, usable_bytes
 from placement.errors import InputError
 from placement.instance import Instance
 from placement.plan import Placement, Plan
@@ -201,9 +201,8 @@ def _decide(instance: Instance, k: int, previous: Placement | None, scoring: str
     t_layer_in, t_hidden = tables.layer_in_s[0], tables.hidden_s[0]  # (N, N) from → to
     t_lm_in, t_token = tables.lm_head_in_s[0], tables.token_s
     out_bytes = first(costs.group_out_bytes)
-    off = ~np.eye(N, dtype=bool)
-    latency_off = np.where(off, cluster.route_latency_s, 0.0)
-    per_byte_off = np.where(off, 1.0 / cluster.route_bandwidth_bytes_per_s, 0.0)
+    # head outputs of c groups, one message from their device: (K+1, N, N) seconds by count
+    out_ratio = transfer_times(cluster, out_bytes * np.arange(K + 1)) / budget
     tied = heads_share_memory(model, precision)
 
     # ---- the current state: where every block is (overwritten as blocks are placed now)
@@ -225,7 +224,6 @@ def _decide(instance: Instance, k: int, previous: Placement | None, scoring: str
     compute_ratio = times / budget
     comm_layer_in, comm_hidden = t_layer_in / budget, t_hidden / budget
     comm_lm_in, comm_token = t_lm_in / budget, t_token / budget
-    latency_ratio, per_byte_ratio = latency_off / budget, per_byte_off * out_bytes / budget
     if scoring == "max":
         base = np.maximum(memory_ratio, compute_ratio)
         combine = np.maximum
@@ -250,8 +248,8 @@ def _decide(instance: Instance, k: int, previous: Placement | None, scoring: str
         elif kind == _PROJECTION:
             where = at_att[l][at_att[l] >= 0]
             if out_bytes > 0 and len(where):
-                counts = np.bincount(where, minlength=N).astype(float)
-                comm = (counts > 0) @ latency_ratio + counts @ per_byte_ratio
+                counts = np.bincount(where, minlength=N)
+                comm = out_ratio[counts, np.arange(N)].sum(axis=0)
             else:
                 comm = no_comm
             was = int(was_proj[l])

@@ -40,7 +40,9 @@ import numpy as np
 
 from placement.cost.blocks import StepCosts
 from placement.cost.tolerances import MEMORY_RTOL
-from placement.cost.tables import block_memory, heads_share_memory, phase_tables, prefill_step_costs, step_costs, usable_bytes
+from placement.cost.tables import (
+    block_memory, heads_share_memory, phase_tables, prefill_step_costs, step_costs, transfer_times, usable_bytes,
+)
 from placement.errors import InputError
 from placement.instance import Instance
 from placement.plan import Placement, Plan
@@ -70,21 +72,19 @@ class _CostSet:
     hidden: np.ndarray  # (N, N) projection → FFN
     lm_in: np.ndarray  # (N, N) last FFN → lm_head
     token: np.ndarray  # (N, N) lm_head → embed
-    out_latency: np.ndarray  # (N, N) group device → projection device, per message
-    out_per_group: np.ndarray  # (N, N) the same, per group's head outputs
+    out: np.ndarray  # (K+2, N, N) head outputs of c groups, group device → projection device, by count c
     gather_sum: bool  # shared medium, or the paper's summed head → projection transfers
     shared: bool
 
 
 def _cost_set(instance: Instance, costs: StepCosts, weight: float) -> _CostSet:
-    cluster, N = instance.cluster, instance.n_devices
+    cluster = instance.cluster
 
     def first(x) -> float:
         return float(np.asarray(x, dtype=float).reshape(-1)[0])
 
     tables = phase_tables(instance, costs)  # one step
     out_bytes = first(costs.group_out_bytes)
-    off = ~np.eye(N, dtype=bool)
     shared = cluster.network == "shared"
     return _CostSet(
         weight=float(weight),
@@ -97,8 +97,7 @@ def _cost_set(instance: Instance, costs: StepCosts, weight: float) -> _CostSet:
         hidden=tables.hidden_s[0],
         lm_in=tables.lm_head_in_s[0],
         token=tables.token_s,
-        out_latency=np.where(off & (out_bytes > 0), cluster.route_latency_s, 0.0),
-        out_per_group=np.where(off, out_bytes / cluster.route_bandwidth_bytes_per_s, 0.0),
+        out=transfer_times(cluster, out_bytes * np.arange(instance.model.kv_heads + 2)),
         gather_sum=shared or costs.sum_gather,
         shared=shared,
     )
@@ -210,15 +209,13 @@ class _Interval:
         self.before = before
         if before is not None:
             moved = block_memory(instance, instance.precision, np.array([workload.prompt_tokens + k * workload.tau]))
-            self.move_group, self.move_projection = moved.group[0], moved.projection[0]
-            self.move_ffn = moved.ffn[0]
-            self.move_embed, self.move_lm_head = float(moved.embed[0]), float(moved.lm_head[0])
+            # seconds to move one block from u to v: one message on the route fastest for its size
+            self.move_group, self.move_projection, self.move_ffn = (
+                cluster.message_time_s(x[0]) for x in (moved.group, moved.projection, moved.ffn))  # (L, N, N)
+            self.move_embed, self.move_lm_head = cluster.message_time_s(moved.embed[0]), cluster.message_time_s(moved.lm_head[0])
             self.was_projection = np.asarray(before.projection).argmax(axis=1)
             self.was_ffn = np.asarray(before.ffn).argmax(axis=1)
             self.was_embed, self.was_lm_head = int(before.embed), int(before.lm_head)
-        off = ~np.eye(self.N, dtype=bool)
-        self.latency = np.where(off, cluster.route_latency_s, 0.0)
-        self.per_byte = np.where(off, 1.0 / cluster.route_bandwidth_bytes_per_s, 0.0)
         self.shared = cluster.network == "shared"
 
     # ---- memory
@@ -256,10 +253,10 @@ class _Interval:
         """
         alternatives = np.ndim(source) == 2 or np.ndim(projection) == 2
         source, projection = np.broadcast_arrays(np.reshape(source, (self.L, -1)), np.reshape(projection, (self.L, -1)))
-        counts = counts[:, None, :]  # (L, 1, N)
+        counts = counts[:, None, :].astype(np.int64)  # (L, 1, N)
         has = counts > 0
         receive = np.where(has, c.layer_in[source], 0.0)  # (L, J, N)
-        send = np.where(has, c.out_latency.T[projection] + counts * c.out_per_group.T[projection], 0.0)
+        send = np.where(has, c.out[counts, np.arange(self.N), projection[..., None]], 0.0)
         work = counts * c.group[:, None, :]
         proj = np.take_along_axis(c.projection, projection, axis=1)  # (L, J)
         if c.gather_sum:
@@ -286,29 +283,23 @@ class _Interval:
         return float(total)
 
     # ---- migration into the interval
-    def pairs(self, s: _State) -> tuple[np.ndarray, np.ndarray]:
-        """Blocks (N, N) and bytes (N, N) moving from each device to each other at the boundary."""
-        count = s.origin.sum(axis=0).astype(float)
-        nbytes = np.einsum("luv,l->uv", s.origin, self.move_group)
-        for was, now, size in ((self.was_projection, s.projection, self.move_projection),
-                               (self.was_ffn, s.ffn, self.move_ffn)):
-            np.add.at(count, (was, now), 1.0)
-            np.add.at(nbytes, (was, now), size)
-        for was, now, size in ((self.was_embed, s.embed, self.move_embed),
-                               (self.was_lm_head, s.lm_head, self.move_lm_head)):
-            count[was, now] += 1.0
-            nbytes[was, now] += size
-        np.fill_diagonal(count, 0.0)
-        np.fill_diagonal(nbytes, 0.0)
-        return count, nbytes
-
-    def pair_times(self, count: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
-        return np.where(count > 0, count * self.latency + nbytes * self.per_byte, 0.0)
+    def pair_times(self, s: _State) -> np.ndarray:
+        """Seconds of the blocks moving from each device to each other at the boundary (N, N)."""
+        layers = np.arange(self.L)
+        times = np.einsum("luv,luv->uv", s.origin, self.move_group)
+        for was, now, table in ((self.was_projection, s.projection, self.move_projection),
+                                (self.was_ffn, s.ffn, self.move_ffn)):
+            np.add.at(times, (was, now), table[layers, was, now])
+        for was, now, table in ((self.was_embed, s.embed, self.move_embed),
+                                (self.was_lm_head, s.lm_head, self.move_lm_head)):
+            times[was, now] += table[was, now]
+        np.fill_diagonal(times, 0.0)
+        return times
 
     def migration_of(self, s: _State) -> float:
         if not self.migrates:
             return 0.0
-        times = self.pair_times(*self.pairs(s))
+        times = self.pair_times(s)
         return float(times.sum() if self.shared else times.max())
 
     def cost(self, s: _State) -> tuple[float, float]:
@@ -349,22 +340,20 @@ def _max_excluding(values: np.ndarray, a, b) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- neighbourhoods
-def _migration_delta(iv: _Interval, count, nbytes, times, current, src, old, new, size):
-    """New migration time minus the current one when one block of `size` bytes moves from
-    being sent src → old to src → new (arrays broadcast; src == old or src == new mean no transfer)."""
+def _migration_delta(iv: _Interval, times, current, src, old, new, table, layer=None):
+    """New migration time minus the current one when one block moves from being sent src → old
+    to src → new (arrays broadcast; src == old or src == new mean no transfer).
+
+    `table` gives the block's message seconds from u to v, (N, N), or (L, N, N) indexed by `layer`."""
     if not iv.migrates:
         return np.zeros(np.broadcast_shapes(np.shape(src), np.shape(old), np.shape(new)))
     src, old, new = np.broadcast_arrays(src, old, new)
-    size = np.broadcast_to(size, src.shape)
-    lat, per = iv.latency, iv.per_byte
-    leave = (src != old).astype(float)
-    enter = (src != new).astype(float)
-    c_old = count[src, old] - leave
-    t_old = np.where(c_old > 0, c_old * lat[src, old] + (nbytes[src, old] - leave * size) * per[src, old], 0.0)
+    at = (lambda u, v: table[u, v]) if layer is None else (lambda u, v: table[layer, u, v])  # noqa: E731
+    leave = (src != old) * at(src, old)
+    enter = (src != new) * at(src, new)
     same = old == new
-    c_new = count[src, new] + enter - np.where(same, leave, 0.0)
-    b_new = nbytes[src, new] + enter * size - np.where(same, leave * size, 0.0)
-    t_new = np.where(c_new > 0, c_new * lat[src, new] + b_new * per[src, new], 0.0)
+    t_old = times[src, old] - leave
+    t_new = times[src, new] + enter - np.where(same, leave, 0.0)
     if iv.shared:
         return np.where(same, 0.0, t_old - times[src, old] + t_new - times[src, new])
     N = iv.N
@@ -388,12 +377,11 @@ def _group_moves(iv: _Interval, s: _State, held, mig) -> tuple[np.ndarray, np.nd
     left, added = ca - 1, cj + 1  # groups on a after the move, on j after it
     for c in iv.sets:
         receive = c.layer_in[source]  # (L, N): the layer input to each device
-        to_lat = c.out_latency.T[s.projection]  # (L, N): head outputs from each device to the projection
-        to_per = c.out_per_group.T[s.projection]
-        send = np.where(has, to_lat + counts * to_per, 0.0)
+        proj_of = s.projection[:, None, None]  # head outputs go from each device to the projection
+        send = np.where(has, c.out[counts, np.arange(N), s.projection[:, None]], 0.0)  # (L, N)
         work = counts * c.group
-        send_a = np.where(left > 0, to_lat[:, :, None] + left * to_per[:, :, None], 0.0)
-        send_j = to_lat[:, None, :] + added * to_per[:, None, :]
+        send_a = np.where(left > 0, c.out[np.maximum(left, 0), a, proj_of], 0.0)  # (L, N, 1)
+        send_j = c.out[added, j, proj_of]  # (L, 1, N)
         work_a, work_j = left * c.group[:, :, None], added * c.group[:, None, :]
         recv_a, recv_j = receive[:, :, None], receive[:, None, :]
         proj = c.projection[rows, s.projection][:, None, None]
@@ -426,10 +414,8 @@ def _group_moves(iv: _Interval, s: _State, held, mig) -> tuple[np.ndarray, np.nd
     origin = np.where(alt >= 0, alt, np.broadcast_to(a, (L, N, N)))  # none away: one at home on a
     origin = np.where(np.transpose(present, (0, 2, 1)), j, origin)  # a group on a came from j
     if iv.migrates:
-        count, nbytes = iv.pairs(s)
-        times = iv.pair_times(count, nbytes)
-        size = iv.move_group[:, None, None]
-        dlat += _migration_delta(iv, count, nbytes, times, mig, origin, a, j, size)
+        times = iv.pair_times(s)
+        dlat += _migration_delta(iv, times, mig, origin, a, j, iv.move_group, np.arange(L)[:, None, None])
     valid = (counts[:, :, None] > 0) & (a != j)
     return np.where(valid, doverflow, np.inf), np.where(valid, dlat, np.inf), origin
 
@@ -494,14 +480,13 @@ def _block_moves(iv: _Interval, s: _State, held, mig) -> list[tuple[str, np.ndar
         d_lm += c.weight * (c.lm_head - c.lm_head[s.lm_head] + c.lm_in[s.ffn[-1], every]
                             - c.lm_in[s.ffn[-1], s.lm_head] + c.token[every, s.embed] - c.token[s.lm_head, s.embed])
     if iv.migrates:
-        count, nbytes = iv.pairs(s)
-        times = iv.pair_times(count, nbytes)
-        d_proj += _migration_delta(iv, count, nbytes, times, mig, iv.was_projection[:, None], s.projection[:, None],
-                                   every, iv.move_projection[:, None])
-        d_ffn += _migration_delta(iv, count, nbytes, times, mig, iv.was_ffn[:, None], s.ffn[:, None], every,
-                                  iv.move_ffn[:, None])
-        d_embed += _migration_delta(iv, count, nbytes, times, mig, iv.was_embed, s.embed, every, iv.move_embed)
-        d_lm += _migration_delta(iv, count, nbytes, times, mig, iv.was_lm_head, s.lm_head, every, iv.move_lm_head)
+        times = iv.pair_times(s)
+        layers = np.arange(L)[:, None]
+        d_proj += _migration_delta(iv, times, mig, iv.was_projection[:, None], s.projection[:, None], every,
+                                   iv.move_projection, layers)
+        d_ffn += _migration_delta(iv, times, mig, iv.was_ffn[:, None], s.ffn[:, None], every, iv.move_ffn, layers)
+        d_embed += _migration_delta(iv, times, mig, iv.was_embed, s.embed, every, iv.move_embed)
+        d_lm += _migration_delta(iv, times, mig, iv.was_lm_head, s.lm_head, every, iv.move_lm_head)
     out = []
     for kind, delta, cur in (("projection", d_proj, s.projection), ("ffn", d_ffn, s.ffn)):
         stay = every == cur[:, None]

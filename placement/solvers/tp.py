@@ -33,7 +33,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from placement.cost.tables import block_memory, heads_share_memory, phase_totals, prefill_step_costs, step_costs, usable_bytes
+from placement.cost.tables import (
+    block_memory, heads_share_memory, phase_totals, prefill_step_costs, step_costs, transfer_times, usable_bytes,
+)
 from placement.errors import InputError
 from placement.evaluate import evaluate
 from placement.instance import Instance
@@ -196,9 +198,9 @@ def _build(instance: Instance, terms: _Terms, collective: str, param: int, offlo
     # Symmetry: identical devices (same figures, same routes) ordered by their groups. A star's
     # root stands apart; a ring's cost depends on the cyclic order of its members, so its
     # devices are ordered only when every route is alike.
-    lat_off = cluster.route_latency_s[~np.eye(N, dtype=bool)]
-    bw_off = cluster.route_bandwidth_bytes_per_s[~np.eye(N, dtype=bool)]
-    uniform_routes = N < 2 or (np.all(lat_off == lat_off[0]) and np.all(bw_off == bw_off[0]))
+    lat_off = cluster.candidate_latency_s[:, ~np.eye(N, dtype=bool)]
+    bw_off = cluster.candidate_bandwidth_bytes_per_s[:, ~np.eye(N, dtype=bool)]
+    uniform_routes = N < 2 or (np.all(lat_off == lat_off[:, :1]) and np.all(bw_off == bw_off[:, :1]))
     if even is None and (collective == "star" or uniform_routes):
         for members in identical_devices(instance):
             for a, d in zip(members, members[1:]):
@@ -247,10 +249,10 @@ def _build(instance: Instance, terms: _Terms, collective: str, param: int, offlo
                       lower=0)
         # two all-reduces per layer
         message = terms.message_p if phase == "p" else terms.message_d
-        lat, bw = cluster.route_latency_s, cluster.route_bandwidth_bytes_per_s
         if collective == "star":  # root rho_r: gather to it, send back; products z_m·rho_r bounded below
-            t_up = ((lat + message / bw) * ms)[mm, uu][off]  # m -> r, for (r = uu, m = mm) pairs
-            t_down = ((lat + message / bw) * ms)[uu, mm][off]
+            sent = transfer_times(cluster, message)[0] * ms  # each message on its fastest route
+            t_up = sent[mm, uu][off]  # m -> r, for (r = uu, m = mm) pairs
+            t_down = sent[uu, mm][off]
             pairs_rm = np.stack([uu[off], mm[off]], 1)
             if shared:
                 add(phase, star_pair, 2 * L * scale * (t_up + t_down))
@@ -266,7 +268,8 @@ def _build(instance: Instance, terms: _Terms, collective: str, param: int, offlo
         elif param >= 2:
             n = param
             pairs = [(u, v) for u in range(N) for v in range(N) if u != v]
-            t_pair = np.array([(lat[u, v] + message / n / bw[u, v]) * ms for u, v in pairs])
+            chunk = transfer_times(cluster, message / n)[0]
+            t_pair = np.array([chunk[u, v] * ms for u, v in pairs])
             step = b.variables(f"step_{phase}", (len(pairs),) if shared else (1,))
             for i, (u, v) in enumerate(pairs):
                 between = _ring_between(u, v, N)
@@ -334,7 +337,7 @@ def _ring_lower_bound(instance: Instance, terms: _Terms, n: int) -> float:
     off = ~np.eye(instance.n_devices, dtype=bool)
     total = 0.0
     for message, steps in ((terms.message_p, 1), (terms.message_d, terms.steps)):
-        edge = (cluster.route_latency_s + message / n / cluster.route_bandwidth_bytes_per_s)[off].min()
+        edge = transfer_times(cluster, message / n)[0][off].min()
         step = n * edge if cluster.network == "shared" else edge
         total += 2 * L * steps * 2 * (n - 1) * step
     return total
