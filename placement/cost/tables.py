@@ -206,9 +206,15 @@ def migration_times(cluster: Cluster, src: np.ndarray, dst: np.ndarray, nbytes: 
     out = np.zeros((n, n))
     if len(src) == 0:
         return out
-    sizes, which = np.unique(np.asarray(nbytes, dtype=float), return_inverse=True)
-    np.add.at(out, (src, dst), cluster.message_time_s(sizes)[which, src, dst])
+    times = _candidate_times(cluster, src, dst, nbytes).min(axis=0)
+    np.add.at(out, (src, dst), np.where(src == dst, 0.0, times))
     return out
+
+
+def _candidate_times(cluster: Cluster, src: np.ndarray, dst: np.ndarray, nbytes) -> np.ndarray:
+    """Seconds of each message (src → dst, `nbytes`) on every candidate route: (B, M)."""
+    return cluster.candidate_latency_s[:, src, dst] + np.asarray(nbytes, dtype=float) / \
+        cluster.candidate_bandwidth_bytes_per_s[:, src, dst]
 
 
 def add_route_bytes(route_bytes: np.ndarray, cluster: Cluster, src, dst, message_bytes, total_bytes=None) -> None:
@@ -229,10 +235,11 @@ def add_route_bytes(route_bytes: np.ndarray, cluster: Cluster, src, dst, message
     src, dst = np.asarray(src, dtype=np.int64).ravel(), np.asarray(dst, dtype=np.int64).ravel()
     if len(src) == 0:
         return
-    message = np.broadcast_to(np.asarray(message_bytes, dtype=float), src.shape)
-    total = message if total_bytes is None else np.broadcast_to(np.asarray(total_bytes, dtype=float), src.shape)
-    sizes, which = np.unique(message, return_inverse=True)
-    route = cluster.route_index(sizes)[which, src, dst]
+    total = message_bytes if total_bytes is None else total_bytes
+    if len(route_bytes) == 1:  # one candidate route: no choice to make
+        np.add.at(route_bytes[0], (src, dst), total)
+        return
+    route = _candidate_times(cluster, src, dst, message_bytes).argmin(axis=0)
     np.add.at(route_bytes, (route, src, dst), total)
 
 
