@@ -358,6 +358,150 @@ class _StepResult:
     route_bytes: np.ndarray  # (B, N, N) bytes on every candidate route, summed over steps
 
 
+@dataclass(frozen=True, eq=False)
+class _Rows:
+    """What every stage of `_forward` reads: the plan rows, the phase's tables, message sizes per row.
+
+    `route_bytes` (B, N, N) is the one thing the stages add to: the bytes sent on every
+    candidate route, weighted by the steps of each row.
+    """
+
+    cluster: Any
+    shared: bool
+    counts: np.ndarray  # (R, L, N)
+    projection: np.ndarray  # (R, L, N)
+    ffn: np.ndarray  # (R, L, N)
+    embed: np.ndarray  # (R,)
+    lm_head: np.ndarray  # (R,)
+    row_of_step: np.ndarray  # (steps,)
+    steps_per_row: np.ndarray  # (R,)
+    tables: Any  # PhaseTables: groups per step, the rest per row
+    costs: StepCosts
+    sizes: dict[str, np.ndarray]  # bytes per row: layer_in, hidden, group_out, lm_in
+    route_bytes: np.ndarray
+
+    def send(self, src, dst, message_bytes, rows) -> None:
+        """Count messages of `message_bytes` sent once per step of their rows."""
+        add_route_bytes(self.route_bytes, self.cluster, src, dst, message_bytes, message_bytes * self.steps_per_row[rows])
+
+
+def _rows(instance: Instance, arrays: PlanArrays, rows: np.ndarray, costs: StepCosts, row_of_step: np.ndarray) -> _Rows:
+    first_step = np.unique(row_of_step, return_index=True)[1]
+    R = len(rows)
+
+    def per_row(x) -> np.ndarray:
+        return np.broadcast_to(np.asarray(x if np.ndim(x) == 0 else np.asarray(x)[first_step], dtype=float), (R,))
+
+    sizes = {"layer_in": per_row(costs.layer_input_bytes), "hidden": per_row(costs.hidden_bytes),
+             "group_out": per_row(costs.group_out_bytes), "lm_in": per_row(costs.lm_head_in_bytes)}
+    cluster = instance.cluster
+    return _Rows(
+        cluster=cluster, shared=cluster.network == "shared", counts=arrays.counts[rows],
+        projection=arrays.projection[rows], ffn=arrays.ffn[rows], embed=arrays.embed[rows], lm_head=arrays.lm_head[rows],
+        row_of_step=row_of_step, steps_per_row=np.bincount(row_of_step, minlength=R).astype(float),
+        tables=phase_tables(instance, costs, first_step), costs=costs, sizes=sizes,
+        route_bytes=np.zeros(cluster.candidate_latency_s.shape),
+    )
+
+
+def _collectives(x: _Rows, arrays: PlanArrays):
+    """Who holds the hidden state after each layer's projection and FFN, and the all-reduce times.
+
+    The block's device, or, for a split block, the devices its collective leaves the
+    result on. Returns the holders after the projection and after the FFN (R, L, N),
+    and the all-reduce seconds of split projections and FFNs (R, L).
+    """
+    R, L, N = x.counts.shape
+    XP, XF = x.projection, x.ffn
+    att_holders = np.eye(N, dtype=bool)[XP.argmax(axis=-1)]  # (R, L, N)
+    ffn_holders = np.eye(N, dtype=bool)[XF.argmax(axis=-1)]
+    att_reduce, ffn_reduce = np.zeros((R, L)), np.zeros((R, L))
+    hidden = x.sizes["hidden"]
+    cache: dict[tuple, Any] = {}
+    for shares, holders, seconds in ((XP, att_holders, att_reduce), (XF, ffn_holders, ffn_reduce)):
+        for r, l in zip(*np.nonzero((shares > 0).sum(axis=-1) > 1)):
+            mask = shares[r, l] > 0
+            key = (mask.tobytes(), _root(shares[r, l], arrays.root), hidden[r])
+            if key not in cache:
+                cache[key] = all_reduce(arrays.collective, mask, key[1], hidden[r], x.cluster, ota=arrays.ota)
+            cost = cache[key]
+            src, dst = np.nonzero(cost.pair_bytes)
+            add_route_bytes(x.route_bytes, x.cluster, src, dst, cost.message_bytes,
+                            cost.pair_bytes[src, dst] * x.steps_per_row[r])
+            seconds[r, l], holders[r, l] = cost.time_s, cost.holders
+    return att_holders, ffn_holders, att_reduce, ffn_reduce
+
+
+def _attention_stage(x: _Rows, ffn_holders: np.ndarray, att_reduce: np.ndarray):
+    """Receive the layer input, run the groups (and a split projection's share), send the head outputs,
+    run a whole projection or all-reduce a split one. Returns compute and transfer seconds (steps, L)."""
+    C, XP, t = x.counts, x.projection, x.tables
+    R, L, N = C.shape
+    rows, steps = np.arange(R), x.row_of_step
+    proj_split = (XP > 0).sum(axis=-1) > 1  # (R, L)
+    proj_dev = XP.argmax(axis=-1)  # (R, L) the device of a whole projection
+    tail_compute = np.where(~proj_split, np.take_along_axis(t.projection_s, proj_dev[..., None], axis=-1)[..., 0], 0.0)
+    layer_src = np.concatenate([np.eye(N, dtype=bool)[x.embed][:, None, :], ffn_holders[:, :-1]], axis=1)
+    has_groups = C > 0
+    recv, sender = _receive(layer_src, t.layer_in_s)
+    recv = np.where(has_groups, recv, 0.0)
+    # head outputs: a device with c groups sends one message of c·group_out bytes (its own route)
+    group_out = x.sizes["group_out"]
+    out_s = transfer_times(x.cluster, (group_out[:, None] * np.arange(int(C.max()) + 1)).ravel()).reshape(R, -1, N, N)
+    count = C.astype(np.int64)
+    sends = has_groups & ~proj_split[..., None] & (np.arange(N) != proj_dev[..., None])
+    to_proj = out_s[rows[:, None, None], count, np.arange(N), proj_dev[..., None]]  # (R, L, N): m → projection device
+    send_out = np.where(sends, to_proj, 0.0)
+    compute = C[steps] * t.group_s + (np.where(proj_split[..., None], XP, 0.0) * t.projection_s)[steps]  # (steps, L, N)
+    masked = np.where(has_groups[steps], compute, -np.inf)
+    if x.shared or x.costs.sum_gather:
+        att_compute = masked.max(axis=-1)
+        att_transfer = ((recv.sum(axis=-1) if x.shared else recv.max(axis=-1)) + send_out.sum(axis=-1))[steps]
+    else:
+        chains = masked + (recv + send_out)[steps]
+        best = chains.argmax(axis=-1)[..., None]
+        att_compute = np.take_along_axis(compute, best, axis=-1)[..., 0]
+        att_transfer = np.take_along_axis(chains, best, axis=-1)[..., 0] - att_compute
+    # bytes: layer input to group devices, head outputs to the projection device
+    r, l, m = np.nonzero(has_groups & ~layer_src)
+    x.send(sender[r, l, m], m, x.sizes["layer_in"][r], r)
+    r, l, m = np.nonzero(sends)
+    x.send(m, proj_dev[r, l], count[r, l, m] * group_out[r], r)
+    return att_compute + tail_compute[steps], att_transfer + att_reduce[steps]
+
+
+def _ffn_stage(x: _Rows, att_holders: np.ndarray, ffn_reduce: np.ndarray):
+    """The hidden state to the FFN device(s), the FFN, a split FFN's all-reduce: seconds (R, L), constant in the context."""
+    XF = x.ffn
+    in_ffn = XF > 0
+    recv, sender = _receive(att_holders, x.tables.hidden_s)
+    recv = np.where(in_ffn, recv, 0.0)
+    compute = np.where(in_ffn, XF * x.tables.ffn_s, -np.inf)
+    if x.shared:
+        ffn_compute, ffn_transfer = compute.max(axis=-1), recv.sum(axis=-1) + ffn_reduce
+    else:
+        best = (compute + recv).argmax(axis=-1)[..., None]
+        ffn_compute = np.take_along_axis(compute, best, axis=-1)[..., 0]
+        ffn_transfer = np.take_along_axis(recv, best, axis=-1)[..., 0] + ffn_reduce
+    r, l, m = np.nonzero(in_ffn & ~att_holders)
+    x.send(sender[r, l, m], m, x.sizes["hidden"][r], r)
+    return ffn_compute, ffn_transfer
+
+
+def _ends(x: _Rows, ffn_holders: np.ndarray):
+    """``embed``, the last hidden state to ``lm_head``, ``lm_head``, the token id back: seconds (R,)."""
+    rows, embed, lm_head = np.arange(len(x.embed)), x.embed, x.lm_head
+    recv, sender = _receive(ffn_holders[:, -1:, :], x.tables.lm_head_in_s)
+    recv, sender = recv[rows, 0, lm_head], sender[rows, 0, lm_head]
+    compute = x.tables.embed_s[rows, embed] + x.tables.lm_head_s[rows, lm_head]
+    transfer = recv + x.tables.token_s[lm_head, embed]
+    moved = sender != lm_head
+    x.send(sender[moved], lm_head[moved], x.sizes["lm_in"][moved], rows[moved])
+    back = lm_head != embed
+    x.send(lm_head[back], embed[back], np.full(back.sum(), float(x.costs.token_bytes)), rows[back])
+    return compute, transfer
+
+
 def _forward(instance: Instance, arrays: PlanArrays, rows: np.ndarray, costs: StepCosts, row_of_step: np.ndarray) -> _StepResult:
     """Latency of forward steps (decode tokens, or the prefill as one step).
 
@@ -366,131 +510,14 @@ def _forward(instance: Instance, arrays: PlanArrays, rows: np.ndarray, costs: St
     do not depend on the context are computed per row, the attention groups' times
     per step.
     """
-    cluster, network = instance.cluster, instance.cluster.network
-    shared = network == "shared"
-    C = arrays.counts[rows]  # (R, L, N)
-    XP, XF = arrays.projection[rows], arrays.ffn[rows]
-    embed, lm_head = arrays.embed[rows], arrays.lm_head[rows]
-    R, L, N = C.shape
-    first_step = np.unique(row_of_step, return_index=True)[1]
-    steps_per_row = np.bincount(row_of_step, minlength=R).astype(float)
-    per_row = lambda x: x if np.ndim(x) == 0 else np.asarray(x)[first_step]  # noqa: E731
-
-    # Times of whole blocks on each device: groups per step, the rest per row.
-    tables = phase_tables(instance, costs, first_step)
-    group_t, proj_t, ffn_t = tables.group_s, tables.projection_s, tables.ffn_s  # (steps, L, N), (R, L, N)
-    lm_t, embed_t = tables.lm_head_s, tables.embed_s  # (R, N)
-    layer_in = costs.layer_input_bytes
-    t_in, t_hidden = tables.layer_in_s, tables.hidden_s
-    pair = np.zeros(cluster.candidate_latency_s.shape)  # (B, N, N) bytes per candidate route, over all steps
-    rr = np.arange(R)
-
-    # Who holds the hidden state after each layer's projection and FFN: the block's device,
-    # or, for a split block, the devices its collective leaves the result on.
-    proj_split = (XP > 0).sum(axis=-1) > 1  # (R, L)
-    ffn_split = (XF > 0).sum(axis=-1) > 1
-    proj_dev = XP.argmax(axis=-1)  # (R, L) the device of a whole projection
-    att_holders = np.eye(N, dtype=bool)[proj_dev]  # (R, L, N)
-    ffn_holders = np.eye(N, dtype=bool)[XF.argmax(axis=-1)]
-    att_tail = np.zeros((R, L))  # all-reduce time of a split projection (its compute is in the chains)
-    ffn_reduce = np.zeros((R, L))
-    hidden_per_row = np.broadcast_to(np.asarray(per_row(costs.hidden_bytes), dtype=float), (R,))
-    cache: dict[tuple, Any] = {}
-
-    def reduce(r: int, shares: np.ndarray):
-        mask = shares > 0
-        key = (mask.tobytes(), _root(shares, arrays.root), hidden_per_row[r])
-        if key not in cache:
-            cache[key] = all_reduce(arrays.collective, mask, key[1], hidden_per_row[r], cluster, ota=arrays.ota)
-        cost = cache[key]
-        src, dst = np.nonzero(cost.pair_bytes)
-        add_route_bytes(pair, cluster, src, dst, cost.message_bytes, cost.pair_bytes[src, dst] * steps_per_row[r])
-        return cost
-
-    for r, l in zip(*np.nonzero(proj_split)):
-        result = reduce(r, XP[r, l])
-        att_tail[r, l], att_holders[r, l] = result.time_s, result.holders
-    for r, l in zip(*np.nonzero(ffn_split)):
-        result = reduce(r, XF[r, l])
-        ffn_reduce[r, l], ffn_holders[r, l] = result.time_s, result.holders
-    whole_proj = ~proj_split
-    att_tail_compute = np.where(whole_proj, np.take_along_axis(proj_t, proj_dev[..., None], axis=-1)[..., 0], 0.0)
-    att_tail = att_tail + att_tail_compute
-
-    # ---- attention stage: receive the layer input, run the groups (and a split projection's share), send outputs.
-    layer_src = np.concatenate([np.eye(N, dtype=bool)[embed][:, None, :], ffn_holders[:, :-1]], axis=1)
-    has_groups = C > 0
-    recv, sender = _receive(layer_src, t_in)
-    recv = np.where(has_groups, recv, 0.0)
-    # head outputs: a device with c groups sends one message of c·group_out bytes (its own route)
-    group_out = np.broadcast_to(np.asarray(per_row(costs.group_out_bytes), dtype=float), (R,))
-    K = arrays.attention.shape[-1]
-    out_s = transfer_times(cluster, (group_out[:, None] * np.arange(K + 1)).ravel()).reshape(R, K + 1, N, N)
-    count = C.astype(np.int64)
-    out_bytes = count * group_out[:, None, None]
-    is_proj_dev = np.arange(N) == proj_dev[..., None]
-    to_proj = out_s[rr[:, None, None], count, np.arange(N), proj_dev[..., None]]  # (R, L, N): m → projection device
-    send_out = np.where(has_groups & whole_proj[..., None] & ~is_proj_dev, to_proj, 0.0)
-    split_share = np.where(proj_split[..., None], XP, 0.0)
-    compute_const = split_share * proj_t  # (R, L, N), constant in the context
-    compute = C[row_of_step] * group_t + compute_const[row_of_step]  # (steps, L, N)
-    masked = np.where(has_groups[row_of_step], compute, -np.inf)
-    if shared or costs.sum_gather:
-        transfer_fixed = (recv.sum(axis=-1) if shared else recv.max(axis=-1)) + send_out.sum(axis=-1)  # (R, L)
-        att_compute = masked.max(axis=-1)
-        att_transfer = transfer_fixed[row_of_step]
-    else:
-        chains = masked + (recv + send_out)[row_of_step]
-        best = chains.argmax(axis=-1)[..., None]
-        att_compute = np.take_along_axis(compute, best, axis=-1)[..., 0]
-        att_transfer = np.take_along_axis(chains, best, axis=-1)[..., 0] - att_compute
-    att_compute = att_compute + att_tail_compute[row_of_step]
-    att_transfer = att_transfer + (att_tail - att_tail_compute)[row_of_step]
-
-    # bytes: layer input to group devices, head outputs to the projection device
-    needs_input = has_groups & ~layer_src
-    r_idx, l_idx, m_idx = np.nonzero(needs_input)
-    layer_in_row = np.broadcast_to(np.asarray(per_row(layer_in), dtype=float), (R,))
-    add_route_bytes(pair, cluster, sender[r_idx, l_idx, m_idx], m_idx, layer_in_row[r_idx],
-                    (layer_in_row * steps_per_row)[r_idx])
-    sends = has_groups & whole_proj[..., None] & ~is_proj_dev
-    r_idx, l_idx, m_idx = np.nonzero(sends)
-    sent = out_bytes[r_idx, l_idx, m_idx]
-    add_route_bytes(pair, cluster, m_idx, proj_dev[r_idx, l_idx], sent, sent * steps_per_row[r_idx])
-
-    # ---- FFN stage: constant in the context.
-    in_ffn = XF > 0
-    f_recv, f_sender = _receive(att_holders, t_hidden)
-    f_recv = np.where(in_ffn, f_recv, 0.0)
-    f_compute = np.where(in_ffn, XF * ffn_t, -np.inf)
-    if shared:
-        ffn_compute = f_compute.max(axis=-1)
-        ffn_transfer = f_recv.sum(axis=-1) + ffn_reduce
-    else:
-        f_chain = f_compute + f_recv
-        best = f_chain.argmax(axis=-1)[..., None]
-        ffn_compute = np.take_along_axis(f_compute, best, axis=-1)[..., 0]
-        ffn_transfer = np.take_along_axis(f_recv, best, axis=-1)[..., 0] + ffn_reduce
-    r_idx, l_idx, m_idx = np.nonzero(in_ffn & ~att_holders)
-    add_route_bytes(pair, cluster, f_sender[r_idx, l_idx, m_idx], m_idx, hidden_per_row[r_idx],
-                    (hidden_per_row * steps_per_row)[r_idx])
-
-    # ---- embed, lm_head and the token id back.
-    lm_recv, lm_sender = _receive(ffn_holders[:, -1:, :], tables.lm_head_in_s)
-    lm_recv = lm_recv[rr, 0, lm_head]
-    lm_sender = lm_sender[rr, 0, lm_head]
-    token = tables.token_s[lm_head, embed]
-    ends_compute = embed_t[rr, embed] + lm_t[rr, lm_head]
-    ends_transfer = lm_recv + token
-    lm_in = np.broadcast_to(np.asarray(per_row(costs.lm_head_in_bytes), dtype=float), (R,))
-    moved = lm_sender != lm_head
-    add_route_bytes(pair, cluster, lm_sender[moved], lm_head[moved], lm_in[moved], (lm_in * steps_per_row)[moved])
-    back = lm_head != embed
-    add_route_bytes(pair, cluster, lm_head[back], embed[back], costs.token_bytes, costs.token_bytes * steps_per_row[back])
-
+    x = _rows(instance, arrays, rows, costs, row_of_step)
+    att_holders, ffn_holders, att_reduce, ffn_reduce = _collectives(x, arrays)
+    att_compute, att_transfer = _attention_stage(x, ffn_holders, att_reduce)
+    ffn_compute, ffn_transfer = _ffn_stage(x, att_holders, ffn_reduce)
+    ends_compute, ends_transfer = _ends(x, ffn_holders)
     compute_total = att_compute.sum(axis=1) + (ffn_compute.sum(axis=1) + ends_compute)[row_of_step]
     transfer_total = att_transfer.sum(axis=1) + (ffn_transfer.sum(axis=1) + ends_transfer)[row_of_step]
-    return _StepResult(compute_total + transfer_total, compute_total, pair)
+    return _StepResult(compute_total + transfer_total, compute_total, x.route_bytes)
 
 
 # ----------------------------------------------------------------------------- costs of several intervals
