@@ -184,17 +184,63 @@ def build_formulation(
     -------
     Formulation
     """
-    model, cluster, workload = instance.model, instance.cluster, instance.workload
-    L, K, N = model.layers, model.kv_heads, instance.n_devices
-    I = len(intervals)
-    shared = cluster.network == "shared"
-    b = ProblemBuilder()
-    phase_cost: list[tuple[list, list]] = []
-
-    # ---------------------------------------------------------------- placement variables
     allowed = allowed or {}
+    v = _placement_variables(instance, intervals, allowed, formulation)
+    _assignment(v, allowed)
+    _hosts(v)
+    _memory(v, memory_margin)
+    if break_symmetry and formulation == "counts" and current is None and not allowed:
+        _symmetry(v)
+    route, varies = output_routes(instance)
+    products = [_interval_products(v, kk, varies) for kk in range(len(intervals))]
+    phases = ([Phase(0, None)] if intervals[0] == 0 else []) + [
+        Phase(kk, steps) for kk, k in enumerate(intervals) for steps in blocks[k]
+    ]
+    phase_cost = []
+    for index_phase, phase in enumerate(phases):
+        phase_cost.append(_phase_latency(v, f"phase{index_phase}", phase, products[phase.interval], route, varies))
+        v.b.add_cost(*phase_cost[-1])
+    migration_cost = [_migration(v, kk, current) for kk in range(len(intervals))
+                      if not (intervals[kk] == 0 or (kk == 0 and current is None))]
+    return Formulation(problem=v.b.build(), intervals=list(intervals), phases=phases, phase_cost=phase_cost,
+                       migration_cost=migration_cost)
+
+
+@dataclass(eq=False)
+class _Model:
+    """The problem being written: the builder and the placement variables (column indices)."""
+
+    instance: Instance
+    intervals: list[int]
+    formulation: str
+    b: ProblemBuilder
+    n: np.ndarray | None  # (I, L, N) groups per device (counts formulation)
+    x: np.ndarray | None  # (I, L, K, N) group g on device m (per-group formulation)
+    n_terms: np.ndarray  # (I, L, N, ·): columns whose sum is the number of groups
+    y: np.ndarray  # (I, L, N) the device runs a group of the layer
+    p: np.ndarray  # (I, L, N) projection
+    f: np.ndarray  # (I, L, N) FFN
+    e: np.ndarray  # (I, N) embed
+    h: np.ndarray  # (I, N) lm_head
+
+    @property
+    def sizes(self) -> tuple[int, int, int, int]:
+        """I, L, K, N."""
+        model = self.instance.model
+        return len(self.intervals), model.layers, model.kv_heads, self.instance.n_devices
+
+    def sum_n(self, index_arrays, coef) -> tuple[np.ndarray, np.ndarray]:
+        """Columns and coefficients of coef·n for rows given by index arrays into (I, L, N)."""
+        cols = self.n_terms[index_arrays]
+        return cols, np.broadcast_to(np.asarray(coef, dtype=float)[..., None], cols.shape)
+
+
+def _placement_variables(instance: Instance, intervals: list[int], allowed: dict, formulation: str) -> _Model:
+    I, L, K, N = len(intervals), instance.model.layers, instance.model.kv_heads, instance.n_devices
+    b = ProblemBuilder()
     att_ok = allowed.get("attention", np.ones((L, N), bool))
     upper_n = np.where(att_ok, K, 0)[None].repeat(I, axis=0)
+    n = x = None
     if formulation == "counts":
         n = b.variables("n", (I, L, N), upper=upper_n, integer=True)
         n_terms = n[..., None]  # (I, L, N, 1): columns whose sum is n
@@ -203,54 +249,62 @@ def build_formulation(
         n_terms = x.transpose(0, 1, 3, 2)  # (I, L, N, K)
     else:
         raise ValueError(f"unknown formulation {formulation!r}")
-    y = b.variables("y", (I, L, N), upper=np.where(att_ok, 1, 0)[None].repeat(I, axis=0), integer=True)
-    p = b.variables("p", (I, L, N), upper=np.broadcast_to(allowed.get("projection", True), (I, L, N)).astype(float), integer=True)
-    f = b.variables("f", (I, L, N), upper=np.broadcast_to(allowed.get("ffn", True), (I, L, N)).astype(float), integer=True)
-    e = b.variables("e", (I, N), upper=np.broadcast_to(allowed.get("embed", True), (I, N)).astype(float), integer=True)
-    h = b.variables("h", (I, N), upper=np.broadcast_to(allowed.get("lm_head", True), (I, N)).astype(float), integer=True)
+    ones = lambda key, shape: np.broadcast_to(allowed.get(key, True), shape).astype(float)  # noqa: E731
+    return _Model(
+        instance, list(intervals), formulation, b, n, x, n_terms,
+        y=b.variables("y", (I, L, N), upper=np.where(att_ok, 1, 0)[None].repeat(I, axis=0), integer=True),
+        p=b.variables("p", (I, L, N), upper=ones("projection", (I, L, N)), integer=True),
+        f=b.variables("f", (I, L, N), upper=ones("ffn", (I, L, N)), integer=True),
+        e=b.variables("e", (I, N), upper=ones("embed", (I, N)), integer=True),
+        h=b.variables("h", (I, N), upper=ones("lm_head", (I, N)), integer=True),
+    )
 
-    def sum_n(index_arrays, coef) -> tuple[np.ndarray, np.ndarray]:
-        """Columns and coefficients of coef·n for rows given by index arrays into (I, L, N)."""
-        cols = n_terms[index_arrays]
-        return cols, np.broadcast_to(np.asarray(coef, dtype=float)[..., None], cols.shape)
 
-    # assign: every group placed once; one device for each whole block
-    if formulation == "counts":
-        b.constraints("assign_groups", n.reshape(I * L, N), 1.0, lower=K, upper=K)
+def _assignment(v: _Model, allowed: dict) -> None:
+    """Every group placed once; one device for each whole block; pinned layers' groups where pinned."""
+    b, (I, L, K, N) = v.b, v.sizes
+    if v.formulation == "counts":
+        b.constraints("assign_groups", v.n.reshape(I * L, N), 1.0, lower=K, upper=K)
     else:
-        b.constraints("assign_groups", x.reshape(I * L * K, N), 1.0, lower=1, upper=1)
-    for name, var in (("assign_projection", p), ("assign_ffn", f)):
+        b.constraints("assign_groups", v.x.reshape(I * L * K, N), 1.0, lower=1, upper=1)
+    for name, var in (("assign_projection", v.p), ("assign_ffn", v.f)):
         b.constraints(name, var.reshape(I * L, N), 1.0, lower=1, upper=1)
-    b.constraints("assign_embed", e, 1.0, lower=1, upper=1)
-    b.constraints("assign_lm_head", h, 1.0, lower=1, upper=1)
+    b.constraints("assign_embed", v.e, 1.0, lower=1, upper=1)
+    b.constraints("assign_lm_head", v.h, 1.0, lower=1, upper=1)
     pin = allowed.get("pin_attention")
     if pin is not None:
         kk, ll, mm = np.nonzero(np.broadcast_to(pin, (I, L, N)))
-        cols, coefs = sum_n((kk, ll, mm), np.ones(len(kk)))
+        cols, coefs = v.sum_n((kk, ll, mm), np.ones(len(kk)))
         b.constraints("pin_attention", cols, coefs, lower=K, upper=K)
 
-    # host: y = 1 exactly when the device runs a group of the layer
+
+def _hosts(v: _Model) -> None:
+    """y = 1 exactly when the device runs a group of the layer."""
+    b, (I, L, K, N) = v.b, v.sizes
     index = np.indices((I, L, N)).reshape(3, -1)
-    cols, coefs = sum_n(tuple(index), -np.ones(index.shape[1]))
-    b.constraints("host_lower", np.concatenate([y.reshape(-1, 1), cols], 1),
+    cols, coefs = v.sum_n(tuple(index), -np.ones(index.shape[1]))
+    b.constraints("host_lower", np.concatenate([v.y.reshape(-1, 1), cols], 1),
                   np.concatenate([np.full((cols.shape[0], 1), K), coefs], 1), lower=0)
-    b.constraints("host_upper", np.concatenate([y.reshape(-1, 1), cols], 1),
+    b.constraints("host_upper", np.concatenate([v.y.reshape(-1, 1), cols], 1),
                   np.concatenate([np.ones((cols.shape[0], 1)), coefs], 1), upper=0)
 
-    # memory at the largest context of each interval; tied embeddings shared when together
-    tied = heads_share_memory(model, instance.precision)
+
+def _memory(v: _Model, memory_margin: np.ndarray | None) -> None:
+    """Memory at the largest context of each interval; tied embeddings shared when together."""
+    b, (I, L, _, N), instance = v.b, v.sizes, v.instance
+    p, f, e, h = v.p, v.f, v.e, v.h
+    tied = heads_share_memory(instance.model, instance.precision)
     t = b.variables("t", (I, N), upper=1.0) if tied else None
     # Each device's row is in units of its own memory, so a solver's feasibility
     # tolerance is a fraction of that memory (see `memory_margin`).
     usable = usable_bytes(instance)
     margin = np.zeros((I, N)) if memory_margin is None else memory_margin
-    s_max = workload.interval_max_context()[intervals]
+    s_max = instance.workload.interval_max_context()[v.intervals]
     for kk in range(I):
         memory = block_memory(instance, instance.precision, s_max[kk:kk + 1])
-        group_bytes = memory.group[0]  # (L,)
         rows_cols, rows_coefs = [], []
         for m in range(N):
-            c_n, k_n = sum_n((np.full(L, kk), np.arange(L), np.full(L, m)), group_bytes)
+            c_n, k_n = v.sum_n((np.full(L, kk), np.arange(L), np.full(L, m)), memory.group[0])
             cols = [c_n.ravel(), p[kk, :, m], f[kk, :, m], [e[kk, m]], [h[kk, m]]]
             coefs = [k_n.ravel(), memory.projection[0], memory.ffn[0], memory.embed, memory.lm_head]
             if tied:
@@ -264,205 +318,219 @@ def build_formulation(
             b.constraints(f"tied_embed{kk}", np.stack([t[kk], e[kk]], 1), np.array([1.0, -1.0]), upper=0)
             b.constraints(f"tied_lm_head{kk}", np.stack([t[kk], h[kk]], 1), np.array([1.0, -1.0]), upper=0)
 
-    # symmetry: identical devices ordered by load in the first interval
-    if break_symmetry and formulation == "counts" and current is None and not allowed:
-        for group in identical_devices(instance):
-            for a, c in zip(group, group[1:]):
-                load = lambda m: np.concatenate([n[0, :, m], p[0, :, m], f[0, :, m], [e[0, m], h[0, m]]])  # noqa: E731
-                weights = np.concatenate([np.ones(L), np.full(L, K), np.full(L, K), [K, K]])
-                b.constraints("symmetry", np.concatenate([load(a), load(c)])[None],
-                              np.concatenate([weights, -weights])[None], lower=0)
 
-    # ---------------------------------------------------------------- products of placements
-    # Each product of two one-of-N choices is a joint distribution whose margins are the
-    # choices (psi: input holder × group device, omega/nu: group device × projection,
-    # kappa: projection × FFN, and the two ends). Exact for integral placements, and a
-    # much tighter relaxation than bounding each product alone.
-    pairs = np.array([(u, v) for u in range(N) for v in range(N) if u != v]).reshape(-1, 2)
-    uu, vv = pairs[:, 0], pairs[:, 1]
-    needs_input = profile_sends_input(instance)
-    route, varies = output_routes(instance)
+def _symmetry(v: _Model) -> None:
+    """Identical devices ordered by load in the first interval."""
+    _, L, K, _ = v.sizes
+    for group in identical_devices(v.instance):
+        for a, c in zip(group, group[1:]):
+            load = lambda m: np.concatenate([v.n[0, :, m], v.p[0, :, m], v.f[0, :, m], [v.e[0, m], v.h[0, m]]])  # noqa: E731
+            weights = np.concatenate([np.ones(L), np.full(L, K), np.full(L, K), [K, K]])
+            v.b.constraints("symmetry", np.concatenate([load(a), load(c)])[None],
+                            np.concatenate([weights, -weights])[None], lower=0)
+
+
+def _joint(b: ProblemBuilder, name: str, joint: np.ndarray, first: np.ndarray, second: np.ndarray) -> None:
+    """`joint` (L, N, N) is a transport with margins `first` (L, N) and `second` (L, N)."""
+    L, N = first.shape
+    b.constraints(f"{name}.first", np.concatenate([joint.reshape(L * N, N), first.reshape(-1, 1)], 1),
+                  np.concatenate([np.ones((L * N, N)), -np.ones((L * N, 1))], 1), lower=0, upper=0)
+    b.constraints(f"{name}.second", np.concatenate([joint.transpose(0, 2, 1).reshape(L * N, N), second.reshape(-1, 1)], 1),
+                  np.concatenate([np.ones((L * N, N)), -np.ones((L * N, 1))], 1), lower=0, upper=0)
+
+
+def _interval_products(v: _Model, kk: int, varies: np.ndarray) -> dict[str, np.ndarray]:
+    """Products of placements of interval `kk`.
+
+    Each product of two one-of-N choices is a joint distribution whose margins are the
+    choices (psi: input holder × group device, omega/nu: group device × projection,
+    kappa: projection × FFN, and the two ends). Exact for integral placements, and a
+    much tighter relaxation than bounding each product alone.
+    """
+    b, (_, L, K, N) = v.b, v.sizes
+    y, p, f, e, h = v.y, v.p, v.f, v.e, v.h
     ll3, aa3, bb3 = (a.ravel() for a in np.indices((L, N, N)))
-    products = []
-    for kk in range(I):
-        src = np.concatenate([e[kk][None], f[kk][:-1]], 0)  # (L, N): where each layer's input is
-        prod: dict[str, np.ndarray] = {}
+    src = np.concatenate([e[kk][None], f[kk][:-1]], 0)  # (L, N): where each layer's input is
+    prod: dict[str, np.ndarray] = {}
+    if profile_sends_input(v.instance):
+        psi = prod["psi"] = b.variables(f"psi{kk}", (L, N, N), upper=1.0)  # [l, u (holder), m (group device)]
+        b.constraints(f"psi{kk}.group", np.concatenate([psi.transpose(0, 2, 1).reshape(L * N, N), y[kk].reshape(-1, 1)], 1),
+                      np.concatenate([np.ones((L * N, N)), -np.ones((L * N, 1))], 1), lower=0, upper=0)
+        b.constraints(f"psi{kk}.holder", np.stack([psi[ll3, aa3, bb3], src[ll3, aa3]], 1), np.array([1.0, -1.0]), upper=0)
+    omega = prod["omega"] = b.variables(f"omega{kk}", (L, N, N), upper=1.0)  # [l, m (group device), q (projection)]
+    nu = prod["nu"] = b.variables(f"nu{kk}", (L, N, N), upper=K)  # groups of m whose outputs go to q
+    b.constraints(f"omega{kk}.group", np.concatenate([omega.reshape(L * N, N), y[kk].reshape(-1, 1)], 1),
+                  np.concatenate([np.ones((L * N, N)), -np.ones((L * N, 1))], 1), lower=0, upper=0)
+    b.constraints(f"omega{kk}.projection", np.stack([omega[ll3, aa3, bb3], p[kk, ll3, bb3]], 1), np.array([1.0, -1.0]), upper=0)
+    cols, coefs = v.sum_n((np.full(L * N, kk), *np.indices((L, N)).reshape(2, -1)), -np.ones(L * N))
+    b.constraints(f"nu{kk}.group", np.concatenate([nu.reshape(L * N, N), cols], 1),
+                  np.concatenate([np.ones((L * N, N)), coefs], 1), lower=0, upper=0)
+    b.constraints(f"nu{kk}.projection", np.concatenate([nu.transpose(0, 2, 1).reshape(L * N, N), p[kk].reshape(-1, 1)], 1),
+                  np.concatenate([np.ones((L * N, N)), np.full((L * N, 1), -K)], 1), lower=0, upper=0)
+    b.constraints(f"nu{kk}.omega", np.stack([nu[ll3, aa3, bb3], omega[ll3, aa3, bb3]], 1), np.array([1.0, -K]), upper=0)
+    if varies.any():
+        prod["lam"] = _count_choices(v, kk, omega, nu, varies)
+    prod["kappa"] = b.variables(f"kappa{kk}", (L, N, N), upper=1.0)  # [l, q (projection), v (FFN)]
+    _joint(b, f"kappa{kk}", prod["kappa"], p[kk], f[kk])
+    for label, first, second in (("lm", f[kk, L - 1], h[kk]), ("token", h[kk], e[kk])):
+        prod[label] = b.variables(f"{label}{kk}", (N, N), upper=1.0)
+        _joint(b, f"{label}{kk}", prod[label][None], first[None], second[None])
+    return prod
+
+
+def _count_choices(v: _Model, kk: int, omega: np.ndarray, nu: np.ndarray, varies: np.ndarray) -> np.ndarray:
+    """lam[l, m, q, c-1] = 1: m sends its c groups' outputs to q (pairs whose route depends on c).
+
+    Binary: the time of c groups is concave in c, so a fractional mix of counts would undercut it.
+    """
+    b, (_, L, K, N) = v.b, v.sizes
+    lam = b.variables(f"lam{kk}", (L, N, N, K), upper=np.broadcast_to(varies[..., None], (L, N, N, K)).astype(float),
+                      integer=True)
+    lv, mv, qv = (a.ravel() for a in np.nonzero(np.broadcast_to(varies, (L, N, N))))
+    b.constraints(f"lam{kk}.omega", np.concatenate([lam[lv, mv, qv], omega[lv, mv, qv][:, None]], 1),
+                  np.concatenate([np.ones((len(lv), K)), -np.ones((len(lv), 1))], 1), lower=0, upper=0)
+    b.constraints(f"lam{kk}.nu", np.concatenate([lam[lv, mv, qv], nu[lv, mv, qv][:, None]], 1),
+                  np.concatenate([np.broadcast_to(np.arange(1.0, K + 1), (len(lv), K)), -np.ones((len(lv), 1))], 1),
+                  lower=0, upper=0)
+    return lam
+
+
+def _phase_latency(v: _Model, name: str, phase: Phase, prod: dict, route: np.ndarray,
+                   varies: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The latency of one phase: columns and coefficients of its objective terms (and its stage rows)."""
+    b, (_, L, K, N) = v.b, v.sizes
+    kk, shared = phase.interval, v.instance.cluster.network == "shared"
+    needs_input = profile_sends_input(v.instance)
+    terms = _phase_terms(v.instance, phase, route, varies)
+    objective_cols: list[np.ndarray] = []
+    objective_coefs: list[np.ndarray] = []
+
+    def cost(cols, coefs) -> None:
+        cols = np.asarray(cols)
+        objective_cols.append(cols.ravel())
+        objective_coefs.append(np.broadcast_to(np.asarray(coefs, dtype=float), cols.shape).ravel())
+
+    A = b.variables(f"{name}.A", (L,))
+    cost(A, 1.0)
+    cost(v.p[kk], terms["proj"])  # whole projection after the groups
+    cost(v.f[kk], terms["ffn"])
+    cost(v.e[kk], terms["embed"])
+    cost(v.h[kk], terms["lm"])
+    cost(prod["kappa"], np.broadcast_to(terms["t_hidden"], (L, N, N)))  # projection output to the FFN
+    cost(prod["lm"], terms["t_lm"])
+    cost(prod["token"], terms["t_token"])
+
+    # per (l, m): receive = Σ_u t_in[u, m] psi[l, u, m]; send = Σ_q lat[m, q] omega + per_group[m, q] nu
+    recv_cols = prod["psi"].transpose(0, 2, 1) if needs_input else None  # (L, N_m, N_u)
+    recv_coefs = np.broadcast_to(terms["t_in"].T, (L, N, N)) if needs_input else None
+    send_cols = np.concatenate([prod["omega"], prod["nu"]], axis=2)  # (L, N_m, 2N)
+    send_coefs = np.broadcast_to(np.concatenate([terms["out_latency"], terms["out_per_group"]], axis=1), (L, N, 2 * N))
+    if varies.any():  # + Σ_{q, c} out_by_count[c, m, q] lam[l, m, q, c-1]
+        send_cols = np.concatenate([send_cols, prod["lam"].reshape(L, N, N * K)], axis=2)
+        by_count = terms["out_by_count"][1:].transpose(1, 2, 0).reshape(N, N * K)
+        send_coefs = np.concatenate([send_coefs, np.broadcast_to(by_count, (L, N, N * K))], axis=2)
+    ll, m = np.repeat(np.arange(L), N), np.tile(np.arange(N), L)
+    n_cols, n_coefs = v.sum_n((np.full(len(ll), kk), ll, m), -terms["group"][ll, m])  # group time over the tokens
+    if shared or terms["sum_gather"]:
+        b.constraints(f"{name}.compute", np.concatenate([A[ll][:, None], n_cols], 1),
+                      np.concatenate([np.ones((len(ll), 1)), n_coefs], 1), lower=0)
+        cost(send_cols, send_coefs)
+        if needs_input and shared:
+            cost(recv_cols, recv_coefs)
+        elif needs_input:
+            slowest = b.variables(f"{name}.recv_max", (L,))
+            b.constraints(f"{name}.receive_max", np.concatenate([slowest[ll][:, None], recv_cols.reshape(L * N, N)], 1),
+                          np.concatenate([np.ones((L * N, 1)), -recv_coefs.reshape(L * N, N)], 1), lower=0)
+            cost(slowest, 1.0)
+    else:  # switched: each group device is its own chain, the slowest one counts
+        parts_cols = [A[ll][:, None], send_cols.reshape(L * N, -1), n_cols]
+        parts_coefs = [np.ones((L * N, 1)), -send_coefs.reshape(L * N, -1), n_coefs]
         if needs_input:
-            psi = prod["psi"] = b.variables(f"psi{kk}", (L, N, N), upper=1.0)  # [l, u (holder), m (group device)]
-            b.constraints(f"psi{kk}.group", np.concatenate([psi.transpose(0, 2, 1).reshape(L * N, N), y[kk].reshape(-1, 1)], 1),
-                          np.concatenate([np.ones((L * N, N)), -np.ones((L * N, 1))], 1), lower=0, upper=0)
-            b.constraints(f"psi{kk}.holder", np.stack([psi[ll3, aa3, bb3], src[ll3, aa3]], 1), np.array([1.0, -1.0]), upper=0)
-        omega = prod["omega"] = b.variables(f"omega{kk}", (L, N, N), upper=1.0)  # [l, m (group device), q (projection)]
-        nu = prod["nu"] = b.variables(f"nu{kk}", (L, N, N), upper=K)  # groups of m whose outputs go to q
-        b.constraints(f"omega{kk}.group", np.concatenate([omega.reshape(L * N, N), y[kk].reshape(-1, 1)], 1),
-                      np.concatenate([np.ones((L * N, N)), -np.ones((L * N, 1))], 1), lower=0, upper=0)
-        b.constraints(f"omega{kk}.projection", np.stack([omega[ll3, aa3, bb3], p[kk, ll3, bb3]], 1), np.array([1.0, -1.0]), upper=0)
-        cols, coefs = sum_n((np.full(L * N, kk), *np.indices((L, N)).reshape(2, -1)), -np.ones(L * N))
-        b.constraints(f"nu{kk}.group", np.concatenate([nu.reshape(L * N, N), cols], 1),
-                      np.concatenate([np.ones((L * N, N)), coefs], 1), lower=0, upper=0)
-        b.constraints(f"nu{kk}.projection", np.concatenate([nu.transpose(0, 2, 1).reshape(L * N, N), p[kk].reshape(-1, 1)], 1),
-                      np.concatenate([np.ones((L * N, N)), np.full((L * N, 1), -K)], 1), lower=0, upper=0)
-        b.constraints(f"nu{kk}.omega", np.stack([nu[ll3, aa3, bb3], omega[ll3, aa3, bb3]], 1), np.array([1.0, -K]), upper=0)
-        if varies.any():  # lam[l, m, q, c-1] = 1: m sends its c groups' outputs to q (routes that depend on c)
-            lam = prod["lam"] = b.variables(f"lam{kk}", (L, N, N, K), upper=np.broadcast_to(varies[..., None], (L, N, N, K)).astype(float),
-                                            integer=True)
-            lv, mv, qv = (a.ravel() for a in np.nonzero(np.broadcast_to(varies, (L, N, N))))
-            b.constraints(f"lam{kk}.omega", np.concatenate([lam[lv, mv, qv], omega[lv, mv, qv][:, None]], 1),
-                          np.concatenate([np.ones((len(lv), K)), -np.ones((len(lv), 1))], 1), lower=0, upper=0)
-            b.constraints(f"lam{kk}.nu", np.concatenate([lam[lv, mv, qv], nu[lv, mv, qv][:, None]], 1),
-                          np.concatenate([np.broadcast_to(np.arange(1.0, K + 1), (len(lv), K)), -np.ones((len(lv), 1))], 1),
-                          lower=0, upper=0)
-        kappa = prod["kappa"] = b.variables(f"kappa{kk}", (L, N, N), upper=1.0)  # [l, q (projection), v (FFN)]
-        b.constraints(f"kappa{kk}.projection", np.concatenate([kappa.reshape(L * N, N), p[kk].reshape(-1, 1)], 1),
-                      np.concatenate([np.ones((L * N, N)), -np.ones((L * N, 1))], 1), lower=0, upper=0)
-        b.constraints(f"kappa{kk}.ffn", np.concatenate([kappa.transpose(0, 2, 1).reshape(L * N, N), f[kk].reshape(-1, 1)], 1),
-                      np.concatenate([np.ones((L * N, N)), -np.ones((L * N, 1))], 1), lower=0, upper=0)
-        for label, first, second in (("lm", f[kk, L - 1], h[kk]), ("token", h[kk], e[kk])):
-            joint = prod[label] = b.variables(f"{label}{kk}", (N, N), upper=1.0)
-            b.constraints(f"{label}{kk}.from", np.concatenate([joint, first[:, None]], 1),
-                          np.concatenate([np.ones((N, N)), -np.ones((N, 1))], 1), lower=0, upper=0)
-            b.constraints(f"{label}{kk}.to", np.concatenate([joint.T, second[:, None]], 1),
-                          np.concatenate([np.ones((N, N)), -np.ones((N, 1))], 1), lower=0, upper=0)
-        products.append(prod)
+            parts_cols.insert(1, recv_cols.reshape(L * N, N))
+            parts_coefs.insert(1, -recv_coefs.reshape(L * N, N))
+        b.constraints(f"{name}.chain", np.concatenate(parts_cols, 1), np.concatenate(parts_coefs, 1), lower=0)
+    return np.concatenate(objective_cols), np.concatenate(objective_coefs)
 
-    # ---------------------------------------------------------------- latency of each phase
-    phases = ([Phase(0, None)] if intervals[0] == 0 else []) + [
-        Phase(kk, steps) for kk, k in enumerate(intervals) for steps in blocks[k]
-    ]
-    for index_phase, phase in enumerate(phases):
-        kk = phase.interval
-        prod = products[kk]
-        terms = _phase_terms(instance, phase, route, varies)
-        name = f"phase{index_phase}"
-        objective_cols: list[np.ndarray] = []
-        objective_coefs: list[np.ndarray] = []
 
-        def cost(cols, coefs) -> None:
-            cols = np.asarray(cols)
-            objective_cols.append(cols.ravel())
-            objective_coefs.append(np.broadcast_to(np.asarray(coefs, dtype=float), cols.shape).ravel())
+def _pairs(N: int) -> tuple[np.ndarray, np.ndarray]:
+    pairs = np.array([(u, v) for u in range(N) for v in range(N) if u != v]).reshape(-1, 2)
+    return pairs[:, 0], pairs[:, 1]
 
-        A = b.variables(f"{name}.A", (L,))
-        cost(A, 1.0)
-        cost(p[kk], terms["proj"])  # whole projection after the groups
-        cost(f[kk], terms["ffn"])
-        cost(e[kk], terms["embed"])
-        cost(h[kk], terms["lm"])
-        cost(prod["kappa"], np.broadcast_to(terms["t_hidden"], (L, N, N)))  # projection output to the FFN
-        cost(prod["lm"], terms["t_lm"])
-        cost(prod["token"], terms["t_token"])
 
-        # per (l, m): receive = Σ_u t_in[u, m] psi[l, u, m]; send = Σ_q lat[m, q] omega + per_group[m, q] nu
-        recv_cols = prod["psi"].transpose(0, 2, 1) if needs_input else None  # (L, N_m, N_u)
-        recv_coefs = np.broadcast_to(terms["t_in"].T, (L, N, N)) if needs_input else None
-        send_cols = np.concatenate([prod["omega"], prod["nu"]], axis=2)  # (L, N_m, 2N)
-        send_coefs = np.broadcast_to(np.concatenate([terms["out_latency"], terms["out_per_group"]], axis=1), (L, N, 2 * N))
-        if varies.any():  # + Σ_{q, c} out_by_count[c, m, q] lam[l, m, q, c-1]
-            send_cols = np.concatenate([send_cols, prod["lam"].reshape(L, N, N * K)], axis=2)
-            by_count = terms["out_by_count"][1:].transpose(1, 2, 0).reshape(N, N * K)
-            send_coefs = np.concatenate([send_coefs, np.broadcast_to(by_count, (L, N, N * K))], axis=2)
-        group_time = terms["group"]  # (L, N) summed over the phase's tokens
-        ll, m = np.repeat(np.arange(L), N), np.tile(np.arange(N), L)
-        n_cols, n_coefs = sum_n((np.full(len(ll), kk), ll, m), -group_time[ll, m])
-        if shared or terms["sum_gather"]:
-            b.constraints(f"{name}.compute", np.concatenate([A[ll][:, None], n_cols], 1),
-                          np.concatenate([np.ones((len(ll), 1)), n_coefs], 1), lower=0)
-            cost(send_cols, send_coefs)
-            if needs_input and shared:
-                cost(recv_cols, recv_coefs)
-            elif needs_input:
-                slowest = b.variables(f"{name}.recv_max", (L,))
-                b.constraints(f"{name}.receive_max", np.concatenate([slowest[ll][:, None], recv_cols.reshape(L * N, N)], 1),
-                              np.concatenate([np.ones((L * N, 1)), -recv_coefs.reshape(L * N, N)], 1), lower=0)
-                cost(slowest, 1.0)
-        else:  # switched: each group device is its own chain, the slowest one counts
-            parts_cols = [A[ll][:, None], send_cols.reshape(L * N, -1), n_cols]
-            parts_coefs = [np.ones((L * N, 1)), -send_coefs.reshape(L * N, -1), n_coefs]
-            if needs_input:
-                parts_cols.insert(1, recv_cols.reshape(L * N, N))
-                parts_coefs.insert(1, -recv_coefs.reshape(L * N, N))
-            b.constraints(f"{name}.chain", np.concatenate(parts_cols, 1), np.concatenate(parts_coefs, 1), lower=0)
-        phase_cost.append((np.concatenate(objective_cols), np.concatenate(objective_coefs)))
-        b.add_cost(phase_cost[-1][0], phase_cost[-1][1])
-
-    # ---------------------------------------------------------------- migration at interval boundaries
-    migration_cost = []
+def _migration(v: _Model, kk: int, current: Placement | None) -> tuple[np.ndarray, np.ndarray]:
+    """Migration at the start of interval `kk`: its cost terms (and the rows that define the moves)."""
+    b, (_, L, _, N), instance = v.b, v.sizes, v.instance
+    workload, cluster = instance.workload, instance.cluster
+    uu, vv = _pairs(N)
+    k = v.intervals[kk]
 
     def move_time(nbytes) -> np.ndarray:  # one block per message, on its fastest route: (pairs, ...) units
         return np.moveaxis(cluster.message_time_s(np.asarray(nbytes, dtype=float))[..., uu, vv], -1, 0) / SECONDS_PER_UNIT
-    for kk in range(I):
-        k = intervals[kk]
-        if k == 0 or (kk == 0 and current is None):
-            continue
-        memory = block_memory(instance, instance.precision, np.array([workload.prompt_tokens + k * workload.tau]))
-        pair_cols: list[np.ndarray] = []  # per kind: (pairs, terms) columns of the moves between each pair
-        pair_coefs: list[np.ndarray] = []
-        if kk == 0:  # interval mode: the previous placement is data
+
+    memory = block_memory(instance, instance.precision, np.array([workload.prompt_tokens + k * workload.tau]))
+    prev = None
+    if kk == 0:  # interval mode: the previous placement is data
+        prev = {"projection": current.projection.argmax(1), "ffn": current.ffn.argmax(1),
+                "embed": current.embed, "lm_head": current.lm_head}
+    group_cols, group_moves = _group_moves(v, kk, current, uu, vv)
+    pair_cols, pair_coefs = [group_cols], [np.repeat(move_time(memory.group[0]), group_moves, axis=1)]
+    # whole blocks: mu ≥ before_u + after_v − 1
+    for kind, var, nbytes in (("projection", v.p, memory.projection[0]), ("ffn", v.f, memory.ffn[0])):
+        mu = b.variables(f"move{kk}.{kind}", (L, len(uu)), upper=1.0)
+        ll, pp = (a.ravel() for a in np.indices((L, len(uu))))
+        if kk == 0:
+            keep = prev[kind][ll] == uu[pp]
+            b.constraints(f"move{kk}.{kind}", np.stack([mu[ll, pp], var[kk, ll, vv[pp]]], 1)[keep], np.array([1.0, -1.0]), lower=0)
+        else:
+            b.constraints(f"move{kk}.{kind}", np.stack([mu[ll, pp], var[kk - 1, ll, uu[pp]], var[kk, ll, vv[pp]]], 1),
+                          np.array([1.0, -1.0, -1.0]), lower=-1)
+        pair_cols.append(mu.T)
+        pair_coefs.append(move_time(nbytes))
+    for kind, var, nbytes in (("embed", v.e, memory.embed[0]), ("lm_head", v.h, memory.lm_head[0])):
+        mu = b.variables(f"move{kk}.{kind}", (len(uu),), upper=1.0)
+        if kk == 0:
+            keep = uu == prev[kind]
+            b.constraints(f"move{kk}.{kind}", np.stack([mu, var[kk, vv]], 1)[keep], np.array([1.0, -1.0]), lower=0)
+        else:
+            b.constraints(f"move{kk}.{kind}", np.stack([mu, var[kk - 1, uu], var[kk, vv]], 1), np.array([1.0, -1.0, -1.0]), lower=-1)
+        pair_cols.append(mu[:, None])
+        pair_coefs.append(move_time(nbytes)[:, None])
+    cols, coefs = np.concatenate(pair_cols, 1), np.concatenate(pair_coefs, 1)
+    if cluster.network == "shared":  # every move follows the others
+        b.add_cost(cols, coefs)
+        return cols.ravel(), coefs.ravel()
+    M = b.variables(f"move{kk}.time", (1,), cost=1.0)  # the slowest pair of devices
+    b.constraints(f"move{kk}.pair", np.concatenate([np.full((len(uu), 1), M[0]), cols], 1),
+                  np.concatenate([np.ones((len(uu), 1)), -coefs], 1), lower=0)
+    return M, np.ones(1)
+
+
+def _group_moves(v: _Model, kk: int, current: Placement | None, uu: np.ndarray, vv: np.ndarray) -> tuple[np.ndarray, int]:
+    """Groups moving between each pair: a transport of counts (counts) or one move variable per group
+    (per-group). Returns their columns (pairs, L·r) and r, the columns per layer (1 or K)."""
+    b, (_, L, K, N) = v.b, v.sizes
+    if v.formulation == "counts":
+        flow = b.variables(f"move{kk}.groups", (L, N, N), upper=K, integer=True)
+        out_rows = flow.reshape(L * N, N)
+        if kk == 0:
             prev_counts = np.zeros((L, N))
             np.add.at(prev_counts, (np.arange(L)[:, None], current.attention), 1)
-            prev = {"projection": current.projection.argmax(1), "ffn": current.ffn.argmax(1),
-                    "embed": current.embed, "lm_head": current.lm_head}
-        # groups: a transport of counts (counts) or one move variable per group (per-group)
-        group_bytes = memory.group[0]
-        if formulation == "counts":
-            flow = b.variables(f"move{kk}.groups", (L, N, N), upper=K, integer=True)
-            out_rows = flow.reshape(L * N, N)
-            if kk == 0:
-                b.constraints(f"move{kk}.leave", out_rows, 1.0, lower=prev_counts.ravel(), upper=prev_counts.ravel())
-            else:
-                b.constraints(f"move{kk}.leave", np.concatenate([out_rows, n[kk - 1].reshape(-1, 1)], 1),
-                              np.concatenate([np.ones((L * N, N)), -np.ones((L * N, 1))], 1), lower=0, upper=0)
-            in_rows = flow.transpose(0, 2, 1).reshape(L * N, N)
-            b.constraints(f"move{kk}.arrive", np.concatenate([in_rows, n[kk].reshape(-1, 1)], 1),
-                          np.concatenate([np.ones((L * N, N)), -np.ones((L * N, 1))], 1), lower=0, upper=0)
-            pair_cols.append(flow[:, uu, vv].T)  # (pairs, L)
-            pair_coefs.append(move_time(group_bytes))
+            b.constraints(f"move{kk}.leave", out_rows, 1.0, lower=prev_counts.ravel(), upper=prev_counts.ravel())
         else:
-            moves = b.variables(f"move{kk}.groups", (L, K, len(pairs)), upper=1.0)
-            ll, gg, pp = (a.ravel() for a in np.indices((L, K, len(pairs))))
-            if kk == 0:
-                src = current.attention[ll, gg] == uu[pp]
-                b.constraints(f"move{kk}.group", np.stack([moves[ll, gg, pp], x[kk, ll, gg, vv[pp]]], 1)[src],
-                              np.array([1.0, -1.0]), lower=0)
-            else:
-                b.constraints(f"move{kk}.group", np.stack([moves[ll, gg, pp], x[kk - 1, ll, gg, uu[pp]], x[kk, ll, gg, vv[pp]]], 1),
-                              np.array([1.0, -1.0, -1.0]), lower=-1)
-            pair_cols.append(moves.transpose(2, 0, 1).reshape(len(pairs), L * K))
-            pair_coefs.append(np.repeat(move_time(group_bytes), K, axis=1))
-        # whole blocks: mu ≥ before_u + after_v − 1
-        for kind, var, nbytes in (("projection", p, memory.projection[0]), ("ffn", f, memory.ffn[0])):
-            mu = b.variables(f"move{kk}.{kind}", (L, len(pairs)), upper=1.0)
-            ll, pp = (a.ravel() for a in np.indices((L, len(pairs))))
-            if kk == 0:
-                before = prev[kind]
-                keep = before[ll] == uu[pp]
-                b.constraints(f"move{kk}.{kind}", np.stack([mu[ll, pp], var[kk, ll, vv[pp]]], 1)[keep], np.array([1.0, -1.0]), lower=0)
-            else:
-                b.constraints(f"move{kk}.{kind}", np.stack([mu[ll, pp], var[kk - 1, ll, uu[pp]], var[kk, ll, vv[pp]]], 1),
-                              np.array([1.0, -1.0, -1.0]), lower=-1)
-            pair_cols.append(mu.T)
-            pair_coefs.append(move_time(nbytes))
-        for kind, var, nbytes in (("embed", e, memory.embed[0]), ("lm_head", h, memory.lm_head[0])):
-            mu = b.variables(f"move{kk}.{kind}", (len(pairs),), upper=1.0)
-            if kk == 0:
-                keep = uu == prev[kind]
-                b.constraints(f"move{kk}.{kind}", np.stack([mu, var[kk, vv]], 1)[keep], np.array([1.0, -1.0]), lower=0)
-            else:
-                b.constraints(f"move{kk}.{kind}", np.stack([mu, var[kk - 1, uu], var[kk, vv]], 1), np.array([1.0, -1.0, -1.0]), lower=-1)
-            pair_cols.append(mu[:, None])
-            pair_coefs.append(move_time(nbytes)[:, None])
-        cols = np.concatenate(pair_cols, 1)
-        coefs = np.concatenate(pair_coefs, 1)
-        if shared:  # every move follows the others
-            b.add_cost(cols, coefs)
-            migration_cost.append((cols.ravel(), coefs.ravel()))
-        else:  # the slowest pair of devices
-            M = b.variables(f"move{kk}.time", (1,), cost=1.0)
-            b.constraints(f"move{kk}.pair", np.concatenate([np.full((len(pairs), 1), M[0]), cols], 1),
-                          np.concatenate([np.ones((len(pairs), 1)), -coefs], 1), lower=0)
-            migration_cost.append((M, np.ones(1)))
-
-    return Formulation(
-        problem=b.build(), intervals=list(intervals), phases=phases,
-        phase_cost=[(c, k) for c, k in phase_cost], migration_cost=migration_cost,
-    )
+            b.constraints(f"move{kk}.leave", np.concatenate([out_rows, v.n[kk - 1].reshape(-1, 1)], 1),
+                          np.concatenate([np.ones((L * N, N)), -np.ones((L * N, 1))], 1), lower=0, upper=0)
+        in_rows = flow.transpose(0, 2, 1).reshape(L * N, N)
+        b.constraints(f"move{kk}.arrive", np.concatenate([in_rows, v.n[kk].reshape(-1, 1)], 1),
+                      np.concatenate([np.ones((L * N, N)), -np.ones((L * N, 1))], 1), lower=0, upper=0)
+        return flow[:, uu, vv].T, 1  # (pairs, L)
+    x = v.x
+    moves = b.variables(f"move{kk}.groups", (L, K, len(uu)), upper=1.0)
+    ll, gg, pp = (a.ravel() for a in np.indices((L, K, len(uu))))
+    if kk == 0:
+        src = current.attention[ll, gg] == uu[pp]
+        b.constraints(f"move{kk}.group", np.stack([moves[ll, gg, pp], x[kk, ll, gg, vv[pp]]], 1)[src],
+                      np.array([1.0, -1.0]), lower=0)
+    else:
+        b.constraints(f"move{kk}.group", np.stack([moves[ll, gg, pp], x[kk - 1, ll, gg, uu[pp]], x[kk, ll, gg, vv[pp]]], 1),
+                      np.array([1.0, -1.0, -1.0]), lower=-1)
+    return moves.transpose(2, 0, 1).reshape(len(uu), L * K), K
