@@ -160,15 +160,33 @@ def decide(instance: Instance, k: int, previous: Placement | None = None, *, sco
     return _decide(instance, k, check_current(instance, previous), scoring, weights)
 
 
-def _decide(instance: Instance, k: int, previous: Placement | None, scoring: str,
-            weights: tuple[float, float, float]) -> Decision:
-    alpha, beta, gamma = weights
-    model, cluster, workload = instance.model, instance.cluster, instance.workload
-    L, K, N = model.layers, model.kv_heads, instance.n_devices
-    precision = instance.precision
-    context = int(workload.interval_max_context()[k])
+@dataclass(frozen=True, eq=False)
+class _Needs:
+    """What every block needs at the interval's largest context, and what its inputs cost."""
 
-    # ---- what every block needs at the interval's largest context
+    context: int
+    names: list[str]
+    kinds: np.ndarray  # (blocks,)
+    layers: np.ndarray
+    groups: np.ndarray
+    need: np.ndarray  # (blocks,) bytes
+    times: np.ndarray  # (blocks, N) seconds
+    budget: float  # T_ref, seconds
+    limit: np.ndarray  # (N,) usable bytes
+    comm: dict[str, np.ndarray]  # input transfers from → to, as fractions of the budget (N, N)
+    out_ratio: np.ndarray  # (K+1, N, N) head outputs of c groups, as fractions of the budget
+    tied: bool
+
+    @property
+    def demand(self) -> np.ndarray:
+        """``mem_i / max_j M_j + min_j t_ij / T_ref``."""
+        return self.need / self.limit.max() + self.times.min(axis=1) / self.budget
+
+
+def _needs(instance: Instance, k: int) -> _Needs:
+    model, precision = instance.model, instance.precision
+    L, K, N = model.layers, model.kv_heads, instance.n_devices
+    context = int(instance.workload.interval_max_context()[k])
     costs = step_costs(instance, precision, np.array([context]))
     memory = block_memory(instance, precision, np.array([context]))
     tables = phase_tables(instance, costs)  # one step
@@ -176,105 +194,95 @@ def _decide(instance: Instance, k: int, previous: Placement | None, scoring: str
     embed_t, lm_t = tables.embed_s[0], tables.lm_head_s[0]  # (N,)
     # T_ref: one token of the whole model on the single fastest device (compute only).
     whole_model = K * group_t.sum(axis=0) + proj_t.sum(axis=0) + ffn_t.sum(axis=0) + embed_t + lm_t
-    budget = float(whole_model.min())
-    budget = budget if budget > 0 else 1.0
-
+    budget = float(whole_model.min()) if whole_model.min() > 0 else 1.0
     names, kinds, layers, groups = _block_names(L, K)
-    n_blocks = len(names)
-    need = np.empty(n_blocks)
-    times = np.empty((n_blocks, N))
+    need, times = np.empty(len(names)), np.empty((len(names), N))
     is_group, is_proj, is_ffn = kinds == _GROUP, kinds == _PROJECTION, kinds == _FFN
-    need[is_group] = memory.group[0][layers[is_group]]
-    times[is_group] = group_t[layers[is_group]]
+    need[is_group], times[is_group] = memory.group[0][layers[is_group]], group_t[layers[is_group]]
     need[is_proj], times[is_proj] = memory.projection[0], proj_t
     need[is_ffn], times[is_ffn] = memory.ffn[0], ffn_t
     need[0], times[0] = memory.embed[0], embed_t
     need[-1], times[-1] = memory.lm_head[0], lm_t
-    limit = usable_bytes(instance)
-    demand = need / limit.max() + times.min(axis=1) / budget
-    order = np.argsort(-demand, kind="stable")
+    out_bytes = float(np.asarray(costs.group_out_bytes, dtype=float).reshape(-1)[0])  # the one step here
+    comm = {"layer_in": tables.layer_in_s[0], "hidden": tables.hidden_s[0], "lm_in": tables.lm_head_in_s[0],
+            "token": tables.token_s}
+    return _Needs(context, names, kinds, layers, groups, need, times, budget, usable_bytes(instance),
+                  {key: value / budget for key, value in comm.items()},
+                  transfer_times(instance.cluster, out_bytes * np.arange(K + 1)) / budget,
+                  heads_share_memory(model, precision))
 
-    # ---- inputs of every block: the transfer times its predecessors' data takes to each device
-    def first(x) -> float:  # a size given per step: the one step here
-        return float(np.asarray(x, dtype=float).reshape(-1)[0])
 
-    t_layer_in, t_hidden = tables.layer_in_s[0], tables.hidden_s[0]  # (N, N) from → to
-    t_lm_in, t_token = tables.lm_head_in_s[0], tables.token_s
-    out_bytes = first(costs.group_out_bytes)
-    # head outputs of c groups, one message from their device: (K+1, N, N) seconds by count
-    out_ratio = transfer_times(cluster, out_bytes * np.arange(K + 1)) / budget
-    tied = heads_share_memory(model, precision)
+@dataclass(eq=False)
+class _Where:
+    """Where every block is: the previous interval's device, overwritten as blocks are placed now (-1: nowhere)."""
 
-    # ---- the current state: where every block is (overwritten as blocks are placed now)
-    if previous is None:
-        was_att, was_proj, was_ffn = np.full((L, K), -1), np.full(L, -1), np.full(L, -1)
-        was_embed = was_lm = -1
-    else:
-        was_att = np.asarray(previous.attention, dtype=np.int64)
-        was_proj = np.asarray(previous.projection).argmax(axis=1)
-        was_ffn = np.asarray(previous.ffn).argmax(axis=1)
-        was_embed, was_lm = int(previous.embed), int(previous.lm_head)
-    at_att, at_proj, at_ffn = was_att.copy(), was_proj.copy(), was_ffn.copy()
-    at = {"embed": was_embed, "lm_head": was_lm}
+    att: np.ndarray  # (L, K)
+    proj: np.ndarray  # (L,)
+    ffn: np.ndarray  # (L,)
+    ends: dict[str, int]  # embed, lm_head
+
+    @classmethod
+    def of(cls, placement: Placement | None, L: int, K: int) -> _Where:
+        if placement is None:
+            return cls(np.full((L, K), -1), np.full(L, -1), np.full(L, -1), {"embed": -1, "lm_head": -1})
+        return cls(np.asarray(placement.attention, dtype=np.int64).copy(), np.asarray(placement.projection).argmax(axis=1),
+                   np.asarray(placement.ffn).argmax(axis=1), {"embed": int(placement.embed), "lm_head": int(placement.lm_head)})
+
+
+def _input_cost(x: _Needs, at: _Where, was: _Where, kind: int, l: int, g: int) -> tuple[np.ndarray, int]:
+    """The communication ratio of a block on every device (N,) given where its inputs are, and where it was."""
+    N, L = len(x.limit), len(at.proj)
+    none = np.zeros(N)
+    if kind == _GROUP:
+        source = int(at.ffn[l - 1]) if l > 0 else at.ends["embed"]
+        return (x.comm["layer_in"][source] if source >= 0 else none), int(was.att[l, g])
+    if kind == _PROJECTION:
+        where = at.att[l][at.att[l] >= 0]
+        if x.out_ratio[1].any() and len(where):
+            return x.out_ratio[np.bincount(where, minlength=N), np.arange(N)].sum(axis=0), int(was.proj[l])
+        return none, int(was.proj[l])
+    if kind == _FFN:
+        source = int(at.proj[l])
+        return (x.comm["hidden"][source] if source >= 0 else none), int(was.ffn[l])
+    if kind == _LM_HEAD:
+        source = int(at.ffn[L - 1])
+        return (x.comm["lm_in"][source] if source >= 0 else none), was.ends["lm_head"]
+    source = at.ends["lm_head"]
+    return (x.comm["token"][source] if source >= 0 else none), was.ends["embed"]
+
+
+def _decide(instance: Instance, k: int, previous: Placement | None, scoring: str,
+            weights: tuple[float, float, float]) -> Decision:
+    alpha, beta, gamma = weights
+    L, K, N = instance.model.layers, instance.model.kv_heads, instance.n_devices
+    x = _needs(instance, k)
+    order = np.argsort(-x.demand, kind="stable")
+    was, at = _Where.of(previous, L, K), _Where.of(previous, L, K)
     placed = {"embed": -1, "lm_head": -1}  # placed in this decision (for tied embeddings)
 
-    # ---- the three ratios, the parts of every block's score that do not depend on the others
+    # the parts of every block's score that do not depend on the others
     with np.errstate(divide="ignore", invalid="ignore"):
-        memory_ratio = np.where(limit > 0, need[:, None] / limit, np.where(need[:, None] > 0, np.inf, 0.0))
-    compute_ratio = times / budget
-    comm_layer_in, comm_hidden = t_layer_in / budget, t_hidden / budget
-    comm_lm_in, comm_token = t_lm_in / budget, t_token / budget
-    if scoring == "max":
-        base = np.maximum(memory_ratio, compute_ratio)
-        combine = np.maximum
-    else:
-        base = alpha * compute_ratio + beta * memory_ratio
-        def combine(part, comm):
-            return part + gamma * comm
-    no_comm = np.zeros(N)
-    kinds_, layers_, groups_, need_ = kinds.tolist(), layers.tolist(), groups.tolist(), need.tolist()
+        memory_ratio = np.where(x.limit > 0, x.need[:, None] / x.limit, np.where(x.need[:, None] > 0, np.inf, 0.0))
+    compute_ratio = x.times / x.budget
 
-    room = limit.astype(float).copy()
-    held = np.zeros(N)
-    scores = np.full((n_blocks, N), np.inf)
-    chosen = np.empty(n_blocks, dtype=np.int64)
+    def score_of(mem, compute, comm):
+        return np.maximum(np.maximum(mem, compute), comm) if scoring == "max" else alpha * compute + beta * mem + gamma * comm
+
+    room, held = x.limit.astype(float).copy(), np.zeros(N)
+    scores = np.full((len(x.names), N), np.inf)
+    chosen = np.empty(len(x.names), dtype=np.int64)
     fallbacks, homeless = [], []
     for row, b in enumerate(order.tolist()):
-        kind, l, g = kinds_[b], layers_[b], groups_[b]
-        if kind == _GROUP:
-            source = int(at_ffn[l - 1]) if l > 0 else at["embed"]
-            comm = comm_layer_in[source] if source >= 0 else no_comm
-            was = int(was_att[l, g])
-        elif kind == _PROJECTION:
-            where = at_att[l][at_att[l] >= 0]
-            if out_bytes > 0 and len(where):
-                counts = np.bincount(where, minlength=N)
-                comm = out_ratio[counts, np.arange(N)].sum(axis=0)
-            else:
-                comm = no_comm
-            was = int(was_proj[l])
-        elif kind == _FFN:
-            source = int(at_proj[l])
-            comm = comm_hidden[source] if source >= 0 else no_comm
-            was = int(was_ffn[l])
-        elif kind == _LM_HEAD:
-            source = int(at_ffn[L - 1])
-            comm = comm_lm_in[source] if source >= 0 else no_comm
-            was = was_lm
-        else:
-            source = at["lm_head"]
-            comm = comm_token[source] if source >= 0 else no_comm
-            was = was_embed
-        extra = need_[b]
-        score = combine(base[b], comm)
-        partner = placed["lm_head" if kind == _EMBED else "embed"] if tied and kind in (_EMBED, _LM_HEAD) else -1
+        kind, l, g = int(x.kinds[b]), int(x.layers[b]), int(x.groups[b])
+        comm, before = _input_cost(x, at, was, kind, l, g)
+        extra, mem_row = x.need[b], memory_ratio[b]
+        partner = placed["lm_head" if kind == _EMBED else "embed"] if x.tied and kind in (_EMBED, _LM_HEAD) else -1
         if partner >= 0:  # one shared matrix: nothing more on the partner's device
-            extra = np.full(N, need_[b])
+            extra = np.full(N, x.need[b])
             extra[partner] = 0.0
-            mem_row = memory_ratio[b].copy()
+            mem_row = mem_row.copy()
             mem_row[partner] = 0.0
-            score = combine(np.maximum(mem_row, compute_ratio[b]) if scoring == "max"
-                            else alpha * compute_ratio[b] + beta * mem_row, comm)
+        score = score_of(mem_row, compute_ratio[b], comm)
         fits = room >= extra
         if fits.any():
             score = np.where(fits, score, np.inf)
@@ -282,33 +290,33 @@ def _decide(instance: Instance, k: int, previous: Placement | None, scoring: str
             best = score.min()
             ties = score <= best * (1 + _TIE)
             if best > 1:
-                fallbacks.append(names[b])
+                fallbacks.append(x.names[b])
         else:
             left = room - extra
             ties = left >= left.max() - _TIE * abs(left.max())
-            homeless.append(names[b])
-        j = was if was >= 0 and ties[was] else int(np.argmax(ties))
+            homeless.append(x.names[b])
+        j = before if before >= 0 and ties[before] else int(np.argmax(ties))
         chosen[row] = j
         added = extra if partner < 0 else extra[j]
         room[j] -= added
         held[j] += added
         if kind == _GROUP:
-            at_att[l, g] = j
+            at.att[l, g] = j
         elif kind == _PROJECTION:
-            at_proj[l] = j
+            at.proj[l] = j
         elif kind == _FFN:
-            at_ffn[l] = j
+            at.ffn[l] = j
         else:
             key = "embed" if kind == _EMBED else "lm_head"
-            at[key] = placed[key] = j
+            at.ends[key] = placed[key] = j
 
     one_hot = np.eye(N)
-    placement = Placement(attention=at_att, projection=one_hot[at_proj], ffn=one_hot[at_ffn],
-                          embed=int(at["embed"]), lm_head=int(at["lm_head"]))
+    placement = Placement(attention=at.att, projection=one_hot[at.proj], ffn=one_hot[at.ffn],
+                          embed=int(at.ends["embed"]), lm_head=int(at.ends["lm_head"]))
     return Decision(
-        placement=placement, order=tuple(names[b] for b in order), scores=scores, devices=chosen,
-        demand=demand[order], fallbacks=tuple(fallbacks), homeless=tuple(homeless),
-        memory_bytes=held, budget_s=budget, context=context,
+        placement=placement, order=tuple(x.names[b] for b in order), scores=scores, devices=chosen,
+        demand=x.demand[order], fallbacks=tuple(fallbacks), homeless=tuple(homeless),
+        memory_bytes=held, budget_s=x.budget, context=x.context,
     )
 
 
