@@ -145,7 +145,23 @@ def all_reduce_seconds(kind: str, n: int, message_bytes: float, latency_s: float
 
     ``star`` (switched): ``2(α + M/β)``; ``ring``: ``2(n-1)(α + M/(nβ))``; on a
     ``shared`` network the transfers of a step add up: star ``2(n-1)(α + M/β)``, ring
-    ``2(n-1)(nα + M/β)``. The same figures `placement.collectives.all_reduce` gives.
+    ``2(n-1)(nα + M/β)``. The same figures `all_reduce` gives.
+
+    Parameters
+    ----------
+    kind : {"star", "ring"}
+    n : int
+        Participants.
+    message_bytes : float
+        ``M``.
+    latency_s, bandwidth_bytes_per_s : float
+        ``α`` and ``β`` of every route.
+    network : {"switched", "shared"}
+
+    Returns
+    -------
+    float
+        Seconds.
 
     Examples
     --------
@@ -172,6 +188,19 @@ def star_ring_crossover_latency_s(n: int, message_bytes: float, bandwidth_bytes_
     Switched: the star wins iff ``M/β < n(n-2)·α``, i.e. above ``α* = M / (β·n(n-2))``
     (never for ``n ≤ 2``: the ring's halves then beat the star's full messages).
     Shared: ``2(n-1)(α + M/β) < 2(n-1)(nα + M/β)`` whenever ``α > 0``, so ``α* = 0``.
+
+    Parameters
+    ----------
+    n : int
+        Participants.
+    message_bytes : float
+    bandwidth_bytes_per_s : float
+    network : {"switched", "shared"}
+
+    Returns
+    -------
+    float
+        Seconds (inf: the ring always wins).
 
     Examples
     --------

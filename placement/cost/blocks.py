@@ -182,6 +182,15 @@ def prefill_costs(model: ModelSpec, batch: int, precision: Precision, prompt_tok
     (``2B·d·P·c/8``); causal attention costs ``2B·r·d·P(P+1)`` FLOPs; activation
     transfers carry P positions; ``lm_head`` runs for the last position only.
 
+    Parameters
+    ----------
+    model : ModelSpec
+    batch : int
+        ``B``.
+    precision : Precision
+    prompt_tokens : int
+        ``P``.
+
     Returns
     -------
     StepCosts

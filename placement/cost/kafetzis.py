@@ -81,6 +81,14 @@ def kafetzis_step_costs(model: ModelSpec, batch: int, precision: Precision, cont
 def kafetzis_prefill_costs(model: ModelSpec, batch: int, precision: Precision, prompt_tokens: int) -> StepCosts:
     """The prefill under the paper's equations: one step at ``S = P`` (see `kafetzis_step_costs`).
 
+    Parameters
+    ----------
+    model : ModelSpec
+    batch : int
+    precision : Precision
+    prompt_tokens : int
+        ``P``.
+
     Returns
     -------
     StepCosts

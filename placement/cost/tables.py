@@ -231,6 +231,11 @@ def add_route_bytes(route_bytes: np.ndarray, cluster: Cluster, src, dst, message
     total_bytes : ndarray, shape (M,) or float, optional
         Bytes to add for each (several messages of one size, or weighted by steps);
         `message_bytes` by default.
+
+    Returns
+    -------
+    None
+        `route_bytes` is updated.
     """
     src, dst = np.asarray(src, dtype=np.int64).ravel(), np.asarray(dst, dtype=np.int64).ravel()
     if len(src) == 0:
@@ -244,7 +249,18 @@ def add_route_bytes(route_bytes: np.ndarray, cluster: Cluster, src, dst, message
 
 
 def link_bytes(cluster: Cluster, route_bytes: np.ndarray) -> np.ndarray:
-    """Bytes every link carries, from a tally per candidate route (`add_route_bytes`): (n_links,)."""
+    """Bytes every link carries, from a tally per candidate route (`add_route_bytes`).
+
+    Parameters
+    ----------
+    cluster : Cluster
+    route_bytes : ndarray, shape (B, N, N)
+
+    Returns
+    -------
+    ndarray, shape (n_links,)
+        Bytes, in the order of ``cluster.links``.
+    """
     out = np.zeros(len(cluster.links))
     for b, u, v in zip(*np.nonzero(route_bytes)):
         for link in cluster.candidate_links[b, u, v]:
