@@ -176,6 +176,8 @@ class _Needs:
     comm: dict[str, np.ndarray]  # input transfers from → to, as fractions of the budget (N, N)
     out_ratio: np.ndarray  # (K+1, N, N) head outputs of c groups, as fractions of the budget
     tied: bool
+    no_comm: np.ndarray  # (N,) zeros: a block whose inputs are nowhere yet
+    sends_outputs: bool  # head outputs have bytes (they cost something off the device)
 
     @property
     def demand(self) -> np.ndarray:
@@ -209,7 +211,7 @@ def _needs(instance: Instance, k: int) -> _Needs:
     return _Needs(context, names, kinds, layers, groups, need, times, budget, usable_bytes(instance),
                   {key: value / budget for key, value in comm.items()},
                   transfer_times(instance.cluster, out_bytes * np.arange(K + 1)) / budget,
-                  heads_share_memory(model, precision))
+                  heads_share_memory(model, precision), np.zeros(N), out_bytes > 0)
 
 
 @dataclass(eq=False)
@@ -231,14 +233,13 @@ class _Where:
 
 def _input_cost(x: _Needs, at: _Where, was: _Where, kind: int, l: int, g: int) -> tuple[np.ndarray, int]:
     """The communication ratio of a block on every device (N,) given where its inputs are, and where it was."""
-    N, L = len(x.limit), len(at.proj)
-    none = np.zeros(N)
+    N, L, none = len(x.limit), len(at.proj), x.no_comm
     if kind == _GROUP:
         source = int(at.ffn[l - 1]) if l > 0 else at.ends["embed"]
         return (x.comm["layer_in"][source] if source >= 0 else none), int(was.att[l, g])
     if kind == _PROJECTION:
         where = at.att[l][at.att[l] >= 0]
-        if x.out_ratio[1].any() and len(where):
+        if x.sends_outputs and len(where):
             return x.out_ratio[np.bincount(where, minlength=N), np.arange(N)].sum(axis=0), int(was.proj[l])
         return none, int(was.proj[l])
     if kind == _FFN:
@@ -256,7 +257,8 @@ def _decide(instance: Instance, k: int, previous: Placement | None, scoring: str
     alpha, beta, gamma = weights
     L, K, N = instance.model.layers, instance.model.kv_heads, instance.n_devices
     x = _needs(instance, k)
-    order = np.argsort(-x.demand, kind="stable")
+    demand = x.demand
+    order = np.argsort(-demand, kind="stable")
     was, at = _Where.of(previous, L, K), _Where.of(previous, L, K)
     placed = {"embed": -1, "lm_head": -1}  # placed in this decision (for tied embeddings)
 
@@ -265,24 +267,31 @@ def _decide(instance: Instance, k: int, previous: Placement | None, scoring: str
         memory_ratio = np.where(x.limit > 0, x.need[:, None] / x.limit, np.where(x.need[:, None] > 0, np.inf, 0.0))
     compute_ratio = x.times / x.budget
 
-    def score_of(mem, compute, comm):
-        return np.maximum(np.maximum(mem, compute), comm) if scoring == "max" else alpha * compute + beta * mem + gamma * comm
+    def part_of(mem, compute):  # the score without communication
+        return np.maximum(mem, compute) if scoring == "max" else alpha * compute + beta * mem
+
+    def combine(part, comm):
+        return np.maximum(part, comm) if scoring == "max" else part + gamma * comm
+
+    base = part_of(memory_ratio, compute_ratio)
+    kinds, layers, groups, need = x.kinds.tolist(), x.layers.tolist(), x.groups.tolist(), x.need.tolist()
 
     room, held = x.limit.astype(float).copy(), np.zeros(N)
     scores = np.full((len(x.names), N), np.inf)
     chosen = np.empty(len(x.names), dtype=np.int64)
     fallbacks, homeless = [], []
     for row, b in enumerate(order.tolist()):
-        kind, l, g = int(x.kinds[b]), int(x.layers[b]), int(x.groups[b])
+        kind, l, g = kinds[b], layers[b], groups[b]
         comm, before = _input_cost(x, at, was, kind, l, g)
-        extra, mem_row = x.need[b], memory_ratio[b]
+        extra = need[b]
+        score = combine(base[b], comm)
         partner = placed["lm_head" if kind == _EMBED else "embed"] if x.tied and kind in (_EMBED, _LM_HEAD) else -1
         if partner >= 0:  # one shared matrix: nothing more on the partner's device
-            extra = np.full(N, x.need[b])
+            extra = np.full(N, need[b])
             extra[partner] = 0.0
-            mem_row = mem_row.copy()
+            mem_row = memory_ratio[b].copy()
             mem_row[partner] = 0.0
-        score = score_of(mem_row, compute_ratio[b], comm)
+            score = combine(part_of(mem_row, compute_ratio[b]), comm)
         fits = room >= extra
         if fits.any():
             score = np.where(fits, score, np.inf)
@@ -315,7 +324,7 @@ def _decide(instance: Instance, k: int, previous: Placement | None, scoring: str
                           embed=int(at.ends["embed"]), lm_head=int(at.ends["lm_head"]))
     return Decision(
         placement=placement, order=tuple(x.names[b] for b in order), scores=scores, devices=chosen,
-        demand=x.demand[order], fallbacks=tuple(fallbacks), homeless=tuple(homeless),
+        demand=demand[order], fallbacks=tuple(fallbacks), homeless=tuple(homeless),
         memory_bytes=held, budget_s=x.budget, context=x.context,
     )
 
