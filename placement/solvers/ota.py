@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,7 @@ import numpy as np
 from placement.errors import InputError
 from placement.instance import Instance
 from placement.ota.allreduce import SCHEMES, design_extras, plan_device_flops, uses_per_token
-from placement.ota.assignment import design_for, share_caps, ssca_assignment
+from placement.ota.assignment import capped_simplex_projection, design_for, share_caps, ssca_assignment
 from placement.ota.channel import sample_channels
 from placement.cost.tables import block_memory, heads_share_memory, phase_tables, step_costs, usable_bytes
 from placement.plan import Plan
@@ -156,29 +157,20 @@ def solve_ota(
     if wireless is None:
         return _fail("error", "method 'ota' needs a `wireless` section in the instance (server and device antennas, "
                      "bandwidth, noise power, path loss, power; docs/ota.md)", started)
-    names = instance.cluster.names
-    chosen = list(names) if devices is None else list(devices)
-    unknown = [d for d in chosen if d not in names]
-    if unknown or not chosen:
-        raise InputError(f"option `devices`: {unknown or 'empty'} not in the instance ({', '.join(names)})")
-    members = np.isin(np.array(names), chosen)
+    members = _members(instance, devices)
     const = layer_constants(instance)
-    usable = usable_bytes(instance)
-    master = int(np.argmax(np.where(members, usable, -np.inf)))
-    memory_caps = (usable - const["ends_bytes"] * (np.arange(len(names)) == master)) / const["layer_bytes"]
-    extra = np.where(np.arange(len(names)) == master, const["head_flops"], 0.0)  # the output head runs on the master
-    caps = np.where(members, share_caps(wireless, const["flops"], memory_caps, extra), 0.0)
+    master, caps, extra = _capacities(instance, members, const)
     if caps.sum() < 1:
         energy = np.isfinite(wireless.energy_per_token_j).any()
         return _fail("infeasible", f"no assignment fits: the devices can take shares {caps.round(4).tolist()} of the model "
                      f"(memory{' and energy per token' if energy else ''}), summing to {caps.sum():.3f} < 1; add devices, "
                      "memory" + (" or raise `wireless.energy_per_token`" if energy else ""), started)
     n = int(members.sum())
-    uses = 2 * instance.model.layers * math.ceil(instance.workload.batch * instance.model.hidden / wireless.streams)
     stats: dict[str, Any] = {"scheme": scheme, "assignment": assignment, "beamformer": beamformer, "caps": caps.tolist()}
     equal = np.where(members, 1.0 / n, 0.0)
     shares = equal if caps.min(initial=1.0, where=members) >= 1.0 / n else None
     if scheme == "aircomp" and assignment == "ssca" and n > 1:
+        uses = 2 * instance.model.layers * math.ceil(instance.workload.batch * instance.model.hidden / wireless.streams)
         ssca = ssca_assignment(wireless, const["flops"], caps, uses, objective=objective, mse_target=mse_target,
                                time_per_share_s=const["time_per_share_s"], beamformer=beamformer, iterations=iterations,
                                seed=seed + 1, randomizations=randomizations, extra_flops=extra)
@@ -186,50 +178,88 @@ def solve_ota(
         stats.update({"trace": ssca.trace, "ssca_iterations": ssca.iterations, "ssca_converged": ssca.converged,
                       "ssca_s": ssca.seconds})
     elif shares is None:  # the equal split does not fit: the nearest one that does
-        from placement.ota.assignment import capped_simplex_projection
-
         shares = capped_simplex_projection(equal, caps)
-    def judge(shares: np.ndarray):
-        plan = ota_plan(instance, shares, master)
-        extras, bounds = _design(instance, plan, scheme, beamformer, samples, seed, randomizations)
-        extras.update({"assignment": assignment, "beamformer": beamformer, "shares": np.round(shares, 12).tolist()})
-        plan = plan.replace(extras={"ota": extras})
-        note = (f"{scheme} all-reduce over {n} devices, shares {np.round(shares, 3).tolist()}"
-                + (f", {beamformer} beamformer" if scheme == "aircomp" else ""))
-        result = judged(instance, plan, note, stats)
-        return plan, result, bounds, note, result.report.errors.get("allreduce_mse", 0.0)
-
-    candidate = judge(shares)
+    design = dict(scheme=scheme, beamformer=beamformer, assignment=assignment, samples=samples, seed=seed,
+                  randomizations=randomizations, participants=n)
+    candidate = _Candidate.judged(instance, shares, master, stats, **design)
     if "trace" in stats and np.all(caps[members] >= 1.0 / n):
         # SSCA works on sampled channels; on the evaluation channels its shares can lose to the
         # equal split it started from. Keep whichever the evaluator finds better, so `ota` is
         # never worse than `ota-equal` on its own objective.
-        start = judge(equal)
-
-        def rank(c):
-            plan, result, _, _, mse = c
-            usable = "energy_over_j" not in result.report.errors
-            value = mse if objective == "mse" else result.objective
-            return (not usable, objective == "latency" and mse > mse_target * (1 + _MSE_RTOL), value)
-
-        if rank(start) < rank(candidate):
+        start = _Candidate.judged(instance, equal, master, stats, **design)
+        if start.rank(objective, mse_target) < candidate.rank(objective, mse_target):
             candidate = start
             stats["kept_equal_shares"] = True
-    plan, result, bounds, note, mse = candidate
-    stats["sdr_bound"] = float(np.mean(bounds)) if bounds else None
-    stats.update({"allreduce_mse": mse, "decision_time_s": time.perf_counter() - started})
+    stats["sdr_bound"] = float(np.mean(candidate.bounds)) if candidate.bounds else None
+    stats.update({"allreduce_mse": candidate.mse, "decision_time_s": time.perf_counter() - started})
+    return _verdict(candidate, objective, mse_target, stats)
+
+
+def _members(instance: Instance, devices) -> np.ndarray:
+    """The participants as a mask (N,): `devices` by name, or every device."""
+    names = instance.cluster.names
+    chosen = list(names) if devices is None else list(devices)
+    unknown = [d for d in chosen if d not in names]
+    if unknown or not chosen:
+        raise InputError(f"option `devices`: {unknown or 'empty'} not in the instance ({', '.join(names)})")
+    return np.isin(np.array(names), chosen)
+
+
+def _capacities(instance: Instance, members: np.ndarray, const: dict[str, Any]) -> tuple[int, np.ndarray, np.ndarray]:
+    """The master (the participant with most memory), every device's largest share, the master's extra FLOPs."""
+    usable = usable_bytes(instance)
+    master = int(np.argmax(np.where(members, usable, -np.inf)))
+    is_master = np.arange(len(usable)) == master
+    memory_caps = (usable - const["ends_bytes"] * is_master) / const["layer_bytes"]
+    extra = np.where(is_master, const["head_flops"], 0.0)  # the output head runs on the master
+    caps = np.where(members, share_caps(instance.wireless, const["flops"], memory_caps, extra), 0.0)
+    return master, caps, extra
+
+
+@dataclass(frozen=True, eq=False)
+class _Candidate:
+    """A share vector's plan with its transceiver design, judged by the evaluator."""
+
+    plan: Plan
+    result: Result
+    bounds: list[float]
+    note: str
+    mse: float
+
+    @classmethod
+    def judged(cls, instance: Instance, shares: np.ndarray, master: int, stats: dict, *, scheme: str, beamformer: str,
+               assignment: str, samples: int, seed: int, randomizations: int, participants: int) -> _Candidate:
+        plan = ota_plan(instance, shares, master)
+        extras, bounds = _design(instance, plan, scheme, beamformer, samples, seed, randomizations)
+        extras.update({"assignment": assignment, "beamformer": beamformer, "shares": np.round(shares, 12).tolist()})
+        plan = plan.replace(extras={"ota": extras})
+        note = (f"{scheme} all-reduce over {participants} devices, shares {np.round(shares, 3).tolist()}"
+                + (f", {beamformer} beamformer" if scheme == "aircomp" else ""))
+        result = judged(instance, plan, note, stats)
+        return cls(plan, result, bounds, note, result.report.errors.get("allreduce_mse", 0.0))
+
+    def rank(self, objective: str, mse_target: float | None) -> tuple:
+        """Usable (energy met) first, then the MSE target met, then the objective's value."""
+        usable = "energy_over_j" not in self.result.report.errors
+        value = self.mse if objective == "mse" else self.result.objective
+        return (not usable, objective == "latency" and self.mse > mse_target * (1 + _MSE_RTOL), value)
+
+
+def _verdict(c: _Candidate, objective: str, mse_target: float | None, stats: dict) -> Result:
+    """The back end's own verdict on its candidate: energy, then the MSE target (`placement.solve` checks both again)."""
     targets = {"allreduce_mse": float(mse_target)} if objective == "latency" else {}
-    if "energy_over_j" in result.report.errors:
-        return Result("infeasible", f"{note}, but a device's computing exceeds its energy per token by "
-                      f"{result.report.errors['energy_over_j']:.3g} J after rounding the groups; raise "
-                      "`wireless.energy_per_token` or add devices", plan, result.report,
-                      objective=result.objective, stats=stats, targets=targets)
-    if objective == "latency" and mse > mse_target * (1 + _MSE_RTOL):
-        return Result("infeasible", f"{note}: average MSE {mse:.3g} misses the target {mse_target:.3g}; raise the target, "
-                      "the transmit power or the server's antennas", plan, result.report,
-                      objective=result.objective, stats=stats, targets=targets)
-    return Result(result.status, f"{result.message}; all-reduce MSE {mse:.3g}", plan, result.report,
-                  objective=result.objective, stats=stats, targets=targets)
+    report = c.result.report
+    if "energy_over_j" in report.errors:
+        return Result("infeasible", f"{c.note}, but a device's computing exceeds its energy per token by "
+                      f"{report.errors['energy_over_j']:.3g} J after rounding the groups; raise "
+                      "`wireless.energy_per_token` or add devices", c.plan, report,
+                      objective=c.result.objective, stats=stats, targets=targets)
+    if objective == "latency" and c.mse > mse_target * (1 + _MSE_RTOL):
+        return Result("infeasible", f"{c.note}: average MSE {c.mse:.3g} misses the target {mse_target:.3g}; raise the target, "
+                      "the transmit power or the server's antennas", c.plan, report,
+                      objective=c.result.objective, stats=stats, targets=targets)
+    return Result(c.result.status, f"{c.result.message}; all-reduce MSE {c.mse:.3g}", c.plan, report,
+                  objective=c.result.objective, stats=stats, targets=targets)
 
 
 _MSE_RTOL = 1e-9  # an MSE target is met up to rounding: the MSE is recomputed from the stored design
