@@ -162,6 +162,29 @@ def run_validation(*, quick: bool = False, out_dir: str | Path = "results/fideli
     preset_path = out / "device.yaml"
     write_preset(preset_path, "profiled", base, overwrite=True)
 
+    measured, skipped = _measure(config, profile, quick, say)
+    calibration_models = [m for m in config["calibrate_on"] if m in measured]
+    if not calibration_models:
+        raise InputError("none of the calibration models could be measured on this machine")
+    observations = {name: _observations(load_model(name), result) for name, result in measured.items()}
+    say(f"calibrating on {', '.join(calibration_models)}")
+    fit = calibrate(base, [o for m in calibration_models for o in observations[m]])
+    calibrated = fit.fields(base)
+    calibrated["notes"] = base["notes"].replace("Efficiencies 1 and no per-block overhead until calibrated",
+                                                f"Calibrated on {', '.join(calibration_models)}")
+    write_preset(preset_path, "calibrated", calibrated, overwrite=True)
+    rows, block_rows = _compare(base, calibrated, observations, measured, calibration_models)
+    dist_rows = _distributed(config, measured, preset_path, out, say) if distributed else []
+    summary = _summary(quick, profile, fit, calibration_models, rows, dist_rows, skipped)
+    summary["seconds"] = time.perf_counter() - start
+    paths = _write(out, rows, block_rows, dist_rows, summary)
+    paths["presets"] = str(preset_path)
+    return {"summary": summary, "rows": rows, "distributed": dist_rows, "blocks": block_rows, "skipped": skipped,
+            "paths": paths}
+
+
+def _measure(config: dict, profile: dict, quick: bool, say) -> tuple[dict, list]:
+    """Time every model of the set that fits (decode at each context, prefill within its budget)."""
     measured, skipped = {}, []
     for name in config["models"]:
         spec = load_model(name)
@@ -176,18 +199,11 @@ def run_validation(*, quick: bool = False, out_dir: str | Path = "results/fideli
         say(f"timing {name} (decode at {', '.join(map(str, config['contexts']))}; prefill of {prompts or 'none'})")
         measured[name] = measure_model(spec, contexts=config["contexts"], prompts=prompts or [], repeats=config["repeats"],
                                        prefill_repeats=2 if quick else 3, threads=THREADS)
+    return measured, skipped
 
-    calibration_models = [m for m in config["calibrate_on"] if m in measured]
-    if not calibration_models:
-        raise InputError("none of the calibration models could be measured on this machine")
-    observations = {name: _observations(load_model(name), result) for name, result in measured.items()}
-    say(f"calibrating on {', '.join(calibration_models)}")
-    fit = calibrate(base, [o for m in calibration_models for o in observations[m]])
-    calibrated = fit.fields(base)
-    calibrated["notes"] = base["notes"].replace("Efficiencies 1 and no per-block overhead until calibrated",
-                                                f"Calibrated on {', '.join(calibration_models)}")
-    write_preset(preset_path, "calibrated", calibrated, overwrite=True)
 
+def _compare(base: dict, calibrated: dict, observations: dict, measured: dict, calibration_models: list[str]):
+    """Each observation's prediction before and after calibration, and the per-block rows."""
     rows, block_rows = [], []
     for name, obs in observations.items():
         before, after = predict(base, obs), predict(calibrated, obs)
@@ -197,27 +213,34 @@ def run_validation(*, quick: bool = False, out_dir: str | Path = "results/fideli
                          "predicted_before_s": float(b), "predicted_after_s": float(a),
                          "error_before": float(b / o.seconds - 1), "error_after": float(a / o.seconds - 1)})
         block_rows += _block_rows(calibrated, load_model(name), measured[name], "calibrated")
+    return rows, block_rows
 
+
+def _distributed(config: dict, measured: dict, preset_path: Path, out: Path, say) -> list[dict[str, Any]]:
+    """The multi-process runs: every distributed model, link and layout, measured against the prediction."""
     dist_rows = []
-    if distributed:
-        for name in config["distributed"]:
-            if name not in measured:
-                continue
-            for latency, bandwidth in config["links"]:
-                for layout in config["layouts"]:
-                    say(f"distributed run: {name} {layout} over {latency}, {bandwidth}")
-                    inst, plan = distributed_cases(name, layout, latency, bandwidth, f"{preset_path.name}#calibrated",
-                                                   base=out, tokens=config["tokens"])
-                    result = run_plan(inst, plan)
-                    dist_rows.append({"model": name, "plan": layout, "processes": result["processes"],
-                                      "latency": latency, "bandwidth": bandwidth,
-                                      "measured_s": result["measured_s"], "predicted_s": result["predicted_s"],
-                                      "error": result["error"]})
+    for name in config["distributed"]:
+        if name not in measured:
+            continue
+        for latency, bandwidth in config["links"]:
+            for layout in config["layouts"]:
+                say(f"distributed run: {name} {layout} over {latency}, {bandwidth}")
+                inst, plan = distributed_cases(name, layout, latency, bandwidth, f"{preset_path.name}#calibrated",
+                                               base=out, tokens=config["tokens"])
+                result = run_plan(inst, plan)
+                dist_rows.append({"model": name, "plan": layout, "processes": result["processes"],
+                                  "latency": latency, "bandwidth": bandwidth,
+                                  "measured_s": result["measured_s"], "predicted_s": result["predicted_s"],
+                                  "error": result["error"]})
+    return dist_rows
 
+
+def _summary(quick, profile, fit, calibration_models, rows, dist_rows, skipped) -> dict[str, Any]:
+    """Errors before and after calibration by role and kind, and of the distributed runs."""
     def pick(role: str | None, kind: str | None, key: str) -> list[float]:
         return [r[key] for r in rows if (role is None or r["role"] == role) and (kind is None or r["kind"] == kind)]
 
-    summary = {
+    return {
         "quick": quick, "threads": THREADS, "seconds": None,
         "profile": profile, "calibration": fit.summary(), "calibrated_on": calibration_models,
         "held_out": sorted({r["model"] for r in rows if r["role"] == "held-out"}),
@@ -227,11 +250,6 @@ def run_validation(*, quick: bool = False, out_dir: str | Path = "results/fideli
         "distributed": _errors([r["error"] for r in dist_rows]),
         "skipped": skipped,
     }
-    summary["seconds"] = time.perf_counter() - start
-    paths = _write(out, rows, block_rows, dist_rows, summary)
-    paths["presets"] = str(preset_path)
-    return {"summary": summary, "rows": rows, "distributed": dist_rows, "blocks": block_rows, "skipped": skipped,
-            "paths": paths}
 
 
 # ----------------------------------------------------------------------------- output
