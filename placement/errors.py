@@ -12,6 +12,7 @@ __all__ = [
     "PlanError",
     "InfeasibleError",
     "SolverNotInstalledError",
+    "InputWarning",
 ]
 
 
@@ -33,3 +34,7 @@ class InfeasibleError(PlacementError):
 
 class SolverNotInstalledError(PlacementError, ImportError):
     """A solver back end needs a package that is not installed; the message names it."""
+
+
+class InputWarning(UserWarning):
+    """A value that is valid but probably a mistake (a 500 bit/s link, a 60 s latency); the CLI prints one line."""
