@@ -100,8 +100,8 @@ class Report:
 
     @property
     def feasible(self) -> bool:
-        """True when no device runs out of memory in any interval."""
-        return not self.violations
+        """True when no device runs out of memory in any interval and every figure is finite."""
+        return not self.violations and bool(np.isfinite(self.total_s))
 
     @property
     def total_s(self) -> float:
@@ -655,7 +655,7 @@ def evaluate(instance: Instance, plan: Plan) -> Report:
     True
     """
     arrays = _check_plan(instance, plan)
-    errors = dict(plan.extras.get("errors", {}))
+    errors: dict[str, float] = {}  # computed here only: a plan's extras cannot inject figures
     if plan.collective == "ota":  # time and MSE from the transceiver design, recomputed on the instance's channels
         from placement.ota.allreduce import ota_context
 
