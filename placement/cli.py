@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from placement.cost.units import format_bytes, format_seconds
-from placement.errors import InputError, PlacementError
+from placement.errors import InputError, PlacementError, SolveInterrupted
 
 app = typer.Typer(
     add_completion=False,
@@ -147,7 +147,13 @@ def solve(
     if out_path is not None:
         check_output_path(out_path, inputs=(instance,))  # before the solve, which may take long
     inst = load_instance(instance)
-    result = run_solve(inst, method=method, **options)
+    interrupted = False
+    try:
+        result = run_solve(inst, method=method, **options)
+    except SolveInterrupted as stop:  # Ctrl-C in a MILP: report and keep the incumbent, then exit 130
+        if stop.result is None:
+            raise
+        result, interrupted = stop.result, True
     if out_path is not None and result.plan is not None:
         result.plan.to_json(out_path)
     if as_json:
@@ -159,6 +165,10 @@ def solve(
             _report_tables(inst, result.report, f"plan: {method}")
         if out_path is not None and result.plan is not None:
             out.print(f"plan written to {out_path}")
+    if interrupted:
+        written = f"; the incumbent is in {out_path}" if out_path is not None and result.plan is not None else ""
+        err.print(f"interrupted{written}", highlight=False)
+        raise typer.Exit(130)
     if result.status in ("infeasible", "error"):
         raise typer.Exit(1)
 

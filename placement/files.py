@@ -239,6 +239,7 @@ def atomic_write(path: str | Path, mode: str = "w", **open_options: Any) -> Iter
         open_options.setdefault("encoding", "utf-8")
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(temp, _mode_for(path))  # mkstemp makes 0600; the result gets what a plain open() would give
         with os.fdopen(fd, mode, **open_options) as fh:
             yield fh
             fh.flush()
@@ -250,6 +251,16 @@ def atomic_write(path: str | Path, mode: str = "w", **open_options: Any) -> Iter
         except FileNotFoundError:
             pass
         raise
+
+
+def _mode_for(path: Path) -> int:
+    """The permissions of the file being replaced, or of a new file under the current umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

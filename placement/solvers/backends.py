@@ -199,12 +199,23 @@ def _highs(problem: LinearProblem, time_limit, gap, threads, start) -> SolverOut
         solution.value_valid = True
         highs.setSolution(solution)
     began = time.perf_counter()
+    best = {"x": None if start is None else np.asarray(start, dtype=float)}  # the incumbent, for an abandoned solve
+
+    def improved(event) -> None:
+        if len(event.data_out.mip_solution) == cols:
+            best["x"] = np.array(event.data_out.mip_solution, dtype=float)
+
+    highs.cbMipImprovingSolution += improved
     if solver_log_wanted():
         with _stdout_fd_to("stderr"):  # HiGHS logs to stdout; the user's stdout stays for results
-            interrupted = _run_interruptible(highs)
+            interrupted, finished = _run_interruptible(highs)
     else:
-        interrupted = _run_interruptible(highs)
+        interrupted, finished = _run_interruptible(highs)
     seconds = time.perf_counter() - began
+    if not finished:  # HiGHS is inside a long LP that polls no interrupt: leave it, keep the incumbent
+        x = best["x"]
+        return SolverOutcome("time_limit", "interrupted (HiGHS still in an LP solve)", x,
+                             None if x is None else problem.objective(x), None, seconds, interrupted=True)
     raw = highs.getModelStatus().name
     info = highs.getInfo()
     has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
@@ -220,31 +231,36 @@ def _highs(problem: LinearProblem, time_limit, gap, threads, start) -> SolverOut
     )
 
 
-def _run_interruptible(highs) -> bool:
-    """``highs.run()``, stopped within a fraction of a second by Ctrl-C; True when it was.
+INTERRUPT_GRACE_S = 0.5  # after Ctrl-C, how long HiGHS may take to stop by itself
+
+
+def _run_interruptible(highs) -> tuple[bool, bool]:
+    """``highs.run()``, ended within about a second by Ctrl-C; returns (interrupted, finished).
 
     HiGHS holds the main thread in C++ for the whole solve, so Python sees Ctrl-C only
     when it returns. In the main thread the solve runs in a worker thread instead; the
     main thread waits in short steps, and on Ctrl-C asks HiGHS to stop at its next
-    interrupt check (highspy's user-interrupt callback), keeping the incumbent.
+    interrupt check (highspy's user-interrupt callback). A root LP of a large model
+    can run for minutes without such a check: after `INTERRUPT_GRACE_S` the solve is
+    abandoned (the daemon thread ends with the process) and ``finished`` is False.
     """
     if threading.current_thread() is not threading.main_thread():
         highs.run()  # signals reach only the main thread
-        return False
+        return False, True
     highs.HandleUserInterrupt = True
     finished = threading.Event()
     worker = threading.Thread(target=lambda: (highs.run(), finished.set()), daemon=True)
     worker.start()
-    interrupted = False
-    while True:
-        try:
-            if finished.wait(0.05):
-                break
-        except KeyboardInterrupt:
-            interrupted = True
-            highs.cancelSolve()
-    worker.join()
-    return interrupted
+    try:
+        while not finished.wait(0.05):
+            pass
+        return False, True
+    except KeyboardInterrupt:
+        highs.cancelSolve()
+    try:
+        return True, finished.wait(INTERRUPT_GRACE_S)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop waiting at once
+        return True, finished.is_set()
 
 
 # ----------------------------------------------------------------------------- CBC through PuLP
