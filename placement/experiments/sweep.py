@@ -149,7 +149,7 @@ def _backend(dask: str | None) -> Iterator[None]:
     except ImportError as exc:
         from placement.errors import SolverNotInstalledError
 
-        raise SolverNotInstalledError("`--dask` needs Dask: pip install 'placement[dask]'") from exc
+        raise SolverNotInstalledError("`--dask` needs Dask: pip install 'llm-placement[dask]'") from exc
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) if dask == "local" else None
     try:
         client = Client(cluster if cluster is not None else dask, timeout=DASK_TIMEOUT_S)
