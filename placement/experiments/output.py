@@ -15,13 +15,15 @@ from placement.files import atomic_write, write_text_atomic
 
 __all__ = ["write_rows_csv", "write_json", "save_figure", "versions"]
 
-_PACKAGES = ("llm-placement", "numpy", "scipy", "highspy", "pulp", "ortools", "cvxpy", "joblib", "networkx", "pydantic",
+_PACKAGES = ("numpy", "scipy", "highspy", "pulp", "ortools", "cvxpy", "joblib", "networkx", "pydantic",
              "pint", "torch")
 
 
 def versions() -> dict[str, str]:
     """Python, the machine and the installed version of every package a result depends on."""
-    out = {"python": platform.python_version(), "machine": platform.machine()}
+    from placement import __version__  # the distribution is llm-placement; the version is the package's own
+
+    out = {"python": platform.python_version(), "machine": platform.machine(), "placement": __version__}
     for package in _PACKAGES:
         try:
             out[package] = metadata.version(package)
