@@ -276,7 +276,8 @@ def solve_milp(
         warm_plan = Plan(instance.cluster.names, start_placements if I > 1 else start_placements[:1], method="milp")
     stats: dict[str, Any] = {"solver": solver, "mode": mode, "formulation": formulation, "refinements": 0}
     setup = _Setup(intervals, current, allowed, formulation, solver, gap, threads, deadline, max_refinements)
-    search = _refine(instance, setup, _initial_blocks(instance, intervals, token_blocks), start_placements, stats)
+    search = _refine(instance, setup, _initial_blocks(instance, intervals, token_blocks), start_placements, stats,
+                     have_fallback=warm_plan is not None)
     result = _outcome_result(instance, setup, search, warm_plan, time_limit, time.perf_counter() - started, stats)
     if search.interrupted:
         raise SolveInterrupted(result)  # the CLI writes the incumbent and exits 130
@@ -329,16 +330,19 @@ class _Search:
 
 
 def _refine(instance: Instance, setup: _Setup, blocks: dict[int, list[np.ndarray]],
-            start_placements: list[Placement] | None, stats: dict[str, Any]) -> _Search:
+            start_placements: list[Placement] | None, stats: dict[str, Any], *, have_fallback: bool = False) -> _Search:
     """Solve, and solve again with inexact token blocks split or overflowing devices given a margin.
 
     Stops when every block is exact, at `max_refinements`, at the deadline (keeping the
-    last plan), or on Ctrl-C (`_Search.interrupted`).
+    last plan; before even building a model when `have_fallback`, a warm-start plan the
+    caller returns), or on Ctrl-C (`_Search.interrupted`).
     """
     usable = np.array([d.usable_bytes for d in instance.devices])
     margin = np.zeros((len(setup.intervals), instance.n_devices))
     search = _Search()
     for refinement in range(setup.max_refinements + 1):
+        if setup.deadline.expired and (search.outcome is not None or have_fallback):
+            break  # building a model takes seconds on large instances: none is left
         form = build_formulation(instance, setup.intervals, blocks, current=setup.current, allowed=setup.allowed,
                                  formulation=setup.formulation, break_symmetry=setup.allowed is None,
                                  memory_margin=margin)
@@ -349,8 +353,6 @@ def _refine(instance: Instance, setup: _Setup, blocks: dict[int, list[np.ndarray
             if setup.allowed is None and setup.current is None and setup.formulation == "counts":
                 start_placements = _canonical(instance, start_placements)
             start = _start_vector(form, instance, start_placements, setup.deadline)
-        if setup.deadline.expired and search.outcome is not None:
-            break  # keep the last solved plan rather than start a solve with no time
         outcome = solve_problem(form.problem, setup.solver, time_limit=setup.deadline.remaining_s(), gap=setup.gap,
                                 threads=setup.threads, start=start)
         stats.update(raw_status=outcome.raw_status, nodes=stats.get("nodes", 0) + outcome.nodes,
@@ -405,8 +407,9 @@ def _no_solution_result(instance: Instance, setup: _Setup, outcome: SolverOutcom
     if warm_report is not None and warm_report.feasible:
         if bound is not None:
             bound = min(bound, warm_report.total_s)
+        why = f"{solver} found no solution ({raw})" if outcome is not None else f"the time limit passed before {solver} ran"
         return Result("time_limit" if time_limit is not None else "feasible",
-                      f"{solver} found no solution ({raw}); the warm start is returned", warm_plan, warm_report,
+                      f"{why}; the warm start is returned", warm_plan, warm_report,
                       objective=warm_report.total_s, bound=bound, solve_time_s=elapsed, stats=stats)
     if outcome is not None and outcome.status == "infeasible":
         hint = "every device's memory is too small for its share at some interval; see `placement evaluate` of a reference plan"
@@ -479,8 +482,8 @@ def _warm_placements(instance: Instance, warm_start, current: Placement | None, 
     for heuristic in (solve_single, solve_pipeline, solve_pipeline_dp, solve_myopic_plus):
         if heuristic is solve_myopic_plus and count != instance.workload.n_intervals:
             continue
-        if results and deadline.expired:
-            break  # the warm start's time counts against the limit: stop at the best so far
+        if deadline.expired and any(r.report is not None and r.report.feasible for r in results):
+            break  # the warm start's time counts against the limit: stop at the first feasible plan
         results.append(heuristic(instance))
     candidates = [r for r in results if r.report is not None and r.report.feasible]
     if not candidates:
