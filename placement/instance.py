@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from placement.cost.hardware import Cluster, Device, Link
 from placement.cost.model import ModelSpec, load_model, spec_from_mapping
