@@ -11,7 +11,6 @@ implausible values are one line each on stderr.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import warnings
@@ -42,21 +41,10 @@ OptionPairs = Annotated[Optional[list[str]], typer.Option(
 _MAX_MESSAGE = 1000  # characters of one error line
 
 
-def _finite(value: Any) -> Any:
-    """`value` with NaN and infinities as None (JSON has neither) and NumPy scalars as Python ones."""
-    if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if hasattr(value, "item") and hasattr(value, "dtype") and getattr(value, "ndim", 1) == 0:
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(_finite(data), indent=1, allow_nan=False) + "\n")
+    from placement.files import json_ready
+
+    sys.stdout.write(json.dumps(json_ready(data), indent=1, allow_nan=False) + "\n")
 
 
 def _verbose(on: bool) -> None:

@@ -15,6 +15,7 @@ interrupt leaves the previous file as it was and removes the temporary file.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ from placement.errors import InputError
 
 __all__ = [
     "MAX_DOCUMENT_NODES", "MAX_DEPTH", "read_text", "parse_yaml", "parse_json", "load_data_file",
-    "atomic_write", "write_text_atomic", "check_output_path", "short",
+    "atomic_write", "write_text_atomic", "check_output_path", "short", "json_ready",
 ]
 
 # Bounds on a parsed document. The largest shipped instance has ~300 nodes and depth 5;
@@ -53,6 +54,30 @@ def short(value: Any, limit: int = _MAX_ECHO) -> str:
     """
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def json_ready(value: Any) -> Any:
+    """`value` with NaN and infinities as None (JSON has neither) and NumPy scalars as Python ones.
+
+    Parameters
+    ----------
+    value : any
+        Nested dicts, lists and tuples of JSON values, floats and NumPy scalars.
+
+    Returns
+    -------
+    any
+        The same structure, safe for ``json.dumps(..., allow_nan=False)``.
+    """
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if hasattr(value, "item") and hasattr(value, "dtype") and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def read_text(path: str | Path, what: str = "file") -> str:

@@ -303,9 +303,9 @@ def test_python_api_prints_nothing_on_stdout(capfd):
 
 
 def test_non_finite_figures_become_null_in_json():
-    from placement.cli import _finite
+    from placement.files import json_ready
 
-    assert json.dumps(_finite({"a": float("nan"), "b": [np.float64("inf"), 1.5], "c": np.int64(3)}),
+    assert json.dumps(json_ready({"a": float("nan"), "b": [np.float64("inf"), 1.5], "c": np.int64(3)}),
                       allow_nan=False) == '{"a": null, "b": [null, 1.5], "c": 3}'
 
 

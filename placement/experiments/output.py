@@ -11,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from placement.files import atomic_write, write_text_atomic
+from placement.files import atomic_write, json_ready, write_text_atomic
 
 __all__ = ["write_rows_csv", "write_json", "save_figure", "versions"]
 
@@ -52,7 +52,7 @@ def write_rows_csv(path: Path, rows: list[dict[str, Any]], columns: list[str] | 
 
 def write_json(path: Path, data: Any) -> None:
     """Write `data` as JSON atomically (``config.json``, summaries); NaN or infinity is an error, not bare JSON."""
-    write_text_atomic(path, json.dumps(data, indent=1, allow_nan=False, default=str))
+    write_text_atomic(path, json.dumps(json_ready(data), indent=1, allow_nan=False, default=str))
 
 
 def save_figure(fig: Any, path: Path, **options: Any) -> None:

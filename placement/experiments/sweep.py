@@ -122,20 +122,11 @@ def _cached_run(job: Job, cache: str) -> dict[str, Any]:
     path = Path(cache) / f"{job_key(job)}.json"
     if path.is_file():
         return json.loads(path.read_text())
-    from placement.files import write_text_atomic
+    from placement.files import json_ready, write_text_atomic
 
     row = run_job(job)
-    write_text_atomic(path, json.dumps(_json_safe(row), indent=1, allow_nan=False))
+    write_text_atomic(path, json.dumps(json_ready(row), indent=1, allow_nan=False))
     return row
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN and infinities as None, so that a cache entry is standard JSON."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 @contextlib.contextmanager
