@@ -53,6 +53,19 @@ def _verbose(on: bool) -> None:
         os.environ["PLACEMENT_SOLVER_LOG"] = "1"
 
 
+def _merged_options(pairs: list[str] | None, flags: dict[str, Any]) -> dict[str, Any]:
+    """The ``--option KEY=VALUE`` pairs and the flags that were given; an option given both ways is an error."""
+    from placement.options import parse_option_pairs
+
+    options = parse_option_pairs(pairs or [])
+    for key, value in flags.items():
+        if value is not None:
+            if key in options:
+                raise InputError(f"`{key}` is given both as --{key.replace('_', '-')} and --option; give it once")
+            options[key] = value
+    return options
+
+
 def _report_tables(instance, report, title: str) -> None:
     summary = Table(title=title, show_header=False, title_justify="left")
     summary.add_column(style="bold")
@@ -122,16 +135,9 @@ def solve(
     """Solve an instance with a back end and report the evaluator's figures for its plan."""
     from placement import load_instance, solve as run_solve
     from placement.files import check_output_path
-    from placement.options import parse_option_pairs
 
     _verbose(verbose)
-    options = parse_option_pairs(option or [])
-    flags = {"time_limit": time_limit, "solver": solver, "gap": gap, "mode": mode}
-    for key, value in flags.items():
-        if value is not None:
-            if key in options:
-                raise InputError(f"`{key}` is given both as --{key.replace('_', '-')} and --option; give it once")
-            options[key] = value
+    options = _merged_options(option, {"time_limit": time_limit, "solver": solver, "gap": gap, "mode": mode})
     if out_path is not None:
         check_output_path(out_path, inputs=(instance,))  # before the solve, which may take long
     inst = load_instance(instance)

@@ -558,11 +558,10 @@ def _generation_figures(instance: Instance, spec: InstanceFile) -> dict[str, flo
     found here, named, instead of becoming an infinite or NaN total.
     """
     model, w = instance.model, instance.workload
-    tokens = w.prompt_tokens + w.generate_tokens
-    context = tokens * w.batch
+    tokens = w.prompt_tokens + w.generate_tokens  # also the largest context
     weight_bytes = model.params * model.weight_bits / 8
-    cache_bytes = model.kv_bytes_per_token(w.batch) * context
-    flops = 2.0 * w.batch * model.params + 4.0 * w.batch * model.layers * model.heads * model.head_dim * context
+    cache_bytes = model.kv_bytes_per_token(w.batch) * tokens
+    flops = 2.0 * w.batch * model.params + 4.0 * w.batch * model.layers * model.heads * model.head_dim * tokens
     blocks = model.layers * (model.kv_heads + 2) + 2
     figures = {}
     for i, d in enumerate(instance.devices):
