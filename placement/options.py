@@ -134,13 +134,43 @@ def backend_of(method: str) -> tuple[str, Callable[..., Any]]:
     return key, getattr(importlib.import_module(module), name)
 
 
-def _check_against_default(method: str, name: str, value: Any, parameter: inspect.Parameter) -> None:
-    """A value of the wrong kind for its option's default is an error naming the option.
+# The kinds of value an annotation's members admit, for the members this check understands.
+_KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "float": (lambda v: _is_number(v) and math.isfinite(v), "a number"),
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "str": (lambda v: isinstance(v, str), "text"),
+    "None": (lambda v: v is None, "null"),
+    "tuple": (lambda v: isinstance(v, (tuple, list)), "a list"),
+    "list": (lambda v: isinstance(v, (tuple, list)), "a list"),
+    "Sequence": (lambda v: isinstance(v, (tuple, list)), "a list"),
+    "dict": (lambda v: isinstance(v, dict), "a mapping"),
+}
 
-    Options whose annotation is a union (``str | int``) are left to the back end.
+
+def _check_union(method: str, name: str, value: Any, annotation: str) -> None:
+    """For an annotation such as ``float | None`` or ``tuple[str, ...] | list[str]``: the value must be one of them.
+
+    An annotation with a member this check does not know (a class such as ``Plan``)
+    is left to the back end.
     """
+    members = [m.strip().split("[")[0] for m in annotation.split("|")]
+    if not all(m in _KINDS for m in members):
+        return
+    if not any(_KINDS[m][0](value) for m in members):
+        what = " or ".join(dict.fromkeys(_KINDS[m][1] for m in members if m != "None"))
+        raise InputError(f"method {method!r}: option `{name}` must be {what}, got {short(value)}")
+
+
+def _check_against_default(method: str, name: str, value: Any, parameter: inspect.Parameter) -> None:
+    """A value of the wrong kind for its option's default (or its annotation) is an error naming the option."""
     default = parameter.default
-    if value is None or default is None or default is inspect.Parameter.empty or "|" in str(parameter.annotation):
+    if value is None:
+        return
+    if "|" in str(parameter.annotation):
+        _check_union(method, name, value, str(parameter.annotation))
+        return
+    if default is None or default is inspect.Parameter.empty:
         return
     if isinstance(default, bool):
         ok, what = isinstance(value, bool), "true or false"

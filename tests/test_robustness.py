@@ -421,6 +421,17 @@ def test_option_on_the_cli_reaches_the_back_end():
     assert "option `horizon` must be a number (default 8), got 'abc'" in line
 
 
+@pytest.mark.parametrize("method, options, match", [
+    ("tp", {"collectives": 5}, r"option `collectives` must be a list, got 5"),
+    ("split", {"workspace_bytes": "x"}, r"option `workspace_bytes` must be a number, got 'x'"),
+    ("milp", {"pin": 5}, r"`pin` must map block names to device names"),
+    ("milp", {"forbid": {"pi5": "ffn"}}, r"`forbid` must map device names to lists of blocks"),
+])
+def test_method_options_of_the_wrong_kind_are_named(method, options, match):
+    with pytest.raises(InputError, match=match):
+        placement.solve(load_instance(INSTANCE), method=method, **options)
+
+
 def test_methods_command_lists_options_with_defaults():
     proc = run_main("methods", "myopic+", "--json")
     rows = {r["name"]: r for r in _json_document(proc)}

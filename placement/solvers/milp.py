@@ -259,6 +259,7 @@ def solve_milp(
     """
     deadline = Deadline.after(time_limit)  # one limit for the whole call: warm start, building, every solve
     _check_milp_options(instance, solver, mode, formulation, token_blocks, interval)
+    _check_pins(pin, forbid, current)
     if isinstance(current, Plan):
         current = current.placement(max(interval - 1, 0))
     if mode == "horizon":
@@ -297,6 +298,18 @@ def _check_milp_options(instance: Instance, solver: str, mode: str, formulation:
     I = instance.workload.n_intervals
     if mode == "interval" and not (isinstance(interval, int) and 0 <= interval < I):
         raise InputError(f"`interval` must be between 0 and {I - 1}, got {interval!r}")
+
+
+def _check_pins(pin: Any, forbid: Any, current: Any) -> None:
+    """Types of `pin` (block → device), `forbid` (device → blocks) and `current` (from `--option`, say)."""
+    if pin is not None and not (isinstance(pin, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                                               for k, v in pin.items())):
+        raise InputError(f"`pin` must map block names to device names, such as {{embed: pi5}}, got {pin!r:.80}")
+    if forbid is not None and not (isinstance(forbid, dict) and all(
+            isinstance(k, str) and isinstance(v, list) and all(isinstance(b, str) for b in v) for k, v in forbid.items())):
+        raise InputError(f"`forbid` must map device names to lists of blocks, such as {{pi5: [ffn]}}, got {forbid!r:.80}")
+    if current is not None and not isinstance(current, (Placement, Plan)):
+        raise InputError(f"`current` must be a Placement or a Plan, got {type(current).__name__}")
 
 
 @dataclass(frozen=True)
