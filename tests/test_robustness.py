@@ -424,7 +424,8 @@ def test_option_on_the_cli_reaches_the_back_end():
 @pytest.mark.parametrize("method, options, match", [
     ("tp", {"collectives": 5}, r"option `collectives` must be a list, got 5"),
     ("split", {"workspace_bytes": "x"}, r"option `workspace_bytes` must be a number, got 'x'"),
-    ("milp", {"pin": 5}, r"`pin` must map block names to device names"),
+    ("milp", {"pin": 5}, r"option `pin` must be a mapping, got 5"),
+    ("milp", {"pin": {"embed": 5}}, r"`pin` must map block names to device names"),
     ("milp", {"forbid": {"pi5": "ffn"}}, r"`forbid` must map device names to lists of blocks"),
 ])
 def test_method_options_of_the_wrong_kind_are_named(method, options, match):
