@@ -144,9 +144,10 @@ def _backend(dask: str | None) -> Iterator[None]:
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) if dask == "local" else None
     try:
         client = Client(cluster if cluster is not None else dask, timeout=DASK_TIMEOUT_S)
-    except (OSError, TimeoutError) as exc:  # an environment failure: the CLI prints one line, exit 1
-        raise OSError(f"cannot reach the Dask scheduler {dask!r} within {DASK_TIMEOUT_S:.0f} s ({type(exc).__name__}); "
-                      "check the address and that the scheduler runs") from None
+    except Exception as exc:  # noqa: BLE001 - a refused, timed-out or garbled connection: the environment
+        # failed, which the CLI prints as one line with exit code 1
+        raise OSError(f"cannot connect to the Dask scheduler {dask!r} ({type(exc).__name__}; waited at most "
+                      f"{DASK_TIMEOUT_S:.0f} s); check the address and that the scheduler runs") from None
     with client, joblib.parallel_backend("dask"):
         del client
         yield
