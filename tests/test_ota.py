@@ -289,3 +289,19 @@ def test_energy_and_memory_infeasibility_name_the_fix():
     starved = _instance(n, _wireless(n, energy_per_token="1 nJ", compute_energy="5 pJ"))
     result = solve_ota(starved)
     assert result.status == "infeasible" and "energy_per_token" in result.message and result.plan is None
+
+
+def test_the_verdict_enforces_error_targets_on_the_evaluators_mse():
+    """`placement.solve`'s verdict (check_result) judges a target against the MSE the evaluator
+    recomputes from the plan's design, not a figure the plan carries."""
+    from placement.result import Result, check_result
+
+    inst = _instance(3)
+    plan = solve(inst, method="ota", samples=4, iterations=15).plan
+    mse = evaluate(inst, plan).errors["allreduce_mse"]
+    forged = plan.replace(extras={**plan.extras, "errors": {"allreduce_mse": 0.0}})  # a plan cannot inject figures
+    assert evaluate(inst, forged).errors["allreduce_mse"] == mse
+    missed = check_result(inst, Result("feasible", "ok", forged, None, targets={"allreduce_mse": mse / 2}), 0.0)
+    assert missed.status == "infeasible" and "misses the target" in missed.message and not missed.success
+    met = check_result(inst, Result("feasible", "ok", plan, None, targets={"allreduce_mse": mse * 2}), 0.0)
+    assert (met.status, met.success) == ("feasible", True)

@@ -7,6 +7,7 @@ the layer-pipeline DP, myopic+) are plain imports, not imports hidden inside a f
 from __future__ import annotations
 
 from placement.instance import Instance
+from placement.options import Deadline
 from placement.plan import Placement
 from placement.solvers.baselines import solve_pipeline_dp
 from placement.solvers.myopic_plus import solve_myopic_plus
@@ -15,7 +16,8 @@ from placement.solvers.reference import solve_pipeline, solve_single
 __all__ = ["best_heuristic_placements"]
 
 
-def best_heuristic_placements(instance: Instance, *, whole_generation: bool) -> list[Placement] | None:
+def best_heuristic_placements(instance: Instance, *, whole_generation: bool,
+                              deadline: Deadline | None = None) -> list[Placement] | None:
     """The placements of the fastest feasible heuristic plan, by the evaluator's total latency.
 
     The candidates are the single-device and reference pipeline plans, the best layer
@@ -27,15 +29,21 @@ def best_heuristic_placements(instance: Instance, *, whole_generation: bool) -> 
     instance : Instance
     whole_generation : bool
         True when the MILP places every interval (then myopic+ is a candidate too).
+    deadline : Deadline, optional
+        The whole call's deadline: once it has passed, the candidates stop at the first
+        feasible plan (the warm start's time counts against the MILP's limit).
 
     Returns
     -------
     list of Placement or None
         One per interval of the winning plan; None when no candidate fits.
     """
-    results = [solve_single(instance), solve_pipeline(instance), solve_pipeline_dp(instance)]
-    if whole_generation:
-        results.append(solve_myopic_plus(instance))
+    heuristics = [solve_single, solve_pipeline, solve_pipeline_dp] + ([solve_myopic_plus] if whole_generation else [])
+    results = []
+    for heuristic in heuristics:
+        if deadline is not None and deadline.expired and any(r.report is not None and r.report.feasible for r in results):
+            break
+        results.append(heuristic(instance))
     candidates = [r for r in results if r.report is not None and r.report.feasible]
     if not candidates:
         return None
