@@ -213,7 +213,7 @@ def test_without_torch_the_message_names_the_extra(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_torch)
-    with pytest.raises(SolverNotInstalledError, match=r'pip install "placement\[measure\]"'):
+    with pytest.raises(SolverNotInstalledError, match=r'pip install "llm-placement\[measure\]"'):
         torch_module()
 
 
