@@ -1,13 +1,19 @@
 """The ``placement`` command: parse, load, call the library, print.
 
-Human tables by default, ``--json`` for machines. Every error this library raises
-on purpose is printed as one line and exits with code 2.
+Human tables by default, ``--json`` for machines: exactly one JSON document on stdout
+(non-finite figures become null), everything else on stderr. `main` is the one place
+where errors become exit codes, for every command: an error this library raises on
+purpose (bad input) is one line and exit 2, an environment failure (a full disk, an
+unreachable scheduler) one line and exit 1, Ctrl-C exit 130. Warnings about
+implausible values are one line each on stderr.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -18,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from placement.cost.units import format_bytes, format_seconds
-from placement.errors import PlacementError
+from placement.errors import InputError, PlacementError, SolveInterrupted
 
 app = typer.Typer(
     add_completion=False,
@@ -29,10 +35,35 @@ out = Console()
 err = Console(stderr=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+VerboseFlag = Annotated[bool, typer.Option("--verbose", help="Solver logs (HiGHS, CBC) on stderr.")]
+OptionPairs = Annotated[Optional[list[str]], typer.Option(
+    "--option", "-O", help="A back-end option KEY=VALUE (YAML value), repeatable; `placement methods METHOD` lists them.")]
+_MAX_MESSAGE = 1000  # characters of one error line
 
 
 def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=1) + "\n")
+    from placement.files import json_ready
+
+    sys.stdout.write(json.dumps(json_ready(data), indent=1, allow_nan=False) + "\n")
+
+
+def _verbose(on: bool) -> None:
+    """Solver logs to stderr (read by `placement.solvers.backends`, also in worker processes)."""
+    if on:
+        os.environ["PLACEMENT_SOLVER_LOG"] = "1"
+
+
+def _merged_options(pairs: list[str] | None, flags: dict[str, Any]) -> dict[str, Any]:
+    """The ``--option KEY=VALUE`` pairs and the flags that were given; an option given both ways is an error."""
+    from placement.options import parse_option_pairs
+
+    options = parse_option_pairs(pairs or [])
+    for key, value in flags.items():
+        if value is not None:
+            if key in options:
+                raise InputError(f"`{key}` is given both as --{key.replace('_', '-')} and --option; give it once")
+            options[key] = value
+    return options
 
 
 def _report_tables(instance, report, title: str) -> None:
@@ -96,16 +127,27 @@ def solve(
     solver: Annotated[Optional[str], typer.Option("--solver", help="MILP solver: highs, cbc or ortools.")] = None,
     gap: Annotated[Optional[float], typer.Option("--gap", help="Relative optimality gap (MILP).")] = None,
     mode: Annotated[Optional[str], typer.Option("--mode", help="MILP mode: horizon or interval.")] = None,
+    option: OptionPairs = None,
     out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the plan as JSON here.")] = None,
+    verbose: VerboseFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Solve an instance with a back end and report the evaluator's figures for its plan."""
     from placement import load_instance, solve as run_solve
+    from placement.files import check_output_path
 
+    _verbose(verbose)
+    options = _merged_options(option, {"time_limit": time_limit, "solver": solver, "gap": gap, "mode": mode})
+    if out_path is not None:
+        check_output_path(out_path, inputs=(instance,))  # before the solve, which may take long
     inst = load_instance(instance)
-    given = {"time_limit": time_limit, "solver": solver, "gap": gap, "mode": mode}
-    options = {key: value for key, value in given.items() if value is not None}
-    result = run_solve(inst, method=method, **options)
+    interrupted = False
+    try:
+        result = run_solve(inst, method=method, **options)
+    except SolveInterrupted as stop:  # Ctrl-C in a MILP: report and keep the incumbent, then exit 130
+        if stop.result is None:
+            raise
+        result, interrupted = stop.result, True
     if out_path is not None and result.plan is not None:
         result.plan.to_json(out_path)
     if as_json:
@@ -117,6 +159,10 @@ def solve(
             _report_tables(inst, result.report, f"plan: {method}")
         if out_path is not None and result.plan is not None:
             out.print(f"plan written to {out_path}")
+    if interrupted:
+        written = f"; the incumbent is in {out_path}" if out_path is not None and result.plan is not None else ""
+        err.print(f"interrupted{written}", highlight=False)
+        raise typer.Exit(130)
     if result.status in ("infeasible", "error"):
         raise typer.Exit(1)
 
@@ -132,6 +178,9 @@ def reproduce(
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Output folder; default results/TABLE.")] = None,
     jobs: Annotated[int, typer.Option("--jobs", help="Local worker processes.")] = 2,
     dask: Annotated[Optional[str], typer.Option("--dask", help="'local' or a scheduler address tcp://HOST:PORT.")] = None,
+    time_limit: Annotated[Optional[float], typer.Option(
+        "--time-limit", help="gap-table: seconds per job for every method that can run long.")] = None,
+    verbose: VerboseFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Reproduce a table: gaps to the optimum (gap-table), head-level against layer-based partitioning
@@ -140,7 +189,6 @@ def reproduce(
     all-reduce against digital and analog baselines (ota-table)."""
     from rich.progress import Progress
 
-    from placement.errors import InputError
     from placement.experiments.gap_table import reproduce_gap_table
     from placement.experiments.head_vs_layer import reproduce_head_vs_layer
     from placement.experiments.ota_table import reproduce_ota_table
@@ -150,12 +198,17 @@ def reproduce(
     def listed(text: str | None) -> list[str] | None:
         return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
 
+    from placement.experiments.sweep import check_sweep_options
+    from placement.files import check_output_path
+
+    _verbose(verbose)
+    limit = {"--time-limit": time_limit}
     others = {"gap-table": ("head-vs-layer", {"--models": models, "--devices": devices}),
-              "head-vs-layer": ("gap-table", {"--suite": suite, "--methods": methods}),
+              "head-vs-layer": ("gap-table", {"--suite": suite, "--methods": methods, **limit}),
               "split-table": ("gap-table or head-vs-layer",
-                              {"--suite": suite, "--methods": methods, "--devices": devices, "--dask": dask}),
-              "tp-table": ("gap-table", {"--suite": suite, "--methods": methods, "--dask": dask}),
-              "ota-table": ("gap-table", {"--suite": suite, "--methods": methods, "--dask": dask})}
+                              {"--suite": suite, "--methods": methods, "--devices": devices, "--dask": dask, **limit}),
+              "tp-table": ("gap-table", {"--suite": suite, "--methods": methods, "--dask": dask, **limit}),
+              "ota-table": ("gap-table", {"--suite": suite, "--methods": methods, "--dask": dask, **limit})}
     if table not in others:
         raise InputError(f"unknown table {table!r}; tables are: {', '.join(others)}")
     other, their_options = others[table]
@@ -166,13 +219,14 @@ def reproduce(
     counts = listed(devices)
     if counts is not None and not all(c.isdigit() for c in counts):
         raise InputError(f"`--devices` must be comma-separated whole numbers such as 2,4,6,8, got {devices!r}")
-    out_dir = out_dir or Path("results") / table
+    check_sweep_options(n_jobs=jobs, dask=dask, time_limit=time_limit)
+    out_dir = check_output_path(out_dir or Path("results") / table, folder=True)
     with Progress(console=err, transient=True, disable=as_json) as bar:
         task = bar.add_task(f"{table} on {suite or 'paper-small'}" if table == "gap-table" else table, total=None)
         options = {"quick": quick, "out_dir": out_dir, "n_jobs": jobs, "dask": dask,
                    "progress": lambda done, total: bar.update(task, completed=done, total=total)}
         if table == "gap-table":
-            result = reproduce_gap_table(suite or "paper-small", methods=listed(methods), **options)
+            result = reproduce_gap_table(suite or "paper-small", methods=listed(methods), time_limit=time_limit, **options)
         elif table == "split-table":  # one process: the whole grid is seconds of NumPy
             result = reproduce_split_table(quick=quick, out_dir=out_dir, models=listed(models))
         elif table in ("tp-table", "ota-table"):
@@ -252,12 +306,33 @@ def devices(as_json: JsonFlag = False) -> None:
 
 
 @app.command()
-def methods() -> None:
-    """List the solver back ends."""
+def methods(
+    method: Annotated[Optional[str], typer.Argument(help="A method: list its options with defaults and meaning.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List the solver back ends, or one back end's options (give them with `solve --option KEY=VALUE`)."""
+    from placement.options import COMMON, method_options
     from placement.solve import METHODS
 
-    for name in METHODS:
-        out.print(name)
+    if method is None:
+        if as_json:
+            _print_json(list(METHODS))
+        else:
+            for name in METHODS:
+                out.print(name, highlight=False)
+        return
+    docs = method_options(method)
+    if as_json:
+        _print_json([{"name": o.name, "default": repr(o.default) if o.default is not None else None, "type": o.kind,
+                      "meaning": o.meaning} for o in docs])
+        return
+    table = Table(title=f"options of {method} (common options it lacks are ignored with a note: "
+                  f"{', '.join(c for c in COMMON if c not in {o.name for o in docs})})", title_justify="left")
+    for column in ("option", "default", "type", "meaning"):
+        table.add_column(column, overflow="fold")
+    for o in docs:
+        table.add_row(o.name, Text(repr(o.default)), Text(o.kind), Text(o.meaning))
+    out.print(table)
 
 
 @app.command()
@@ -276,6 +351,8 @@ def bench(
     """Time the evaluator and instance loading (the figures of docs/benchmarks.md)."""
     from placement.experiments.bench import run_benchmarks
 
+    if repeats < 1:
+        raise InputError(f"`--repeats` must be at least 1, got {repeats}")
     rows = run_benchmarks(repeats=repeats)
     if as_json:
         _print_json(rows)
@@ -305,7 +382,10 @@ def profile(
     from placement.measure.blocks import precision_bits
     from placement.measure.profile import preset_fields, profile_device, read_preset
 
+    from placement.files import check_output_path
+
     precision_bits(precision)
+    check_output_path(out_path)
     if out_path.exists() and name in read_preset(out_path) and not overwrite:  # fail before measuring
         from placement.errors import InputError
 
@@ -345,8 +425,10 @@ def validate(
 ) -> None:
     """Reproduce the fidelity tables: the cost model against real execution, before and after calibration,
     and plans run in separate processes with emulated links (docs/fidelity.md)."""
+    from placement.files import check_output_path
     from placement.measure.validate import run_validation
 
+    check_output_path(out_dir, folder=True)
     with (err.status("validating", spinner="dots") if not as_json else nullcontext()) as status:
         result = run_validation(quick=quick, out_dir=out_dir,
                                 progress=(lambda text: status.update(text)) if status is not None else None)
@@ -357,14 +439,33 @@ def validate(
     out.print("written: " + ", ".join(str(p) for p in result["paths"].values()))
 
 
+def _fail(message: str, code: int) -> None:
+    """Print one error line (newlines folded, length capped) and exit with `code`."""
+    line = " ".join(message.split())
+    if len(line) > _MAX_MESSAGE:
+        line = line[:_MAX_MESSAGE - 3] + "..."
+    # Plain text, not markup: a message may quote brackets from a path or a value.
+    err.print(Text.assemble(("error: ", "red"), line), highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    err.print(Text.assemble(("warning: ", "yellow"), " ".join(str(message).split())), highlight=False, soft_wrap=True)
+
+
 def main() -> None:
-    """Entry point: run the app, turning the library's errors into one line and exit code 2."""
-    try:
-        app()  # standalone: usage errors print their message and exit 2
-    except PlacementError as exc:
-        # Plain text, not markup: a message may quote brackets from a path or a value.
-        err.print(Text.assemble(("error: ", "red"), str(exc)), highlight=False, soft_wrap=True)
-        sys.exit(2)
+    """Entry point: run the app; library errors exit 2, environment failures 1, Ctrl-C 130 (one line each)."""
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        try:
+            app()  # standalone: usage errors print their message and exit 2; Ctrl-C exits 130
+        except PlacementError as exc:
+            _fail(str(exc), 2)
+        except OSError as exc:  # the environment: a full disk, a lost connection, no permission
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            _fail(f"{exc.strerror or exc}{where}", 1)
+        except KeyboardInterrupt:
+            sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ __all__ = [
     "PlanError",
     "InfeasibleError",
     "SolverNotInstalledError",
+    "InputWarning",
+    "SolveInterrupted",
 ]
 
 
@@ -33,3 +35,18 @@ class InfeasibleError(PlacementError):
 
 class SolverNotInstalledError(PlacementError, ImportError):
     """A solver back end needs a package that is not installed; the message names it."""
+
+
+class InputWarning(UserWarning):
+    """A value that is valid but probably a mistake (a 500 bit/s link, a 60 s latency); the CLI prints one line."""
+
+
+class SolveInterrupted(KeyboardInterrupt):
+    """The user pressed Ctrl-C during a solve; `result` is the incumbent (a `Result`, or None).
+
+    A `KeyboardInterrupt`, so that code which does not look for it stops as usual.
+    """
+
+    def __init__(self, result=None) -> None:
+        super().__init__("interrupted")
+        self.result = result

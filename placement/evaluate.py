@@ -102,8 +102,8 @@ class Report:
 
     @property
     def feasible(self) -> bool:
-        """True when no device runs out of memory in any interval."""
-        return not self.violations
+        """True when no device runs out of memory in any interval and every figure is finite."""
+        return not self.violations and bool(np.isfinite(self.total_s))
 
     @property
     def total_s(self) -> float:
@@ -647,7 +647,7 @@ def evaluate(instance: Instance, plan: Plan) -> Report:
     True
     """
     arrays = check_plan(instance, plan)
-    errors = dict(plan.extras.get("errors", {}))
+    errors: dict[str, float] = {}  # computed here only: a plan's extras cannot inject figures
     context = collective_context(instance, plan)
     if context is not None:  # e.g. ota: time and MSE from the transceiver design on the instance's channels
         arrays = replace(arrays, ota=context)

@@ -10,8 +10,8 @@ Schema for editors.
 from __future__ import annotations
 
 import functools
-import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,13 +19,14 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import pydantic
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from placement.cost.hardware import Cluster, Device, Link
 from placement.cost.model import ModelSpec, load_model, spec_from_mapping
 from placement.cost.precision import Precision
 from placement.cost.units import BYTES, BYTES_PER_S, FLOP_PER_S, SECONDS, parse_quantity
-from placement.errors import InfeasibleError, InputError
+from placement.errors import InfeasibleError, InputError, InputWarning
+from placement.files import load_data_file, short
 
 __all__ = [
     "Workload",
@@ -41,18 +42,29 @@ __all__ = [
 
 PROFILES = ("roofline", "kafetzis2025")
 
-# Strict: a YAML `true` must not become a 1-byte memory or a 1-token prompt.
-Quantity = StrictStr | StrictFloat | StrictInt
+# Strict: a YAML `true` must not become a 1-byte memory or a 1-token prompt, nor a
+# quoted '16' a number (pydantic's lax mode would read both).
+Quantity = StrictStr | Annotated[float, Field(strict=True, allow_inf_nan=False)] | StrictInt
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+Count = StrictInt
 
-
-def _not_bool(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError("expected a number, not true/false")
-    return value
-
-
-Number = Annotated[float, BeforeValidator(_not_bool)]
-Count = Annotated[int, BeforeValidator(_not_bool)]
+# Sizes beyond these cannot be evaluated in memory or time on any machine this library
+# targets; each is named in the message that rejects it.
+LIMITS = {
+    "context tokens (prompt_tokens + generate_tokens)": 10_000_000,
+    "intervals (generate_tokens / interval)": 10_000,
+    "decode steps x intervals": 100_000_000,
+    "layers": 1_024,
+    "heads": 8_192,
+    "kv_heads (attention groups per layer)": 1_024,
+    "devices": 1_024,
+    "wireless.server_antennas": 1_024,
+    "wireless.device_antennas": 64,
+    "wireless.streams": 64,
+}
+# A figure (one generation's time on one device or link, in seconds) above this is a
+# unit mistake, and sums of such figures would overflow to infinity.
+MAX_FIGURE_S = 1e15
 
 
 # ----------------------------------------------------------------------------- file schema
@@ -280,12 +292,12 @@ def _pydantic_message(exc: pydantic.ValidationError, source: str) -> str:
             lines[where] = f"`{where}`: required field is missing"
         elif union and loc[-2] == "model":
             lines[where] = (f"`{where}`: expected a shipped model name, an inline spec, or {{hf_config: path}} "
-                            f"(got {error.get('input')!r})")
+                            f"(got {short(error.get('input'))})")
         elif union:
             lines[where] = (f"`{where}`: expected a quantity with a unit such as '6 GiB', '100 Mbit/s', '2 ms' "
-                            f"or '1.2 TFLOPS' (got {error.get('input')!r})")
+                            f"or '1.2 TFLOPS' (got {short(error.get('input'))})")
         else:
-            lines[where] = f"`{where}`: {error['msg']} (got {error.get('input')!r})"
+            lines[where] = f"`{where}`: {error['msg']} (got {short(error.get('input'))})"
     return f"{source}: " + "; ".join(lines.values())
 
 
@@ -306,9 +318,9 @@ def _preset_from_file(reference: str, base: Path | None, where: str) -> dict[str
         raise InputError(f"`{where}.preset`: preset file {str(path)!r} does not exist; give a catalog name "
                          "(`placement devices`) or the path of a file `placement profile` wrote")
     try:
-        entries = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise InputError(f"`{where}.preset`: {str(path)!r} does not parse as YAML: {exc}") from None
+        entries = load_data_file(path, "preset file")
+    except InputError as exc:
+        raise InputError(f"`{where}.preset`: {exc}") from None
     if not isinstance(entries, dict) or not all(isinstance(v, dict) for v in entries.values()):
         raise InputError(f"`{where}.preset`: {str(path)!r} must map preset names to their fields, "
                          "as the catalog (placement/cost/devices.yaml) does")
@@ -368,13 +380,38 @@ def _build_model(value: str | dict[str, Any], base: Path | None) -> ModelSpec:
                 f"`model`: with `hf_config` only `name` may be given, not {', '.join(map(repr, extra))}; "
                 "to change the architecture, give the model inline instead"
             )
+        if not isinstance(value["hf_config"], str) or not value["hf_config"]:
+            raise InputError(f"`model.hf_config`: expected the path of a config.json, got {short(value['hf_config'])}")
         path = Path(value["hf_config"])
         if base is not None and not path.is_absolute():
             path = base / path
         if not path.exists():
             raise InputError(f"`model.hf_config`: {str(path)!r} does not exist; give a config.json or the folder holding it")
         return spec_from_hf_config(path, name=value.get("name"))
+    _check_model_types(value)
     return spec_from_mapping(value, where="`model`")
+
+
+_MODEL_TYPES = {
+    **dict.fromkeys(("layers", "hidden", "heads", "kv_heads", "head_dim", "ffn_hidden", "vocab"), (int, "a whole number")),
+    **dict.fromkeys(("gated_ffn", "tied_embeddings"), (bool, "true or false (unquoted)")),
+    **dict.fromkeys(("weight_bits", "kv_bits", "activation_bits", "published_params"), (float, "a number")),
+    **dict.fromkeys(("name", "source", "family"), (str, "text")),
+}
+
+
+def _check_model_types(value: dict[str, Any]) -> None:
+    """Types of an inline model's fields, strictly: a quoted 'false' is not false, a quoted '16' not 16."""
+    for key, (kind, what) in _MODEL_TYPES.items():
+        if key not in value or (key == "published_params" and value[key] is None):
+            continue
+        given = value[key]
+        if kind is float:
+            ok = isinstance(given, (int, float)) and not isinstance(given, bool) and math.isfinite(given)
+        else:
+            ok = isinstance(given, kind) and (kind is bool or not isinstance(given, bool))
+        if not ok:
+            raise InputError(f"`model.{key}`: expected {what}, got {short(given)}")
 
 
 def instance_from_dict(data: dict[str, Any], *, source: str = "instance", base: Path | None = None,
@@ -432,6 +469,7 @@ def instance_from_dict(data: dict[str, Any], *, source: str = "instance", base: 
     cluster = Cluster(devices=devices, links=tuple(links), network=spec.network, switches=tuple(spec.switches))
     w = spec.workload
     workload = Workload(w.prompt_tokens, w.generate_tokens, w.batch, w.interval, w.profile)
+    _check_sizes(model, workload, spec)
     bits = w.precision
     precision = Precision.uniform(
         model.layers,
@@ -445,6 +483,8 @@ def instance_from_dict(data: dict[str, Any], *, source: str = "instance", base: 
 
         wireless = wireless_from_mapping(spec.wireless.model_dump(exclude_none=True), cluster.names)
     instance = Instance(spec.name or source, model, cluster, workload, precision, spec.description, wireless)
+    _check_figures(instance, spec)
+    _warn_implausible(instance, spec)
     if check_capacity:
         problems = capacity_problems(instance)
         if problems:
@@ -486,14 +526,95 @@ def load_instance(path: str | Path, *, check_capacity: bool = True) -> Instance:
                 f"shipped instances: {', '.join(instance_names())}"
             )
         path = shipped
-    text = path.read_text()
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({exc})") from None
+    data = load_data_file(path, "instance")
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a mapping of instance fields at the top level")
     return instance_from_dict(data, source=str(path), base=path.parent, check_capacity=check_capacity)
+
+
+def _check_sizes(model: ModelSpec, workload: Workload, spec: InstanceFile) -> None:
+    """Reject sizes that cannot be evaluated (see `LIMITS`), naming the limit."""
+    sizes = {
+        "context tokens (prompt_tokens + generate_tokens)": workload.prompt_tokens + workload.generate_tokens,
+        "intervals (generate_tokens / interval)": workload.n_intervals,
+        "decode steps x intervals": workload.generate_tokens * workload.n_intervals,
+        "layers": model.layers, "heads": model.heads, "kv_heads (attention groups per layer)": model.kv_heads,
+        "devices": len(spec.devices),
+    }
+    if spec.wireless is not None:
+        sizes.update({"wireless.server_antennas": spec.wireless.server_antennas,
+                      "wireless.device_antennas": spec.wireless.device_antennas, "wireless.streams": spec.wireless.streams})
+    for what, size in sizes.items():
+        if size > LIMITS[what]:
+            raise InputError(f"{what} is {size:,}; the limit is {LIMITS[what]:,} (placement.instance.LIMITS): "
+                             "give a smaller workload or model")
+
+
+def _generation_figures(instance: Instance, spec: InstanceFile) -> dict[str, float]:
+    """Seconds one generation would take on each device and link if it ran everything there.
+
+    Not a latency estimate: an upper bound of the sizes the evaluator multiplies, so that
+    a figure that overflows (``peak_flops: 1e-300 FLOP/s``, ``latency: 1e308 s``) is
+    found here, named, instead of becoming an infinite or NaN total.
+    """
+    model, w = instance.model, instance.workload
+    tokens = w.prompt_tokens + w.generate_tokens  # also the largest context
+    weight_bytes = model.params * model.weight_bits / 8
+    cache_bytes = model.kv_bytes_per_token(w.batch) * tokens
+    flops = 2.0 * w.batch * model.params + 4.0 * w.batch * model.layers * model.heads * model.head_dim * tokens
+    blocks = model.layers * (model.kv_heads + 2) + 2
+    figures = {}
+    for i, d in enumerate(instance.devices):
+        where = f"devices[{i}] ({d.name})"
+        figures[f"`{where}.peak_flops` / compute_efficiency"] = tokens * flops / (d.peak_flops_per_s * d.compute_efficiency)
+        figures[f"`{where}.memory_bandwidth` / memory_efficiency"] = (
+            tokens * (weight_bytes + cache_bytes) / (d.memory_bandwidth_bytes_per_s * d.memory_efficiency))
+        figures[f"`{where}.block_overhead`"] = tokens * blocks * d.block_overhead_s
+        if d.disk_bandwidth_bytes_per_s is not None:
+            figures[f"`{where}.disk_bandwidth`"] = tokens * weight_bytes / d.disk_bandwidth_bytes_per_s
+    hops = 2 * model.layers + 2
+    for i, link in enumerate(instance.cluster.links):
+        where = _link_field(i, spec)
+        figures[f"`{where}.latency`"] = tokens * hops * link.latency_s
+        figures[f"`{where}.bandwidth`"] = (weight_bytes + cache_bytes) * hops / link.bandwidth_bytes_per_s
+    return figures
+
+
+def _link_field(i: int, spec: InstanceFile) -> str:
+    """The file field of cluster link `i`: the file's own links come first, then the mesh's."""
+    return f"links[{i}]" if i < len(spec.links) else "mesh"
+
+
+def _check_figures(instance: Instance, spec: InstanceFile) -> None:
+    """Reject values whose figures overflow (see `_generation_figures`), naming the field."""
+    for where, seconds in _generation_figures(instance, spec).items():
+        if not (math.isfinite(seconds) and seconds <= MAX_FIGURE_S):
+            raise InputError(f"{where}: one generation would take {seconds:.3g} s through it, beyond what can be "
+                             f"computed (limit {MAX_FIGURE_S:.0e} s); check the value and its unit")
+
+
+def _warn_implausible(instance: Instance, spec: InstanceFile) -> None:
+    """One `InputWarning` per value that is valid but probably a unit mistake."""
+    weights = instance.model.params * instance.model.weight_bits / 8
+    for i, d in enumerate(instance.devices):
+        # The kafetzis2025 profile counts no embedding: its paper-small devices hold KiB on purpose.
+        if d.memory_bytes < 2**20 and weights > 100 * 2**20 and instance.workload.profile == "roofline":
+            warnings.warn(f"`devices[{i}].memory` is {d.memory_bytes:.0f} bytes, under 1 MiB for a model of "
+                          f"{weights / 2**20:,.0f} MiB; "
+                          "is the unit right ('8 GiB')?", InputWarning, stacklevel=3)
+    warned = set()
+    for i, link in enumerate(instance.cluster.links):
+        where = _link_field(i, spec)
+        if where in warned:
+            continue  # one line for the mesh, not one per pair
+        warned.add(where)
+        bits = link.bandwidth_bytes_per_s * 8
+        if not 1e3 <= bits <= 1e13:
+            warnings.warn(f"`{where}.bandwidth` is {bits:.3g} bit/s, {'under 1 kbit/s' if bits < 1e3 else 'over 10 Tbit/s'}; "
+                          "is the unit right ('100 Mbit/s', '1 GB/s')?", InputWarning, stacklevel=3)
+        if link.latency_s > 10:
+            warnings.warn(f"`{where}.latency` is {link.latency_s:.3g} s, over 10 s; is the unit right ('2 ms')? "
+                          "(a bare number is seconds)", InputWarning, stacklevel=3)
 
 
 def capacity_problems(instance: Instance, *, splittable: bool = True) -> list[str]:

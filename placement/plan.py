@@ -24,12 +24,16 @@ from typing import Any
 
 import numpy as np
 
-from placement.errors import PlanError
+from placement.errors import InputError, PlanError
+from placement.files import parse_json, read_text, short, write_text_atomic
 
 __all__ = ["Placement", "Plan", "COLLECTIVES", "PLAN_FORMAT"]
 
 PLAN_FORMAT = "placement-plan/1"
 COLLECTIVES = ("ring", "star", "gather", "ota")
+_PLAN_KEYS = ("format", "method", "devices", "groups_per_layer", "collective", "root", "intervals", "extras",
+              "windows", "client")
+_INTERVAL_KEYS = ("attention", "projection", "ffn", "embed", "lm_head", "precision")
 
 
 @dataclass(frozen=True, eq=False)
@@ -172,9 +176,9 @@ class Plan:
 
     def to_json(self, path: str | Path | None = None) -> str:
         """Serialise to JSON text, and write it to `path` when given."""
-        text = json.dumps(self.to_dict(), indent=1)
+        text = json.dumps(self.to_dict(), indent=1, allow_nan=False)
         if path is not None:
-            Path(path).write_text(text + "\n")
+            write_text_atomic(path, text + "\n")  # a full disk leaves the previous file whole
         return text
 
     @classmethod
@@ -194,21 +198,18 @@ class Plan:
         PlanError
             On a missing field or a device name the plan does not declare.
         """
-        if not isinstance(data, dict) or not isinstance(data.get("intervals"), list) or not isinstance(data.get("devices"), list):
-            raise PlanError("plan: expected a mapping with a `devices` list and an `intervals` list "
-                            "(a file written by `placement solve --out`)")
-        names = tuple(data["devices"])
+        names = _check_header(data)
         lookup = {name: i for i, name in enumerate(names)}
-        width = data.get("groups_per_layer") or kv_heads
+        width = data.get("groups_per_layer", kv_heads)
         if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 1):
-            raise PlanError(f"plan `groups_per_layer` must be a positive whole number, got {width!r}")
+            raise PlanError(f"plan `groups_per_layer` must be a positive whole number, got {short(width)}")
         extras = data.get("extras") or {}
         if not isinstance(extras, dict):
-            raise PlanError(f"plan `extras` must be a mapping, got {extras!r}")
+            raise PlanError(f"plan `extras` must be a mapping, got {short(extras)}")
 
         def index(name: Any, where: str) -> int:
             if not isinstance(name, str) or name not in lookup:
-                raise PlanError(f"plan {where}: device {name!r} is not in the plan's `devices` ({', '.join(names)})")
+                raise PlanError(f"plan {where}: device {short(name)} is not in the plan's `devices` ({', '.join(names)})")
             return lookup[name]
 
         def share_row(entry: Any, where: str) -> np.ndarray:
@@ -216,7 +217,7 @@ class Plan:
             if isinstance(entry, dict):
                 for name, share in entry.items():
                     if isinstance(share, bool) or not isinstance(share, (int, float)):
-                        raise PlanError(f"plan {where}: share of {name!r} must be a number, got {share!r}")
+                        raise PlanError(f"plan {where}: share of {short(name)} must be a number, got {short(share)}")
                     row[index(name, where)] = float(share)
             else:
                 row[index(entry, where)] = 1.0
@@ -227,13 +228,14 @@ class Plan:
                 raise PlanError(f"plan interval {k}: missing field {key!r}")
             value = entry[key]
             if not isinstance(value, list):
-                raise PlanError(f"plan interval {k}: `{key}` must be a list with one entry per layer, got {value!r}")
+                raise PlanError(f"plan interval {k}: `{key}` must be a list with one entry per layer, got {short(value)}")
             return value
 
         intervals = []
         for k, entry in enumerate(data["intervals"]):
             if not isinstance(entry, dict):
                 raise PlanError(f"plan interval {k}: expected a mapping of `attention`, `projection`, `ffn`, `embed`, `lm_head`")
+            _no_unknown_keys(entry, _INTERVAL_KEYS, f"interval {k}")
             att_rows = rows(entry, "attention", k)
             groups = width or max((len(r) for r in att_rows if isinstance(r, list)), default=1)
             attention = [[index(n, f"interval {k} layer {l}") for n in row] if isinstance(row, list)
@@ -245,7 +247,7 @@ class Plan:
                     raise PlanError(f"plan interval {k}: missing field {key!r}")
             precision = entry.get("precision")
             if precision is not None and not isinstance(precision, dict):
-                raise PlanError(f"plan interval {k}: `precision` must be a mapping such as {{'ffn': 8}}, got {precision!r}")
+                raise PlanError(f"plan interval {k}: `precision` must be a mapping such as {{'ffn': 8}}, got {short(precision)}")
             intervals.append(Placement(
                 attention=np.array(attention, dtype=np.int64),
                 projection=np.array([share_row(r, f"interval {k} projection {l}") for l, r in enumerate(rows(entry, "projection", k))]),
@@ -258,12 +260,12 @@ class Plan:
             raise PlanError("plan: `intervals` is empty; give at least one placement")
         windows = data.get("windows") or {}
         if not isinstance(windows, dict):
-            raise PlanError(f"plan `windows` must be a mapping of device name to layers kept in memory, got {windows!r}")
+            raise PlanError(f"plan `windows` must be a mapping of device name to layers kept in memory, got {short(windows)}")
         for name, w in windows.items():
             index(name, "windows")
             if isinstance(w, bool) or not isinstance(w, int) or w < 2:
                 raise PlanError(f"plan `windows.{name}` must be a whole number of layers, at least 2 "
-                                f"(one layer computing, one loading), got {w!r}")
+                                f"(one layer computing, one loading), got {short(w)}")
         client = data.get("client")
         if client is not None:
             index(client, "client")
@@ -282,13 +284,39 @@ class Plan:
     def from_json(cls, text_or_path: str | Path, *, kv_heads: int | None = None) -> "Plan":
         """Read a plan from JSON text or from a file path."""
         text = str(text_or_path)
-        if not text.lstrip().startswith("{"):
-            path = Path(text_or_path)
-            if not path.is_file():
-                raise PlanError(f"plan file {str(path)!r} does not exist")
-            text = path.read_text()
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise PlanError(f"plan: not valid JSON ({exc})") from None
+            if not text.lstrip().startswith("{"):
+                path = Path(text_or_path)
+                if not path.exists():
+                    raise PlanError(f"plan file {str(path)!r} does not exist")
+                text = read_text(path, "plan file")
+            data = parse_json(text)
+        except InputError as exc:
+            raise PlanError(f"plan: {exc}") from None
         return cls.from_dict(data, kv_heads=kv_heads)
+
+
+def _no_unknown_keys(data: dict, known: tuple[str, ...], where: str) -> None:
+    unknown = [key for key in data if key not in known]
+    if unknown:
+        raise PlanError(f"plan {where}: unknown field(s) {', '.join(short(k) for k in unknown)}; "
+                        f"known fields are {', '.join(known)} (docs/instances.md, \"Plan files\")")
+
+
+def _check_header(data: Any) -> tuple[str, ...]:
+    """Check a plan's top level (keys, `format`, scalar fields); return its device names."""
+    if not isinstance(data, dict) or not isinstance(data.get("intervals"), list) or not isinstance(data.get("devices"), list):
+        raise PlanError("plan: expected a mapping with a `devices` list and an `intervals` list "
+                        "(a file written by `placement solve --out`)")
+    _no_unknown_keys(data, _PLAN_KEYS, "(top level)")
+    if data.get("format", PLAN_FORMAT) != PLAN_FORMAT:
+        raise PlanError(f"plan `format` is {short(data['format'])}; this version reads {PLAN_FORMAT!r}")
+    names = data["devices"]
+    if not names or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+        raise PlanError(f"plan `devices` must be a list of distinct device names, got {short(names)}")
+    for key in ("method", "collective", "root", "client"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise PlanError(f"plan `{key}` must be text, got {short(data[key])}")
+    if data.get("collective", "ring") not in COLLECTIVES:
+        raise PlanError(f"plan `collective` must be one of {', '.join(COLLECTIVES)}, got {short(data['collective'])}")
+    return tuple(names)

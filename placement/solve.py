@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import time
 from typing import Any
 
@@ -57,7 +55,7 @@ def solve(instance: Instance, method: str = "pipeline", **options: Any) -> Resul
     Raises
     ------
     InputError
-        On an unknown method or option.
+        On an unknown method or option, or a bad value (`placement.options.resolve_options`).
 
     Examples
     --------
@@ -66,18 +64,9 @@ def solve(instance: Instance, method: str = "pipeline", **options: Any) -> Resul
     >>> result.status
     'feasible'
     """
-    from placement.errors import InputError
+    from placement.options import resolve_options
 
-    key = method.lower()
-    if key not in METHODS:
-        raise InputError(f"unknown method {method!r}; methods are {', '.join(METHODS)}")
-    module, name = METHODS[key]
-    backend = getattr(importlib.import_module(module), name)
-    accepted = [p for p in inspect.signature(backend).parameters if p != "instance"]
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        known = ", ".join(accepted) if accepted else "none"
-        raise InputError(f"method {key!r} does not take option(s) {', '.join(unknown)}; its options are: {known}")
+    key, backend, options = resolve_options(method, options)  # one validator for every method
     start = time.perf_counter()
     result = backend(instance, **options)
     return check_result(instance, result, time.perf_counter() - start)

@@ -615,7 +615,7 @@ def test_preset_file_that_is_missing_or_malformed(tmp_path):
         instance_from_dict(data, base=tmp_path)
     (tmp_path / "bad.yaml").write_text("memory: [unclosed\n")
     data["devices"][0] = {"name": "a", "preset": "bad.yaml"}
-    with pytest.raises(InputError, match="does not parse as YAML"):
+    with pytest.raises(InputError, match="not valid YAML at line 2"):
         instance_from_dict(data, base=tmp_path)
     (tmp_path / "flat.yaml").write_text("memory: 8 GiB\n")
     data["devices"][0] = {"name": "a", "preset": "flat.yaml"}

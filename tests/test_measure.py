@@ -146,6 +146,32 @@ def test_blocks_match_the_model_and_kv_memory():
         assert first.shape == (1,) and 0 <= int(first) < spec.vocab
 
 
+def test_calibrated_preset_predicts_a_held_out_model():
+    """Fitted on two models' (synthetic, evaluator-made) timings at known factors, the preset predicts
+    a third model's timings exactly: the deterministic half of the real-run band test below."""
+    base = {"memory": "16 GiB", "peak_flops": "100 GFLOPS", "memory_bandwidth": "25 GB/s"}
+    truth = {**base, "compute_efficiency": 0.5, "memory_efficiency": 0.6, "block_overhead": "30 us"}
+
+    def synthetic(specs):
+        shape = [Observation(spec, kind, n, 1.0) for spec in specs for kind, n in (("decode", 64), ("decode", 256), ("ttft", 64))]
+        return [Observation(o.model, o.kind, o.tokens, float(t)) for o, t in zip(shape, predict(truth, shape))]
+
+    fit = calibrate(base, synthetic(TINY[:2]))
+    held_out = synthetic(TINY[2:])
+    assert predict(fit.fields(base), held_out) == pytest.approx([o.seconds for o in held_out], rel=1e-5)
+
+
+def test_distributed_run_reports_every_token(calibrated):
+    path, _ = calibrated
+    instance, plan = distributed_cases(TINY[1], "pipeline-2", "5 ms", "100 Mbit/s", f"{path.name}#calibrated",
+                                       base=path.parent, prompt_tokens=64, tokens=8)
+    result = run_plan(instance, plan, warmup=2)
+    assert result["processes"] == 2 and len(result["per_token_s"]) == 8
+    assert result["predicted_s"] == pytest.approx(evaluate(instance, plan).mean_token_s)
+
+
+# Wall-clock bands: a loaded machine fails them (issue 13), so they run only with `-m slow`.
+@pytest.mark.slow
 def test_tiny_real_run_is_within_the_reported_band(calibrated):
     path, fit = calibrated
     held_out = TINY[2]
@@ -160,13 +186,12 @@ def test_tiny_real_run_is_within_the_reported_band(calibrated):
     assert np.abs(errors).max() <= ERROR_BAND, (errors, fit.summary())
 
 
+@pytest.mark.slow
 def test_distributed_run_agrees_with_the_evaluator(calibrated):
     path, _ = calibrated
     instance, plan = distributed_cases(TINY[1], "pipeline-2", "5 ms", "100 Mbit/s", f"{path.name}#calibrated",
                                        base=path.parent, prompt_tokens=64, tokens=8)
     result = run_plan(instance, plan, warmup=2)
-    assert result["processes"] == 2 and len(result["per_token_s"]) == 8
-    assert result["predicted_s"] == pytest.approx(evaluate(instance, plan).mean_token_s)
     assert abs(result["error"]) <= ERROR_BAND, result
 
 

@@ -128,7 +128,9 @@ def test_objective_is_the_evaluators_total_and_extras_carry_the_configuration():
     split = result.plan.extras["split"]
     for key in ("split_layer", "weight_bits_front", "weight_bits_back", "kv_bits_front", "kv_bits_back", "activation"):
         assert key in split
-    assert result.report.errors["distortion"] == pytest.approx(split["distortion"])
+    assert split["distortion"] > 0
+    # The evaluator reports only figures it computes: the back end's distortion stays in the plan's extras.
+    assert "distortion" not in result.report.errors
     again = Plan.from_json(result.plan.to_json())
     assert evaluate(inst, again).total_s == pytest.approx(result.objective, rel=1e-12)
 
@@ -149,7 +151,7 @@ def test_accuracy_budget_respected(budget):
         assert "max_distortion" in result.message or "memory" in result.message
         return
     assert result.plan.extras["split"]["distortion"] <= budget * (1 + 1e-9)
-    assert result.report.errors["distortion"] <= budget * (1 + 1e-9)
+    assert result.plan.extras["split"]["distortion"] <= budget * (1 + 1e-9)
 
 
 def test_tighter_budget_never_faster():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 
 import pint
 
@@ -46,6 +47,24 @@ BYTES = ("byte", "an amount of memory", "6 GiB")
 BYTES_PER_S = ("byte / second", "a bandwidth", "100 Mbit/s")
 SECONDS = ("second", "a duration", "2 ms")
 FLOP_PER_S = ("flop / second", "a compute rate", "1.2 TFLOPS")
+
+
+# `200 mbps` reads as 200 *milli*bit/s in SI; nobody means that, so a milli- prefix on
+# bits or bytes is refused with the likely intended spelling.
+_MILLI_INFORMATION = re.compile(r"(?<![A-Za-z])m(bit|bps|b|B|byte)s?(?![A-Za-z])")
+_BITS = re.compile(r"(bit|bps|(?<![A-Za-z])[kKMGTP]i?b(?![A-Za-z]))")
+
+
+def _unit_traps(text: str, kind: tuple[str, str, str], field: str) -> None:
+    """Refuse spellings that parse but almost surely mean something else."""
+    unit, what, example = kind
+    if "byte" in unit and _MILLI_INFORMATION.search(text):
+        byte = _MILLI_INFORMATION.search(text).group(1) in ("B", "byte")
+        number = re.match(r"\s*[-+0-9.eE]*", text).group(0).strip() or "100"
+        raise InputError(f"`{field}`: {text!r} would be milli{'bytes' if byte else 'bits'} per second; "
+                         f"for mega{'bytes' if byte else 'bits'} write '{number} {'MB/s' if byte else 'Mbit/s'}'")
+    if unit == "byte" and _BITS.search(text):
+        raise InputError(f"`{field}`: {text!r} is in bits; write memory in bytes such as '8 GB' or '8 GiB'")
 
 
 @functools.cache
@@ -94,6 +113,7 @@ def parse_quantity(value: str | float | int, kind: tuple[str, str, str], *, fiel
     if isinstance(value, (int, float)):
         magnitude = float(value)
     elif isinstance(value, str):
+        _unit_traps(value, kind, field)
         try:
             quantity = _registry().Quantity(value.strip())
         except Exception as exc:  # pint raises several unrelated exception types

@@ -2,24 +2,25 @@
 
 The reference of an instance is the MILP's proven optimum, or, when the MILP stopped
 at its time limit, its bound (and the gap is marked as a gap to the bound, an upper
-bound on the true gap). Outputs: ``gap-table.csv`` (one row per instance and method),
+bound on the true gap); with no positive bound the gap is marked "no bound". Every
+method that can run long gets the same per-job time limit (`LONG_METHODS`). Outputs: ``gap-table.csv`` (one row per instance and method),
 ``gap-table.md`` (one row per method), ``gap-table.png`` and ``config.json`` (the
 suite, methods, options and package versions).
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import statistics
 from pathlib import Path
 from typing import Any, Callable
 
-from placement.experiments.output import versions
+from placement.experiments.output import save_figure, versions, write_json, write_rows_csv
+from placement.files import write_text_atomic
 from placement.experiments.sweep import Job, run_sweep
 
-__all__ = ["DEFAULT_METHODS", "QUICK_INSTANCES", "reproduce_gap_table", "summarize"]
+__all__ = ["DEFAULT_METHODS", "DEFAULT_TIME_LIMIT_S", "LONG_METHODS", "QUICK_INSTANCES", "reproduce_gap_table",
+           "suite_instances", "summarize"]
 
 DEFAULT_METHODS = ("milp", "myopic", "myopic+", "myopic-milp", "pipeline-dp", "memory-proportional",
                    "round-robin", "greedy", "single", "static")
@@ -27,7 +28,9 @@ DEFAULT_METHODS = ("milp", "myopic", "myopic+", "myopic-milp", "pipeline-dp", "m
 QUICK_INSTANCES = ("paper-small/h8-3dev-medium-s1-kafetzis", "paper-small/h8-3dev-medium-s1-roofline",
                    "paper-small/h8-4dev-medium-s1-kafetzis", "paper-small/h16-4dev-low-s1-kafetzis",
                    "paper-small/h16-5dev-medium-s1-kafetzis", "paper-small/h16-5dev-low-s1-roofline")
-_MILP_OPTIONS = {"time_limit": 60.0}
+DEFAULT_TIME_LIMIT_S = 60.0
+# Back ends whose run time grows with the instance and that honour `time_limit`.
+LONG_METHODS = ("milp", "myopic-milp", "static", "tp")
 
 
 def _references(rows: list[dict[str, Any]]) -> dict[str, tuple[float, bool]]:
@@ -36,9 +39,9 @@ def _references(rows: list[dict[str, Any]]) -> dict[str, tuple[float, bool]]:
     for row in rows:
         if row["method"] != "milp":
             continue
-        if row["status"] == "optimal" and row["total_s"] is not None:
+        if row["status"] == "optimal" and row["total_s"]:  # a zero optimum is no reference either
             out[row["instance"]] = (row["total_s"], True)
-        elif row["bound_s"] is not None:
+        elif row["bound_s"] is not None and row["bound_s"] > 0:
             out[row["instance"]] = (row["bound_s"], False)
     return out
 
@@ -53,7 +56,7 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ref = references.get(row["instance"])
         feasible = row["feasible"] and row["total_s"] is not None
         row["gap"] = (row["total_s"] / ref[0] - 1) if (ref and feasible) else None
-        row["gap_to"] = None if ref is None else ("optimum" if ref[1] else "bound")
+        row["gap_to"] = "no bound" if ref is None else ("optimum" if ref[1] else "bound")
     summary = []
     for method in dict.fromkeys(row["method"] for row in rows):
         mine = [r for r in rows if r["method"] == method]
@@ -106,25 +109,53 @@ def _figure(rows: list[dict[str, Any]], path: Path) -> None:
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_title("Gap to the MILP optimum, per instance")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
+
+
+def suite_instances(suite: str) -> list[str]:
+    """The instances of a shipped suite (``suite/name``), or the files of a folder of the user's own.
+
+    Raises
+    ------
+    InputError
+        When `suite` is neither a shipped suite nor a folder holding instance files.
+    """
+    import placement
+    from placement.errors import InputError
+
+    folder = Path(suite).expanduser()
+    if folder.is_dir():
+        files = sorted(str(p) for p in folder.iterdir() if p.suffix in (".yaml", ".yml", ".json") and p.is_file())
+        if not files:
+            raise InputError(f"`--suite` folder {suite!r} holds no instance files (*.yaml, *.yml, *.json)")
+        return files
+    names = [n for n in placement.instance_names() if n.startswith(f"{suite}/")]
+    if not names:
+        suites = sorted({n.split("/")[0] for n in placement.instance_names()})
+        raise InputError(f"unknown suite {suite!r}; suites are {', '.join(suites)}, or give a folder of instance files")
+    return names
 
 
 def reproduce_gap_table(suite: str = "paper-small", *, methods: list[str] | None = None, quick: bool = False,
                         out_dir: str | Path = "results/gap-table", n_jobs: int = 2, dask: str | None = None,
+                        time_limit: float | None = None,
                         progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Solve every instance of `suite` with every method and write the gap table.
 
     Parameters
     ----------
     suite : str
-        A folder of ``instances/`` (``placement instances`` lists them).
+        A folder of ``instances/`` (``placement instances`` lists them), or the path
+        of a folder of the user's own instance files (``*.yaml``, ``*.json``).
     methods : list of str, optional
         Default: every method of `DEFAULT_METHODS` that `placement.METHODS` has.
     quick : bool
         Only `QUICK_INSTANCES` (under two minutes on 2 cores).
     out_dir : path
         Where the cache and the outputs go; an interrupted run resumes from the cache.
+    time_limit : float, optional
+        Seconds per job for every method of `LONG_METHODS` (default `DEFAULT_TIME_LIMIT_S`).
     n_jobs, dask, progress
         See `placement.experiments.sweep.run_sweep`.
 
@@ -136,17 +167,15 @@ def reproduce_gap_table(suite: str = "paper-small", *, methods: list[str] | None
     import placement
     from placement.errors import InputError
 
-    names = [n for n in placement.instance_names() if n.startswith(f"{suite}/")]
-    if not names:
-        suites = sorted({n.split("/")[0] for n in placement.instance_names()})
-        raise InputError(f"unknown suite {suite!r}; suites are {', '.join(suites)}")
+    names = suite_instances(suite)
     if quick:
         names = [n for n in names if n in QUICK_INSTANCES] or names[:4]
     methods = methods or [m for m in DEFAULT_METHODS if m in placement.METHODS]
     unknown = [m for m in methods if m not in placement.METHODS]
     if unknown:
         raise InputError(f"unknown method(s) {', '.join(unknown)}; methods are {', '.join(placement.METHODS)}")
-    jobs = [Job(name, method, _MILP_OPTIONS if method == "milp" else {}) for name in names for method in methods]
+    limit = {"time_limit": DEFAULT_TIME_LIMIT_S if time_limit is None else float(time_limit)}
+    jobs = [Job(name, method, limit if method in LONG_METHODS else {}) for name in names for method in methods]
     out = Path(out_dir)
     rows = run_sweep(jobs, out, n_jobs=n_jobs, dask=dask, progress=progress)
     summary = summarize(rows)
@@ -154,12 +183,9 @@ def reproduce_gap_table(suite: str = "paper-small", *, methods: list[str] | None
              "config": out / "config.json"}
     columns = ["instance", "method", "status", "gap", "gap_to", "total_s", "mean_token_s", "ttft_s", "migration_s",
                "peak_memory_bytes", "solve_time_s", "decision_median_s", "bound_s", "message"]
-    with paths["csv"].open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    paths["markdown"].write_text(_markdown(summary, suite))
+    write_rows_csv(paths["csv"], rows, columns)
+    write_text_atomic(paths["markdown"], _markdown(summary, suite))
     _figure(rows, paths["figure"])
-    paths["config"].write_text(json.dumps({"suite": suite, "quick": quick, "instances": names, "methods": methods,
-                                           "milp_options": _MILP_OPTIONS, "versions": versions()}, indent=1))
+    write_json(paths["config"], {"suite": suite, "quick": quick, "instances": names, "methods": methods,
+                                 "long_method_options": limit, "long_methods": list(LONG_METHODS), "versions": versions()})
     return {"rows": rows, "summary": summary, "paths": paths}

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from placement.experiments.output import versions
+from placement.experiments.output import save_figure, versions
+from placement.files import atomic_write, write_text_atomic
 from placement.experiments.sweep import Job, run_sweep
 
 __all__ = ["DEFAULT_DEVICE_COUNTS", "DEFAULT_MODELS", "SEED", "instance_data", "reproduce_head_vs_layer", "summarize"]
@@ -230,7 +231,7 @@ def _figure(summary: list[dict[str, Any]], path: Path) -> None:
                  "x at 1: no layer-based plan fits)", fontsize=9)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -285,7 +286,7 @@ def reproduce_head_vs_layer(*, models: list[str] | tuple[str, ...] | None = None
             data = instance_data(model, n_devices)
             path = out / "instances" / f"{data['name']}.yaml"
             instance_from_dict(data, source=str(path))  # validated before it is written
-            path.write_text(yaml.safe_dump(data, sort_keys=False))
+            write_text_atomic(path, yaml.safe_dump(data, sort_keys=False))
             cases.append((model, n_devices, str(path.resolve())))  # absolute: workers may run elsewhere
     methods = [m for m in HEAD_METHODS + LAYER_METHODS if m in placement.METHODS]
     milp_options = {"time_limit": MILP_TIME_LIMIT_S[quick]}
@@ -296,14 +297,14 @@ def reproduce_head_vs_layer(*, models: list[str] | tuple[str, ...] | None = None
     summary = summarize(rows, cases)
     paths = {"csv": out / "head-vs-layer.csv", "markdown": out / "head-vs-layer.md",
              "figure": out / "head-vs-layer.png", "config": out / "config.json"}
-    with paths["csv"].open("w", newline="") as fh:
+    with atomic_write(paths["csv"], newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(summary[0]))
         writer.writeheader()
         writer.writerows(summary)
     head_methods = [m for m in HEAD_METHODS if m in methods]
-    paths["markdown"].write_text(_markdown(summary, head_methods, milp_options["time_limit"]))
+    write_text_atomic(paths["markdown"], _markdown(summary, head_methods, milp_options["time_limit"]))
     _figure(summary, paths["figure"])
-    paths["config"].write_text(json.dumps({
+    write_text_atomic(paths["config"], json.dumps({
         "models": models, "device_counts": device_counts, "quick": quick, "seed": SEED, "device_pool": DEVICE_POOL,
         "memory_ratio": MEMORY_RATIO, "largest_share": LARGEST_SHARE, "mesh": MESH, "workload": WORKLOAD,
         "methods": methods, "milp_options": milp_options, "instances": [path for _, _, path in cases],

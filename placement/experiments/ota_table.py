@@ -22,7 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from placement.experiments.output import versions, write_rows_csv
+from placement.experiments.output import save_figure, versions, write_rows_csv
+from placement.files import write_text_atomic
 
 __all__ = ["reproduce_ota_table", "ota_instance", "PAPER_LLAMA2_7B_MS", "METHODS", "WIRELESS", "CALIBRATED_BANDWIDTH"]
 
@@ -136,7 +137,7 @@ def _figure(rows: list[dict[str, Any]], path: Path) -> None:
             ax.set_xlabel("devices N")
             ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -193,9 +194,9 @@ def reproduce_ota_table(quick: bool = False, out_dir: str | Path = "results/ota-
     paths = {"csv": out / "ota-table.csv", "markdown": out / "ota-table.md", "figure": out / "ota-table.png",
              "config": out / "config.json"}
     write_rows_csv(paths["csv"], rows)
-    paths["markdown"].write_text(_markdown(rows, device_counts))
+    write_text_atomic(paths["markdown"], _markdown(rows, device_counts))
     _figure(rows, paths["figure"])
-    paths["config"].write_text(json.dumps({
+    write_text_atomic(paths["config"], json.dumps({
         "models": models, "device_counts": device_counts, "quick": quick, "effort": effort, "preset": PRESET,
         "calibrated_bandwidth": CALIBRATED_BANDWIDTH, "wireless": WIRELESS, "compute_pj_per_flop": COMPUTE_PJ_PER_FLOP,
         "energy_margin": ENERGY_MARGIN, "workload": WORKLOAD, "methods": METHODS, "versions": versions()}, indent=1))

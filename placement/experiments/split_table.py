@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from placement.experiments.output import write_rows_csv
+from placement.experiments.output import save_figure, write_rows_csv
+from placement.files import write_text_atomic
 from placement.instance import Instance, instance_from_dict
 from placement.solvers.split import BASELINES, solve_split
 
@@ -144,7 +145,7 @@ def reproduce_split_table(quick: bool = False, out_dir: str | Path = "results/sp
     quant = _geomean([r["speedup"] for r in rows if r["method"] in QUANTIZATION_BASELINES])
     paths = {"csv": out / "split_table.csv", "markdown": out / "split_table.md"}
     write_rows_csv(paths["csv"], rows)
-    paths["markdown"].write_text(_markdown(rows, summary, quant, server, prompt_tokens))
+    write_text_atomic(paths["markdown"], _markdown(rows, summary, quant, server, prompt_tokens))
     if plot:
         paths["png"] = _plot(rows, out / "split_table.png")
     return {"rows": rows, "summary": summary, "quantization_geomean": quant, "paths": {k: str(v) for k, v in paths.items()}}
@@ -201,6 +202,6 @@ def _plot(rows, path: Path) -> Path:
     ax.set_yscale("log")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
     return path

@@ -13,14 +13,56 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import tempfile
+import math
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-__all__ = ["Job", "job_key", "run_job", "run_sweep"]
+__all__ = ["Job", "job_key", "run_job", "run_sweep", "check_sweep_options", "decision_median_s", "DASK_TIMEOUT_S"]
+
+DASK_TIMEOUT_S = 10.0  # seconds to reach a Dask scheduler before giving up with one line
+_DASK_ADDRESS = re.compile(r"^(tcp|tls|ucx|inproc|ws|wss)://[^\s:/]+(:\d{1,5})?/?$")
+
+
+def check_sweep_options(*, n_jobs: int = 2, dask: str | None = None, time_limit: float | None = None) -> None:
+    """Check a sweep's options before any job starts.
+
+    Parameters
+    ----------
+    n_jobs : int
+        Local worker processes, at least 1.
+    dask : str, optional
+        ``"local"`` or a scheduler address such as ``tcp://HOST:PORT``.
+    time_limit : float, optional
+        Seconds per job, positive and finite.
+
+    Raises
+    ------
+    InputError
+        Naming the option and a valid value.
+    """
+    from placement.errors import InputError
+
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
+        raise InputError(f"`--jobs` must be a whole number of worker processes, at least 1, got {n_jobs!r}")
+    if dask is not None and dask != "local" and not _DASK_ADDRESS.match(dask):
+        raise InputError(f"`--dask` must be 'local' or a scheduler address such as tcp://10.0.0.5:8786, got {dask[:80]!r}")
+    if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
+        raise InputError(f"`--time-limit` must be a positive number of seconds, got {time_limit!r}")
+
+
+def decision_median_s(stats: dict[str, Any]) -> float | None:
+    """The median time of one online decision, from a back end's statistics (None when it has none).
+
+    The one place that knows the key names: ``myopic``/``myopic+`` write
+    ``decision_time_median_s``, ``myopic-milp`` writes ``decision_median_s``.
+    """
+    for key in ("decision_time_median_s", "decision_median_s"):
+        if stats.get(key) is not None:
+            return float(stats[key])
+    return None
 
 
 @dataclass(frozen=True)
@@ -38,7 +80,9 @@ def _instance_text(name: str) -> str:
     path = Path(name)
     if not path.is_file():
         path = instances_dir() / f"{name}.yaml"
-    return path.read_text()
+    from placement.files import read_text
+
+    return read_text(path, "instance")
 
 
 def job_key(job: Job) -> str:
@@ -69,23 +113,19 @@ def run_job(job: Job) -> dict[str, Any]:
         "feasible": None if report is None else report.feasible,
         "bound_s": result.bound,
         "solve_time_s": result.solve_time_s,
-        "decision_median_s": result.stats.get("decision_time_median_s"),
+        "decision_median_s": decision_median_s(result.stats),
         "wall_s": time.perf_counter() - started,
     }
-
-
-def _write_atomic(path: Path, data: dict[str, Any]) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as fh:
-        json.dump(data, fh, indent=1)
-    os.replace(fh.name, path)
 
 
 def _cached_run(job: Job, cache: str) -> dict[str, Any]:
     path = Path(cache) / f"{job_key(job)}.json"
     if path.is_file():
         return json.loads(path.read_text())
+    from placement.files import json_ready, write_text_atomic
+
     row = run_job(job)
-    _write_atomic(path, row)
+    write_text_atomic(path, json.dumps(json_ready(row), indent=1, allow_nan=False))
     return row
 
 
@@ -100,9 +140,15 @@ def _backend(dask: str | None) -> Iterator[None]:
     except ImportError as exc:
         from placement.errors import SolverNotInstalledError
 
-        raise SolverNotInstalledError("`--dask` needs Dask: pip install 'placement[dask]'") from exc
+        raise SolverNotInstalledError("`--dask` needs Dask: pip install 'llm-placement[dask]'") from exc
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) if dask == "local" else None
-    with Client(cluster if cluster is not None else dask) as client, joblib.parallel_backend("dask"):
+    try:
+        client = Client(cluster if cluster is not None else dask, timeout=DASK_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001 - a refused, timed-out or garbled connection: the environment
+        # failed, which the CLI prints as one line with exit code 1
+        raise OSError(f"cannot connect to the Dask scheduler {dask!r} ({type(exc).__name__}; waited at most "
+                      f"{DASK_TIMEOUT_S:.0f} s); check the address and that the scheduler runs") from None
+    with client, joblib.parallel_backend("dask"):
         del client
         yield
     if cluster is not None:
@@ -132,6 +178,7 @@ def run_sweep(jobs: list[Job], out_dir: str | Path, *, n_jobs: int = 2, dask: st
     """
     import joblib
 
+    check_sweep_options(n_jobs=n_jobs, dask=dask)
     cache = Path(out_dir) / "cache"
     cache.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any] | None] = [None] * len(jobs)

@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from placement.experiments.output import versions, write_rows_csv
+from placement.experiments.output import save_figure, versions, write_rows_csv
+from placement.files import write_text_atomic
 
 __all__ = ["reproduce_tp_table", "weak_instance", "PRESETS", "DEFAULT_MODELS", "DEFAULT_LATENCIES_MS"]
 
@@ -151,7 +152,7 @@ def _figure(rows: list[dict[str, Any]], methods: list[str], path: Path) -> None:
         ax.set_title(f"{model}, {n} devices, {bandwidth}", fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -183,7 +184,7 @@ def collectives_figure(path: Path, hidden: int = 4096, bits: int = 16) -> None:
         ax.set_title(f"n = {n}, M = {M / 1024:g} KiB: blue = star faster", fontsize=9)
         ax.legend(fontsize=7, loc="lower right")
     fig.colorbar(mesh, ax=axes, label="log2(star / ring)")
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    save_figure(fig, path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -261,10 +262,10 @@ def reproduce_tp_table(quick: bool = False, out_dir: str | Path = "results/tp-ta
     paths = {"csv": out / "tp-table.csv", "markdown": out / "tp-table.md", "figure": out / "tp-table.png",
              "collectives": out / "collectives.png", "config": out / "config.json"}
     write_rows_csv(paths["csv"], rows)
-    paths["markdown"].write_text(_markdown(rows, methods, head_method))
+    write_text_atomic(paths["markdown"], _markdown(rows, methods, head_method))
     _figure(rows, methods, paths["figure"])
     collectives_figure(paths["collectives"])
-    paths["config"].write_text(json.dumps({
+    write_text_atomic(paths["config"], json.dumps({
         "models": models, "device_counts": device_counts, "latencies_ms": latencies_ms, "bandwidths": bandwidths,
         "quick": quick, "presets": PRESETS, "disk": DISK, "tpi_llm_memory": TPI_LLM_MEMORY, "workload": WORKLOAD,
         "methods": methods, "head_method": head_method, "milp_time_limit": milp_time_limit,

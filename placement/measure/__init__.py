@@ -1,4 +1,4 @@
-"""Grounding the cost model in measurement (the ``measure`` extra: ``pip install "placement[measure]"``).
+"""Grounding the cost model in measurement (the ``measure`` extra: ``pip install "llm-placement[measure]"``).
 
 - `placement.measure.profile`: micro-benchmarks of this machine → a device preset file;
 - `placement.measure.blocks`: the blocks of a `ModelSpec` as real PyTorch computations;

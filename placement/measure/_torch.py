@@ -13,7 +13,7 @@ from placement.errors import InputError, SolverNotInstalledError
 
 __all__ = ["torch_module", "set_threads", "INSTALL_HINT"]
 
-INSTALL_HINT = 'pip install "placement[measure]"'
+INSTALL_HINT = 'pip install "llm-placement[measure]"'
 
 
 def torch_module():

@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 
 from placement.errors import InputError
+from placement.files import write_text_atomic
 from placement.measure._torch import set_threads, torch_module
 from placement.measure.blocks import PRECISIONS, precision_bits
 from placement.measure.timing import median_time
@@ -213,5 +214,5 @@ def write_preset(path: str | Path, name: str, fields: dict[str, Any], *, overwri
     entries[name] = fields
     path.parent.mkdir(parents=True, exist_ok=True)
     header = "# Device presets written by `placement profile` (catalog format, see docs/fidelity.md).\n"
-    path.write_text(header + yaml.safe_dump(entries, sort_keys=False, allow_unicode=True))
+    write_text_atomic(path, header + yaml.safe_dump(entries, sort_keys=False, allow_unicode=True))
     return path

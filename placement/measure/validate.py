@@ -24,6 +24,8 @@ from placement.cost.blocks import decode_costs
 from placement.cost.model import ModelSpec, load_model
 from placement.errors import InputError
 from placement.cost.tables import block_times
+from placement.experiments.output import save_figure
+from placement.files import atomic_write, write_text_atomic
 from placement.instance import instance_from_dict
 from placement.measure import blocks as torch_blocks
 from placement.measure.calibrate import Observation, calibrate, device_instance, predict
@@ -255,9 +257,9 @@ def _summary(quick, profile, fit, calibration_models, rows, dist_rows, skipped) 
 # ----------------------------------------------------------------------------- output
 def _csv(path: Path, rows: list[dict[str, Any]]) -> None:
     if not rows:
-        path.write_text("")
+        write_text_atomic(path, "")
         return
-    with path.open("w", newline="") as fh:
+    with atomic_write(path, newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -343,7 +345,7 @@ def figure(path: Path, rows, dist_rows) -> None:
     axes[0].set_ylabel("predicted latency (s)")
     axes[1].legend(fontsize=8, loc="upper left")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -353,7 +355,7 @@ def _write(out: Path, rows, block_rows, dist_rows, summary) -> dict[str, str]:
     _csv(paths["csv"], rows)
     _csv(paths["blocks"], block_rows)
     _csv(paths["distributed"], dist_rows)
-    paths["markdown"].write_text(markdown(rows, dist_rows, summary))
+    write_text_atomic(paths["markdown"], markdown(rows, dist_rows, summary))
     figure(paths["figure"], rows, dist_rows)
-    paths["summary"].write_text(json.dumps(summary, indent=1))
+    write_text_atomic(paths["summary"], json.dumps(summary, indent=1))
     return {key: str(value) for key, value in paths.items()}

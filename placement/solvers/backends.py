@@ -3,20 +3,79 @@
 Each takes the same arguments and returns a `SolverOutcome` whose status is one of
 the library's statuses, mapped from the solver's own codes (the raw code is kept in
 `raw_status`), as cvxpy keeps one status map per solver.
+
+No solver writes to stdout (``--json`` output must be one JSON document): HiGHS prints
+its banner from its C++ constructor, before any option can be set, so the constructor
+runs with file descriptor 1 pointed away; its log and CBC's are off unless the
+environment variable ``PLACEMENT_SOLVER_LOG`` is set (``--verbose``), and then they go
+to stderr.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import re
+import sys
+import tempfile
+import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
 from placement.errors import InputError, SolverNotInstalledError
 from placement.solvers.linear import LinearProblem
 
-__all__ = ["SolverOutcome", "solve_problem", "SOLVERS"]
+__all__ = ["SolverOutcome", "solve_problem", "SOLVERS", "solver_log_wanted", "new_highs"]
+
+_FD_LOCK = threading.Lock()  # fd 1 is per process: one redirection at a time
+
+
+def solver_log_wanted() -> bool:
+    """True when the user asked for solver logs (``--verbose`` sets ``PLACEMENT_SOLVER_LOG``)."""
+    return os.environ.get("PLACEMENT_SOLVER_LOG", "") not in ("", "0")
+
+
+@contextmanager
+def _stdout_fd_to(target: str) -> Iterator[None]:
+    """Point file descriptor 1 at stderr (``"stderr"``) or nowhere (``"null"``) while the block runs."""
+    with _FD_LOCK:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        sink = os.open(os.devnull, os.O_WRONLY) if target == "null" else os.dup(2)
+        try:
+            os.dup2(sink, 1)
+            yield
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+            os.close(sink)
+
+
+def new_highs():
+    """A `highspy.Highs` that has printed nothing on stdout, logging to stderr only when asked.
+
+    Returns
+    -------
+    highspy.Highs
+
+    Raises
+    ------
+    SolverNotInstalledError
+        When highspy cannot be imported.
+    """
+    try:
+        import highspy
+    except ImportError as exc:  # pragma: no cover - a declared dependency
+        raise SolverNotInstalledError("the MILP solver 'highs' needs highspy: pip install highspy") from exc
+    with _stdout_fd_to("stderr" if solver_log_wanted() else "null"):
+        highs = highspy.Highs()
+    highs.setOptionValue("output_flag", solver_log_wanted())
+    return highs
 
 SOLVERS = ("highs", "cbc", "ortools")
 
@@ -27,8 +86,9 @@ class SolverOutcome:
 
     Attributes
     ----------
-    status : {"optimal", "time_limit", "infeasible", "error"}
-        ``optimal`` means proven within the requested relative gap.
+    status : {"optimal", "feasible", "time_limit", "infeasible", "error"}
+        ``optimal`` means proven optimal (bound and objective agree to 1e-6);
+        ``feasible`` that a gap tolerance stopped the search with a larger gap.
     raw_status : str
         The solver's own status name.
     x : ndarray or None
@@ -48,6 +108,7 @@ class SolverOutcome:
     bound: float | None
     seconds: float
     nodes: int = 0
+    interrupted: bool = False
 
 
 def solve_problem(problem: LinearProblem, solver: str = "highs", *, time_limit: float | None = None,
@@ -75,7 +136,24 @@ def solve_problem(problem: LinearProblem, solver: str = "highs", *, time_limit: 
     """
     if solver not in SOLVERS:
         raise InputError(f"unknown MILP solver {solver!r}; solvers are {', '.join(SOLVERS)}")
-    return {"highs": _highs, "cbc": _cbc, "ortools": _ortools}[solver](problem, time_limit, gap, threads, start)
+    outcome = {"highs": _highs, "cbc": _cbc, "ortools": _ortools}[solver](problem, time_limit, gap, threads, start)
+    return _honest(outcome)
+
+
+def _honest(outcome: SolverOutcome) -> SolverOutcome:
+    """A bound never above the objective, and ``optimal`` only when bound and objective agree.
+
+    A solver stopped by a relative gap tolerance reports "optimal"; here that is
+    ``feasible`` unless its bound is within 1e-6 of the objective.
+    """
+    bound, objective = outcome.bound, outcome.objective
+    if bound is not None and objective is not None:
+        bound = min(bound, objective)
+    status = outcome.status
+    if status == "optimal" and objective is not None:
+        proven = bound is not None and objective - bound <= (1e-6 + 1e-12) * max(abs(objective), 1e-9)
+        status = "optimal" if proven else "feasible"
+    return replace(outcome, status=status, bound=bound)
 
 
 # ----------------------------------------------------------------------------- HiGHS
@@ -90,12 +168,9 @@ _HIGHS_STATUS = {
 
 
 def _highs(problem: LinearProblem, time_limit, gap, threads, start) -> SolverOutcome:
-    try:
-        import highspy
-    except ImportError as exc:  # pragma: no cover - a declared dependency
-        raise SolverNotInstalledError("the MILP solver 'highs' needs highspy: pip install highspy") from exc
-    highs = highspy.Highs()
-    highs.setOptionValue("output_flag", False)
+    import highspy
+
+    highs = new_highs()
     highs.setOptionValue("mip_rel_gap", gap)
     highs.setOptionValue("mip_abs_gap", 0.0)
     if time_limit is not None:
@@ -124,8 +199,23 @@ def _highs(problem: LinearProblem, time_limit, gap, threads, start) -> SolverOut
         solution.value_valid = True
         highs.setSolution(solution)
     began = time.perf_counter()
-    highs.run()
+    best = {"x": None if start is None else np.asarray(start, dtype=float)}  # the incumbent, for an abandoned solve
+
+    def improved(event) -> None:
+        if len(event.data_out.mip_solution) == cols:
+            best["x"] = np.array(event.data_out.mip_solution, dtype=float)
+
+    highs.cbMipImprovingSolution += improved
+    if solver_log_wanted():
+        with _stdout_fd_to("stderr"):  # HiGHS logs to stdout; the user's stdout stays for results
+            interrupted, finished = _run_interruptible(highs)
+    else:
+        interrupted, finished = _run_interruptible(highs)
     seconds = time.perf_counter() - began
+    if not finished:  # HiGHS is inside a long LP that polls no interrupt: leave it, keep the incumbent
+        x = best["x"]
+        return SolverOutcome("time_limit", "interrupted (HiGHS still in an LP solve)", x,
+                             None if x is None else problem.objective(x), None, seconds, interrupted=True)
     raw = highs.getModelStatus().name
     info = highs.getInfo()
     has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
@@ -137,7 +227,40 @@ def _highs(problem: LinearProblem, time_limit, gap, threads, start) -> SolverOut
     return SolverOutcome(
         status=status, raw_status=raw, x=x, objective=None if x is None else problem.objective(x),
         bound=None if not math.isfinite(bound) else float(bound), seconds=seconds, nodes=int(info.mip_node_count),
+        interrupted=interrupted,
     )
+
+
+INTERRUPT_GRACE_S = 0.5  # after Ctrl-C, how long HiGHS may take to stop by itself
+
+
+def _run_interruptible(highs) -> tuple[bool, bool]:
+    """``highs.run()``, ended within about a second by Ctrl-C; returns (interrupted, finished).
+
+    HiGHS holds the main thread in C++ for the whole solve, so Python sees Ctrl-C only
+    when it returns. In the main thread the solve runs in a worker thread instead; the
+    main thread waits in short steps, and on Ctrl-C asks HiGHS to stop at its next
+    interrupt check (highspy's user-interrupt callback). A root LP of a large model
+    can run for minutes without such a check: after `INTERRUPT_GRACE_S` the solve is
+    abandoned (the daemon thread ends with the process) and ``finished`` is False.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        highs.run()  # signals reach only the main thread
+        return False, True
+    highs.HandleUserInterrupt = True
+    finished = threading.Event()
+    worker = threading.Thread(target=lambda: (highs.run(), finished.set()), daemon=True)
+    worker.start()
+    try:
+        while not finished.wait(0.05):
+            pass
+        return False, True
+    except KeyboardInterrupt:
+        highs.cancelSolve()
+    try:
+        return True, finished.wait(INTERRUPT_GRACE_S)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop waiting at once
+        return True, finished.is_set()
 
 
 # ----------------------------------------------------------------------------- CBC through PuLP
@@ -166,18 +289,26 @@ def _cbc(problem: LinearProblem, time_limit, gap, threads, start) -> SolverOutco
                 model += expr >= lo
             if math.isfinite(hi):
                 model += expr <= hi
-    if start is not None:
-        for column, value in zip(columns, start):
+    if start is not None:  # clipped: an LP completion may exceed a bound by its tolerance, which PuLP rejects
+        for column, value, lo, hi in zip(columns, start, problem.col_lower, problem.col_upper):
+            value = min(max(float(value), lo), hi)
             column.setInitialValue(round(value) if column.cat == pulp.LpInteger else value)
     import warnings
 
     with warnings.catch_warnings():  # PuLP 3 deprecates its bundled CBC for 4.0; it is what this PuLP ships
         warnings.simplefilter("ignore", DeprecationWarning)
-        cmd = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit, gapRel=gap, threads=threads, warmStart=start is not None)
+        log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # CBC's bound is only in its log
+        log.close()
+        cmd = pulp.PULP_CBC_CMD(msg=solver_log_wanted(), timeLimit=time_limit, gapRel=gap, threads=threads,
+                                warmStart=start is not None, logPath=log.name)
     if not cmd.available():
         raise SolverNotInstalledError("the MILP solver 'cbc' needs PuLP's bundled CBC, which is not available here")
     began = time.perf_counter()
-    model.solve(cmd)
+    try:
+        model.solve(cmd)
+        log_text = Path(log.name).read_text(errors="replace")
+    finally:
+        os.unlink(log.name)
     seconds = time.perf_counter() - began
     raw = pulp.LpStatus[model.status]
     solution_status = getattr(model, "sol_status", None)
@@ -194,9 +325,36 @@ def _cbc(problem: LinearProblem, time_limit, gap, threads, start) -> SolverOutco
     else:
         status, x = ("time_limit" if raw == "Not Solved" else "error"), None
     objective = None if x is None else problem.objective(x)
-    # CBC does not report its dual bound through PuLP: a proven optimum is its own bound.
-    bound = objective if status == "optimal" else None
-    return SolverOutcome(status=status, raw_status=raw, x=x, objective=objective, bound=bound, seconds=seconds)
+    return SolverOutcome(status=status, raw_status=raw, x=x, objective=objective,
+                         bound=_cbc_bound(log_text, objective, gap), seconds=seconds)
+
+
+def _cbc_bound(log_text: str, objective: float | None, gap: float) -> float | None:
+    """CBC's best bound, read from its log and shifted by the objective constant; None when it printed none.
+
+    CBC prints ``Objective value:`` and ``Lower bound:`` in the same (its own) units;
+    their difference is applied to our `objective`, so the constant PuLP folds into
+    the model cancels.
+    """
+    found = {key: float(value) for key, value in re.findall(r"^(Objective value|Lower bound):\s*(\S+)", log_text, re.M)
+             if _is_float(value)}
+    if objective is None or "Objective value" not in found:
+        return None
+    if "Lower bound" not in found:
+        # A search that ran to completion prints no bound: it proved the objective within its gap tolerance.
+        if "Result - Optimal solution found" not in log_text or "within gap tolerance" in log_text:
+            return None
+        return objective - gap * abs(objective)
+    bound = objective - (found["Objective value"] - found["Lower bound"])
+    return bound if math.isfinite(bound) else None
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 # ----------------------------------------------------------------------------- SCIP through OR-Tools

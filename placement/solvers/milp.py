@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from placement.errors import InputError
+from placement.errors import InputError, SolveInterrupted
 from placement.evaluate import check_plan, evaluate
 from placement.instance import Instance, capacity_problems
 from placement.plan import Placement, Plan
 from placement.result import Result
-from placement.solvers.backends import SOLVERS, solve_problem
+from placement.options import Deadline
+from placement.solvers.backends import SOLVERS, SolverOutcome, solve_problem
 from placement.solvers.linear import LinearProblem
 from placement.solvers.milp_model import SECONDS_PER_UNIT, Formulation, build_formulation, identical_devices
 from placement.solvers.warm_start import best_heuristic_placements
@@ -98,17 +100,19 @@ def _canonical(instance: Instance, placements: list[Placement]) -> list[Placemen
                       int(perm[p.lm_head]), p.precision) for p in placements]
 
 
-def _complete(problem: LinearProblem, columns: np.ndarray, values: np.ndarray) -> np.ndarray | None:
+def _complete(problem: LinearProblem, columns: np.ndarray, values: np.ndarray,
+              deadline: Deadline = Deadline()) -> np.ndarray | None:
     """A full point with `columns` fixed to `values` and every other column from an exact LP (HiGHS); None if infeasible."""
     lower, upper = problem.col_lower.copy(), problem.col_upper.copy()
     lower[columns] = upper[columns] = values
     lp = LinearProblem(problem.cost, problem.matrix, problem.row_lower, problem.row_upper, lower, upper,
                        np.zeros_like(problem.integer), problem.offset)
-    outcome = solve_problem(lp, "highs", gap=0.0)
+    outcome = solve_problem(lp, "highs", gap=0.0, time_limit=deadline.remaining_s())
     return outcome.x if outcome.status == "optimal" else None
 
 
-def _start_vector(form: Formulation, instance: Instance, placements: list[Placement]) -> np.ndarray | None:
+def _start_vector(form: Formulation, instance: Instance, placements: list[Placement],
+                  deadline: Deadline = Deadline()) -> np.ndarray | None:
     """A starting point: the placement columns fixed to the plan's, the rest completed by an LP."""
     fam = form.problem.families
     L, N = instance.model.layers, instance.n_devices
@@ -125,7 +129,7 @@ def _start_vector(form: Formulation, instance: Instance, placements: list[Placem
         for name, value in fixed.items():
             columns.append(fam[name][kk].ravel())
             values.append(np.asarray(value, dtype=float).ravel())
-    return _complete(form.problem, np.concatenate(columns), np.concatenate(values))
+    return _complete(form.problem, np.concatenate(columns), np.concatenate(values), deadline)
 
 
 def _polish(form: Formulation, x: np.ndarray) -> np.ndarray:
@@ -254,65 +258,133 @@ def solve_milp(
     InputError
         On an unknown solver, mode, formulation, pinned device or block name.
     """
+    deadline = Deadline.after(time_limit)  # one limit for the whole call: warm start, building, every solve
+    _check_milp_options(instance, solver, mode, formulation, token_blocks, interval)
+    _check_pins(pin, forbid, current)
+    if isinstance(current, Plan):
+        current = current.placement(max(interval - 1, 0))
+    if mode == "horizon":
+        current = None
+    started = time.perf_counter()
+    problems = capacity_problems(instance, splittable=False)
+    if problems:
+        return Result("infeasible", "no placement fits: " + "; ".join(problems), None, None, stats={"diagnosis": problems})
+    allowed = _allowed_masks(instance, pin, forbid) if (pin or forbid) else None
+    intervals = list(range(instance.workload.n_intervals)) if mode == "horizon" else [interval]
+    start_placements = _warm_placements(instance, warm_start, current, len(intervals), deadline)
+    warm_plan = None  # the warm start as a whole plan, returned if the solver finds nothing better in time
+    if start_placements is not None and mode == "horizon" and allowed is None:  # pins may exclude it
+        I = instance.workload.n_intervals
+        warm_plan = Plan(instance.cluster.names, start_placements if I > 1 else start_placements[:1], method="milp")
+    stats: dict[str, Any] = {"solver": solver, "mode": mode, "formulation": formulation, "refinements": 0}
+    setup = _Setup(intervals, current, allowed, formulation, solver, gap, threads, deadline, max_refinements)
+    search = _refine(instance, setup, _initial_blocks(instance, intervals, token_blocks), start_placements, stats,
+                     have_fallback=warm_plan is not None)
+    result = _outcome_result(instance, setup, search, warm_plan, time_limit, time.perf_counter() - started, stats)
+    if search.interrupted:
+        raise SolveInterrupted(result)  # the CLI writes the incumbent and exits 130
+    return result
+
+
+def _check_milp_options(instance: Instance, solver: str, mode: str, formulation: str, token_blocks, interval: int) -> None:
     if solver not in SOLVERS:
         raise InputError(f"unknown MILP solver {solver!r}; solvers are {', '.join(SOLVERS)}")
     if mode not in MODES:
         raise InputError(f"unknown mode {mode!r}; modes are {', '.join(MODES)}")
     if formulation not in ("counts", "per-group"):
         raise InputError(f"unknown formulation {formulation!r}; use 'counts' or 'per-group'")
-    if not (token_blocks in ("adaptive", "exact") or (isinstance(token_blocks, int) and token_blocks >= 1)):
+    if not (token_blocks in ("adaptive", "exact") or (isinstance(token_blocks, int) and not isinstance(token_blocks, bool)
+                                                      and token_blocks >= 1)):
         raise InputError(f"`token_blocks` must be 'adaptive', 'exact' or a positive number of tokens, got {token_blocks!r}")
-    workload = instance.workload
-    I = workload.n_intervals
-    if mode == "interval" and not 0 <= interval < I:
-        raise InputError(f"`interval` must be between 0 and {I - 1}, got {interval}")
-    if isinstance(current, Plan):
-        current = current.placement(max(interval - 1, 0))
-    if mode == "horizon":
-        current = None
-    started = time.perf_counter()
+    I = instance.workload.n_intervals
+    if mode == "interval" and not (isinstance(interval, int) and 0 <= interval < I):
+        raise InputError(f"`interval` must be between 0 and {I - 1}, got {interval!r}")
 
-    problems = capacity_problems(instance, splittable=False)
-    if problems:
-        return Result("infeasible", "no placement fits: " + "; ".join(problems), None, None, stats={"diagnosis": problems})
-    allowed = _allowed_masks(instance, pin, forbid) if (pin or forbid) else None
-    intervals = list(range(I)) if mode == "horizon" else [interval]
-    blocks = _initial_blocks(instance, intervals, token_blocks)
 
-    start_placements = _warm_placements(instance, warm_start, current, len(intervals))
-    warm_plan = None  # the warm start as a whole plan, returned if the solver finds nothing better in time
-    if start_placements is not None and mode == "horizon" and allowed is None:  # pins may exclude it
-        warm_plan = Plan(instance.cluster.names, start_placements if I > 1 else start_placements[:1], method="milp")
-    stats: dict[str, Any] = {"solver": solver, "mode": mode, "formulation": formulation, "refinements": 0}
+def _check_pins(pin: Any, forbid: Any, current: Any) -> None:
+    """Types of `pin` (block → device), `forbid` (device → blocks) and `current` (from `--option`, say)."""
+    if pin is not None and not (isinstance(pin, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                                               for k, v in pin.items())):
+        raise InputError(f"`pin` must map block names to device names, such as {{embed: pi5}}, got {pin!r:.80}")
+    if forbid is not None and not (isinstance(forbid, dict) and all(
+            isinstance(k, str) and isinstance(v, list) and all(isinstance(b, str) for b in v) for k, v in forbid.items())):
+        raise InputError(f"`forbid` must map device names to lists of blocks, such as {{pi5: [ffn]}}, got {forbid!r:.80}")
+    if current is not None and not isinstance(current, (Placement, Plan)):
+        raise InputError(f"`current` must be a Placement or a Plan, got {type(current).__name__}")
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What every solve of one `solve_milp` call shares."""
+
+    intervals: list[int]
+    current: Placement | None
+    allowed: dict[str, np.ndarray] | None
+    formulation: str
+    solver: str
+    gap: float
+    threads: int | None
+    deadline: Deadline
+    max_refinements: int
+
+
+@dataclass(frozen=True)
+class _Search:
+    """Where the refinement loop ended: the last solve and, when it found a point, its plan."""
+
+    outcome: SolverOutcome | None = None
+    form: Formulation | None = None
+    x: np.ndarray | None = None
+    plan: Plan | None = None
+    report: Any = None
+    over: tuple = ()
+    inexact: tuple = ()
+    error: str | None = None
+    interrupted: bool = False
+
+
+def _refine(instance: Instance, setup: _Setup, blocks: dict[int, list[np.ndarray]],
+            start_placements: list[Placement] | None, stats: dict[str, Any], *, have_fallback: bool = False) -> _Search:
+    """Solve, and solve again with inexact token blocks split or overflowing devices given a margin.
+
+    Stops when every block is exact, at `max_refinements`, at the deadline (keeping the
+    last plan; before even building a model when `have_fallback`, a warm-start plan the
+    caller returns), or on Ctrl-C (`_Search.interrupted`).
+    """
     usable = np.array([d.usable_bytes for d in instance.devices])
-    margin = np.zeros((len(intervals), instance.n_devices))
-    outcome, x, over, inexact = None, None, [], []
-    for refinement in range(max_refinements + 1):
-        form = build_formulation(instance, intervals, blocks, current=current, allowed=allowed, formulation=formulation,
-                                 break_symmetry=allowed is None, memory_margin=margin)
+    margin = np.zeros((len(setup.intervals), instance.n_devices))
+    search = _Search()
+    for refinement in range(setup.max_refinements + 1):
+        if setup.deadline.expired and (search.outcome is not None or have_fallback):
+            break  # building a model takes seconds on large instances: none is left
+        form = build_formulation(instance, setup.intervals, blocks, current=setup.current, allowed=setup.allowed,
+                                 formulation=setup.formulation, break_symmetry=setup.allowed is None,
+                                 memory_margin=margin)
         rows, cols = form.problem.shape
         stats.update(rows=rows, columns=cols, integer_columns=int(form.problem.integer.sum()), blocks=len(form.phases))
         start = None
-        if start_placements is not None:
-            if allowed is None and current is None and formulation == "counts":
+        if start_placements is not None and not setup.deadline.expired:
+            if setup.allowed is None and setup.current is None and setup.formulation == "counts":
                 start_placements = _canonical(instance, start_placements)
-            start = _start_vector(form, instance, start_placements)
-        remaining = None if time_limit is None else max(time_limit - (time.perf_counter() - started), 0.01)
-        outcome = solve_problem(form.problem, solver, time_limit=remaining, gap=gap, threads=threads, start=start)
+            start = _start_vector(form, instance, start_placements, setup.deadline)
+        outcome = solve_problem(form.problem, setup.solver, time_limit=setup.deadline.remaining_s(), gap=setup.gap,
+                                threads=setup.threads, start=start)
         stats.update(raw_status=outcome.raw_status, nodes=stats.get("nodes", 0) + outcome.nodes,
                      warm_start=start is not None)
         if outcome.x is None:
-            break
+            return _Search(outcome=outcome, interrupted=outcome.interrupted)
         # the placement is what the solver chose; the rest is recomputed exactly from it
-        x = _polish(form, outcome.x)
-        placements = _placements(form, instance, x, current)
+        x = outcome.x if outcome.interrupted else _polish(form, outcome.x)  # Ctrl-C: no further LP
+        placements = _placements(form, instance, x, setup.current)
         try:
-            plan, report, inexact = _judge(instance, form, x, placements, current, intervals)
+            plan, report, inexact = _judge(instance, form, x, placements, setup.current, setup.intervals)
         except RuntimeError as exc:
-            return Result("error", f"{exc} ({solver}: {outcome.raw_status}); please report this instance", None, None,
-                          solve_time_s=time.perf_counter() - started, stats=stats)
-        decided = {k: kk for kk, k in enumerate(intervals)}
-        over = [v for v in report.violations if v.interval in decided]
+            return _Search(outcome=outcome, error=str(exc))
+        decided = {k: kk for kk, k in enumerate(setup.intervals)}
+        over = tuple(v for v in report.violations if v.interval in decided)
+        search = _Search(outcome, form, x, plan, report, over, tuple(inexact), interrupted=outcome.interrupted)
+        if outcome.interrupted:
+            break
         if over:  # a solver tolerance let a device overflow by a few bytes: keep that much free and solve again
             for v in over:
                 m = instance.cluster.index(v.device)
@@ -322,44 +394,70 @@ def solve_milp(
             continue
         if not inexact or outcome.status != "optimal":
             break
-        for index in inexact:  # split each inexact block in two and solve again from this plan
-            phase = form.phases[index]
-            k = intervals[phase.interval]
-            blocks[k] = [part for block in blocks[k] for part in
-                         ((block[: len(block) // 2], block[len(block) // 2:]) if block is phase.steps else (block,))]
+        _split_blocks(blocks, form, inexact, setup.intervals)
         start_placements = placements
         stats["refinements"] = refinement + 1
+    return search
 
-    elapsed = time.perf_counter() - started
-    if outcome is None or outcome.x is None:
-        bound = None if outcome is None or outcome.bound is None else outcome.bound * SECONDS_PER_UNIT
-        raw = outcome.raw_status if outcome is not None else "not run"
-        # A feasible warm start is the incumbent when the solver found nothing (CBC stopped by a
-        # time limit before its first solution even reports "Infeasible").
-        warm_report = None if warm_plan is None else evaluate(instance, warm_plan)
-        if warm_report is not None and warm_report.feasible:
-            return Result("time_limit" if time_limit is not None else "feasible",
-                          f"{solver} found no solution ({raw}); the warm start is returned", warm_plan, warm_report,
-                          objective=warm_report.total_s, bound=bound, solve_time_s=elapsed, stats=stats)
-        if outcome is not None and outcome.status == "infeasible":
-            hint = "every device's memory is too small for its share at some interval; see `placement evaluate` of a reference plan"
-            return Result("infeasible", f"no placement fits ({solver}: {raw}); {hint}", None, None,
-                          solve_time_s=elapsed, stats=stats)
-        status = "time_limit" if outcome is not None and outcome.status == "time_limit" else "error"
-        return Result(status, f"{solver} found no solution ({raw})", None, None,
-                      bound=bound, solve_time_s=elapsed, stats=stats)
-    milp_value = form.problem.objective(x) * SECONDS_PER_UNIT
-    if mode == "interval":
+
+def _split_blocks(blocks: dict[int, list[np.ndarray]], form: Formulation, inexact: list[int], intervals: list[int]) -> None:
+    """Split each inexact token block in two, in place."""
+    for index in inexact:
+        phase = form.phases[index]
+        k = intervals[phase.interval]
+        blocks[k] = [part for block in blocks[k] for part in
+                     ((block[: len(block) // 2], block[len(block) // 2:]) if block is phase.steps else (block,))]
+
+
+def _no_solution_result(instance: Instance, setup: _Setup, outcome: SolverOutcome | None, warm_plan: Plan | None,
+                        time_limit: float | None, elapsed: float, stats: dict[str, Any]) -> Result:
+    """The result when the solver returned no point: the warm start, an infeasibility, or the solver's status."""
+    solver = setup.solver
+    bound = None if outcome is None or outcome.bound is None else outcome.bound * SECONDS_PER_UNIT
+    raw = outcome.raw_status if outcome is not None else "not run"
+    # A feasible warm start is the incumbent when the solver found nothing (CBC stopped by a
+    # time limit before its first solution even reports "Infeasible").
+    warm_report = None if warm_plan is None else evaluate(instance, warm_plan)
+    if warm_report is not None and warm_report.feasible:
+        if bound is not None:
+            bound = min(bound, warm_report.total_s)
+        why = f"{solver} found no solution ({raw})" if outcome is not None else f"the time limit passed before {solver} ran"
+        return Result("time_limit" if time_limit is not None else "feasible",
+                      f"{why}; the warm start is returned", warm_plan, warm_report,
+                      objective=warm_report.total_s, bound=bound, solve_time_s=elapsed, stats=stats)
+    if outcome is not None and outcome.status == "infeasible":
+        hint = "every device's memory is too small for its share at some interval; see `placement evaluate` of a reference plan"
+        return Result("infeasible", f"no placement fits ({solver}: {raw}); {hint}", None, None,
+                      solve_time_s=elapsed, stats=stats)
+    status = "time_limit" if outcome is not None and outcome.status == "time_limit" else "error"
+    return Result(status, f"{solver} found no solution ({raw})", None, None, bound=bound, solve_time_s=elapsed, stats=stats)
+
+
+def _outcome_result(instance: Instance, setup: _Setup, search: _Search, warm_plan: Plan | None,
+                    time_limit: float | None, elapsed: float, stats: dict[str, Any]) -> Result:
+    """The `Result` of a search: status, message, plan, the evaluator's report and the bound in seconds."""
+    outcome, solver, intervals = search.outcome, setup.solver, setup.intervals
+    if search.error is not None:
+        return Result("error", f"{search.error} ({solver}: {outcome.raw_status}); please report this instance", None, None,
+                      solve_time_s=elapsed, stats=stats)
+    if search.x is None:
+        return _no_solution_result(instance, setup, outcome, warm_plan, time_limit, elapsed, stats)
+    plan, report = search.plan, search.report
+    milp_value = search.form.problem.objective(search.x) * SECONDS_PER_UNIT
+    if stats["mode"] == "interval":
         stats["interval_cost_s"] = milp_value
     status = outcome.status
     message = f"{solver}: {outcome.raw_status}"
-    if over:
-        return Result("error", f"{message}; the plan still overflows after {stats['refinements']} refinements: {over[0]}",
-                      plan, report, objective=report.total_s, solve_time_s=elapsed, stats=stats,
-                      backend_objective=milp_value)
-    if inexact:
+    if search.interrupted:
+        status, message = "time_limit", f"{message}; interrupted (Ctrl-C): the incumbent is returned"
+    elif setup.deadline.expired and status == "optimal" and search.inexact:
+        status = "time_limit"
+    if search.over:
+        return Result("error", f"{message}; the plan still overflows after {stats['refinements']} refinements: "
+                      f"{search.over[0]}", plan, report, objective=report.total_s, solve_time_s=elapsed, stats=stats)
+    if search.inexact:
         status = "feasible" if status == "optimal" else status
-        message += f"; {len(inexact)} token block(s) still inexact after {stats['refinements']} refinements"
+        message += f"; {len(search.inexact)} token block(s) still inexact after {stats['refinements']} refinements"
     later = [v for v in report.violations if v.interval not in intervals]
     if later:
         message += (f"; decided for interval {intervals[0]} only: keeping it later would overflow "
@@ -367,11 +465,14 @@ def solve_milp(
     bound = None if outcome.bound is None else outcome.bound * SECONDS_PER_UNIT
     if len(intervals) < instance.workload.n_intervals:
         bound = None  # a bound on the interval's cost, not on the plan's total
+    if bound is not None:
+        bound = min(bound, report.total_s)  # a reported bound is never above the objective
     return Result(status, message, plan, report, objective=report.total_s, bound=bound, solve_time_s=elapsed, stats=stats,
                   backend_objective=milp_value)
 
 
-def _warm_placements(instance: Instance, warm_start, current: Placement | None, count: int) -> list[Placement] | None:
+def _warm_placements(instance: Instance, warm_start, current: Placement | None, count: int,
+                     deadline: Deadline = Deadline()) -> list[Placement] | None:
     if warm_start is None:
         return None
     if isinstance(warm_start, Plan):
@@ -383,8 +484,6 @@ def _warm_placements(instance: Instance, warm_start, current: Placement | None, 
         raise InputError(f"`warm_start` must be a Plan, 'auto' or None, got {warm_start!r}")
     if current is not None:
         return [current] * count
-    placements = best_heuristic_placements(instance, whole_generation=count == instance.workload.n_intervals)
-    if placements is None:
         return None
     return placements if len(placements) == count else [placements[0]] * count
 
@@ -433,7 +532,9 @@ def solve_myopic_milp(instance: Instance, *, solver: str = "highs", gap: float =
     solver, gap, threads
         As for `solve_milp`.
     time_limit : float, optional
-        Seconds for each interval's decision.
+        Seconds for the whole call. Each decision gets an equal share of what is left;
+        once time is up, the remaining intervals keep the last placement (status
+        ``time_limit``).
 
     Returns
     -------
@@ -445,9 +546,16 @@ def solve_myopic_milp(instance: Instance, *, solver: str = "highs", gap: float =
     placements: list[Placement] = []
     decision_s: list[float] = []
     worst = "feasible"
-    for k in range(instance.workload.n_intervals):
+    deadline = Deadline.after(time_limit)
+    I = instance.workload.n_intervals
+    for k in range(I):
+        if placements and deadline.expired:
+            worst = "time_limit"
+            placements.append(placements[-1])  # no time to decide: keep the placement (no migration)
+            continue
+        share = None if time_limit is None else deadline.remaining_s() / (I - k)
         result = solve_milp(instance, solver=solver, mode="interval", interval=k,
-                            current=placements[-1] if placements else None, time_limit=time_limit, gap=gap,
+                            current=placements[-1] if placements else None, time_limit=share, gap=gap,
                             threads=threads)
         decision_s.append(result.solve_time_s)
         if result.plan is None:
