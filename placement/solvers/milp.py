@@ -484,6 +484,9 @@ def _warm_placements(instance: Instance, warm_start, current: Placement | None, 
         raise InputError(f"`warm_start` must be a Plan, 'auto' or None, got {warm_start!r}")
     if current is not None:
         return [current] * count
+    placements = best_heuristic_placements(instance, whole_generation=count == instance.workload.n_intervals,
+                                           expired=lambda: deadline.expired)
+    if placements is None:
         return None
     return placements if len(placements) == count else [placements[0]] * count
 

@@ -6,6 +6,8 @@ the layer-pipeline DP, myopic+) are plain imports, not imports hidden inside a f
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from placement.instance import Instance
 from placement.plan import Placement
 from placement.solvers.baselines import solve_pipeline_dp
@@ -15,7 +17,8 @@ from placement.solvers.reference import solve_pipeline, solve_single
 __all__ = ["best_heuristic_placements"]
 
 
-def best_heuristic_placements(instance: Instance, *, whole_generation: bool) -> list[Placement] | None:
+def best_heuristic_placements(instance: Instance, *, whole_generation: bool,
+                              expired: Callable[[], bool] = lambda: False) -> list[Placement] | None:
     """The placements of the fastest feasible heuristic plan, by the evaluator's total latency.
 
     The candidates are the single-device and reference pipeline plans, the best layer
@@ -27,15 +30,22 @@ def best_heuristic_placements(instance: Instance, *, whole_generation: bool) -> 
     instance : Instance
     whole_generation : bool
         True when the MILP places every interval (then myopic+ is a candidate too).
+    expired : callable, optional
+        True once the caller's time limit has passed: the candidates stop at the first
+        feasible plan (the warm start's time counts against the limit).
 
     Returns
     -------
     list of Placement or None
         One per interval of the winning plan; None when no candidate fits.
     """
-    results = [solve_single(instance), solve_pipeline(instance), solve_pipeline_dp(instance)]
-    if whole_generation:
-        results.append(solve_myopic_plus(instance))
+    results = []
+    for heuristic in (solve_single, solve_pipeline, solve_pipeline_dp, solve_myopic_plus):
+        if heuristic is solve_myopic_plus and not whole_generation:
+            continue
+        if expired() and any(r.report is not None and r.report.feasible for r in results):
+            break
+        results.append(heuristic(instance))
     candidates = [r for r in results if r.report is not None and r.report.feasible]
     if not candidates:
         return None
