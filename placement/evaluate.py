@@ -171,8 +171,28 @@ def check_plan(instance: Instance, plan: Plan) -> PlanArrays:
     PlanError
         Naming what does not match (a device, a shape, shares, the collective's root).
     """
-    model, cluster, workload = instance.model, instance.cluster, instance.workload
-    L, K, N, I = model.layers, model.kv_heads, instance.n_devices, workload.n_intervals
+    remap, root = _check_header(instance, plan)
+    window = _check_windows(instance, plan)
+    rows = [_interval_rows(instance, plan, remap, k, p) for k, p in enumerate(plan.intervals)]
+    counts, attention, projection, ffn, embed, lm_head, precision = (list(x) for x in zip(*rows))
+    if root is not None:
+        split_any = [(np.asarray(x) > 0).sum(axis=-1) > 1 for x in (projection, ffn)]
+        for kind, mats, split in zip(("projection", "ffn"), (projection, ffn), split_any):
+            for k, l in np.argwhere(split):
+                if mats[k][l, root] == 0:
+                    raise PlanError(f"interval {k}, layer {l}: the collective root {plan.root!r} holds no share of the {kind}")
+    repeat = instance.workload.n_intervals if len(plan.intervals) == 1 else 1
+    stack = lambda xs: np.repeat(np.stack(xs), repeat, axis=0)  # noqa: E731
+    return PlanArrays(
+        counts=stack(counts), attention=stack(attention), projection=stack(projection), ffn=stack(ffn),
+        embed=np.repeat(np.array(embed), repeat), lm_head=np.repeat(np.array(lm_head), repeat),
+        precision=precision * repeat, collective=plan.collective, root=root, window=window,
+    )
+
+
+def _check_header(instance: Instance, plan: Plan) -> tuple[np.ndarray, int | None]:
+    """The plan's devices in the instance's order (remap), its interval count, collective and root."""
+    cluster, workload = instance.cluster, instance.workload
     remap = np.array([cluster.index(name) if name in cluster.names else -1 for name in plan.devices], dtype=np.int64)
     unknown = [name for name, i in zip(plan.devices, remap) if i < 0]
     if unknown:
@@ -180,78 +200,64 @@ def check_plan(instance: Instance, plan: Plan) -> PlanArrays:
             f"plan names device(s) {', '.join(map(repr, unknown))} that the instance lacks "
             f"(devices: {', '.join(cluster.names)}); solve the plan for this instance"
         )
-    if len(plan.intervals) not in (1, I):
+    if len(plan.intervals) not in (1, workload.n_intervals):
         raise PlanError(
-            f"plan has {len(plan.intervals)} intervals, the instance has {I} "
+            f"plan has {len(plan.intervals)} intervals, the instance has {workload.n_intervals} "
             f"({workload.generate_tokens} tokens every {workload.tau}); give one placement per interval, or one for all"
         )
     if plan.collective not in COLLECTIVES:
         raise PlanError(f"plan `collective` {plan.collective!r} is unknown; use one of {', '.join(COLLECTIVES)}")
     if plan.root is not None and plan.root not in cluster.names:
         raise PlanError(f"plan `root` {plan.root!r} is not a device of the instance ({', '.join(cluster.names)})")
-    root = None if plan.root is None else cluster.index(plan.root)
-    window = _check_windows(instance, plan)
+    return remap, None if plan.root is None else cluster.index(plan.root)
 
-    def shares(matrix: np.ndarray, what: str, k: int) -> np.ndarray:
-        if matrix.shape != (L, len(plan.devices)):
-            raise PlanError(f"interval {k}: `{what}` has {matrix.shape[0]} layers, the model has {L}")
-        out = np.zeros((L, N))
-        np.add.at(out, (slice(None), remap), matrix)
-        bad = np.flatnonzero(~np.isfinite(out).all(axis=1) | (out < 0).any(axis=1) | (np.abs(out.sum(axis=1) - 1) > SHARE_SUM_ATOL))
-        if len(bad):
-            raise PlanError(
-                f"interval {k}, layer {bad[0]}: `{what}` shares must be non-negative and sum to 1, "
-                f"got {out[bad[0]].round(6).tolist()}"
-            )
-        return out
 
-    counts, attention, projection, ffn, precision = [], [], [], [], []
-    embed, lm_head = [], []
-    for k, p in enumerate(plan.intervals):
-        att = np.asarray(p.attention)
-        if att.shape != (L, K):
-            raise PlanError(
-                f"interval {k}: `attention` has shape {att.shape}, the model has {L} layers of {K} groups; "
-                "give one device per (layer, group)"
-            )
-        if att.min() < 0 or att.max() >= len(plan.devices):
-            l, g = np.argwhere((att < 0) | (att >= len(plan.devices)))[0]
-            raise PlanError(f"interval {k}, layer {l}, group {g}: device index {att[l, g]} is out of range")
-        att = remap[att]
-        cnt = np.zeros((L, N))
-        np.add.at(cnt, (np.arange(L)[:, None], att), 1.0)
-        proj = shares(np.asarray(p.projection, dtype=float), "projection", k)
-        split = (proj > 0).sum(axis=1) > 1
-        misaligned = np.flatnonzero(split & (np.abs(proj - cnt / K) > SHARE_ATOL).any(axis=1))
-        if len(misaligned):
-            raise PlanError(
-                f"interval {k}, layer {misaligned[0]}: a split projection must follow the heads (each device holds "
-                f"the rows of the heads it runs: shares {(cnt[misaligned[0]] / K).round(6).tolist()}), "
-                f"got {proj[misaligned[0]].round(6).tolist()}"
-            )
-        for name, index in (("embed", p.embed), ("lm_head", p.lm_head)):
-            if not 0 <= index < len(plan.devices):
-                raise PlanError(f"interval {k}: `{name}` device index {index} is out of range")
-        counts.append(cnt)
-        attention.append(att)
-        projection.append(proj)
-        ffn.append(shares(np.asarray(p.ffn, dtype=float), "ffn", k))
-        embed.append(remap[p.embed])
-        lm_head.append(remap[p.lm_head])
-        precision.append(instance.precision.with_overrides(p.precision, where=f"interval {k} precision"))
-    if root is not None:
-        split_any = [(np.asarray(x) > 0).sum(axis=-1) > 1 for x in (projection, ffn)]
-        for kind, mats, split in zip(("projection", "ffn"), (projection, ffn), split_any):
-            for k, l in np.argwhere(split):
-                if mats[k][l, root] == 0:
-                    raise PlanError(f"interval {k}, layer {l}: the collective root {plan.root!r} holds no share of the {kind}")
-    repeat = I if len(plan.intervals) == 1 else 1
-    stack = lambda xs: np.repeat(np.stack(xs), repeat, axis=0)  # noqa: E731
-    return PlanArrays(
-        counts=stack(counts), attention=stack(attention), projection=stack(projection), ffn=stack(ffn),
-        embed=np.repeat(np.array(embed), repeat), lm_head=np.repeat(np.array(lm_head), repeat),
-        precision=precision * repeat, collective=plan.collective, root=root, window=window,
-    )
+def _shares(matrix: np.ndarray, what: str, k: int, remap: np.ndarray, instance: Instance) -> np.ndarray:
+    """A block's shares (L, plan devices) in the instance's device order (L, N), checked."""
+    L, n_devices = instance.model.layers, instance.n_devices
+    if matrix.shape != (L, len(remap)):
+        raise PlanError(f"interval {k}: `{what}` has {matrix.shape[0]} layers, the model has {L}")
+    out = np.zeros((L, n_devices))
+    np.add.at(out, (slice(None), remap), matrix)
+    bad = np.flatnonzero(~np.isfinite(out).all(axis=1) | (out < 0).any(axis=1) | (np.abs(out.sum(axis=1) - 1) > SHARE_SUM_ATOL))
+    if len(bad):
+        raise PlanError(
+            f"interval {k}, layer {bad[0]}: `{what}` shares must be non-negative and sum to 1, "
+            f"got {out[bad[0]].round(6).tolist()}"
+        )
+    return out
+
+
+def _interval_rows(instance: Instance, plan: Plan, remap: np.ndarray, k: int, p) -> tuple:
+    """One interval's placement as arrays: group counts, group devices, projection and FFN shares, ends, precision."""
+    L, K, N = instance.model.layers, instance.model.kv_heads, instance.n_devices
+    att = np.asarray(p.attention)
+    if att.shape != (L, K):
+        raise PlanError(
+            f"interval {k}: `attention` has shape {att.shape}, the model has {L} layers of {K} groups; "
+            "give one device per (layer, group)"
+        )
+    if att.min() < 0 or att.max() >= len(plan.devices):
+        l, g = np.argwhere((att < 0) | (att >= len(plan.devices)))[0]
+        raise PlanError(f"interval {k}, layer {l}, group {g}: device index {att[l, g]} is out of range")
+    att = remap[att]
+    cnt = np.zeros((L, N))
+    np.add.at(cnt, (np.arange(L)[:, None], att), 1.0)
+    proj = _shares(np.asarray(p.projection, dtype=float), "projection", k, remap, instance)
+    split = (proj > 0).sum(axis=1) > 1
+    misaligned = np.flatnonzero(split & (np.abs(proj - cnt / K) > SHARE_ATOL).any(axis=1))
+    if len(misaligned):
+        raise PlanError(
+            f"interval {k}, layer {misaligned[0]}: a split projection must follow the heads (each device holds "
+            f"the rows of the heads it runs: shares {(cnt[misaligned[0]] / K).round(6).tolist()}), "
+            f"got {proj[misaligned[0]].round(6).tolist()}"
+        )
+    for name, index in (("embed", p.embed), ("lm_head", p.lm_head)):
+        if not 0 <= index < len(plan.devices):
+            raise PlanError(f"interval {k}: `{name}` device index {index} is out of range")
+    ffn = _shares(np.asarray(p.ffn, dtype=float), "ffn", k, remap, instance)
+    precision = instance.precision.with_overrides(p.precision, where=f"interval {k} precision")
+    return cnt, att, proj, ffn, remap[p.embed], remap[p.lm_head], precision
 
 
 def _client(instance: Instance, plan: Plan, arrays: PlanArrays, token_bytes: float,

@@ -485,7 +485,7 @@ def _warm_placements(instance: Instance, warm_start, current: Placement | None, 
     if current is not None:
         return [current] * count
     placements = best_heuristic_placements(instance, whole_generation=count == instance.workload.n_intervals,
-                                           deadline=deadline)
+                                           expired=lambda: deadline.expired)
     if placements is None:
         return None
     return placements if len(placements) == count else [placements[0]] * count

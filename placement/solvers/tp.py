@@ -168,10 +168,7 @@ def solve_tp(
         if shares == "optimal":  # TPI-LLM's even split too, so the optimum is never worse than it
             splits.append(even_counts(K, np.arange(N) < min(N, K)))
         for even in splits:
-            choices = [("star", 0)] if "star" in chosen else []
-            if "ring" in chosen:
-                choices += [("ring", n) for n in (range(1, min(N, K) + 1) if even is None else [int((even > 0).sum())])]
-            for kind, param in choices:
+            for kind, param in _choices(chosen, min(N, K), even):
                 incumbent = best[0][1] if best is not None and not best[0][0] else math.inf
                 if kind == "ring" and ring_lower_bound_s(instance, terms, param) >= incumbent:
                     bound = min(bound, ring_lower_bound_s(instance, terms, param)) if even is None else bound
@@ -186,16 +183,10 @@ def solve_tp(
                         bound = min(bound, outcome.bound * UNIT_S)
                 if outcome.x is None:
                     continue
-                xv = outcome.x
-                counts = np.round(xv[cols["c"]]).astype(np.int64)
-                ffn = np.where(counts > 0, np.maximum(xv[cols["x"]], 0.0), 0.0)
-                master = int(np.argmax(xv[cols["e"]]))
-                root = int(np.argmax(xv[cols["rho"]])) if kind == "star" else None
-                plan = tp_plan(instance, counts, ffn, master, kind, root=root)
-                if streaming:
-                    plan = plan.replace(windows=_windows(instance, plan, allowed))
+                plan = _read_plan(instance, outcome.x, cols, kind, allowed if streaming else None)
                 report = evaluate(instance, plan)
-                candidates.append({"collective": kind, "devices": int((counts > 0).sum()), "split": "even" if even is not None
+                devices = len(np.unique(plan.intervals[0].attention[0]))  # devices holding groups
+                candidates.append({"collective": kind, "devices": devices, "split": "even" if even is not None
                                    else "optimal", "offload": streaming, "model_s": outcome.objective * UNIT_S,
                                    "total_s": report.total_s, "feasible": report.feasible})
                 key = (not report.feasible, report.total_s)
@@ -210,8 +201,32 @@ def solve_tp(
                       + ("" if has_disk.any() else "; give devices a `disk_bandwidth` to stream weights from disk"),
                       None, None, stats=stats)
     (_, total), plan, report, model_s = best
+    return _verdict(instance, plan, report, total, model_s, bound if shares == "optimal" else None, all_optimal, stats)
+
+
+def _choices(chosen, most: int, even: np.ndarray | None) -> list[tuple[str, int]]:
+    """The collective choices to solve: the star, and rings of 1…`most` participants (the even split's own size)."""
+    choices = [("star", 0)] if "star" in chosen else []
+    if "ring" in chosen:
+        choices += [("ring", n) for n in (range(1, most + 1) if even is None else [int((even > 0).sum())])]
+    return choices
+
+
+def _read_plan(instance: Instance, xv: np.ndarray, cols: dict, kind: str, streaming: np.ndarray | None) -> Plan:
+    """The plan of a MILP solution: groups, FFN shares, master, root; windows on the devices that stream."""
+    counts = np.round(xv[cols["c"]]).astype(np.int64)
+    ffn = np.where(counts > 0, np.maximum(xv[cols["x"]], 0.0), 0.0)
+    master = int(np.argmax(xv[cols["e"]]))
+    root = int(np.argmax(xv[cols["rho"]])) if kind == "star" else None
+    plan = tp_plan(instance, counts, ffn, master, kind, root=root)
+    return plan if streaming is None else plan.replace(windows=_windows(instance, plan, streaming))
+
+
+def _verdict(instance: Instance, plan: Plan, report, total: float, model_s: float, bound: float | None,
+             all_optimal: bool, stats: dict) -> Result:
+    """The back end's result: ``optimal`` only where its model is the evaluator's and the bound closes."""
     p = plan.intervals[0]
-    counts = np.bincount(p.attention[0], minlength=N)
+    counts = np.bincount(p.attention[0], minlength=instance.n_devices)
     names = instance.cluster.names
     parts = ", ".join(f"{names[m]}: {counts[m]} groups, FFN {p.ffn[0, m]:.3f}" for m in np.flatnonzero(counts))
     what = f"{plan.collective}" + (f" (master {plan.root})" if plan.root else "") + f" over {len(np.flatnonzero(counts))} devices"
@@ -223,7 +238,7 @@ def solve_tp(
     # The MILP's bound holds for the evaluator's figures only where its model is the evaluator's
     # (not under kafetzis2025, whose summed head transfers it approximates).
     model_exact = abs(model_s - total) <= 1e-9 * max(total, 1e-12)
-    bound = min(bound, total) if model_exact and shares == "optimal" else None
+    bound = min(bound, total) if model_exact and bound is not None else None
     exact = all_optimal and bound is not None and abs(total - bound) <= 1e-9 * max(total, 1e-12)
     return Result("optimal" if exact else "feasible", f"tensor parallel {what} ({parts}){windows}", plan, report,
                   objective=report.total_s, bound=bound, stats=stats, backend_objective=model_s)

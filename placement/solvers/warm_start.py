@@ -6,8 +6,9 @@ the layer-pipeline DP, myopic+) are plain imports, not imports hidden inside a f
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from placement.instance import Instance
-from placement.options import Deadline
 from placement.plan import Placement
 from placement.solvers.baselines import solve_pipeline_dp
 from placement.solvers.myopic_plus import solve_myopic_plus
@@ -17,7 +18,7 @@ __all__ = ["best_heuristic_placements"]
 
 
 def best_heuristic_placements(instance: Instance, *, whole_generation: bool,
-                              deadline: Deadline | None = None) -> list[Placement] | None:
+                              expired: Callable[[], bool] = lambda: False) -> list[Placement] | None:
     """The placements of the fastest feasible heuristic plan, by the evaluator's total latency.
 
     The candidates are the single-device and reference pipeline plans, the best layer
@@ -29,19 +30,20 @@ def best_heuristic_placements(instance: Instance, *, whole_generation: bool,
     instance : Instance
     whole_generation : bool
         True when the MILP places every interval (then myopic+ is a candidate too).
-    deadline : Deadline, optional
-        The whole call's deadline: once it has passed, the candidates stop at the first
-        feasible plan (the warm start's time counts against the MILP's limit).
+    expired : callable, optional
+        True once the caller's time limit has passed: the candidates stop at the first
+        feasible plan (the warm start's time counts against the limit).
 
     Returns
     -------
     list of Placement or None
         One per interval of the winning plan; None when no candidate fits.
     """
-    heuristics = [solve_single, solve_pipeline, solve_pipeline_dp] + ([solve_myopic_plus] if whole_generation else [])
     results = []
-    for heuristic in heuristics:
-        if deadline is not None and deadline.expired and any(r.report is not None and r.report.feasible for r in results):
+    for heuristic in (solve_single, solve_pipeline, solve_pipeline_dp, solve_myopic_plus):
+        if heuristic is solve_myopic_plus and not whole_generation:
+            continue
+        if expired() and any(r.report is not None and r.report.feasible for r in results):
             break
         results.append(heuristic(instance))
     candidates = [r for r in results if r.report is not None and r.report.feasible]

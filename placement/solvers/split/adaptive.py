@@ -69,19 +69,9 @@ def solve_split_adaptive(instance: Instance, *, device: str | None = None, serve
     nW, nC, nA = len(weights), len(kvs), len(acts)
     error = error_grid(instance, model, weights, kvs, acts)
     shape = error.shape
-    dev_limit, srv_limit = limits(instance, dev, srv)
-    split_ok = axis(np.arange(L + 1) == L, 0) | t.reachable
-    acc_ok = error <= budget * (1 + 1e-9) + 1e-300
-    cost = np.empty((I,) + shape)
-    for k in range(I):
-        total, worst, dev_b, srv_b = grid(instance, t, nW, nC, nA, k, workspace)
-        ok = (dev_b <= dev_limit * (1 + MEMORY_RTOL)) & (srv_b <= srv_limit * (1 + MEMORY_RTOL)) \
-            & split_ok & acc_ok
-        if latency_budget_s is not None:
-            ok = ok & (worst <= latency_budget_s)
-        cost[k] = np.where(ok, total, np.inf)
     S = int(np.prod(shape[1:]))
-    cost = cost.reshape(I, L + 1, S)
+    cost = _interval_costs(instance, t, (dev, srv), (nW, nC, nA), error <= budget * (1 + 1e-9) + 1e-300,
+                           latency_budget_s, workspace).reshape(I, L + 1, S)
     bound = cost.min(axis=1).sum(axis=0)  # (S,)
     incumbent = static.value_s if static.config is not None else np.inf
     order = np.argsort(bound, kind="stable")
@@ -89,43 +79,8 @@ def solve_split_adaptive(instance: Instance, *, device: str | None = None, serve
     stats: dict[str, Any] = {"configurations": static.stats["configurations"], "pruned_activation_settings": pruned,
                              "settings": S, "settings_searched": 0, "static_objective_s": static.value_s}
 
-    # Migration of n layers at interval k: per setting, bytes of one layer at the destination precision.
-    i1, k1, i2, k2, _ = np.unravel_index(np.arange(S), shape[1:])
-    j_front, j_back = i1 * nC + k1, i2 * nC + k2
-    lat, bw, blocks = t.route_latency_s, t.route_bandwidth, t.blocks_per_layer
-    prev = np.arange(L + 1)[:, None, None]
-    nxt = np.arange(L + 1)[None, :, None]
-    best_value, best = incumbent, None
-    for begin in range(0, len(order), chunk):
-        ids = order[begin:begin + chunk]
-        ids = ids[bound[ids] < best_value * (1 - 1e-12)] if np.isfinite(best_value) else ids
-        if not len(ids):
-            break
-        stats["settings_searched"] += len(ids)
-        value = cost[0][:, ids]  # (L+1, n)
-        back_pointers = []
-        for k in range(1, I):
-            down = np.maximum(prev - nxt, 0)  # layers moving device -> server
-            up = np.maximum(nxt - prev, 0)
-            head_down = (prev == L) & (nxt < L)
-            head_up = (nxt == L) & (prev < L)
-            move_bytes = (down * t.layer_move_bytes[k][j_back[ids]] + head_down * t.head_bytes[i2[ids]]
-                          + up * t.layer_move_bytes[k][j_front[ids]] + head_up * t.head_bytes[i1[ids]])
-            count = (down + up) * blocks + head_down + head_up
-            migration = np.where(count > 0, count * lat + move_bytes / bw, 0.0)  # (L+1, L+1, n)
-            candidate = value[:, None, :] + migration
-            pointer = candidate.argmin(axis=0)  # (L+1, n)
-            value = np.take_along_axis(candidate, pointer[None], axis=0)[0] + cost[k][:, ids]
-            back_pointers.append(pointer)
-        end = value.argmin(axis=0)
-        finals = value[end, np.arange(len(ids))]
-        which = int(np.argmin(finals))
-        if finals[which] < best_value * (1 - 1e-12) or (best is None and np.isfinite(finals[which])
-                                                          and not np.isfinite(best_value)):
-            splits = [int(end[which])]
-            for pointer in reversed(back_pointers):
-                splits.append(int(pointer[splits[-1], which]))
-            best_value, best = float(finals[which]), (int(ids[which]), splits[::-1])
+    best_value, best = _sequences(t, cost, order, bound, incumbent, np.unravel_index(np.arange(S), shape[1:]), nC,
+                                  chunk, stats)
     if best is None and static.config is None:
         stats["decision_time_s"] = time.perf_counter() - start
         return Result("infeasible", static.message.replace("at the final context", "in some interval"), None, None,
@@ -152,3 +107,65 @@ def solve_split_adaptive(instance: Instance, *, device: str | None = None, serve
         message += "; migration priced on the minimum-latency route (optimality not proven)"
     return finish(instance, placements, "split-adaptive", extras, worst_error if np.isfinite(worst_error) else None,
                    "optimal" if t.one_route else "feasible", message, best_value, stats, start)
+
+
+def _interval_costs(instance: Instance, t, endpoints: tuple[int, int], sizes: tuple[int, int, int], acc_ok: np.ndarray,
+                    latency_budget_s: float | None, workspace: float) -> np.ndarray:
+    """Seconds of every configuration in every interval (inf where memory, accuracy or latency rule it out)."""
+    dev, srv = endpoints
+    L, I = instance.model.layers, instance.workload.n_intervals
+    dev_limit, srv_limit = limits(instance, dev, srv)
+    split_ok = axis(np.arange(L + 1) == L, 0) | t.reachable
+    cost = np.empty((I,) + acc_ok.shape)
+    for k in range(I):
+        total, worst, dev_b, srv_b = grid(instance, t, *sizes, k, workspace)
+        ok = (dev_b <= dev_limit * (1 + MEMORY_RTOL)) & (srv_b <= srv_limit * (1 + MEMORY_RTOL)) & split_ok & acc_ok
+        if latency_budget_s is not None:
+            ok = ok & (worst <= latency_budget_s)
+        cost[k] = np.where(ok, total, np.inf)
+    return cost
+
+
+def _sequences(t, cost: np.ndarray, order: np.ndarray, bound: np.ndarray, incumbent: float, index, nC: int,
+               chunk: int, stats: dict) -> tuple[float, tuple[int, list[int]] | None]:
+    """The best split sequence over the settings in `order` (chunks of `chunk`), by dynamic programming.
+
+    Migration of n layers at interval k: per setting, bytes of one layer at the destination
+    precision, on the minimum-latency route. Returns the best total and (setting, splits),
+    or the incumbent and None when no setting beats it.
+    """
+    I, L = cost.shape[0], cost.shape[1] - 1
+    i1, k1, i2, k2, _ = index
+    j_front, j_back = i1 * nC + k1, i2 * nC + k2
+    lat, bw, blocks = t.route_latency_s, t.route_bandwidth, t.blocks_per_layer
+    prev, nxt = np.arange(L + 1)[:, None, None], np.arange(L + 1)[None, :, None]
+    down, up = np.maximum(prev - nxt, 0), np.maximum(nxt - prev, 0)  # layers moving device -> server, and back
+    head_down, head_up = (prev == L) & (nxt < L), (nxt == L) & (prev < L)
+    count = (down + up) * blocks + head_down + head_up
+    best_value, best = incumbent, None
+    for begin in range(0, len(order), chunk):
+        ids = order[begin:begin + chunk]
+        ids = ids[bound[ids] < best_value * (1 - 1e-12)] if np.isfinite(best_value) else ids
+        if not len(ids):
+            break
+        stats["settings_searched"] += len(ids)
+        value = cost[0][:, ids]  # (L+1, n)
+        back_pointers = []
+        for k in range(1, I):
+            move_bytes = (down * t.layer_move_bytes[k][j_back[ids]] + head_down * t.head_bytes[i2[ids]]
+                          + up * t.layer_move_bytes[k][j_front[ids]] + head_up * t.head_bytes[i1[ids]])
+            migration = np.where(count > 0, count * lat + move_bytes / bw, 0.0)  # (L+1, L+1, n)
+            candidate = value[:, None, :] + migration
+            pointer = candidate.argmin(axis=0)  # (L+1, n)
+            value = np.take_along_axis(candidate, pointer[None], axis=0)[0] + cost[k][:, ids]
+            back_pointers.append(pointer)
+        end = value.argmin(axis=0)
+        finals = value[end, np.arange(len(ids))]
+        which = int(np.argmin(finals))
+        if finals[which] < best_value * (1 - 1e-12) or (best is None and np.isfinite(finals[which])
+                                                          and not np.isfinite(best_value)):
+            splits = [int(end[which])]
+            for pointer in reversed(back_pointers):
+                splits.append(int(pointer[splits[-1], which]))
+            best_value, best = float(finals[which]), (int(ids[which]), splits[::-1])
+    return best_value, best

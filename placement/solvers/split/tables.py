@@ -66,7 +66,7 @@ def split_tables(instance: Instance, dev: int, srv: int, weights: np.ndarray, kv
     -------
     SplitTables
     """
-    model, workload, cluster = instance.model, instance.workload, instance.cluster
+    model, workload = instance.model, instance.workload
     K, I = model.kv_heads, workload.n_intervals
     nW, nC = len(weights), len(kvs)
     w_grid, c_grid = np.repeat(weights, nC), np.tile(kvs, nW)
@@ -92,30 +92,69 @@ def split_tables(instance: Instance, dev: int, srv: int, weights: np.ndarray, kv
     layer_s = np.add.reduceat(per_step, starts, axis=0)
     layer_s[0] += layer_times(prefill)[0]
 
-    # embed and lm_head at every weight width: one call per width (they hold one scalar precision).
-    embed_s, embed_last, head_s, head_last = (np.zeros((I, nW)), np.zeros((I, nW)), np.zeros((I, nW, 2)), np.zeros((I, nW, 2)))
-    embed_bytes, head_bytes = np.zeros(nW), np.zeros(nW)
+    ends = _ends(instance, pair, weights, kvs[0], starts, lasts)
+    route, hop_s, hop_steps, token_s, token_steps = _crossing(instance, dev, srv, decode, prefill, acts, starts)
+    # Memory of one whole layer: at each interval's largest context, one token later, at interval starts, at the prompt.
+    largest = workload.interval_max_context()
+    move_at = workload.prompt_tokens + np.arange(I) * workload.tau
+    at = np.concatenate([largest, [largest[-1] + 1], move_at, [workload.prompt_tokens]])
+    m = block_memory(combos, precision, at)
+    layer_mem = m.layer  # (len(at), J)
+    return SplitTables(
+        layer_s=layer_s, layer_last_s=per_step[lasts],
+        **ends,
+        hop_s=hop_s, hop_last_s=hop_steps[lasts], token_s=token_s, token_last_s=float(token_steps[-1]),
+        layer_bytes=layer_mem[:I], layer_growth_bytes=layer_mem[I] - layer_mem[I - 1],
+        layer_move_bytes=layer_mem[I + 1:2 * I + 1], layer_prompt_bytes=layer_mem[-1],
+        blocks_per_layer=K + 2, **route,
+    )
+
+
+def _ends(instance: Instance, pair: list[int], weights: np.ndarray, kv_bits: float, starts: np.ndarray,
+          lasts: np.ndarray) -> dict[str, np.ndarray]:
+    """``embed`` and ``lm_head`` at every weight width on the two devices: seconds per interval, bytes.
+
+    One call per width (they hold one scalar precision).
+    """
+    workload, model = instance.workload, instance.model
+    I, nW = workload.n_intervals, len(weights)
+    out = {"embed_s": np.zeros((I, nW)), "embed_last_s": np.zeros((I, nW)), "head_s": np.zeros((I, nW, 2)),
+           "head_last_s": np.zeros((I, nW, 2)), "embed_bytes": np.zeros(nW), "head_bytes": np.zeros(nW)}
     one = dataclasses.replace(instance, model=dataclasses.replace(model, layers=1))
+    contexts = workload.contexts()
+
+    def times(flops, read, roofline):  # the evaluator's block times, for the two devices
+        return block_times(flops, read, instance, roofline, devices=pair)
+
     for i, w in enumerate(weights):
-        p = Precision.uniform(1, w, kvs[0], 1.0)
+        p = Precision.uniform(1, w, kv_bits, 1.0)
         d_costs, p_costs = step_costs(one, p, contexts), prefill_step_costs(one, p)
         e = times(d_costs.embed_read * 0, d_costs.embed_read, d_costs.roofline)[:, 0]
         h = times(d_costs.lm_head_flops, d_costs.lm_head_read, d_costs.roofline)
-        embed_s[:, i] = np.add.reduceat(e, starts)
-        embed_s[0, i] += times(p_costs.embed_read * 0, p_costs.embed_read, p_costs.roofline)[0, 0]
-        embed_last[:, i] = e[lasts]
-        head_s[:, i] = np.add.reduceat(h, starts, axis=0)
-        head_s[0, i] += times(p_costs.lm_head_flops, p_costs.lm_head_read, p_costs.roofline)[0]
-        head_last[:, i] = h[lasts]
+        out["embed_s"][:, i] = np.add.reduceat(e, starts)
+        out["embed_s"][0, i] += times(p_costs.embed_read * 0, p_costs.embed_read, p_costs.roofline)[0, 0]
+        out["embed_last_s"][:, i] = e[lasts]
+        out["head_s"][:, i] = np.add.reduceat(h, starts, axis=0)
+        out["head_s"][0, i] += times(p_costs.lm_head_flops, p_costs.lm_head_read, p_costs.roofline)[0]
+        out["head_last_s"][:, i] = h[lasts]
         m = block_memory(one, p, np.array([workload.prompt_tokens]))
-        embed_bytes[i], head_bytes[i] = m.embed[0], m.lm_head[0]
+        out["embed_bytes"][i], out["head_bytes"][i] = m.embed[0], m.lm_head[0]
+    return out
 
-    # The crossing (device -> server) and the token back (server -> device).
+
+def _crossing(instance: Instance, dev: int, srv: int, decode, prefill, acts, starts: np.ndarray):
+    """The hidden state crossing device -> server at every activation setting, and the token back.
+
+    Returns the route fields of `SplitTables`, the crossing's seconds per interval (I, nA)
+    and per decode step (T, nA), and the token's per interval (I,) and per step (T,).
+    """
+    cluster = instance.cluster
     reachable = dev != srv and np.isfinite(cluster.route_bandwidth_bytes_per_s[dev, srv]) \
         and np.isfinite(cluster.route_latency_s[dev, srv])
     lat = float(cluster.route_latency_s[dev, srv]) if reachable else np.inf
     bw = float(cluster.route_bandwidth_bytes_per_s[dev, srv]) if reachable else 1.0
-    one_route = bool(np.all(cluster.candidate_bandwidth_bytes_per_s[:, dev, srv] <= bw))
+    route = {"route_latency_s": lat, "route_bandwidth": bw, "reachable": bool(reachable),
+             "one_route": bool(np.all(cluster.candidate_bandwidth_bytes_per_s[:, dev, srv] <= bw))}
 
     def sent(sizes, u, v):  # each message on the route fastest for its size
         sizes = np.asarray(sizes, dtype=float)
@@ -123,28 +162,14 @@ def split_tables(instance: Instance, dev: int, srv: int, weights: np.ndarray, kv
             return np.where(sizes > 0, np.inf, 0.0)
         return cluster.route_time_s(sizes.ravel())[:, u, v].reshape(sizes.shape)
 
+    steps = len(instance.workload.contexts())
     eff = np.array([a[2] for a in acts])
-    d_in = np.broadcast_to(np.asarray(decode.layer_input_bytes, dtype=float), (len(contexts),))  # bytes per bit of activation
+    d_in = np.broadcast_to(np.asarray(decode.layer_input_bytes, dtype=float), (steps,))  # bytes per bit of activation
     p_in = float(np.asarray(prefill.layer_input_bytes, dtype=float).reshape(-1)[0])
     hop_steps = sent(d_in[:, None] * eff[None, :], dev, srv)  # (T, nA)
     hop_s = np.add.reduceat(hop_steps, starts, axis=0)
     hop_s[0] += sent(p_in * eff, dev, srv)
-    token_steps = sent(np.full(len(contexts), decode.token_bytes), srv, dev)
+    token_steps = sent(np.full(steps, decode.token_bytes), srv, dev)
     token_s = np.add.reduceat(token_steps, starts)
     token_s[0] += float(sent(prefill.token_bytes, srv, dev))
-
-    # Memory of one whole layer: at each interval's largest context, one token later, at interval starts, at the prompt.
-    ends = workload.interval_max_context()
-    move_at = workload.prompt_tokens + np.arange(I) * workload.tau
-    at = np.concatenate([ends, [ends[-1] + 1], move_at, [workload.prompt_tokens]])
-    m = block_memory(combos, precision, at)
-    layer_mem = m.layer  # (len(at), J)
-    return SplitTables(
-        layer_s=layer_s, layer_last_s=per_step[lasts],
-        embed_s=embed_s, embed_last_s=embed_last, head_s=head_s, head_last_s=head_last,
-        hop_s=hop_s, hop_last_s=hop_steps[lasts], token_s=token_s, token_last_s=float(token_steps[-1]),
-        layer_bytes=layer_mem[:I], layer_growth_bytes=layer_mem[I] - layer_mem[I - 1],
-        layer_move_bytes=layer_mem[I + 1:2 * I + 1], layer_prompt_bytes=layer_mem[-1],
-        embed_bytes=embed_bytes, head_bytes=head_bytes, blocks_per_layer=K + 2,
-        route_latency_s=lat, route_bandwidth=bw, reachable=bool(reachable), one_route=one_route,
-    )
+    return route, hop_s, hop_steps, token_s, token_steps
