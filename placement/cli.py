@@ -123,7 +123,7 @@ def solve(
 
 @app.command()
 def reproduce(
-    table: Annotated[str, typer.Argument(help="Which table: gap-table, head-vs-layer, split-table, tp-table or ota-table.")],
+    table: Annotated[str, typer.Argument(help="Which table: gap-table, head-vs-layer, split-table, tp-table, ota-table or serving-table.")],
     suite: Annotated[Optional[str], typer.Option(help="gap-table: instance suite (default paper-small).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A subset that finishes in under two minutes.")] = False,
     methods: Annotated[Optional[str], typer.Option(help="gap-table: comma-separated methods (default: all).")] = None,
@@ -155,7 +155,8 @@ def reproduce(
               "split-table": ("gap-table or head-vs-layer",
                               {"--suite": suite, "--methods": methods, "--devices": devices, "--dask": dask}),
               "tp-table": ("gap-table", {"--suite": suite, "--methods": methods, "--dask": dask}),
-              "ota-table": ("gap-table", {"--suite": suite, "--methods": methods, "--dask": dask})}
+              "ota-table": ("gap-table", {"--suite": suite, "--methods": methods, "--dask": dask}),
+              "serving-table": ("gap-table", {"--suite": suite, "--methods": methods, "--devices": devices, "--dask": dask})}
     if table not in others:
         raise InputError(f"unknown table {table!r}; tables are: {', '.join(others)}")
     other, their_options = others[table]
@@ -180,6 +181,10 @@ def reproduce(
             reproduce_table = reproduce_tp_table if table == "tp-table" else reproduce_ota_table
             result = reproduce_table(quick=quick, out_dir=out_dir, progress=options["progress"],
                                      **{key: value for key, value in grid.items() if value})
+        elif table == "serving-table":  # one process: each simulation is a fraction of a second
+            from placement.experiments.serving_table import reproduce_serving_table
+
+            result = reproduce_serving_table(quick=quick, out_dir=out_dir, models=listed(models), progress=options["progress"])
         else:
             result = reproduce_head_vs_layer(models=listed(models), device_counts=counts and [int(c) for c in counts],
                                              **options)
@@ -355,6 +360,11 @@ def validate(
         return
     sys.stdout.write(Path(result["paths"]["markdown"]).read_text())
     out.print("written: " + ", ".join(str(p) for p in result["paths"].values()))
+
+
+from placement.serving.command import serve  # noqa: E402  (the command lives with the serving package)
+
+app.command()(serve)
 
 
 def main() -> None:
