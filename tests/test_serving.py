@@ -19,17 +19,24 @@ and a prefill of B prompts padded to P reads 192 + 16·B·P + 64 + 128 + 8·B·P
 from __future__ import annotations
 
 import dataclasses
+import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from placement import evaluate, load_instance
-from placement.errors import InputError
-from placement.instance import Workload, instance_from_dict
-from placement.plan import Placement, Plan
-from placement.serving import Requests, generate_trace, read_trace, simulate, write_trace
-from placement.serving.workload import parse_rate, serving_from_mapping, trace_text
-from placement.solvers.reference import pipeline_plan, single_plan
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cli_run import error_line, run_main  # noqa: E402
+
+from placement import evaluate, load_instance, solve  # noqa: E402
+from placement.errors import InputError  # noqa: E402
+from placement.instance import Workload, instance_from_dict  # noqa: E402
+from placement.plan import Placement, Plan  # noqa: E402
+from placement.serving import Requests, generate_trace, read_trace, simulate, write_trace  # noqa: E402
+from placement.serving.workload import parse_rate, serving_from_mapping, trace_text  # noqa: E402
+from placement.solvers.reference import pipeline_plan, single_plan  # noqa: E402
 
 TINY_MODEL = {"name": "tiny-serve", "layers": 1, "hidden": 8, "heads": 1, "kv_heads": 1, "head_dim": 8,
               "ffn_hidden": 8, "gated_ffn": False, "vocab": 8, "tied_embeddings": False}
@@ -215,8 +222,6 @@ def test_one_request_on_a_head_level_plan_gives_the_evaluators_figures():
     inst, _ = tiny_pipe()
     # groups of one layer split over both devices needs K > 1: use the shipped 4-device instance, heads round-robin.
     inst = load_instance("edge/llama-3.2-1b-4dev")
-    from placement import solve
-
     plan = solve(inst, method="round-robin").plan
     plan = plan.replace(intervals=plan.intervals[:1])
     single = evaluate(dataclasses.replace(inst, workload=Workload(inst.workload.prompt_tokens, 40, 1)), plan)
@@ -322,3 +327,61 @@ def test_instances_needs_a_device_that_holds_the_model():
     inst = load_instance("edge/llama-3.1-8b-4dev")
     with pytest.raises(InputError, match="instances"):
         simulate(inst, None, Requests.single(8, 8), "instances")
+
+
+# ----------------------------------------------------------------------------- placement under load
+def _two_device_serving(**serving):
+    section = {"rate": "0.01 req/s", "requests": 30, "prompt_tokens": [2, 4], "generate_tokens": [2, 4], **serving}
+    return tiny_one(extra_devices=(_device("B", "1024 B", "32 B/s"),), serving=section)[0]
+
+
+def test_method_serving_chooses_the_candidate_the_simulation_ranks_best():
+    inst = _two_device_serving()
+    result = solve(inst, method="serving", objective="latency", candidates=("single", "pipeline-dp", "myopic+"))
+    table = {c["method"]: c for c in result.stats["candidates"] if c["fits"]}
+    best = min(table.values(), key=lambda c: c["mean_e2e_s"])
+    assert result.status == "feasible" and result.stats["chosen"] == best["method"]
+    # every block on B (twice A's bandwidth) serves fastest; the figures are the simulation's of the plan returned
+    assert set(result.plan.intervals[0].attention.ravel().tolist()) == {1}
+    again = simulate(inst, result.plan, inst.serving.requests, "fused").summary()
+    assert again["mean_e2e_s"] == pytest.approx(best["mean_e2e_s"], rel=1e-12)
+    assert result.objective == pytest.approx(result.report.total_s)
+
+
+def test_method_serving_reports_targets_no_plan_meets():
+    inst = _two_device_serving()
+    result = solve(inst, method="serving", p99_ttft_s=1.0, candidates=("single",))  # a prefill alone takes >= 15.5 s
+    assert result.status == "infeasible" and "p99 targets" in result.message
+    no_section, _ = tiny_one()
+    assert solve(no_section, method="serving").status == "error"
+
+
+# ----------------------------------------------------------------------------- the command line
+def test_serve_json_is_one_document_with_the_figures(tmp_path):
+    proc = run_main("serve", "edge/llama-3.2-1b-4dev", "--rate", "0.05 req/s", "--requests", "5", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    inst = load_instance("edge/llama-3.2-1b-4dev")
+    w = inst.workload
+    again = simulate(inst, pipeline_plan(inst), generate_trace(5, 0.05, w.prompt_tokens, w.generate_tokens, 0), "fused")
+    assert data["p99_e2e_s"] == pytest.approx(again.summary()["p99_e2e_s"], rel=1e-12)
+    assert data["served"] == 5
+
+
+def test_serve_bad_input_is_one_line():
+    assert "--rate" in error_line(run_main("serve", "edge/llama-3.2-1b-4dev"))
+    assert "policies are" in error_line(run_main("serve", "edge/llama-3.2-1b-4dev", "--rate", "1 req/s", "--policy", "x"))
+
+
+@pytest.mark.slow
+def test_reproduce_serving_table_quick_json(tmp_path):
+    proc = run_main("reproduce", "serving-table", "--quick", "--json", "--out", str(tmp_path), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    keys = {"model", "placement", "policy", "rate", "throughput_tokens_s", "p50_e2e_s", "p99_e2e_s", "p99_ttft_s"}
+    assert all(keys <= set(r) for r in rows)
+    assert {r["model"] for r in rows} == {"llama-3.1-8b", "gpt2"}
+    # at the highest load, fused serves more tokens per second than static batching on the same placement
+    top = max(r["rate"] for r in rows if r["model"] == "gpt2")
+    by = {r["policy"]: r for r in rows if r["model"] == "gpt2" and r["rate"] == top and r["placement"] == "single"}
+    assert by["fused"]["throughput_tokens_s"] > by["static-batch"]["throughput_tokens_s"] > by["sequential"]["throughput_tokens_s"]
