@@ -184,6 +184,10 @@ def test_instances_three_requests_go_to_the_copy_free_first():
     inst, _ = tiny_one(extra_devices=(_device("B", "1024 B", "32 B/s"),))
     report = simulate(inst, None, reqs((0, 2, 2), (1, 2, 2), (2, 2, 2)), "instances")
     assert times(report) == (pytest.approx([31, 16.5, 64]), pytest.approx([95, 48.5, 96]))
+    # memory per device: each copy's weights (512 B) and the 4 positions × 16 B of the request it serves
+    at = lambda t: report.memory_bytes[np.searchsorted(report.event_s, t, side="right") - 1]  # noqa: E731
+    assert at(10).tolist() == [576, 576]
+    assert at(95.5).tolist() == [512, 576]
 
 
 def test_pipeline_fused_overlaps_two_requests_in_micro_batches():

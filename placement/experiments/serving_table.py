@@ -150,6 +150,7 @@ def _figure(rows: list[dict[str, Any]], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     models = list(dict.fromkeys(r["model"] for r in rows))
     fig, axes = plt.subplots(1, len(models), figsize=(4.8 * len(models), 3.6), squeeze=False)
@@ -163,6 +164,7 @@ def _figure(rows: list[dict[str, Any]], path: Path) -> None:
                 ax.plot(*zip(*points), marker="o", label=policy)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor log labels collide on a short axis
         ax.set_xlabel("arrival rate (requests/s)")
         ax.set_ylabel("mean end-to-end latency (s)")
         ax.set_title(f"{model}, placement {placement}", fontsize=9)

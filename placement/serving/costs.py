@@ -136,10 +136,6 @@ class PassCosts:
             self._prefill[key] = self._evaluate(key[0], 1, key[1]).ttft_s
         return self._prefill[key]
 
-    def kv_bytes(self, positions: float | np.ndarray) -> np.ndarray:
-        """Bytes on each device for `positions` cached positions in all: weights + KV, shape (..., N)."""
-        return self.weights_bytes + np.multiply.outer(np.asarray(positions, dtype=float), self.kv_bytes_per_token)
-
 
 def pass_costs(instance: Instance, plan: Plan) -> PassCosts:
     """The serving cost tables of `plan` on `instance`.

@@ -34,8 +34,10 @@ class ServingReport:
     kv_positions : ndarray (m,)
         KV-cache positions allocated from ``event_s[i]`` on (each request is allocated its
         final context ``P + T`` when admitted, and freed when its last token is out).
-    weights_bytes, kv_bytes_per_token : ndarray (N,)
-        Per device: resident weights, and KV bytes per allocated position.
+    weights_bytes : ndarray (N,)
+        Resident weights on each device (of every copy, for ``instances``).
+    kv_bytes : ndarray (m, N)
+        KV-cache bytes allocated on each device from ``event_s[i]`` on.
     devices : tuple of str
     """
 
@@ -51,7 +53,7 @@ class ServingReport:
     in_service: np.ndarray
     kv_positions: np.ndarray
     weights_bytes: np.ndarray
-    kv_bytes_per_token: np.ndarray
+    kv_bytes: np.ndarray
     devices: tuple[str, ...]
 
     @property
@@ -82,7 +84,7 @@ class ServingReport:
     @property
     def memory_bytes(self) -> np.ndarray:
         """Allocated bytes per device after each event, shape (m, N): weights + KV of the allocated positions."""
-        return self.weights_bytes + np.multiply.outer(self.kv_positions, self.kv_bytes_per_token)
+        return self.weights_bytes + self.kv_bytes
 
     def in_system(self, times: np.ndarray) -> np.ndarray:
         """Requests arrived and not yet finished (refused ones excluded) at each of `times`."""

@@ -47,18 +47,21 @@ class _Log:
     finish: np.ndarray
     refused: np.ndarray
     queued: np.ndarray
-    events: list  # (time, positions allocated (+) or freed (-), requests in service +1/-1)
+    events: list  # (time, positions allocated (+) or freed (-), requests in service +1/-1, copy)
 
     @classmethod
     def empty(cls, n: int) -> "_Log":
         return cls(np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, bool), np.zeros(n, bool), [])
 
-    def report(self, policy: str, requests: Requests, costs: PassCosts) -> ServingReport:
-        ev = np.array(sorted(self.events, key=lambda e: (e[0], e[1]))) if self.events else np.zeros((0, 3))
+    def report(self, policy: str, requests: Requests, copies: list[PassCosts]) -> ServingReport:
+        """The report; memory per device sums every copy's weights and the KV of the positions it allocated."""
+        ev = np.array(sorted(self.events, key=lambda e: (e[0], e[1]))) if self.events else np.zeros((0, 4))
+        kv_per_position = np.array([c.kv_bytes_per_token for c in copies])  # (copies, N)
+        kv_bytes = np.cumsum(ev[:, 1:2] * kv_per_position[ev[:, 3].astype(np.int64)], axis=0)
         return ServingReport(policy, requests.arrival_s, self.first, self.finish, requests.prompt_tokens,
                              requests.generate_tokens, self.refused, self.queued, ev[:, 0],
-                             np.cumsum(ev[:, 2]).astype(np.int64), np.cumsum(ev[:, 1]), costs.weights_bytes,
-                             costs.kv_bytes_per_token, costs.instance.cluster.names)
+                             np.cumsum(ev[:, 2]).astype(np.int64), np.cumsum(ev[:, 1]),
+                             sum(c.weights_bytes for c in copies), kv_bytes, copies[0].instance.cluster.names)
 
 
 def _capacity_positions(costs: PassCosts) -> float:
@@ -126,7 +129,7 @@ def _sequential(costs: list[PassCosts], requests: Requests, log: _Log) -> None:
         log.first[i] = start + costs[copy].prefill_s(int(P[i]))
         log.finish[i] = log.first[i] + prefixes[copy][P[i] + T[i]] - prefixes[copy][P[i]]
         free_at[copy] = log.finish[i]
-        log.events += [(start, P[i] + T[i], 1), (log.finish[i], -(P[i] + T[i]), -1)]
+        log.events += [(start, P[i] + T[i], 1, copy), (log.finish[i], -(P[i] + T[i]), -1, copy)]
 
 
 def _take_batch(requests: Requests, start: int, t: float, max_batch: int, wait_s: float) -> tuple[int, float]:
@@ -159,7 +162,7 @@ def _static_batch(costs: PassCosts, requests: Requests, log: _Log, max_batch: in
         first = t + costs.prefill_s(p_max, size)
         end = first + float(round_s(costs, size, np.arange(p_max + 1, p_max + t_max + 1)).sum())
         log.first[members], log.finish[members] = first, end
-        log.events += [(t, size * (p_max + t_max), size), (end, -size * (p_max + t_max), -size)]
+        log.events += [(t, size * (p_max + t_max), size, 0), (end, -size * (p_max + t_max), -size, 0)]
         t, i = end, i + size
 
 
@@ -192,7 +195,7 @@ def _admit(costs: PassCosts, requests: Requests, log: _Log, live: _Live, nxt: in
         if live.reserved + need > capacity or len(live.ids) >= max_batch:
             log.queued[nxt] = True
             break
-        log.events.append((t, need, 1))
+        log.events.append((t, need, 1, 0))
         t += costs.prefill_s(int(P[nxt]))
         log.first[nxt] = t
         live.add(nxt, int(P[nxt]), int(T[nxt]))
@@ -226,7 +229,7 @@ def _fused(costs: PassCosts, requests: Requests, log: _Log, max_batch: float) ->
         done = live.left == 0
         for i in live.ids[done]:
             log.finish[i] = t
-            log.events.append((t, -(P[i] + T[i]), -1))
+            log.events.append((t, -(P[i] + T[i]), -1, 0))
             live.reserved -= P[i] + T[i]
         live.ids, live.context, live.left = live.ids[~done], live.context[~done], live.left[~done]
 
@@ -290,16 +293,11 @@ def simulate(instance: Instance, plan: Plan | None, requests: Requests, policy: 
     if plan is None and policy != "instances":
         raise InputError(f"policy {policy!r} needs a plan; give one (or use policy `instances`)")
     log = _Log.empty(requests.n)
-    if policy == "instances":
-        copies = _instance_copies(instance)
+    copies = _instance_copies(instance) if policy == "instances" else [pass_costs(instance, plan)]
+    if policy in ("instances", "sequential"):
         _sequential(copies, requests, log)
-        costs = copies[0]
+    elif policy == "static-batch":
+        _static_batch(copies[0], requests, log, max_batch or _STATIC_BATCH, batch_wait_s)
     else:
-        costs = pass_costs(instance, plan)
-        if policy == "sequential":
-            _sequential([costs], requests, log)
-        elif policy == "static-batch":
-            _static_batch(costs, requests, log, max_batch or _STATIC_BATCH, batch_wait_s)
-        else:
-            _fused(costs, requests, log, max_batch or np.inf)
-    return log.report(policy, requests, costs)
+        _fused(copies[0], requests, log, max_batch or np.inf)
+    return log.report(policy, requests, copies)
