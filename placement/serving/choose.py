@@ -55,7 +55,7 @@ def _candidate(instance: Instance, method: str, time_limit: float | None, policy
     return {"method": method, "status": result.status, "fits": True, "plan": plan, **report.summary()}
 
 
-def solve_serving(instance: Instance, *, objective: str = "throughput", policy: str | None = None,
+def solve_serving(instance: Instance, *, objective: str = "latency", policy: str | None = None,
                   p99_ttft_s: float | None = None, p99_tpot_s: float | None = None,
                   candidates: tuple[str, ...] | list[str] = CANDIDATES, time_limit: float | None = None) -> Result:
     """Choose among the candidates' plans by simulating the instance's request stream.
