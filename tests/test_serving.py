@@ -127,6 +127,21 @@ def test_static_batch_three_requests_two_batches():
     assert times(report) == (pytest.approx([41, 41, 153.5]), pytest.approx([121, 121, 186]))
 
 
+def test_static_batch_shrinks_to_what_memory_holds():
+    # 8 positions free; three requests at 0 of 2 + 2 positions: three padded caches (12) do not fit, two (8) do.
+    # Batch of two: prefill(2, 2) = 34, rounds at ΣS = 6 and 8: 35 + 37 -> 106. r2 queued: 106 + 31 = 137, + 64 -> 201.
+    inst, plan = tiny_one("640 B")
+    report = simulate(inst, plan, reqs((0, 2, 2), (0, 2, 2), (0, 2, 2)), "static-batch", max_batch=3)
+    assert times(report) == (pytest.approx([34, 34, 137]), pytest.approx([106, 106, 201]))
+    assert report.queued.tolist() == [False, False, True]
+
+
+def test_a_plan_whose_weights_do_not_fit_is_an_input_error():
+    inst, _ = tiny_one(extra_devices=(_device("B", "256 B"),))
+    with pytest.raises(InputError, match="weights on device 'B'"):
+        simulate(inst, single_plan(inst, 1), Requests.single(2, 2), "fused")
+
+
 def test_static_batch_does_not_wait_past_the_deadline():
     # r0 at 0 waits 5 s for company that comes at 10: it runs alone from 5 (prefill 31 -> 36, 31.5 + 32.5 -> 100).
     inst, plan = tiny_one()

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from placement.cost.units import format_bytes
 from placement.errors import InputError
 from placement.instance import Instance
 from placement.plan import Plan
@@ -70,8 +71,8 @@ def _capacity_positions(costs: PassCosts) -> float:
     if len(over):
         n = over[0]
         raise InputError(f"the plan's weights on device {costs.instance.cluster.names[n]!r} need "
-                         f"{costs.weights_bytes[n]:.4g} bytes, it has {costs.limit_bytes[n]:.4g}: no request can be "
-                         "served; choose a plan that fits (`placement evaluate` names the violations)")
+                         f"{format_bytes(costs.weights_bytes[n])}, it has {format_bytes(costs.limit_bytes[n])}: no "
+                         "request can be served; choose a plan that fits (`placement evaluate` names the violations)")
     holds = costs.kv_bytes_per_token > 0
     if not holds.any():
         return np.inf
