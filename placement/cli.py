@@ -169,7 +169,7 @@ def solve(
 
 @app.command()
 def reproduce(
-    table: Annotated[str, typer.Argument(help="Which table: gap-table, head-vs-layer, split-table, tp-table or ota-table.")],
+    table: Annotated[str, typer.Argument(help="Which table: gap-table, head-vs-layer, split-table, tp-table, ota-table or serving-table.")],
     suite: Annotated[Optional[str], typer.Option(help="gap-table: instance suite (default paper-small).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A subset that finishes in under two minutes.")] = False,
     methods: Annotated[Optional[str], typer.Option(help="gap-table: comma-separated methods (default: all).")] = None,
@@ -208,7 +208,8 @@ def reproduce(
               "split-table": ("gap-table or head-vs-layer",
                               {"--suite": suite, "--methods": methods, "--devices": devices, "--dask": dask, **limit}),
               "tp-table": ("gap-table", {"--suite": suite, "--methods": methods, "--dask": dask, **limit}),
-              "ota-table": ("gap-table", {"--suite": suite, "--methods": methods, "--dask": dask, **limit})}
+              "ota-table": ("gap-table", {"--suite": suite, "--methods": methods, "--dask": dask, **limit}),
+              "serving-table": ("gap-table", {"--suite": suite, "--methods": methods, "--devices": devices, "--dask": dask, **limit})}
     if table not in others:
         raise InputError(f"unknown table {table!r}; tables are: {', '.join(others)}")
     other, their_options = others[table]
@@ -234,6 +235,10 @@ def reproduce(
             reproduce_table = reproduce_tp_table if table == "tp-table" else reproduce_ota_table
             result = reproduce_table(quick=quick, out_dir=out_dir, progress=options["progress"],
                                      **{key: value for key, value in grid.items() if value})
+        elif table == "serving-table":  # one process: each simulation is a fraction of a second
+            from placement.experiments.serving_table import reproduce_serving_table
+
+            result = reproduce_serving_table(quick=quick, out_dir=out_dir, models=listed(models), progress=options["progress"])
         else:
             result = reproduce_head_vs_layer(models=listed(models), device_counts=counts and [int(c) for c in counts],
                                              **options)
@@ -451,6 +456,11 @@ def _fail(message: str, code: int) -> None:
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     err.print(Text.assemble(("warning: ", "yellow"), " ".join(str(message).split())), highlight=False, soft_wrap=True)
+
+
+from placement.serving.command import serve  # noqa: E402  (the command lives with the serving package)
+
+app.command()(serve)
 
 
 def main() -> None:

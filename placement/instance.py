@@ -154,6 +154,7 @@ class InstanceFile(_Strict):
     workload: WorkloadEntry
     wireless: WirelessEntry | None = Field(None, description="Wireless uplink to an edge server, for the `ota` "
                                            "collective (docs/ota.md).")
+    serving: dict[str, Any] | None = Field(None, description="Many requests: arrivals and a policy (docs/serving.md).")
 
 
 # ----------------------------------------------------------------------------- data
@@ -239,6 +240,7 @@ class Instance:
     precision: Precision
     description: str = ""
     wireless: Any = None
+    serving: Any = None  # placement.serving.ServingSpec, from the file's `serving:` section (docs/serving.md)
 
     @property
     def devices(self) -> tuple[Device, ...]:
@@ -482,7 +484,12 @@ def instance_from_dict(data: dict[str, Any], *, source: str = "instance", base: 
         from placement.ota.channel import wireless_from_mapping
 
         wireless = wireless_from_mapping(spec.wireless.model_dump(exclude_none=True), cluster.names)
-    instance = Instance(spec.name or source, model, cluster, workload, precision, spec.description, wireless)
+    serving = None
+    if spec.serving is not None:
+        from placement.serving.workload import serving_from_mapping
+
+        serving = serving_from_mapping(spec.serving, base)
+    instance = Instance(spec.name or source, model, cluster, workload, precision, spec.description, wireless, serving)
     _check_figures(instance, spec)
     _warn_implausible(instance, spec)
     if check_capacity:

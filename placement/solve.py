@@ -27,6 +27,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "ota": ("placement.solvers.ota", "solve_ota"),
     "split": ("placement.solvers.split", "solve_split"),
     "split-adaptive": ("placement.solvers.split", "solve_split_adaptive"),
+    "serving": ("placement.serving.choose", "solve_serving"),
 }
 
 
