@@ -97,6 +97,7 @@ def solve(
     gap: Annotated[Optional[float], typer.Option("--gap", help="Relative optimality gap (MILP).")] = None,
     mode: Annotated[Optional[str], typer.Option("--mode", help="MILP mode: horizon or interval.")] = None,
     out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the plan as JSON here.")] = None,
+    report_path: Annotated[Optional[Path], typer.Option("--report", help="Write the plan's HTML report here (docs/report.md).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Solve an instance with a back end and report the evaluator's figures for its plan."""
@@ -108,6 +109,10 @@ def solve(
     result = run_solve(inst, method=method, **options)
     if out_path is not None and result.plan is not None:
         result.plan.to_json(out_path)
+    if report_path is not None and result.plan is not None:
+        from placement.report import write_report
+
+        write_report(report_path, inst, result.plan, report=result.report, result=result)
     if as_json:
         _print_json({"instance": inst.name, "method": method, **result.to_dict()})
     else:
@@ -115,10 +120,28 @@ def solve(
         out.print(f"[bold]{method}[/]: [{colour}]{result.status}[/] in {format_seconds(result.solve_time_s)}: {result.message}")
         if result.report is not None:
             _report_tables(inst, result.report, f"plan: {method}")
+        if result.plan is not None:
+            from placement.report.command import print_solve_summary
+
+            print_solve_summary(out, inst, result)
         if out_path is not None and result.plan is not None:
             out.print(f"plan written to {out_path}")
+        if report_path is not None and result.plan is not None:
+            out.print(f"report written to {report_path}")
     if result.status in ("infeasible", "error"):
         raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    instance: Annotated[str, typer.Argument(help="Instance file, or a shipped instance name.")],
+    plan: Annotated[Path, typer.Argument(help="Plan JSON (from `solve --out`).")],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="The HTML page to write.")] = Path("plan.html"),
+) -> None:
+    """Write one self-contained HTML page of a plan: blocks, memory, latency, one step, links, migrations."""
+    from placement.report.command import report_command
+
+    out.print(report_command(instance, plan, out_path))
 
 
 @app.command()
