@@ -113,7 +113,7 @@ def test_page_is_self_contained_and_has_one_group_per_interval():
 
 def test_write_report_refuses_a_missing_folder_and_leaves_nothing(tmp_path):
     inst = placement.load_instance("edge/llama-3.2-1b-2dev")
-    with pytest.raises(InputError, match="does not exist; create it"):
+    with pytest.raises(InputError, match="does not exist; create it or write elsewhere"):
         write_report(tmp_path / "nowhere" / "plan.html", inst, pipeline_plan(inst))
     path = write_report(tmp_path / "plan.html", inst, pipeline_plan(inst))
     assert [p.name for p in tmp_path.iterdir()] == ["plan.html"] and path.stat().st_mode & 0o044

@@ -8,14 +8,12 @@ from anywhere else. Layout and figures are described in docs/report.md.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from html import escape
 from importlib.resources import files
 from pathlib import Path
 
 from placement.cost.units import format_bytes, format_seconds
-from placement.errors import InputError
+from placement.atomic import write_text_atomic
 from placement.evaluate import Report, evaluate
 from placement.instance import Instance
 from placement.plan import Plan
@@ -180,17 +178,5 @@ def write_report(path: str | Path, instance: Instance, plan: Plan, *, report: Re
     Path
         `path`.
     """
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise InputError(f"report: folder {str(path.parent)!r} does not exist; create it or write the page elsewhere")
     page = report_html(instance, plan, report=report, result=result)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as fh:
-            fh.write(page)
-        os.chmod(temporary, 0o644)  # mkstemp makes the file private; a report is meant to be shared
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(path, page, what="report")
