@@ -145,6 +145,26 @@ def report(
 
 
 @app.command()
+def export(
+    instance: Annotated[str, typer.Argument(help="Instance file, or a shipped instance name.")],
+    plan: Annotated[Path, typer.Argument(help="Plan JSON (from `solve --out`).")],
+    to: Annotated[str, typer.Option("--to", help="Runtime: llama.cpp, exo, prima.cpp or vllm.")],
+    hosts: Annotated[Optional[str], typer.Option("--hosts", help="Addresses: DEVICE=HOST[:PORT],... (default: device names).")] = None,
+    model_path: Annotated[Optional[str], typer.Option("--model", help="Model file or id the runtime loads.")] = None,
+    interval: Annotated[Optional[int], typer.Option("--interval", help="Which interval of a plan that re-places blocks.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Print the commands that run a layer plan on a runtime (docs/export.md)."""
+    from placement.export.command import export_command
+
+    result = export_command(instance, plan, to, hosts=hosts, model_path=model_path, interval=interval)
+    if as_json:
+        _print_json(result.to_dict())
+    else:
+        sys.stdout.write(result.to_text())
+
+
+@app.command()
 def reproduce(
     table: Annotated[str, typer.Argument(help="Which table: gap-table, head-vs-layer, split-table, tp-table or ota-table.")],
     suite: Annotated[Optional[str], typer.Option(help="gap-table: instance suite (default paper-small).")] = None,
