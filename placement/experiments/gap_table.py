@@ -77,12 +77,13 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _markdown(summary: list[dict[str, Any]], suite: str) -> str:
     def pct(v):
-        return "-" if v is None else f"{v * 100:.2f} %"
+        return missing if v is None else f"{v * 100:.2f} %"
 
     lines = [f"# Gap to the optimum, suite `{suite}`", "",
              "| method | feasible | mean gap | median gap | worst gap | geometric-mean gap | mean per-token | peak memory | median time |",
              "|---|---|---|---|---|---|---|---|---|"]
     for s in summary:
+        missing = "no feasible plan" if not s["feasible"] else "-"  # a method that never fits is no blank slot
         bound = f" ({s['to_bound']} to a bound)" if s["to_bound"] else ""
         token = "-" if s["mean_token_ms"] is None else f"{s['mean_token_ms']:.3f} ms"
         memory = "-" if s["peak_memory_gib"] is None else f"{s['peak_memory_gib']:.4g} GiB"
@@ -101,6 +102,10 @@ def _figure(rows: list[dict[str, Any]], path: Path) -> None:
     data = [[r["gap"] * 100 for r in rows if r["method"] == m and r["gap"] is not None] for m in methods]
     fig, ax = plt.subplots(figsize=(1.2 * len(methods) + 2, 4))
     ax.boxplot([d if d else [float("nan")] for d in data], showfliers=True)
+    for i, d in enumerate(data, start=1):
+        if not d:  # no feasible plan on any instance: say so instead of leaving the slot empty
+            ax.text(i, 0.5, "no feasible plan", transform=ax.get_xaxis_transform(), rotation=90,
+                    ha="center", va="center", color="#a33", fontsize=9)
     ax.set_xticks(range(1, len(methods) + 1), methods, rotation=30, ha="right")
     ax.set_ylabel("gap to the optimum (%)")
     ax.axhline(0, color="grey", lw=0.8)
@@ -118,7 +123,8 @@ def reproduce_gap_table(suite: str = "paper-small", *, methods: list[str] | None
     Parameters
     ----------
     suite : str
-        A folder of ``instances/`` (``placement instances`` lists them).
+        A folder of ``instances/`` (``placement instances`` lists them), or the path of
+        a folder of instance files (``*.yaml``).
     methods : list of str, optional
         Default: every method of `DEFAULT_METHODS` that `placement.METHODS` has.
     quick : bool
@@ -137,6 +143,8 @@ def reproduce_gap_table(suite: str = "paper-small", *, methods: list[str] | None
     from placement.errors import InputError
 
     names = [n for n in placement.instance_names() if n.startswith(f"{suite}/")]
+    if not names and Path(suite).is_dir():  # a folder of the user's own instance files
+        names = sorted(str(p) for p in Path(suite).glob("*.yaml"))
     if not names:
         suites = sorted({n.split("/")[0] for n in placement.instance_names()})
         raise InputError(f"unknown suite {suite!r}; suites are {', '.join(suites)}")
