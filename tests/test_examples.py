@@ -61,3 +61,19 @@ def test_export_writes_every_runtime_and_refuses_head_level(tmp_path):
     shards = json.loads((tmp_path / "exo-partition.json").read_text())["shards"]
     assert [(s["start_layer"], s["end_layer"]) for s in shards] == [(0, 0), (1, 31)]
     assert "myopic's plan: llama.cpp places whole layers" in stdout
+
+
+def _python_blocks(path: Path) -> list[str]:
+    text = path.read_text()
+    return [block.split("```", 1)[0] for block in text.split("```python\n")[1:]]
+
+
+def test_every_code_block_of_the_api_docs_runs(capsys):
+    namespace: dict = {}
+    for block in _python_blocks(EXAMPLES.parent / "docs" / "api.md"):
+        exec(compile(block, "docs/api.md", "exec"), namespace)  # noqa: S102 - the docs' own examples
+    printed = capsys.readouterr().out
+    assert "is not an amount of memory" in printed  # the builder's error is the loader's
+    assert "does not take option(s) time_limit" in printed
+    assert "embed; layers 0–7: all 8 groups + projection + FFN" in printed
+    assert namespace["milp"].status == "optimal" and namespace["milp"].gap == 0.0
