@@ -21,7 +21,6 @@
     document.querySelectorAll("tr[data-boundary]").forEach(function (row) {
       row.classList.toggle("selected", row.getAttribute("data-boundary") === k);
     });
-    document.getElementById("interval-caption").textContent = select.options[select.selectedIndex].text;
   }
   select.addEventListener("change", function () { show(select.value); });
   show(select.value);

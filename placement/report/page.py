@@ -97,8 +97,7 @@ def _selector(plan: Plan, instance: Instance) -> str:
         options = "".join(
             f'<option value="{k}">interval {k}: steps {k * w.tau + 1}–{min((k + 1) * w.tau, w.generate_tokens)}</option>'
             for k in range(len(plan.intervals)))
-    return (f'<div id="controls"><label for="interval">Interval </label><select id="interval">{options}</select> '
-            '<span class="note" id="interval-caption"></span></div>')
+    return (f'<div id="controls"><label for="interval">Interval </label><select id="interval">{options}</select></div>')
 
 
 def _legend(*kinds: str) -> str:
