@@ -238,7 +238,7 @@ def step_timeline(instance: Instance, plan: Plan, interval: int = 0) -> list[Seg
         members = np.flatnonzero(counts)
         split_proj = (xp > 0).sum() > 1
         proj_dev = int(np.argmax(xp))
-        recv = np.where(holders[None, :], t_in[:, :].T, np.inf).min(axis=1) * (counts > 0)
+        recv = np.where(holders[None, :], t_in.T, np.inf).min(axis=1) * (counts > 0)
         out_bytes = counts * _first(costs.group_out_bytes)
         sends_out = (counts > 0) & ~split_proj & (np.arange(N) != proj_dev)
         send = np.where(sends_out, cluster.route_latency_s[:, proj_dev] + out_bytes / cluster.route_bandwidth_bytes_per_s[:, proj_dev], 0.0)
