@@ -145,7 +145,7 @@ def _axis_y(top: float, x: float, y0: float, h: float, width: float, unit: float
 
 
 def trace_chart(breakdown: StepBreakdown, tau: int, prompt_tokens: int) -> str:
-    """The per-token latency, compute and transfer stacked, migration before the first step of an interval.
+    """The per-token latency: compute, transfer and (before the first step of an interval) migration stacked.
 
     Returns
     -------
@@ -168,18 +168,21 @@ def trace_chart(breakdown: StepBreakdown, tau: int, prompt_tokens: int) -> str:
             polygon(c_top + base, COLOURS["compute"], cls="compute-area")]
     for i in np.flatnonzero(breakdown.migration_s):
         ms = breakdown.migration_s[i] * 1e3
-        body.append(rect(x(i) - 1.5, y(ms), 3, y(0) - y(ms), COLOURS["migration"], cls="migration",
+        base = compute_ms[i] + transfer_ms[i]  # stacked on the step it delays
+        body.append(rect(x(i) - 1.5, y(base + ms), 3, y(base) - y(base + ms), COLOURS["migration"], cls="migration",
                          tip=f"migration before step {i + 1}: {format_seconds(breakdown.migration_s[i])}"))
-        if ms > top:
+        if base + ms > top:
             body.append(text(x(i) + 3, _TOP + 9, f"↑{format_seconds(breakdown.migration_s[i])}", size=9))
     for k in range(1, int(np.ceil(T / tau))):
         body.append(line(x(k * tau), _TOP, x(k * tau), _TOP + h, stroke="#999", dash="2 3"))
     bucket = max(1, int(np.ceil(T / 300)))
     for i in range(0, T, bucket):
         j = min(i + bucket, T)
+        moved = breakdown.migration_s[i:j].sum()
         tip = (f"step {i + 1}{'' if j == i + 1 else f'–{j}'} (context {prompt_tokens + i + 1}): "
                f"compute {format_seconds(breakdown.compute_s[i:j].mean())}, "
-               f"transfer {format_seconds(breakdown.transfer_s[i:j].mean())}")
+               f"transfer {format_seconds(breakdown.transfer_s[i:j].mean())}"
+               + (f", migration before it {format_seconds(moved)}" if moved else ""))
         body.append(rect(x(i), _TOP, x(j) - x(i), h, "transparent", tip=tip, cls="hover"))
     for i in nice_ticks(T, 6):
         if i <= T:
