@@ -167,7 +167,7 @@ def export(
 @app.command()
 def reproduce(
     table: Annotated[str, typer.Argument(help="Which table: gap-table, head-vs-layer, split-table, tp-table or ota-table.")],
-    suite: Annotated[Optional[str], typer.Option(help="gap-table: instance suite (default paper-small).")] = None,
+    suite: Annotated[Optional[str], typer.Option(help="gap-table: instance suite, or a folder of instance files (default paper-small).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A subset that finishes in under two minutes.")] = False,
     methods: Annotated[Optional[str], typer.Option(help="gap-table: comma-separated methods (default: all).")] = None,
     models: Annotated[Optional[str], typer.Option(help="head-vs-layer, split-, tp-, ota-table: comma-separated models.")] = None,

@@ -76,7 +76,7 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _markdown(summary: list[dict[str, Any]], suite: str) -> str:
-    def pct(v):
+    def pct(v, missing):
         return missing if v is None else f"{v * 100:.2f} %"
 
     lines = [f"# Gap to the optimum, suite `{suite}`", "",
@@ -87,8 +87,8 @@ def _markdown(summary: list[dict[str, Any]], suite: str) -> str:
         bound = f" ({s['to_bound']} to a bound)" if s["to_bound"] else ""
         token = "-" if s["mean_token_ms"] is None else f"{s['mean_token_ms']:.3f} ms"
         memory = "-" if s["peak_memory_gib"] is None else f"{s['peak_memory_gib']:.4g} GiB"
-        lines.append(f"| {s['method']} | {s['feasible']}/{s['instances']}{bound} | {pct(s['mean_gap'])} | {pct(s['median_gap'])} "
-                     f"| {pct(s['worst_gap'])} | {pct(s['geomean_gap'])} | {token} | {memory} | {s['median_time_s']:.3g} s |")
+        lines.append(f"| {s['method']} | {s['feasible']}/{s['instances']}{bound} | {pct(s['mean_gap'], missing)} | {pct(s['median_gap'], missing)} "
+                     f"| {pct(s['worst_gap'], missing)} | {pct(s['geomean_gap'], missing)} | {token} | {memory} | {s['median_time_s']:.3g} s |")
     return "\n".join(lines) + "\n"
 
 

@@ -53,7 +53,7 @@ def device_blocks(instance: Instance, plan: Plan, interval: int = 0) -> dict[str
     >>> import placement
     >>> from placement.solvers.reference import pipeline_plan
     >>> inst = placement.load_instance("edge/llama-3.2-1b-2dev")
-    >>> device_blocks(inst, pipeline_plan(inst))["pi-a"]
+    >>> device_blocks(inst, pipeline_plan(inst))["pi5"]
     'embed; layers 0–7: all 8 groups + projection + FFN'
     """
     arrays = device_arrays(instance, plan.placement(interval), plan.devices)
