@@ -7,7 +7,6 @@ from anywhere else. Layout and figures are described in docs/report.md.
 
 from __future__ import annotations
 
-import json
 from html import escape
 from importlib.resources import files
 from pathlib import Path
@@ -153,11 +152,10 @@ def report_html(instance: Instance, plan: Plan, *, report: Report | None = None,
         "<h2>Bytes per link</h2>", charts.link_chart(report),
         "<h2>Migrations</h2>", _migration_table(instance, plan, report),
     ]
-    data = json.dumps({"total_s": report.total_s, "feasible": report.feasible, "intervals": len(plan.intervals)})
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{escape(title)}</title><style>{_asset('page.css')}</style></head><body>"
             + "".join(sections)
-            + f'<div id="tip"></div><script type="application/json" id="report-data">{data}</script>'
+            + '<div id="tip"></div>'
             + f"<script>{_asset('page.js')}</script></body></html>\n")
 
 
