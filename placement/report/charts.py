@@ -42,13 +42,13 @@ def _ranges(values: list[int]) -> str:
     return ", ".join(out)
 
 
-def _layer_cells(instance: Instance, plan: Plan, k: int, cw: float, ch: float) -> str:
+def _layer_cells(instance: Instance, plan: Plan, k: int, cw: float, ch: float, top: float) -> str:
     arrays = device_arrays(instance, plan.placement(k), plan.devices)
     L, K = instance.model.layers, instance.model.kv_heads
     names = instance.cluster.names
     parts = []
     for l in range(L):
-        y = _TOP + 16 + l * ch
+        y = top + 16 + l * ch
         for n, name in enumerate(names):
             x = _LEFT + n * cw
             groups = [g for g in range(K) if arrays["attention"][l, g] == n]
@@ -68,7 +68,7 @@ def _layer_cells(instance: Instance, plan: Plan, k: int, cw: float, ch: float) -
             parts.append(group(cell, tip=tip, cls="cell"))
     for kind, n in (("embed", int(arrays["embed"])), ("lm_head", int(arrays["lm_head"]))):
         x = _LEFT + n * cw + (2 if kind == "embed" else cw / 2)
-        parts.append(rect(x, _TOP + 4, cw / 2 - 3, 9, COLOURS["embed"], tip=f"{kind} on {names[n]}",
+        parts.append(rect(x, top + 4, cw / 2 - 3, 9, COLOURS["embed"], tip=f"{kind} on {names[n]}",
                           opacity=1.0 if kind == "embed" else 0.55))
     return "".join(parts)
 
@@ -88,14 +88,16 @@ def layer_map(instance: Instance, plan: Plan) -> str:
     cw = float(np.clip(900 / N, 22, 90))
     ch = float(np.clip(560 / L, 8, 18))
     names = instance.cluster.names
-    body = [text(_LEFT + (n + 0.5) * cw, _TOP - 8, name, anchor="middle" if N <= 12 else "start", size=10,
-                 rotate=None if N <= 12 else -35) for n, name in enumerate(names)]
-    body.append(text(_LEFT - 6, _TOP + 12, "embed | head", anchor="end", size=9))
+    upright = N <= 12  # more devices: names slanted, with room above the map for the longest one
+    top = _TOP if upright else 16 + 5.5 * max(map(len, names)) * 0.82
+    body = [text(_LEFT + (n + 0.5) * cw, top - 8, name, anchor="middle" if upright else "start", size=10,
+                 rotate=None if upright else -55) for n, name in enumerate(names)]
+    body.append(text(_LEFT - 6, top + 12, "embed | head", anchor="end", size=9))
     step = max(1, L // 16)
-    body += [text(_LEFT - 6, _TOP + 16 + l * ch + ch * 0.75, f"L{l}", anchor="end", size=9) for l in range(0, L, step)]
+    body += [text(_LEFT - 6, top + 16 + l * ch + ch * 0.75, f"L{l}", anchor="end", size=9) for l in range(0, L, step)]
     intervals = len(plan.intervals)
-    body += [_interval_group(k, _layer_cells(instance, plan, k, cw, ch), k == 0) for k in range(intervals)]
-    return svg(_LEFT + N * cw + 10, _TOP + 24 + L * ch, "".join(body), id_="layer-map",
+    body += [_interval_group(k, _layer_cells(instance, plan, k, cw, ch, top), k == 0) for k in range(intervals)]
+    return svg(_LEFT + N * cw + 60, top + 24 + L * ch, "".join(body), id_="layer-map",
                label="layer by device map of the blocks")
 
 
