@@ -190,14 +190,75 @@ def _first(value) -> float:
     return float(np.ravel(value)[0])
 
 
-def _reduce(instance: Instance, plan: Plan, shares: np.ndarray, message_bytes: float):
+@dataclass(frozen=True, eq=False)
+class _StepTables:
+    """One decode step's block times (s) and transfer times (s) on the instance, as the evaluator builds them."""
+
+    instance: Instance
+    plan: Plan
+    group_s: np.ndarray  # (L, N) one group
+    projection_s: np.ndarray  # (L, N) a whole projection
+    ffn_s: np.ndarray  # (L, N) a whole FFN
+    layer_in_s: np.ndarray  # (N, N) a layer's input
+    hidden_s: np.ndarray  # (N, N) the hidden state
+    hidden_bytes: float
+    group_out_bytes: float
+    together: bool  # head outputs and inputs take turns (shared medium or kafetzis2025)
+
+
+def _reduce(tables: _StepTables, shares: np.ndarray):
+    instance, plan = tables.instance, tables.plan
     root = int(np.argmax(shares)) if plan.root is None else instance.cluster.index(plan.root)
     ota = None
     if plan.collective == "ota":
         from placement.ota.allreduce import ota_context
 
         ota = ota_context(instance, plan)
-    return all_reduce(plan.collective, shares > 0, root, message_bytes, instance.cluster, ota=ota)
+    return all_reduce(plan.collective, shares > 0, root, tables.hidden_bytes, instance.cluster, ota=ota)
+
+
+def _nearest(holders: np.ndarray, times: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Time for every device in `wanted` to receive from the nearest of `holders`, 0 elsewhere: (N,)."""
+    return np.where(holders[None, :], times.T, np.inf).min(axis=1) * wanted
+
+
+def _attention_layer(lanes: _Lanes, tables: _StepTables, l: int, arrays: dict, t: float,
+                     holders: np.ndarray) -> tuple[float, np.ndarray]:
+    """Layer `l`'s groups (and a split projection's shares), then its projection or all-reduce."""
+    cluster, names = tables.instance.cluster, tables.instance.cluster.names
+    counts, xp = arrays["counts"][l], arrays["projection"][l]
+    split = (xp > 0).sum() > 1
+    proj_dev = int(np.argmax(xp))
+    sends = (counts > 0) & ~split & (np.arange(len(names)) != proj_dev)
+    send = np.where(sends, cluster.route_latency_s[:, proj_dev]
+                    + counts * tables.group_out_bytes / cluster.route_bandwidth_bytes_per_s[:, proj_dev], 0.0)
+    compute = counts * tables.group_s[l] + (xp * tables.projection_s[l] if split else 0.0)
+    labels = (f"L{l} input", f"L{l} attention", f"L{l} heads → {names[proj_dev]}")
+    t = _stage(lanes, t, np.flatnonzero(counts), _nearest(holders, tables.layer_in_s, counts > 0), compute, send,
+               labels, tables.together)
+    if not split:
+        t = lanes.add(proj_dev, "compute", f"L{l} projection", t, tables.projection_s[l, proj_dev], True)
+        return t, np.eye(len(names), dtype=bool)[proj_dev]
+    reduced = _reduce(tables, xp)
+    for m in np.flatnonzero(xp):
+        lanes.add(m, "transfer", f"L{l} projection all-reduce", t, reduced.time_s, True)
+    return t + reduced.time_s, reduced.holders
+
+
+def _ffn_layer(lanes: _Lanes, tables: _StepTables, l: int, arrays: dict, t: float,
+               holders: np.ndarray) -> tuple[float, np.ndarray]:
+    """Layer `l`'s FFN: the hidden state to its device(s), the FFN, and a split FFN's all-reduce."""
+    xf = arrays["ffn"][l]
+    members = np.flatnonzero(xf)
+    shared = tables.instance.cluster.network == "shared"
+    t = _stage(lanes, t, members, _nearest(holders, tables.hidden_s, xf > 0), xf * tables.ffn_s[l],
+               np.zeros(len(xf)), (f"L{l} hidden in", f"L{l} FFN", ""), shared)
+    if len(members) == 1:
+        return t, np.eye(len(xf), dtype=bool)[members[0]]
+    reduced = _reduce(tables, xf)
+    for m in members:
+        lanes.add(m, "transfer", f"L{l} FFN all-reduce", t, reduced.time_s, True)
+    return t + reduced.time_s, reduced.holders
 
 
 def step_timeline(instance: Instance, plan: Plan, interval: int = 0) -> list[Segment]:
@@ -222,48 +283,20 @@ def step_timeline(instance: Instance, plan: Plan, interval: int = 0) -> list[Seg
     context = instance.workload.prompt_tokens + interval * instance.workload.tau + 1
     costs = step_costs(instance, precision, np.array([context]))
     cluster, names = instance.cluster, instance.cluster.names
-    N = instance.n_devices
-    together = cluster.network == "shared" or costs.sum_gather
-    lanes = _Lanes(names)
     times = lambda flops, read: block_times(flops, read, instance, costs.roofline)[0]  # noqa: E731  (L, N) or (N,)
-    group_t, proj_t = times(costs.group_flops, costs.group_read), times(costs.projection_flops, costs.projection_read)
-    ffn_t = times(costs.ffn_flops, costs.ffn_read)
     layer_in = costs.hidden_bytes if costs.layer_in_bytes is None else costs.layer_in_bytes
-    t_in, t_hidden = transfer_times(cluster, _first(layer_in))[0], transfer_times(cluster, _first(costs.hidden_bytes))[0]
+    tables = _StepTables(
+        instance, plan, times(costs.group_flops, costs.group_read), times(costs.projection_flops, costs.projection_read),
+        times(costs.ffn_flops, costs.ffn_read), transfer_times(cluster, _first(layer_in))[0],
+        transfer_times(cluster, _first(costs.hidden_bytes))[0], _first(costs.hidden_bytes),
+        _first(costs.group_out_bytes), cluster.network == "shared" or costs.sum_gather)
+    lanes = _Lanes(names)
     embed, lm_head = int(arrays["embed"]), int(arrays["lm_head"])
     t = lanes.add(embed, "compute", "embed", 0.0, times(np.zeros(1), costs.embed_read)[embed], True)
-    holders = np.eye(N, dtype=bool)[embed]
+    holders = np.eye(len(names), dtype=bool)[embed]
     for l in range(instance.model.layers):
-        counts, xp, xf = arrays["counts"][l], arrays["projection"][l], arrays["ffn"][l]
-        members = np.flatnonzero(counts)
-        split_proj = (xp > 0).sum() > 1
-        proj_dev = int(np.argmax(xp))
-        recv = np.where(holders[None, :], t_in.T, np.inf).min(axis=1) * (counts > 0)
-        out_bytes = counts * _first(costs.group_out_bytes)
-        sends_out = (counts > 0) & ~split_proj & (np.arange(N) != proj_dev)
-        send = np.where(sends_out, cluster.route_latency_s[:, proj_dev] + out_bytes / cluster.route_bandwidth_bytes_per_s[:, proj_dev], 0.0)
-        compute = counts * group_t[l] + (xp * proj_t[l] if split_proj else 0.0)
-        labels = (f"L{l} input", f"L{l} attention", f"L{l} heads → {names[proj_dev]}")
-        t = _stage(lanes, t, members, recv, compute, send, labels, together)
-        if split_proj:
-            reduced = _reduce(instance, plan, xp, _first(costs.hidden_bytes))
-            for m in np.flatnonzero(xp):
-                lanes.add(m, "transfer", f"L{l} projection all-reduce", t, reduced.time_s, True)
-            t, holders = t + reduced.time_s, reduced.holders
-        else:
-            t = lanes.add(proj_dev, "compute", f"L{l} projection", t, proj_t[l, proj_dev], True)
-            holders = np.eye(N, dtype=bool)[proj_dev]
-        ffn_members = np.flatnonzero(xf)
-        f_recv = np.where(holders[None, :], t_hidden.T, np.inf).min(axis=1) * (xf > 0)
-        labels = (f"L{l} hidden in", f"L{l} FFN", "")
-        t = _stage(lanes, t, ffn_members, f_recv, xf * ffn_t[l], np.zeros(N), labels, cluster.network == "shared")
-        if len(ffn_members) > 1:
-            reduced = _reduce(instance, plan, xf, _first(costs.hidden_bytes))
-            for m in ffn_members:
-                lanes.add(m, "transfer", f"L{l} FFN all-reduce", t, reduced.time_s, True)
-            t, holders = t + reduced.time_s, reduced.holders
-        else:
-            holders = np.eye(N, dtype=bool)[ffn_members[0]]
+        t, holders = _attention_layer(lanes, tables, l, arrays, t, holders)
+        t, holders = _ffn_layer(lanes, tables, l, arrays, t, holders)
     lm_in = transfer_times(cluster, _first(costs.lm_head_in_bytes))[0]
     t = lanes.add(lm_head, "transfer", "hidden → lm_head", t, min(lm_in[h, lm_head] for h in np.flatnonzero(holders)), True)
     t = lanes.add(lm_head, "compute", "lm_head", t, times(costs.lm_head_flops, costs.lm_head_read)[lm_head], True)
