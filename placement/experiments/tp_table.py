@@ -127,6 +127,12 @@ def _markdown(rows: list[dict[str, Any]], methods: list[str], head: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _bytes_per_s(bandwidth: str) -> float:
+    from placement.cost.units import BYTES_PER_S, parse_quantity
+
+    return parse_quantity(bandwidth, BYTES_PER_S, field="bandwidth")
+
+
 def _figure(rows: list[dict[str, Any]], methods: list[str], path: Path) -> None:
     import matplotlib
 
@@ -142,7 +148,7 @@ def _figure(rows: list[dict[str, Any]], methods: list[str], path: Path) -> None:
     colours = {m: f"C{i}" for i, m in enumerate(methods)}
     for ax, model in zip(axes[0], models):
         mine = [r for r in rows if r["model"] == model and not r.get("memory_cap")]
-        bandwidth = sorted({r["bandwidth"] for r in mine})[-1]
+        bandwidth = max({r["bandwidth"] for r in mine}, key=_bytes_per_s)  # the fastest (a text sort put 100 Mbit/s first)
         for n in counts:  # every device count: colour = method, line style = devices
             for method in methods:
                 points = sorted((r["latency_ms"], r["mean_token_ms"]) for r in mine if r["method"] == method
