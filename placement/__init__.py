@@ -15,6 +15,7 @@ True
 
 from placement.cost.hardware import Cluster, Device, Link
 from placement.cost.model import ModelSpec, load_model, model_names
+from placement.builder import device, link
 from placement.errors import InfeasibleError, InputError, PlacementError, PlanError, SolverNotInstalledError
 from placement.evaluate import Report, Violation, evaluate
 from placement.instance import Instance, Workload, instance_names, load_instance
@@ -28,5 +29,5 @@ __all__ = [
     "Cluster", "Device", "Link", "ModelSpec", "load_model", "model_names",
     "PlacementError", "InputError", "PlanError", "InfeasibleError", "SolverNotInstalledError",
     "Report", "Violation", "evaluate", "Instance", "Workload", "instance_names", "load_instance",
-    "Placement", "Plan", "Result", "METHODS", "solve",
+    "Placement", "Plan", "Result", "METHODS", "solve", "device", "link",
 ]

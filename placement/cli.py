@@ -130,6 +130,7 @@ def solve(
     option: OptionPairs = None,
     out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the plan as JSON here.")] = None,
     verbose: VerboseFlag = False,
+    report_path: Annotated[Optional[Path], typer.Option("--report", help="Write the plan's HTML report here (docs/report.md).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Solve an instance with a back end and report the evaluator's figures for its plan."""
@@ -138,8 +139,9 @@ def solve(
 
     _verbose(verbose)
     options = _merged_options(option, {"time_limit": time_limit, "solver": solver, "gap": gap, "mode": mode})
-    if out_path is not None:
-        check_output_path(out_path, inputs=(instance,))  # before the solve, which may take long
+    for path in (out_path, report_path):
+        if path is not None:
+            check_output_path(path, inputs=(instance,))  # before the solve, which may take long
     inst = load_instance(instance)
     interrupted = False
     try:
@@ -150,6 +152,10 @@ def solve(
         result, interrupted = stop.result, True
     if out_path is not None and result.plan is not None:
         result.plan.to_json(out_path)
+    if report_path is not None and result.plan is not None:
+        from placement.report import write_report
+
+        write_report(report_path, inst, result.plan, report=result.report, result=result)
     if as_json:
         _print_json({"instance": inst.name, "method": method, **result.to_dict()})
     else:
@@ -157,8 +163,14 @@ def solve(
         out.print(f"[bold]{method}[/]: [{colour}]{result.status}[/] in {format_seconds(result.solve_time_s)}: {result.message}")
         if result.report is not None:
             _report_tables(inst, result.report, f"plan: {method}")
+        if result.plan is not None:
+            from placement.report.command import print_solve_summary
+
+            print_solve_summary(out, inst, result)
         if out_path is not None and result.plan is not None:
             out.print(f"plan written to {out_path}")
+        if report_path is not None and result.plan is not None:
+            out.print(f"report written to {report_path}")
     if interrupted:
         written = f"; the incumbent is in {out_path}" if out_path is not None and result.plan is not None else ""
         err.print(f"interrupted{written}", highlight=False)
@@ -168,9 +180,41 @@ def solve(
 
 
 @app.command()
+def report(
+    instance: Annotated[str, typer.Argument(help="Instance file, or a shipped instance name.")],
+    plan: Annotated[Path, typer.Argument(help="Plan JSON (from `solve --out`).")],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="The HTML page to write.")] = Path("plan.html"),
+) -> None:
+    """Write one self-contained HTML page of a plan: blocks, memory, latency, one step, links, migrations."""
+    from placement.report.command import report_command
+
+    out.print(report_command(instance, plan, out_path))
+
+
+@app.command()
+def export(
+    instance: Annotated[str, typer.Argument(help="Instance file, or a shipped instance name.")],
+    plan: Annotated[Path, typer.Argument(help="Plan JSON (from `solve --out`).")],
+    to: Annotated[str, typer.Option("--to", help="Runtime: llama.cpp, exo, prima.cpp or vllm.")],
+    hosts: Annotated[Optional[str], typer.Option("--hosts", help="Addresses: DEVICE=HOST[:PORT],... (default: device names).")] = None,
+    model_path: Annotated[Optional[str], typer.Option("--model", help="Model file or id the runtime loads.")] = None,
+    interval: Annotated[Optional[int], typer.Option("--interval", help="Which interval of a plan that re-places blocks.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Print the commands that run a layer plan on a runtime (docs/export.md)."""
+    from placement.export.command import export_command
+
+    result = export_command(instance, plan, to, hosts=hosts, model_path=model_path, interval=interval)
+    if as_json:
+        _print_json(result.to_dict())
+    else:
+        sys.stdout.write(result.to_text())
+
+
+@app.command()
 def reproduce(
     table: Annotated[str, typer.Argument(help="Which table: gap-table, head-vs-layer, split-table, tp-table, ota-table or serving-table.")],
-    suite: Annotated[Optional[str], typer.Option(help="gap-table: instance suite (default paper-small).")] = None,
+    suite: Annotated[Optional[str], typer.Option(help="gap-table: instance suite, or a folder of instance files (default paper-small).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A subset that finishes in under two minutes.")] = False,
     methods: Annotated[Optional[str], typer.Option(help="gap-table: comma-separated methods (default: all).")] = None,
     models: Annotated[Optional[str], typer.Option(help="head-vs-layer, split-, tp-, ota-table: comma-separated models.")] = None,

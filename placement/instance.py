@@ -250,6 +250,26 @@ class Instance:
     def n_devices(self) -> int:
         return len(self.cluster.devices)
 
+    # The builder and the YAML writer live in placement/builder.py (docs/api.md).
+    @classmethod
+    def build(cls, model: Any, devices: Any, **options: Any) -> "Instance":
+        """An instance from Python objects, validated as a file is: see `placement.builder.build_instance`."""
+        from placement.builder import build_instance
+
+        return build_instance(model, devices, **options)
+
+    def to_yaml(self) -> str:
+        """The instance as instance-file YAML: see `placement.builder.instance_to_yaml`."""
+        from placement.builder import instance_to_yaml
+
+        return instance_to_yaml(self)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the instance as a YAML file that loads back equal: see `placement.builder.save_instance`."""
+        from placement.builder import save_instance
+
+        return save_instance(self, path)
+
 
 # ----------------------------------------------------------------------------- loading
 def _data_dir() -> Path:

@@ -79,18 +79,19 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _markdown(summary: list[dict[str, Any]], suite: str) -> str:
-    def pct(v):
-        return "-" if v is None else f"{v * 100:.2f} %"
+    def pct(v, missing):
+        return missing if v is None else f"{v * 100:.2f} %"
 
     lines = [f"# Gap to the optimum, suite `{suite}`", "",
              "| method | feasible | mean gap | median gap | worst gap | geometric-mean gap | mean per-token | peak memory | median time |",
              "|---|---|---|---|---|---|---|---|---|"]
     for s in summary:
+        missing = "no feasible plan" if not s["feasible"] else "-"  # a method that never fits is no blank slot
         bound = f" ({s['to_bound']} to a bound)" if s["to_bound"] else ""
         token = "-" if s["mean_token_ms"] is None else f"{s['mean_token_ms']:.3f} ms"
         memory = "-" if s["peak_memory_gib"] is None else f"{s['peak_memory_gib']:.4g} GiB"
-        lines.append(f"| {s['method']} | {s['feasible']}/{s['instances']}{bound} | {pct(s['mean_gap'])} | {pct(s['median_gap'])} "
-                     f"| {pct(s['worst_gap'])} | {pct(s['geomean_gap'])} | {token} | {memory} | {s['median_time_s']:.3g} s |")
+        lines.append(f"| {s['method']} | {s['feasible']}/{s['instances']}{bound} | {pct(s['mean_gap'], missing)} | {pct(s['median_gap'], missing)} "
+                     f"| {pct(s['worst_gap'], missing)} | {pct(s['geomean_gap'], missing)} | {token} | {memory} | {s['median_time_s']:.3g} s |")
     return "\n".join(lines) + "\n"
 
 
@@ -104,6 +105,10 @@ def _figure(rows: list[dict[str, Any]], path: Path) -> None:
     data = [[r["gap"] * 100 for r in rows if r["method"] == m and r["gap"] is not None] for m in methods]
     fig, ax = plt.subplots(figsize=(1.2 * len(methods) + 2, 4))
     ax.boxplot([d if d else [float("nan")] for d in data], showfliers=True)
+    for i, d in enumerate(data, start=1):
+        if not d:  # no feasible plan on any instance: say so instead of leaving the slot empty
+            ax.text(i, 0.5, "no feasible plan", transform=ax.get_xaxis_transform(), rotation=90,
+                    ha="center", va="center", color="#a33", fontsize=9)
     ax.set_xticks(range(1, len(methods) + 1), methods, rotation=30, ha="right")
     ax.set_ylabel("gap to the optimum (%)")
     ax.axhline(0, color="grey", lw=0.8)

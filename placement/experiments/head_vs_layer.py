@@ -215,23 +215,34 @@ def _figure(summary: list[dict[str, Any]], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from placement.experiments.figures import count_axis, plain_log_axis
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    speedups = [v for r in summary for v in (r["speedup"], r["max_speedup"]) if v]
+    top = max([2.0, *speedups]) * 1.15
+    band = 0.86  # the "no layer plan fits" row sits below 1x, where no speedup can be (head-level >= layer-based)
     for model in dict.fromkeys(row["model"] for row in summary):
         mine = [r for r in summary if r["model"] == model]
         nan = float("nan")
         line, = ax.plot([r["devices"] for r in mine], [r["speedup"] or nan for r in mine], "o-", label=model)
         ax.plot([r["devices"] for r in mine], [r["max_speedup"] or nan for r in mine], ":", color=line.get_color())
         unfit = [r["devices"] for r in mine if r["layer_infeasible"]]
-        ax.plot(unfit, [1.0] * len(unfit), "x", ms=10, mew=2, color=line.get_color())
+        ax.plot(unfit, [band] * len(unfit), "x", ms=9, mew=2, color=line.get_color())
     ax.axhline(1, color="grey", lw=0.8)
+    ax.axhspan(0.78, 0.94, color="#f3f3f3", zorder=0)
+    ax.text(0.01, band, "no layer plan fits", transform=ax.get_yaxis_transform(), va="center", fontsize=8,
+            color="#555")
+    ax.set_yscale("log", base=2)
+    ax.set_ylim(0.78, top)
+    plain_log_axis(ax.yaxis, suffix="×", ticks=[t for t in (1, 1.25, 1.5, 2, 3, 4, 8, 16, 32) if t <= top])
+    count_axis(ax.xaxis, [r["devices"] for r in summary])  # whole devices only
     ax.set_xlabel("devices")
     ax.set_ylabel("speedup of head-level over layer-based")
     ax.set_title("Total latency, layer-based / head-level\n(dotted: at most, from the MILP bound; "
-                 "x at 1: no layer-based plan fits)", fontsize=9)
-    ax.legend()
+                 "x: no layer-based plan fits)", fontsize=9)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
-    save_figure(fig, path, dpi=120)
+    save_figure(fig, path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -115,17 +115,23 @@ def _figure(rows: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from placement.experiments.figures import count_axis, shared_legend
+
     models = list(dict.fromkeys(r["model"] for r in rows))
-    fig, axes = plt.subplots(2, len(models), figsize=(4.2 * len(models), 6.4), squeeze=False)
+    fig, axes = plt.subplots(2, len(models), figsize=(4.2 * len(models), 6.8), squeeze=False)
+    # A marker per method, earlier ones larger: methods with equal figures (ota-equal, ota-latency) stay visible.
+    style = {m: {"marker": "osD^vP"[i % 6], "ms": 9 - i, "lw": 2.2 - 0.25 * i} for i, m in enumerate(METHODS)}
     for j, model in enumerate(models):
+        counts = set()
         for method in METHODS:
             pts = sorted((r["devices"], r["mean_token_ms"], r["allreduce_mse"]) for r in rows
                          if r["model"] == model and r["method"] == method and r["feasible"])
             if pts:
-                axes[0, j].plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=method)
+                counts |= {p[0] for p in pts}
+                axes[0, j].plot([p[0] for p in pts], [p[1] for p in pts], label=method, **style[method])
                 multi = [p for p in pts if p[0] > 1]
                 if multi:
-                    axes[1, j].plot([p[0] for p in multi], [p[2] for p in multi], marker="o", label=method)
+                    axes[1, j].plot([p[0] for p in multi], [p[2] for p in multi], label=method, **style[method])
         if model == "llama-2-7b":
             axes[0, j].plot(list(PAPER_LLAMA2_7B_MS), list(PAPER_LLAMA2_7B_MS.values()), "k--", marker="x", label="paper")
         axes[0, j].set_title(model, fontsize=9)
@@ -134,9 +140,10 @@ def _figure(rows: list[dict[str, Any]], path: Path) -> None:
         axes[1, j].set_yscale("log")
         for ax in axes[:, j]:
             ax.set_xscale("log", base=2)
+            count_axis(ax.xaxis, counts or [1])
             ax.set_xlabel("devices N")
-            ax.legend(fontsize=6)
-    fig.tight_layout()
+    shared_legend(fig, axes.ravel())  # once, below the panels: a legend inside covered lines
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     save_figure(fig, path, dpi=120)
     plt.close(fig)
 

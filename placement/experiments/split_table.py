@@ -5,20 +5,22 @@ devices (the edge device and an edge server) is built in memory, the exact split
 search (`solve_split`) is run, and so is every baseline of
 `placement.solvers.split.BASELINES`; the speedup over a baseline is its total
 latency (prefill + all decode steps, from the evaluator) divided by the search's.
-Writes ``split_table.csv`` (one row per cell and method), ``split_table.md`` (the
-summary and the settings chosen) and ``split_table.png``. The comparison with the
+Writes ``split-table.csv`` (one row per cell and method), ``split-table.md`` (the
+summary and the settings chosen), ``split-table.png`` and ``config.json`` (the grid,
+the options and package versions), the file names every table uses. The comparison with the
 paper's 1.49x is discussed in docs/split.md.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from placement.experiments.output import save_figure, write_rows_csv
+from placement.experiments.output import save_figure, versions, write_rows_csv
 from placement.files import write_text_atomic
 from placement.instance import Instance, instance_from_dict
 from placement.solvers.split import BASELINES, solve_split
@@ -105,7 +107,7 @@ def reproduce_split_table(quick: bool = False, out_dir: str | Path = "results/sp
     quick : bool
         One generation length (256) instead of two (128, 1024).
     out_dir : str or Path
-        Where ``split_table.csv``, ``split_table.md`` and ``split_table.png`` go.
+        Where ``split-table.csv``, ``split-table.md``, ``split-table.png`` and ``config.json`` go.
     models, devices, uplinks_mbps, generate_tokens : sequences, optional
         Override the grid (`MODELS`, `DEVICES`, `UPLINKS_MBPS`, `GENERATION`).
     prompt_tokens : int
@@ -143,11 +145,17 @@ def reproduce_split_table(quick: bool = False, out_dir: str | Path = "results/sp
         summary[name] = {"cells": len(speedups), "compared": len(finite), "geomean": _geomean(finite),
                          "min": float(min(finite)) if finite else math.nan, "max": float(max(finite)) if finite else math.nan}
     quant = _geomean([r["speedup"] for r in rows if r["method"] in QUANTIZATION_BASELINES])
-    paths = {"csv": out / "split_table.csv", "markdown": out / "split_table.md"}
+    paths = {"csv": out / "split-table.csv", "markdown": out / "split-table.md"}
     write_rows_csv(paths["csv"], rows)
     write_text_atomic(paths["markdown"], _markdown(rows, summary, quant, server, prompt_tokens))
     if plot:
-        paths["png"] = _plot(rows, out / "split_table.png")
+        paths["figure"] = _plot(rows, out / "split-table.png")
+    paths["config"] = out / "config.json"
+    write_text_atomic(paths["config"], json.dumps({
+        "models": list(models or MODELS), "devices": list(devices or DEVICES),
+        "uplinks_mbps": list(uplinks_mbps or UPLINKS_MBPS), "generate_tokens": list(lengths),
+        "prompt_tokens": prompt_tokens, "server": server, "quick": quick, "baselines": list(BASELINES),
+        "versions": versions()}, indent=1))
     return {"rows": rows, "summary": summary, "quantization_geomean": quant, "paths": {k: str(v) for k, v in paths.items()}}
 
 
@@ -188,6 +196,8 @@ def _plot(rows, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from placement.experiments.figures import plain_log_axis
+
     rates = sorted({r["uplink_mbps"] for r in rows})
     names = list(BASELINES)
     fig, ax = plt.subplots(figsize=(9, 4))
@@ -200,8 +210,9 @@ def _plot(rows, path: Path) -> Path:
     ax.set_xticks(np.arange(len(names)) + width * (len(rates) - 1) / 2, names, rotation=20)
     ax.set_ylabel("speedup of the split search (geomean)")
     ax.set_yscale("log")
-    ax.legend(fontsize=8)
+    plain_log_axis(ax.yaxis, suffix="×", steps=(1, 1.5, 2, 3, 5))
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # beside the bars, not on them
     fig.tight_layout()
-    save_figure(fig, path, dpi=120)
+    save_figure(fig, path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path

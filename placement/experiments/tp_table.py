@@ -128,30 +128,45 @@ def _markdown(rows: list[dict[str, Any]], methods: list[str], head: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _bytes_per_s(bandwidth: str) -> float:
+    from placement.cost.units import BYTES_PER_S, parse_quantity
+
+    return parse_quantity(bandwidth, BYTES_PER_S, field="bandwidth")
+
+
 def _figure(rows: list[dict[str, Any]], methods: list[str], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from placement.experiments.figures import plain_log_axis, shared_legend
+
     models = sorted({r["model"] for r in rows})
-    fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 3.6), squeeze=False)
+    counts = sorted({r["devices"] for r in rows})
+    styles = dict(zip(counts, ["-", "--", ":", "-."] * len(counts)))
+    fig, axes = plt.subplots(1, len(models), figsize=(4.8 * len(models), 4.0), squeeze=False)
+    colours = {m: f"C{i}" for i, m in enumerate(methods)}
     for ax, model in zip(axes[0], models):
         mine = [r for r in rows if r["model"] == model and not r.get("memory_cap")]
-        n = max(r["devices"] for r in mine)
-        bandwidth = sorted({r["bandwidth"] for r in mine})[-1]
-        for method in methods:
-            points = sorted((r["latency_ms"], r["mean_token_ms"]) for r in mine if r["method"] == method
-                            and r["devices"] == n and r["bandwidth"] == bandwidth and r["feasible"])
-            if points:
-                ax.plot(*zip(*points), marker="o", label=method)
+        bandwidth = max({r["bandwidth"] for r in mine}, key=_bytes_per_s)  # the fastest (a text sort put 100 Mbit/s first)
+        for n in counts:  # every device count: colour = method, line style = devices
+            for method in methods:
+                points = sorted((r["latency_ms"], r["mean_token_ms"]) for r in mine if r["method"] == method
+                                and r["devices"] == n and r["bandwidth"] == bandwidth and r["feasible"])
+                if points:
+                    ax.plot(*zip(*points), marker="o", ms=4, color=colours[method], ls=styles[n],
+                            label=f"{method}, {n} devices")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        plain_log_axis(ax.xaxis)
+        plain_log_axis(ax.yaxis)
         ax.set_xlabel("link latency (ms)")
         ax.set_ylabel("mean per-token latency (ms)")
-        ax.set_title(f"{model}, {n} devices, {bandwidth}", fontsize=9)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+        ax.set_title(f"{model}, {bandwidth}", fontsize=9)
+    shared_legend(fig, axes[0], columns=len(methods))
+    rows_of_legend = -(-len({l for ax in axes[0] for l in ax.get_legend_handles_labels()[1]}) // len(methods))
+    fig.tight_layout(rect=(0, 0.06 * rows_of_legend, 1, 1))
     save_figure(fig, path, dpi=120)
     plt.close(fig)
 
@@ -168,7 +183,9 @@ def collectives_figure(path: Path, hidden: int = 4096, bits: int = 16) -> None:
     M = hidden * bits / 8
     latency = np.logspace(-5, -1.3, 120)  # 10 µs … 50 ms
     bandwidth = np.logspace(5, 9, 120)  # 100 kB/s … 1 GB/s
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    from placement.experiments.figures import plain_log_axis
+
+    fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.8), sharey=True, gridspec_kw={"wspace": 0.08})
     for ax, n in zip(axes, (4, 8)):
         ratio = np.array([[all_reduce_seconds("star", n, M, a, b) / all_reduce_seconds("ring", n, M, a, b)
                            for a in latency] for b in bandwidth])
@@ -179,11 +196,14 @@ def collectives_figure(path: Path, hidden: int = 4096, bits: int = 16) -> None:
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlim(latency[0] * 1e3, latency[-1] * 1e3)
+        plain_log_axis(ax.xaxis, steps=(1,))
+        plain_log_axis(ax.yaxis, steps=(1,))
         ax.set_xlabel("link latency α (ms)")
-        ax.set_ylabel("bandwidth β (Mbit/s)")
         ax.set_title(f"n = {n}, M = {M / 1024:g} KiB: blue = star faster", fontsize=9)
-        ax.legend(fontsize=7, loc="lower right")
-    fig.colorbar(mesh, ax=axes, label="log2(star / ring)")
+        ax.legend(fontsize=7, loc="lower left")
+    axes[0].set_ylabel("bandwidth β (Mbit/s)")  # shared: one label, not one printed over the left panel
+    bar = fig.colorbar(mesh, ax=axes, label="star time / ring time", ticks=[-2, -1, 0, 1, 2])
+    bar.ax.set_yticklabels(["0.25×", "0.5×", "1×", "2×", "4×"])  # the colour is log2 of the ratio
     save_figure(fig, path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
