@@ -74,6 +74,6 @@ def test_every_code_block_of_the_api_docs_runs(capsys):
         exec(compile(block, "docs/api.md", "exec"), namespace)  # noqa: S102 - the docs' own examples
     printed = capsys.readouterr().out
     assert "is not an amount of memory" in printed  # the builder's error is the loader's
-    assert "does not take option(s) time_limit" in printed
+    assert "does not take option(s) horizon" in printed
     assert "embed; layers 0–7: all 8 groups + projection + FFN" in printed
     assert namespace["milp"].status == "optimal" and namespace["milp"].gap == 0.0

@@ -73,7 +73,7 @@ def test_llama_cpp_rpc_and_tensor_split_reproduce_the_plan(case):
 def test_llama_cpp_refuses_a_head_level_plan():
     inst = placement.load_instance("paper-small/h8-3dev-low-s1-roofline")
     plan = placement.solve(inst, method="milp").plan
-    with pytest.raises(PlanError, match=r"layer 0 splits its attention groups over d0, d2.*multi-process runner"):
+    with pytest.raises(PlanError, match=r"layer 0 splits its attention groups over d[0-9](, d[0-9])+ .*multi-process runner"):
         export_plan(inst, plan, "llama.cpp")
 
 

@@ -1,7 +1,7 @@
 """What the report needs beyond the evaluator's `Report`: per-step compute, and one step as a timeline.
 
 This is the ONE module of `placement.report` that reaches into the evaluator and the
-cost layer (`step_costs`, `block_times`, `transfer_times`, `block_memory`); everything
+cost layer (`step_costs`, `phase_tables`, `block_memory`); everything
 else in the package reads a `Report`, a `Plan` and what this module returns. When the
 evaluator's internals change, only this module follows.
 
@@ -25,7 +25,8 @@ import numpy as np
 
 from placement.collectives import all_reduce
 from placement.cost.hardware import Cluster, Link
-from placement.evaluate import block_times, evaluate, step_costs, transfer_times
+from placement.cost.tables import phase_tables, step_costs
+from placement.evaluate import evaluate
 from placement.instance import Instance
 from placement.plan import Placement, Plan
 
@@ -230,8 +231,9 @@ def _attention_layer(lanes: _Lanes, tables: _StepTables, l: int, arrays: dict, t
     split = (xp > 0).sum() > 1
     proj_dev = int(np.argmax(xp))
     sends = (counts > 0) & ~split & (np.arange(len(names)) != proj_dev)
-    send = np.where(sends, cluster.route_latency_s[:, proj_dev]
-                    + counts * tables.group_out_bytes / cluster.route_bandwidth_bytes_per_s[:, proj_dev], 0.0)
+    # a device with c groups sends one message of c·group_out bytes, on the route fastest for its size
+    to_proj = cluster.route_time_s(counts * tables.group_out_bytes)[np.arange(len(names)), np.arange(len(names)), proj_dev]
+    send = np.where(sends, to_proj, 0.0)
     compute = counts * tables.group_s[l] + (xp * tables.projection_s[l] if split else 0.0)
     labels = (f"L{l} input", f"L{l} attention", f"L{l} heads → {names[proj_dev]}")
     t = _stage(lanes, t, np.flatnonzero(counts), _nearest(holders, tables.layer_in_s, counts > 0), compute, send,
@@ -282,24 +284,22 @@ def step_timeline(instance: Instance, plan: Plan, interval: int = 0) -> list[Seg
     precision = instance.precision.with_overrides(placement.precision, where=f"interval {interval} precision")
     context = instance.workload.prompt_tokens + interval * instance.workload.tau + 1
     costs = step_costs(instance, precision, np.array([context]))
-    cluster, names = instance.cluster, instance.cluster.names
-    times = lambda flops, read: block_times(flops, read, instance, costs.roofline)[0]  # noqa: E731  (L, N) or (N,)
-    layer_in = costs.hidden_bytes if costs.layer_in_bytes is None else costs.layer_in_bytes
+    names = instance.cluster.names
+    phase = phase_tables(instance, costs)  # the cost layer's tables, at this one step
     tables = _StepTables(
-        instance, plan, times(costs.group_flops, costs.group_read), times(costs.projection_flops, costs.projection_read),
-        times(costs.ffn_flops, costs.ffn_read), transfer_times(cluster, _first(layer_in))[0],
-        transfer_times(cluster, _first(costs.hidden_bytes))[0], _first(costs.hidden_bytes),
-        _first(costs.group_out_bytes), cluster.network == "shared" or costs.sum_gather)
+        instance, plan, phase.group_s[0], phase.projection_s[0], phase.ffn_s[0], phase.layer_in_s[0],
+        phase.hidden_s[0], _first(costs.hidden_bytes), _first(costs.group_out_bytes),
+        instance.cluster.network == "shared" or costs.sum_gather)
     lanes = _Lanes(names)
     embed, lm_head = int(arrays["embed"]), int(arrays["lm_head"])
-    t = lanes.add(embed, "compute", "embed", 0.0, times(np.zeros(1), costs.embed_read)[embed], True)
+    t = lanes.add(embed, "compute", "embed", 0.0, phase.embed_s[0][embed], True)
     holders = np.eye(len(names), dtype=bool)[embed]
     for l in range(instance.model.layers):
         t, holders = _attention_layer(lanes, tables, l, arrays, t, holders)
         t, holders = _ffn_layer(lanes, tables, l, arrays, t, holders)
-    lm_in = transfer_times(cluster, _first(costs.lm_head_in_bytes))[0]
+    lm_in = phase.lm_head_in_s[0]
     t = lanes.add(lm_head, "transfer", "hidden → lm_head", t, min(lm_in[h, lm_head] for h in np.flatnonzero(holders)), True)
-    t = lanes.add(lm_head, "compute", "lm_head", t, times(costs.lm_head_flops, costs.lm_head_read)[lm_head], True)
-    token = transfer_times(cluster, costs.token_bytes)[0][lm_head, embed]
+    t = lanes.add(lm_head, "compute", "lm_head", t, phase.lm_head_s[0][lm_head], True)
+    token = phase.token_s[lm_head, embed]
     lanes.add(lm_head, "transfer", f"token → {names[embed]}", t, token, True)
     return lanes.segments
