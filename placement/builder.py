@@ -26,8 +26,8 @@ import yaml
 
 from placement.cost.model import ModelSpec, load_model, model_names
 from placement.cost.units import BYTES, BYTES_PER_S, FLOP_PER_S, SECONDS, parse_quantity
-from placement.atomic import write_text_atomic
 from placement.errors import InputError
+from placement.files import write_text_atomic
 from placement.instance import Instance, Workload, instance_from_dict
 
 __all__ = ["device", "link", "build_instance", "instance_to_dict", "instance_to_yaml", "save_instance",
@@ -343,7 +343,11 @@ def save_instance(instance: Instance, path: str | Path) -> Path:
     Path
         `path`.
     """
-    return write_text_atomic(path, instance_to_yaml(instance), what="save")
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise InputError(f"save: folder {str(path.parent)!r} does not exist; create it or save elsewhere")
+    write_text_atomic(path, instance_to_yaml(instance))
+    return path
 
 
 def instances_equal(a: Instance, b: Instance) -> bool:

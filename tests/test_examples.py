@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import placement
 from placement.builder import instances_equal
 
@@ -74,6 +76,6 @@ def test_every_code_block_of_the_api_docs_runs(capsys):
         exec(compile(block, "docs/api.md", "exec"), namespace)  # noqa: S102 - the docs' own examples
     printed = capsys.readouterr().out
     assert "is not an amount of memory" in printed  # the builder's error is the loader's
-    assert "does not take option(s) horizon" in printed
+    assert "does not take option(s) colour" in printed
     assert "embed; layers 0–7: all 8 groups + projection + FFN" in printed
-    assert namespace["milp"].status == "optimal" and namespace["milp"].gap == 0.0
+    assert namespace["milp"].status == "optimal" and namespace["milp"].gap == pytest.approx(0.0, abs=1e-9)

@@ -70,11 +70,16 @@ def test_llama_cpp_rpc_and_tensor_split_reproduce_the_plan(case):
         assert argv[0] == "rpc-server" and f"{hosts.get(device, device).split(':')[0]}:{_argument(argv, '--port')}" in rpc
 
 
-def test_llama_cpp_refuses_a_head_level_plan():
-    inst = placement.load_instance("paper-small/h8-3dev-low-s1-roofline")
-    plan = placement.solve(inst, method="milp").plan
-    with pytest.raises(PlanError, match=r"layer 0 splits its attention groups over d[0-9](, d[0-9])+ .*multi-process runner"):
-        export_plan(inst, plan, "llama.cpp")
+def test_llama_cpp_refuses_a_head_level_plan(case):
+    inst, plan, owner = case
+    layers = np.array([inst.cluster.index(d) for d in owner])
+    head_level = Placement.by_layer(layers, inst.model.kv_heads, inst.n_devices)
+    head_level.attention[3, 0] = inst.cluster.index("pi5")  # one group of layer 3 elsewhere
+    with pytest.raises(PlanError, match=r"layer 3 splits its attention groups over orin-nx, pi5.*multi-process runner"):
+        export_plan(inst, Plan(inst.cluster.names, [head_level]), "llama.cpp")
+    milp = placement.solve(placement.load_instance("paper-small/h8-3dev-low-s1-roofline"), method="milp")
+    with pytest.raises(PlanError, match=r"layer 0 splits its attention groups over d\d"):
+        export_plan(placement.load_instance("paper-small/h8-3dev-low-s1-roofline"), milp.plan, "llama.cpp")
 
 
 def test_exo_partitions_map_back_to_the_plans_layers(case):

@@ -12,7 +12,8 @@ from importlib.resources import files
 from pathlib import Path
 
 from placement.cost.units import format_bytes, format_seconds
-from placement.atomic import write_text_atomic
+from placement.errors import InputError
+from placement.files import write_text_atomic
 from placement.evaluate import Report, evaluate
 from placement.instance import Instance
 from placement.plan import Plan
@@ -175,5 +176,8 @@ def write_report(path: str | Path, instance: Instance, plan: Plan, *, report: Re
     Path
         `path`.
     """
-    page = report_html(instance, plan, report=report, result=result)
-    return write_text_atomic(path, page, what="report")
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise InputError(f"report: folder {str(path.parent)!r} does not exist; create it or write elsewhere")
+    write_text_atomic(path, report_html(instance, plan, report=report, result=result))
+    return path

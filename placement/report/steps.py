@@ -1,9 +1,10 @@
 """What the report needs beyond the evaluator's `Report`: per-step compute, and one step as a timeline.
 
 This is the ONE module of `placement.report` that reaches into the evaluator and the
-cost layer (`step_costs`, `phase_tables`, `block_memory`); everything
-else in the package reads a `Report`, a `Plan` and what this module returns. When the
-evaluator's internals change, only this module follows.
+cost layer (`placement.cost.tables`: `step_costs`, `phase_tables`, `transfer_times`;
+`placement.collectives`); everything else in the package reads a `Report`, a `Plan`
+and what this module returns. When the evaluator's internals change, only this module
+follows.
 
 Two figures come from here:
 
@@ -23,9 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from placement.collectives import all_reduce
+from placement.collectives import all_reduce, collective_context
 from placement.cost.hardware import Cluster, Link
-from placement.cost.tables import phase_tables, step_costs
+from placement.cost.tables import phase_tables, step_costs, transfer_times
 from placement.evaluate import evaluate
 from placement.instance import Instance
 from placement.plan import Placement, Plan
@@ -192,30 +193,22 @@ def _first(value) -> float:
 
 
 @dataclass(frozen=True, eq=False)
-class _StepTables:
-    """One decode step's block times (s) and transfer times (s) on the instance, as the evaluator builds them."""
+class _Step:
+    """One decode step as the evaluator's tables give it, and what its collective needs."""
 
     instance: Instance
     plan: Plan
-    group_s: np.ndarray  # (L, N) one group
-    projection_s: np.ndarray  # (L, N) a whole projection
-    ffn_s: np.ndarray  # (L, N) a whole FFN
-    layer_in_s: np.ndarray  # (N, N) a layer's input
-    hidden_s: np.ndarray  # (N, N) the hidden state
+    tables: object  # placement.cost.tables.PhaseTables of this one step
     hidden_bytes: float
     group_out_bytes: float
     together: bool  # head outputs and inputs take turns (shared medium or kafetzis2025)
+    ota: object  # the wireless all-reduce of an `ota` plan, else None
 
 
-def _reduce(tables: _StepTables, shares: np.ndarray):
-    instance, plan = tables.instance, tables.plan
+def _reduce(step: _Step, shares: np.ndarray):
+    instance, plan = step.instance, step.plan
     root = int(np.argmax(shares)) if plan.root is None else instance.cluster.index(plan.root)
-    ota = None
-    if plan.collective == "ota":
-        from placement.ota.allreduce import ota_context
-
-        ota = ota_context(instance, plan)
-    return all_reduce(plan.collective, shares > 0, root, tables.hidden_bytes, instance.cluster, ota=ota)
+    return all_reduce(plan.collective, shares > 0, root, step.hidden_bytes, instance.cluster, ota=step.ota)
 
 
 def _nearest(holders: np.ndarray, times: np.ndarray, wanted: np.ndarray) -> np.ndarray:
@@ -223,41 +216,41 @@ def _nearest(holders: np.ndarray, times: np.ndarray, wanted: np.ndarray) -> np.n
     return np.where(holders[None, :], times.T, np.inf).min(axis=1) * wanted
 
 
-def _attention_layer(lanes: _Lanes, tables: _StepTables, l: int, arrays: dict, t: float,
+def _attention_layer(lanes: _Lanes, step: _Step, l: int, arrays: dict, t: float,
                      holders: np.ndarray) -> tuple[float, np.ndarray]:
     """Layer `l`'s groups (and a split projection's shares), then its projection or all-reduce."""
-    cluster, names = tables.instance.cluster, tables.instance.cluster.names
+    cluster, names, tables = step.instance.cluster, step.instance.cluster.names, step.tables
     counts, xp = arrays["counts"][l], arrays["projection"][l]
     split = (xp > 0).sum() > 1
     proj_dev = int(np.argmax(xp))
     sends = (counts > 0) & ~split & (np.arange(len(names)) != proj_dev)
-    # a device with c groups sends one message of c·group_out bytes, on the route fastest for its size
-    to_proj = cluster.route_time_s(counts * tables.group_out_bytes)[np.arange(len(names)), np.arange(len(names)), proj_dev]
-    send = np.where(sends, to_proj, 0.0)
-    compute = counts * tables.group_s[l] + (xp * tables.projection_s[l] if split else 0.0)
+    # a device with c groups sends one message of c·group_out bytes, on the route fastest for that size
+    out_s = transfer_times(cluster, counts * step.group_out_bytes)[np.arange(len(names)), :, proj_dev].diagonal()
+    send = np.where(sends, out_s, 0.0)
+    compute = counts * tables.group_s[0, l] + (xp * tables.projection_s[0, l] if split else 0.0)
     labels = (f"L{l} input", f"L{l} attention", f"L{l} heads → {names[proj_dev]}")
-    t = _stage(lanes, t, np.flatnonzero(counts), _nearest(holders, tables.layer_in_s, counts > 0), compute, send,
-               labels, tables.together)
+    t = _stage(lanes, t, np.flatnonzero(counts), _nearest(holders, tables.layer_in_s[0], counts > 0), compute, send,
+               labels, step.together)
     if not split:
-        t = lanes.add(proj_dev, "compute", f"L{l} projection", t, tables.projection_s[l, proj_dev], True)
+        t = lanes.add(proj_dev, "compute", f"L{l} projection", t, tables.projection_s[0, l, proj_dev], True)
         return t, np.eye(len(names), dtype=bool)[proj_dev]
-    reduced = _reduce(tables, xp)
+    reduced = _reduce(step, xp)
     for m in np.flatnonzero(xp):
         lanes.add(m, "transfer", f"L{l} projection all-reduce", t, reduced.time_s, True)
     return t + reduced.time_s, reduced.holders
 
 
-def _ffn_layer(lanes: _Lanes, tables: _StepTables, l: int, arrays: dict, t: float,
+def _ffn_layer(lanes: _Lanes, step: _Step, l: int, arrays: dict, t: float,
                holders: np.ndarray) -> tuple[float, np.ndarray]:
     """Layer `l`'s FFN: the hidden state to its device(s), the FFN, and a split FFN's all-reduce."""
     xf = arrays["ffn"][l]
     members = np.flatnonzero(xf)
-    shared = tables.instance.cluster.network == "shared"
-    t = _stage(lanes, t, members, _nearest(holders, tables.hidden_s, xf > 0), xf * tables.ffn_s[l],
+    shared = step.instance.cluster.network == "shared"
+    t = _stage(lanes, t, members, _nearest(holders, step.tables.hidden_s[0], xf > 0), xf * step.tables.ffn_s[0, l],
                np.zeros(len(xf)), (f"L{l} hidden in", f"L{l} FFN", ""), shared)
     if len(members) == 1:
         return t, np.eye(len(xf), dtype=bool)[members[0]]
-    reduced = _reduce(tables, xf)
+    reduced = _reduce(step, xf)
     for m in members:
         lanes.add(m, "transfer", f"L{l} FFN all-reduce", t, reduced.time_s, True)
     return t + reduced.time_s, reduced.holders
@@ -284,22 +277,19 @@ def step_timeline(instance: Instance, plan: Plan, interval: int = 0) -> list[Seg
     precision = instance.precision.with_overrides(placement.precision, where=f"interval {interval} precision")
     context = instance.workload.prompt_tokens + interval * instance.workload.tau + 1
     costs = step_costs(instance, precision, np.array([context]))
+    tables = phase_tables(instance, costs)
+    step = _Step(instance, plan, tables, _first(costs.hidden_bytes), _first(costs.group_out_bytes),
+                 instance.cluster.network == "shared" or costs.sum_gather, collective_context(instance, plan))
     names = instance.cluster.names
-    phase = phase_tables(instance, costs)  # the cost layer's tables, at this one step
-    tables = _StepTables(
-        instance, plan, phase.group_s[0], phase.projection_s[0], phase.ffn_s[0], phase.layer_in_s[0],
-        phase.hidden_s[0], _first(costs.hidden_bytes), _first(costs.group_out_bytes),
-        instance.cluster.network == "shared" or costs.sum_gather)
     lanes = _Lanes(names)
     embed, lm_head = int(arrays["embed"]), int(arrays["lm_head"])
-    t = lanes.add(embed, "compute", "embed", 0.0, phase.embed_s[0][embed], True)
+    t = lanes.add(embed, "compute", "embed", 0.0, tables.embed_s[0, embed], True)
     holders = np.eye(len(names), dtype=bool)[embed]
     for l in range(instance.model.layers):
-        t, holders = _attention_layer(lanes, tables, l, arrays, t, holders)
-        t, holders = _ffn_layer(lanes, tables, l, arrays, t, holders)
-    lm_in = phase.lm_head_in_s[0]
-    t = lanes.add(lm_head, "transfer", "hidden → lm_head", t, min(lm_in[h, lm_head] for h in np.flatnonzero(holders)), True)
-    t = lanes.add(lm_head, "compute", "lm_head", t, phase.lm_head_s[0][lm_head], True)
-    token = phase.token_s[lm_head, embed]
-    lanes.add(lm_head, "transfer", f"token → {names[embed]}", t, token, True)
+        t, holders = _attention_layer(lanes, step, l, arrays, t, holders)
+        t, holders = _ffn_layer(lanes, step, l, arrays, t, holders)
+    into_head = min(tables.lm_head_in_s[0][h, lm_head] for h in np.flatnonzero(holders))
+    t = lanes.add(lm_head, "transfer", "hidden → lm_head", t, into_head, True)
+    t = lanes.add(lm_head, "compute", "lm_head", t, tables.lm_head_s[0, lm_head], True)
+    lanes.add(lm_head, "transfer", f"token → {names[embed]}", t, tables.token_s[lm_head, embed], True)
     return lanes.segments
