@@ -22,7 +22,7 @@ from problems import PROBLEMS  # noqa: E402
 
 from placement import METHODS, InputError, Plan, evaluate, solve  # noqa: E402
 from placement.result import STATUSES, Result, check_result  # noqa: E402
-from placement.solvers.reference import pipeline_plan, single_plan  # noqa: E402
+from placement.solvers.reference import single_plan  # noqa: E402
 
 REL = 1e-6
 
