@@ -22,7 +22,7 @@ from problems import PROBLEMS  # noqa: E402
 
 from placement import METHODS, InputError, Plan, evaluate, solve  # noqa: E402
 from placement.result import STATUSES, Result, check_result  # noqa: E402
-from placement.solvers.reference import pipeline_plan, single_plan  # noqa: E402
+from placement.solvers.reference import single_plan  # noqa: E402
 
 REL = 1e-6
 
@@ -31,7 +31,7 @@ REL = 1e-6
 EXACT = ("milp", "pipeline-dp", "split", "split-adaptive", "tp")
 # Back ends that build a plan without predicting its latency.
 NO_MODEL = ("single", "pipeline", "myopic", "myopic+", "myopic-milp", "memory-proportional", "round-robin",
-            "greedy", "static", "ota")
+            "greedy", "static", "ota", "serving")
 
 
 @pytest.mark.parametrize("name", list(PROBLEMS))

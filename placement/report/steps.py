@@ -25,7 +25,8 @@ import numpy as np
 
 from placement.collectives import all_reduce
 from placement.cost.hardware import Cluster, Link
-from placement.evaluate import block_times, evaluate, step_costs, transfer_times
+from placement.cost.tables import block_times, step_costs, transfer_times
+from placement.evaluate import evaluate
 from placement.instance import Instance
 from placement.plan import Placement, Plan
 
@@ -230,8 +231,8 @@ def _attention_layer(lanes: _Lanes, tables: _StepTables, l: int, arrays: dict, t
     split = (xp > 0).sum() > 1
     proj_dev = int(np.argmax(xp))
     sends = (counts > 0) & ~split & (np.arange(len(names)) != proj_dev)
-    send = np.where(sends, cluster.route_latency_s[:, proj_dev]
-                    + counts * tables.group_out_bytes / cluster.route_bandwidth_bytes_per_s[:, proj_dev], 0.0)
+    every = np.arange(len(names))  # each device's head outputs: one message, on the route fastest for its size
+    send = np.where(sends, transfer_times(cluster, counts * tables.group_out_bytes)[every, every, proj_dev], 0.0)
     compute = counts * tables.group_s[l] + (xp * tables.projection_s[l] if split else 0.0)
     labels = (f"L{l} input", f"L{l} attention", f"L{l} heads → {names[proj_dev]}")
     t = _stage(lanes, t, np.flatnonzero(counts), _nearest(holders, tables.layer_in_s, counts > 0), compute, send,
@@ -284,7 +285,7 @@ def step_timeline(instance: Instance, plan: Plan, interval: int = 0) -> list[Seg
     costs = step_costs(instance, precision, np.array([context]))
     cluster, names = instance.cluster, instance.cluster.names
     times = lambda flops, read: block_times(flops, read, instance, costs.roofline)[0]  # noqa: E731  (L, N) or (N,)
-    layer_in = costs.hidden_bytes if costs.layer_in_bytes is None else costs.layer_in_bytes
+    layer_in = costs.layer_input_bytes
     tables = _StepTables(
         instance, plan, times(costs.group_flops, costs.group_read), times(costs.projection_flops, costs.projection_read),
         times(costs.ffn_flops, costs.ffn_read), transfer_times(cluster, _first(layer_in))[0],
