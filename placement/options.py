@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from placement.errors import InputError, InputWarning
+from placement.methods import METHODS  # the one list of methods
 from placement.files import parse_yaml, short
 
 __all__ = ["COMMON", "Deadline", "OptionDoc", "check_common", "resolve_options", "method_options", "backend_of",
@@ -125,8 +126,6 @@ def backend_of(method: str) -> tuple[str, Callable[..., Any]]:
     InputError
         For an unknown method, listing the known ones.
     """
-    from placement.solve import METHODS  # the one list of methods
-
     key = method.lower() if isinstance(method, str) else method
     if key not in METHODS:
         raise InputError(f"unknown method {short(method)}; methods are {', '.join(METHODS)}")
