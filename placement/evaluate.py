@@ -70,6 +70,10 @@ class Report:
         Time to first token: the prefill, seconds.
     decode_s : ndarray, shape (T,)
         Latency of every decode step, seconds.
+    decode_compute_s : ndarray, shape (T,)
+        The compute along each decode step's critical path, seconds; the rest of the
+        step is transfers (and, where a plan has them, disk reads and the client's
+        token delivery). Sums to ``breakdown_s["decode_compute"]``.
     migration_s : ndarray, shape (n_intervals,)
         Migration time at the start of each interval (0 for the first), seconds.
     breakdown_s : dict of str to float
@@ -90,6 +94,7 @@ class Report:
 
     ttft_s: float
     decode_s: np.ndarray
+    decode_compute_s: np.ndarray
     migration_s: np.ndarray
     breakdown_s: dict[str, float]
     peak_memory_bytes: np.ndarray
@@ -699,7 +704,7 @@ def evaluate(instance: Instance, plan: Plan) -> Report:
     breakdown = {
         "prefill_compute": float(first.compute[0]),
         "prefill_transfer": float(base_first[0] - first.compute[0]),
-        "decode_compute": float(decode.compute.sum()),
+        "decode_compute": float(decode.compute.sum()),  # == decode_compute_s.sum()
         "decode_transfer": float((base_decode - decode.compute).sum()),
         "migration": float(migration.sum()),
         "prefill_disk": float(first.latency[0] - client_first - base_first[0]),
@@ -709,6 +714,7 @@ def evaluate(instance: Instance, plan: Plan) -> Report:
     return Report(
         ttft_s=float(first.latency[0]),
         decode_s=decode.latency,
+        decode_compute_s=decode.compute,
         migration_s=migration,
         breakdown_s=breakdown,
         peak_memory_bytes=needed,

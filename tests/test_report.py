@@ -54,7 +54,7 @@ def test_timeline_ends_at_the_evaluators_step_latency(solved, case):
 def test_compute_part_of_the_trace_sums_to_the_evaluators_decode_compute(solved, case):
     inst = placement.load_instance(case[0])
     report = solved[case].report
-    parts = step_breakdown(inst, solved[case].plan, report.decode_s, report.migration_s)
+    parts = step_breakdown(report, inst.workload.tau)
     assert parts.compute_s.sum() == pytest.approx(report.breakdown_s["decode_compute"], rel=1e-9)
     assert parts.transfer_s.sum() == pytest.approx(report.breakdown_s["decode_transfer"], rel=1e-9, abs=1e-12)
     assert parts.migration_s.sum() == pytest.approx(report.migration_s.sum())

@@ -123,7 +123,7 @@ def report_html(instance: Instance, plan: Plan, *, report: Report | None = None,
         A complete HTML document that loads nothing from elsewhere.
     """
     report = report if report is not None else evaluate(instance, plan)
-    breakdown = step_breakdown(instance, plan, report.decode_s, report.migration_s)
+    breakdown = step_breakdown(report, instance.workload.tau)
     timelines = [step_timeline(instance, plan, k) for k in range(len(plan.intervals))]
     title = f"{plan.method or 'plan'} on {instance.name}"
     sections = [
@@ -140,7 +140,7 @@ def report_html(instance: Instance, plan: Plan, *, report: Report | None = None,
         "for blocks (red dashed line: memory less the reservation). Red bars are over the limit.</p>",
         charts.memory_chart(report),
         "<h2>Per-token latency</h2>",
-        '<p class="note">Every decode step: compute (the step on an ideal network) and transfer (the rest) stacked; '
+        '<p class="note">Every decode step: compute (along the critical path) and transfer (the rest) stacked; '
         "red marks are migrations, paid before the first step of an interval; dotted lines are interval "
         "boundaries.</p>",
         _legend("compute", "transfer", "migration"),

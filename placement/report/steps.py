@@ -8,10 +8,9 @@ follows.
 
 Two figures come from here:
 
-- `step_breakdown`: the compute part of every decode step's latency. It is the
-  evaluator's own latency of the same plan on the same devices joined by an ideal
-  network (no latency, unbounded bandwidth), so it is the evaluator's figure, not a
-  second model; the transfer part is the rest of the real step.
+- `step_breakdown`: the compute part of every decode step's latency, the evaluator's
+  own compute along the step's critical path (``Report.decode_compute_s``); the
+  transfer part is the rest of the step.
 - `step_timeline`: one decode step (the first of an interval) laid out as segments
   per device along the data path of docs/cost-model.md, with the critical path
   marked. Its end equals the evaluator's latency of that step for plans without
@@ -25,16 +24,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from placement.collectives import all_reduce, collective_context
-from placement.cost.hardware import Cluster, Link
 from placement.cost.tables import phase_tables, step_costs, transfer_times
-from placement.evaluate import evaluate
+from placement.evaluate import Report
 from placement.instance import Instance
 from placement.plan import Placement, Plan
 
 __all__ = ["Segment", "StepBreakdown", "step_breakdown", "step_timeline", "device_arrays"]
 
-# Bandwidth of the ideal network, bytes/s: large enough that a transfer takes ~1e-20 s.
-_IDEAL_BANDWIDTH_BYTES_PER_S = 1e30
 
 
 @dataclass(frozen=True)
@@ -78,41 +74,26 @@ class StepBreakdown:
     migration_s: np.ndarray
 
 
-def _ideal_instance(instance: Instance) -> Instance:
-    """The instance with every pair of devices joined directly by a link of no latency and unbounded bandwidth."""
-    names = instance.cluster.names
-    links = tuple(Link(u, v, _IDEAL_BANDWIDTH_BYTES_PER_S, 0.0) for i, u in enumerate(names) for v in names[i + 1:])
-    cluster = Cluster(devices=instance.cluster.devices, links=links, network=instance.cluster.network)
-    return Instance(instance.name, instance.model, cluster, instance.workload, instance.precision,
-                    instance.description, instance.wireless)
-
-
-def step_breakdown(instance: Instance, plan: Plan, decode_s: np.ndarray, migration_s: np.ndarray) -> StepBreakdown:
-    """Split the decode trace into compute and transfer with the evaluator on an ideal network.
+def step_breakdown(report: Report, tau: int) -> StepBreakdown:
+    """Split the decode trace into compute and the rest, as the evaluator's critical path does.
 
     Parameters
     ----------
-    instance : Instance
-    plan : Plan
-    decode_s : ndarray, shape (T,)
-        The report's decode trace, seconds.
-    migration_s : ndarray, shape (n_intervals,)
-        The report's migration time per interval, seconds.
+    report : Report
+        The evaluator's report of the plan.
+    tau : int
+        Decode steps per interval (where each interval's migration is paid).
 
     Returns
     -------
     StepBreakdown
-        Compute is the latency on the ideal network (sliding-window disk reads that
-        dominate count as compute); transfer is the rest, never negative.
+        Compute is the evaluator's compute along each step's critical path
+        (``report.decode_compute_s``); transfer is the rest of the step.
     """
-    if instance.n_devices > 1:
-        compute = np.minimum(evaluate(_ideal_instance(instance), plan).decode_s, decode_s)
-    else:
-        compute = np.asarray(decode_s, dtype=float).copy()
-    per_step = np.zeros(len(decode_s))
-    starts = np.arange(len(migration_s)) * instance.workload.tau
-    per_step[starts] = migration_s
-    return StepBreakdown(compute, np.maximum(decode_s - compute, 0.0), per_step)
+    compute = np.asarray(report.decode_compute_s, dtype=float)
+    per_step = np.zeros(len(report.decode_s))
+    per_step[np.arange(len(report.migration_s)) * tau] = report.migration_s
+    return StepBreakdown(compute, np.maximum(report.decode_s - compute, 0.0), per_step)
 
 
 def device_arrays(instance: Instance, placement: Placement, plan_devices: tuple[str, ...]) -> dict[str, np.ndarray]:
