@@ -498,6 +498,7 @@ def instance_from_dict(data: dict[str, Any], *, source: str = "instance", base: 
         bits.weights if bits.weights is not None else model.weight_bits,
         bits.kv_cache if bits.kv_cache is not None else model.kv_bits,
         bits.activations if bits.activations is not None else model.activation_bits,
+        model.embed_bits if bits.weights is None else None,
     )
     wireless = None
     if spec.wireless is not None:

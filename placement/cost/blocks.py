@@ -29,7 +29,8 @@ import numpy as np
 from placement.cost.model import ModelSpec
 from placement.cost.precision import Precision
 
-__all__ = ["StepCosts", "BlockMemory", "decode_costs", "prefill_costs", "roofline_block_memory"]
+__all__ = ["StepCosts", "BlockMemory", "decode_costs", "prefill_costs", "roofline_block_memory", "cached_positions",
+           "causal_pairs", "attend_flops_per_position", "ffn_read_params"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -136,8 +137,105 @@ class BlockMemory:
                            self.embed, self.lm_head, pick(self.total), self.groups_per_layer)
 
 
+def cached_positions(model: ModelSpec, contexts: np.ndarray) -> np.ndarray:
+    """Positions each layer's cache holds and a new token attends to at each context: ``min(S, W_l)``, (n, L).
+
+    Parameters
+    ----------
+    model : ModelSpec
+    contexts : ndarray, shape (n,)
+        Context lengths ``S``.
+
+    Returns
+    -------
+    ndarray, shape (n, L)
+        Positions (a full-attention layer has ``W = inf``).
+    """
+    return np.minimum(np.asarray(contexts, dtype=float)[:, None], model.windows[None, :])
+
+
+def causal_pairs(prompt_tokens: int, windows: np.ndarray) -> np.ndarray:
+    """(query, key) pairs causal attention scores over a ``P``-token prompt, per layer (L,).
+
+    Position ``i`` (1-based) attends to ``min(i, W)`` positions, so the sum is
+    ``P(P+1)/2`` when ``P ≤ W`` and ``W(W+1)/2 + (P − W)·W`` otherwise.
+
+    Parameters
+    ----------
+    prompt_tokens : int
+        ``P``.
+    windows : ndarray, shape (L,)
+        ``W`` of each layer (``inf``: full attention).
+
+    Returns
+    -------
+    ndarray, shape (L,)
+    """
+    P = float(prompt_tokens)
+    W = np.minimum(np.asarray(windows, dtype=float), P)
+    return W * (W + 1) / 2 + (P - W) * W
+
+
+def attend_flops_per_position(model: ModelSpec, phase: str) -> float:
+    """FLOPs one query spends on one cached position in one attention group.
+
+    GQA: ``4·r·d`` (scores ``2rd``, weighted values ``2rd``). MLA decode reads the
+    latent directly (the up-projections absorbed into the query and the output):
+    ``2H·(kv_rank + rope)`` for scores plus ``2H·kv_rank`` for values. MLA prefill
+    decompresses keys and values (their up-projection is part of the linear FLOPs):
+    ``2H·d`` for scores plus ``2H·v_head_dim`` for values.
+
+    Parameters
+    ----------
+    model : ModelSpec
+    phase : {"decode", "prefill"}
+
+    Returns
+    -------
+    float
+        FLOP per (query, position) pair, batch 1.
+    """
+    if model.attention != "mla":
+        return 4.0 * model.group_size * model.head_dim
+    H = model.heads
+    if phase == "decode":
+        return 2.0 * H * (2 * model.kv_lora_rank + model.qk_rope_head_dim)
+    return 2.0 * H * (model.head_dim + model.v_head_dim)
+
+
+def ffn_read_params(model: ModelSpec, tokens: float) -> np.ndarray:
+    """Expected FFN parameters read from memory when ``tokens`` tokens pass each layer, (L,).
+
+    A dense FFN reads all its weights. An MoE layer reads its router and shared
+    experts, and every routed expert at least one token chose: under uniform top-k
+    routing of independent tokens an expert is missed by one token with probability
+    ``1 − k/E``, so ``E·(1 − (1 − k/E)^tokens)`` experts are read on average (``k`` at one token).
+
+    Parameters
+    ----------
+    model : ModelSpec
+    tokens : float
+        Tokens through the layer in the step (``B`` in decode, ``B·P`` in prefill).
+
+    Returns
+    -------
+    ndarray, shape (L,)
+        Parameters.
+    """
+    if not model.is_moe:
+        return model.ffn_params_per_layer.astype(float)
+    E, k = model.experts, model.experts_per_token
+    touched = E * (1 - (1 - k / E) ** tokens)
+    moe = model.moe_fixed_params + touched * model.expert_params
+    return np.where(model.moe_layers, moe, model.dense_ffn_params)
+
+
 def decode_costs(model: ModelSpec, batch: int, precision: Precision, contexts: np.ndarray) -> StepCosts:
     """Costs of decode steps at the given contexts (profile ``roofline``).
+
+    A new token attends to ``min(S, W_l)`` positions in layer ``l`` and reads that
+    many cached positions (`cached_positions`); an MoE layer computes its top-k
+    experts and reads the experts its tokens chose (`ffn_read_params`).
 
     Parameters
     ----------
@@ -153,23 +251,24 @@ def decode_costs(model: ModelSpec, batch: int, precision: Precision, contexts: n
     -------
     StepCosts
     """
-    B, D, d, r = batch, model.hidden, model.head_dim, model.group_size
-    S = np.asarray(contexts, dtype=float)[:, None]
+    B, D = batch, model.hidden
+    S = cached_positions(model, contexts)
     steps = len(S)
     ones = np.ones((steps, 1))
     w_att, w_proj, w_ffn, c = precision.attention, precision.projection, precision.ffn, precision.kv
+    ffn_active = model.ffn_active_params_per_layer
     return StepCosts(
-        group_flops=2 * B * model.group_params + 4 * B * r * d * S + 0 * w_att,
-        group_read=model.group_params * w_att / 8 + 2 * B * d * S * c / 8,
+        group_flops=2 * B * model.group_params + B * attend_flops_per_position(model, "decode") * S + 0 * w_att,
+        group_read=model.group_params * w_att / 8 + B * model.cache_values_per_token * S * c / 8,
         projection_flops=ones * (2 * B * model.projection_params) + 0 * w_proj,
         projection_read=ones * (model.projection_params * w_proj / 8),
-        ffn_flops=ones * (2 * B * model.ffn_params) + 0 * w_ffn,
-        ffn_read=ones * (model.ffn_params * w_ffn / 8),
+        ffn_flops=ones * (2 * B * ffn_active) + 0 * w_ffn,
+        ffn_read=ones * (ffn_read_params(model, B) * w_ffn / 8),
         embed_read=np.full(steps, B * D * precision.embed / 8),
-        lm_head_flops=np.full(steps, 2.0 * B * model.embed_params),
-        lm_head_read=np.full(steps, model.embed_params * precision.lm_head / 8),
+        lm_head_flops=np.full(steps, 2.0 * B * model.lm_head_params),
+        lm_head_read=np.full(steps, model.lm_head_params * precision.lm_head / 8),
         hidden_bytes=B * D * precision.activation / 8,
-        group_out_bytes=B * r * d * precision.activation / 8,
+        group_out_bytes=B * model.group_size * model.value_dim * precision.activation / 8,
         lm_head_in_bytes=B * D * precision.activation / 8,
         token_bytes=4.0 * B,
     )
@@ -178,9 +277,11 @@ def decode_costs(model: ModelSpec, batch: int, precision: Precision, contexts: n
 def prefill_costs(model: ModelSpec, batch: int, precision: Precision, prompt_tokens: int) -> StepCosts:
     """Costs of the prefill of a ``P``-token prompt, as one step (profile ``roofline``).
 
-    Linear FLOPs are ×P; weights are read once; each group writes its KV cache once
-    (``2B·d·P·c/8``); causal attention costs ``2B·r·d·P(P+1)`` FLOPs; activation
-    transfers carry P positions; ``lm_head`` runs for the last position only.
+    Linear FLOPs are ×P; weights are read once; each group writes the positions its
+    cache keeps once (``B·min(P, W)·v·c/8``, ``v`` values per position); causal
+    attention costs ``B·f·pairs`` FLOPs with ``f`` from `attend_flops_per_position`
+    and ``pairs`` from `causal_pairs` (``2B·r·d·P(P+1)`` for full GQA attention);
+    activation transfers carry P positions; ``lm_head`` runs for the last position only.
 
     Parameters
     ----------
@@ -196,20 +297,23 @@ def prefill_costs(model: ModelSpec, batch: int, precision: Precision, prompt_tok
     StepCosts
         With one step.
     """
-    B, D, d, r, P = batch, model.hidden, model.head_dim, model.group_size, prompt_tokens
+    B, D, P = batch, model.hidden, prompt_tokens
     w_att, w_proj, w_ffn, c = (precision.attention[None], precision.projection[None], precision.ffn[None], precision.kv[None])
+    pairs = causal_pairs(P, model.windows)[None]
+    kept = cached_positions(model, np.array([P]))
+    ffn_active = model.ffn_active_params_per_layer[None]
     return StepCosts(
-        group_flops=P * 2 * B * model.group_params + 2 * B * r * d * P * (P + 1) + 0 * w_att,
-        group_read=model.group_params * w_att / 8 + 2 * B * d * P * c / 8,
+        group_flops=P * 2 * B * model.group_params + B * attend_flops_per_position(model, "prefill") * pairs + 0 * w_att,
+        group_read=model.group_params * w_att / 8 + B * model.cache_values_per_token * kept * c / 8,
         projection_flops=P * 2.0 * B * model.projection_params + 0 * w_proj,
         projection_read=model.projection_params * w_proj / 8,
-        ffn_flops=P * 2.0 * B * model.ffn_params + 0 * w_ffn,
-        ffn_read=model.ffn_params * w_ffn / 8,
+        ffn_flops=P * 2.0 * B * ffn_active + 0 * w_ffn,
+        ffn_read=ffn_read_params(model, B * P)[None] * w_ffn / 8,
         embed_read=np.array([P * B * D * precision.embed / 8]),
-        lm_head_flops=np.array([2.0 * B * model.embed_params]),
-        lm_head_read=np.array([model.embed_params * precision.lm_head / 8]),
+        lm_head_flops=np.array([2.0 * B * model.lm_head_params]),
+        lm_head_read=np.array([model.lm_head_params * precision.lm_head / 8]),
         hidden_bytes=P * B * D * precision.activation / 8,
-        group_out_bytes=P * B * r * d * precision.activation / 8,
+        group_out_bytes=P * B * model.group_size * model.value_dim * precision.activation / 8,
         lm_head_in_bytes=B * D * precision.activation / 8,
         token_bytes=4.0 * B,
     )
@@ -233,17 +337,17 @@ def roofline_block_memory(model: ModelSpec, batch: int, precision: Precision, co
     Returns
     -------
     BlockMemory
-        Group weights ``D·d·(r+2)·w/8`` and KV cache ``2B·d·S·c/8``; projection and FFN
-        weights; embed and lm_head tables; the total with tied embeddings counted once.
+        Group weights ``group_params·w/8`` and KV cache ``B·min(S, W_l)·v·c/8`` (``v = 2d``,
+        or MLA's ``kv_rank + rope``); projection and FFN weights (every expert of an MoE
+        layer); embed and lm_head tables; the total with tied embeddings counted once.
     """
-    B, d = batch, model.head_dim
-    S = np.asarray(contexts, dtype=float)[:, None]
-    group_weights = np.broadcast_to(model.group_params * precision.attention / 8, (len(S), model.layers))
-    group_kv = 2 * B * d * S * precision.kv / 8
-    projection = np.broadcast_to(model.projection_params * precision.projection / 8, group_kv.shape)
-    ffn = np.broadcast_to(model.ffn_params * precision.ffn / 8, group_kv.shape)
+    S = cached_positions(model, contexts)
+    group_weights = np.broadcast_to(model.group_params * precision.attention / 8, S.shape)
+    group_kv = batch * model.cache_values_per_token * S * precision.kv / 8
+    projection = np.broadcast_to(model.projection_params * precision.projection / 8, S.shape)
+    ffn = np.broadcast_to(model.ffn_params_per_layer * precision.ffn / 8, S.shape)
     embed = np.array([model.embed_params * precision.embed / 8])
-    lm_head = np.array([model.embed_params * precision.lm_head / 8])
+    lm_head = np.array([model.lm_head_params * precision.lm_head / 8])
     heads = embed if model.tied_embeddings and precision.embed == precision.lm_head else embed + lm_head
     total = (model.kv_heads * (group_weights + group_kv) + projection + ffn).sum(axis=1) + heads
     return BlockMemory(np.array(group_weights), group_kv, projection, ffn, embed, lm_head, total, model.kv_heads)

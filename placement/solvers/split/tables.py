@@ -72,7 +72,7 @@ def split_tables(instance: Instance, dev: int, srv: int, weights: np.ndarray, kv
     w_grid, c_grid = np.repeat(weights, nC), np.tile(kvs, nW)
     J = len(w_grid)
     # One "layer" per (weight, KV) pair: the per-layer costs do not depend on L.
-    combos = dataclasses.replace(instance, model=dataclasses.replace(model, layers=J))
+    combos = dataclasses.replace(instance, model=model.with_layers(J))
     precision = Precision(w_grid, w_grid, w_grid, c_grid, 1.0, 1.0, 1.0)
     contexts = workload.contexts()
     decode, prefill = step_costs(combos, precision, contexts), prefill_step_costs(combos, precision)
@@ -120,7 +120,7 @@ def _ends(instance: Instance, pair: list[int], weights: np.ndarray, kv_bits: flo
     I, nW = workload.n_intervals, len(weights)
     out = {"embed_s": np.zeros((I, nW)), "embed_last_s": np.zeros((I, nW)), "head_s": np.zeros((I, nW, 2)),
            "head_last_s": np.zeros((I, nW, 2)), "embed_bytes": np.zeros(nW), "head_bytes": np.zeros(nW)}
-    one = dataclasses.replace(instance, model=dataclasses.replace(model, layers=1))
+    one = dataclasses.replace(instance, model=model.with_layers(1))
     contexts = workload.contexts()
 
     def times(flops, read, roofline):  # the evaluator's block times, for the two devices
