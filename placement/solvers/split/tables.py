@@ -14,7 +14,26 @@ from placement.cost.tables import block_memory, block_times, prefill_step_costs,
 from placement.cost.precision import Precision
 from placement.instance import Instance
 
-__all__ = ["SplitTables", "split_tables"]
+__all__ = ["SplitTables", "split_tables", "mixed_layers_message"]
+
+
+def mixed_layers_message(instance: Instance, method: str) -> str | None:
+    """Why `method` cannot split this model, or None: its tables price copies of one layer.
+
+    Parameters
+    ----------
+    instance : Instance
+    method : str
+
+    Returns
+    -------
+    str or None
+    """
+    model = instance.model
+    if model.uniform_layers:
+        return None
+    return (f"method `{method}` prices every layer alike, and model {model.name!r} has layers of different types "
+            "(sliding-window and full attention, or dense and MoE layers); use `pipeline-dp` or `milp` for it")
 
 
 @dataclass

@@ -1,0 +1,161 @@
+"""Layers of different types: sliding windows, MLA and MoE layers, worked by hand and through every back end.
+
+Tiny model (as tests/test_cost_formulas.py): L=2, D=8, H=4, K=2 (r=2), d=2, F=16, gated,
+V=10, 16-bit everything (2 bytes per element); group params D*d*(r+2) = 64. Layer 0
+slides over a window W=3, layer 1 attends to everything.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from brute_force import brute_force  # noqa: E402
+
+from placement import METHODS, evaluate, solve  # noqa: E402
+from placement.cost.blocks import causal_pairs, decode_costs, prefill_costs, roofline_block_memory  # noqa: E402
+from placement.cost.model import compact_layer_types, expand_layer_types, spec_from_mapping  # noqa: E402
+from placement.cost.precision import Precision  # noqa: E402
+from placement.errors import InputError  # noqa: E402
+from placement.instance import instance_from_dict  # noqa: E402
+
+TINY = {"name": "tiny", "layers": 2, "hidden": 8, "heads": 4, "kv_heads": 2, "ffn_hidden": 16,
+        "gated_ffn": True, "vocab": 10, "tied_embeddings": False}
+WINDOWED = TINY | {"layer_types": ["sliding", "full"], "sliding_window": 3}
+# MLA: H=2, q/k head dim 6 (nope 4 + rope 2), latent rank 4, value head 3, full-rank query
+MLA = TINY | {"heads": 2, "kv_heads": 1, "head_dim": 6, "attention": "mla", "kv_lora_rank": 4,
+              "qk_rope_head_dim": 2, "v_head_dim": 3}
+# MoE from layer 1: 4 experts of width 8, top-2; expert params 3*8*8 = 192, router 8*4 = 32
+MOE = TINY | {"experts": 4, "experts_per_token": 2, "expert_ffn_hidden": 8, "dense_layers": 1}
+
+
+def bits16(layers: int = 2) -> Precision:
+    return Precision.uniform(layers, 16, 16, 16)
+
+
+def test_window_caps_decode_attention_and_cache() -> None:
+    c = decode_costs(spec_from_mapping(WINDOWED), 1, bits16(), np.array([2, 5]))
+    # FLOPs 2*64 + 4*r*d*min(S, W) = 128 + 16*min(S, W): S=2 -> 160, 160; S=5 -> 128+16*3 = 176, 128+16*5 = 208
+    np.testing.assert_allclose(c.group_flops, [[160, 160], [176, 208]])
+    # read 64*2 + 2*d*min(S, W)*2 = 128 + 8*min(S, W): S=5 -> 152, 168
+    np.testing.assert_allclose(c.group_read[1], [152, 168])
+    m = roofline_block_memory(spec_from_mapping(WINDOWED), 1, bits16(), np.array([5]))
+    np.testing.assert_allclose(m.group_kv, [[24, 40]])  # 8*3, 8*5
+
+
+def test_causal_window_pairs_by_enumeration() -> None:
+    for P in (1, 2, 3, 7, 20):
+        for W in (1, 3, 5, np.inf):
+            assert causal_pairs(P, np.array([W]))[0] == sum(min(i, W) for i in range(1, P + 1))
+
+
+def test_window_prefill() -> None:
+    c = prefill_costs(spec_from_mapping(WINDOWED), 1, bits16(), 5)
+    # pairs: layer 0 sum min(i, 3) over i=1..5 = 12, layer 1 P(P+1)/2 = 15
+    # FLOPs P*2*64 + 4*r*d*pairs = 640 + 16*pairs -> 832, 880; cache written min(P, W)*8 bytes -> 24, 40
+    np.testing.assert_allclose(c.group_flops, [[832, 880]])
+    np.testing.assert_allclose(c.group_read, [[152, 168]])
+
+
+def test_mla_costs() -> None:
+    m = spec_from_mapping(MLA)
+    # query 8*2*6 = 96, down 8*(4+2) = 48, up 4*2*(4+3) = 56 -> 200; projection H*v*D = 2*3*8 = 48
+    assert (m.group_params, m.projection_params) == (200, 48)
+    # cache: kv_lora_rank + rope = 6 values per layer per token: 2 layers * 6 * 2 bytes
+    assert m.kv_bytes_per_token() == 24
+    c = decode_costs(m, 1, Precision.uniform(2, 16, 16, 16), np.array([5]))
+    # absorbed decode: 2*200 + 2H*(2*kv_lora + rope)*S = 400 + 40*5 = 600; read 400 + 6*2*5 = 460
+    np.testing.assert_allclose(c.group_flops, [[600, 600]])
+    np.testing.assert_allclose(c.group_read, [[460, 460]])
+    assert float(c.group_out_bytes) == 12  # r*v*2 = 2*3*2
+    p = prefill_costs(m, 1, Precision.uniform(2, 16, 16, 16), 3)
+    # decompressed prefill: 3*2*200 + 2H*(d + v)*pairs = 1200 + 36*6 = 1416
+    np.testing.assert_allclose(p.group_flops, [[1416, 1416]])
+
+
+def test_moe_ffn_costs() -> None:
+    m = spec_from_mapping(MOE)
+    # dense layer 0: 3*8*16 = 384; MoE layer 1: router 32 + 4 experts * 192 = 800 resident, 32 + 2*192 = 416 active
+    assert m.ffn_params_per_layer.tolist() == [384, 800]
+    assert m.ffn_active_params_per_layer.tolist() == [384, 416]
+    c1 = decode_costs(m, 1, bits16(), np.array([4]))
+    np.testing.assert_allclose(c1.ffn_flops, [[768, 832]])
+    np.testing.assert_allclose(c1.ffn_read, [[768, 832]])
+    # two tokens: an expert is missed by both with probability (1 - 2/4)^2, so 4*(1 - 1/4) = 3 experts are read
+    c2 = decode_costs(m, 2, bits16(), np.array([4]))
+    np.testing.assert_allclose(c2.ffn_read[0, 1], (32 + 3 * 192) * 2)
+    # prefill of 3 tokens: 4*(1 - 1/8) = 3.5 experts read
+    np.testing.assert_allclose(prefill_costs(m, 1, bits16(), 3).ffn_read[0, 1], (32 + 3.5 * 192) * 2)
+    assert roofline_block_memory(m, 1, bits16(), np.array([4])).ffn.tolist() == [[768, 1600]]
+
+
+def test_layer_types_file_forms() -> None:
+    gemma3 = (["sliding"] * 5 + ["full"]) * 5 + ["sliding"] * 4
+    compact = compact_layer_types(gemma3)
+    assert compact == [{"repeat": 5, "layers": [{"repeat": 5, "layers": ["sliding"]}, "full"]},
+                       {"repeat": 4, "layers": ["sliding"]}]
+    assert expand_layer_types(compact) == tuple(gemma3)
+    assert spec_from_mapping(TINY | {"layer_types": [{"repeat": 2, "layers": ["full"]}]}).layer_types == ("full", "full")
+
+
+def test_layer_type_errors() -> None:
+    with pytest.raises(InputError, match=r"`layer_types` has 3 entries, `layers` is 2"):
+        spec_from_mapping(TINY | {"layer_types": ["full"] * 3})
+    with pytest.raises(InputError, match=r"unknown layer type\(s\) 'local'"):
+        spec_from_mapping(TINY | {"layer_types": ["local", "full"]})
+    with pytest.raises(InputError, match=r"sliding layers, so `sliding_window` must be a positive"):
+        spec_from_mapping(TINY | {"layer_types": ["sliding", "full"]})
+    with pytest.raises(InputError, match=r"an MLA model has `kv_heads: 1`"):
+        spec_from_mapping(MLA | {"kv_heads": 2})
+    with pytest.raises(InputError, match=r"`experts_per_token` must be in 1..experts \(4\)"):
+        spec_from_mapping(MOE | {"experts_per_token": 5})
+
+
+def _mixed_instance(model: dict):
+    return instance_from_dict({
+        "name": "mixed", "model": {**model, "hidden": 64, "heads": 4, "kv_heads": 2, "head_dim": 16, "ffn_hidden": 128,
+                                   "vocab": 128, **({"expert_ffn_hidden": 64} if "experts" in model else {})},
+        "devices": [{"name": "A", "memory": "150 KiB", "peak_flops": "2 GFLOPS", "memory_bandwidth": "2 GB/s"},
+                    {"name": "B", "memory": "150 KiB", "peak_flops": "4 GFLOPS", "memory_bandwidth": "1 GB/s"}],
+        "links": [{"between": ["A", "B"], "bandwidth": "1 Gbit/s", "latency": "0.2 ms"}],
+        "workload": {"prompt_tokens": 6, "generate_tokens": 6, "interval": 3}}, check_capacity=False)
+
+
+MIXED = {"windowed": WINDOWED, "moe": MOE | {"layer_types": ["sliding", "full"], "sliding_window": 3}}
+ONE_LAYER_ALIKE = ("split", "split-adaptive")  # refuse models whose layers differ
+NEEDS_SECTION = ("ota", "serving")  # need a wireless / serving section
+
+
+@pytest.mark.parametrize("name", list(MIXED))
+def test_back_ends_on_mixed_layers(name: str) -> None:
+    inst = _mixed_instance(MIXED[name])
+    optimum = brute_force(inst).total_s
+    for method in METHODS:
+        result = solve(inst, method=method)
+        if method in ONE_LAYER_ALIKE:
+            assert result.status == "error" and "layers of different types" in result.message
+            continue
+        if method in NEEDS_SECTION:
+            continue
+        assert result.plan is not None, (method, result.message)
+        report = evaluate(inst, result.plan)
+        assert report.total_s >= optimum * (1 - 1e-9) or not report.feasible, method
+        if result.backend_objective is not None:
+            assert result.backend_objective == pytest.approx(report.total_s, rel=1e-6), method
+        if method == "milp":
+            assert result.status == "optimal" and report.total_s == pytest.approx(optimum, rel=1e-6)
+
+
+def test_windowed_rows_differ_for_layer_classes() -> None:
+    # a MILP grouping identical layers by their table rows must see the two types apart once S > W
+    inst = _mixed_instance(WINDOWED)
+    from placement.cost.tables import block_memory, phase_tables, step_costs
+    t = phase_tables(inst, step_costs(inst, inst.precision, np.array([7])))
+    assert not np.allclose(t.group_s[:, 0], t.group_s[:, 1])
+    m = block_memory(inst, inst.precision, np.array([7]))
+    assert m.group_kv[0, 0] < m.group_kv[0, 1]
