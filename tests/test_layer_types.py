@@ -159,3 +159,73 @@ def test_windowed_rows_differ_for_layer_classes() -> None:
     assert not np.allclose(t.group_s[:, 0], t.group_s[:, 1])
     m = block_memory(inst, inst.precision, np.array([7]))
     assert m.group_kv[0, 0] < m.group_kv[0, 1]
+
+
+# --- placed experts -------------------------------------------------------------------
+
+def test_expert_stage_by_hand() -> None:
+    from placement.cost.routing import expected_expert_stage
+    # E=4, k=2, two experts on each of 2 devices, router on device 0; one expert takes 1 s on 0, 2 s on 1;
+    # the hidden state takes 0.5 s each way. Outcomes (x0, x1): (2,0) p=1/6, (1,1) p=4/6, (0,2) p=1/6.
+    # switched: max(x0*1, 0.5 + 2*x1 + 0.5) -> 2, 3, 5: (2 + 12 + 5)/6 = 19/6; compute part (2 + 8 + 4)/6
+    stage = expected_expert_stage(np.array([2, 2]), 2, 0, np.array([1.0, 2.0]), np.array([0.0, 0.5]),
+                                  np.array([0.0, 0.5]), shared=False)
+    assert stage.total_s == pytest.approx(19 / 6) and stage.compute_s == pytest.approx(14 / 6)
+    np.testing.assert_allclose(stage.touched, [5 / 6, 5 / 6])
+    # shared: transfers 1 s when device 1 is used, plus the slowest compute: 2, 1 + 2, 1 + 4 -> 19/6 as well;
+    # with 3 s on device 1: 2, 1 + 3, 1 + 6 -> (2 + 16 + 7)/6
+    shared = expected_expert_stage(np.array([2, 2]), 2, 0, np.array([1.0, 3.0]), np.array([0.0, 0.5]),
+                                   np.array([0.0, 0.5]), shared=True)
+    assert shared.total_s == pytest.approx(25 / 6)
+
+
+def test_expert_stage_against_every_subset() -> None:
+    import itertools
+    from placement.cost.routing import expected_expert_stage
+    rng = np.random.default_rng(7)
+    owner = np.array([0, 1, 1, 1, 2, 2])  # E=6 experts on 3 devices, k=3
+    t, d, c = rng.uniform(1, 2, 3), rng.uniform(0, 1, 3), rng.uniform(0, 1, 3)
+    d[1], c[1] = 0.0, 0.0  # the router sits on device 1
+    totals = []
+    for chosen in itertools.combinations(range(6), 3):
+        x = np.bincount(owner[list(chosen)], minlength=3)
+        chains = [x[n] * t[n] + ((d[n] + c[n]) if n != 1 else 0.0) for n in range(3) if x[n] > 0 or n == 1]
+        totals.append(max(chains))
+    stage = expected_expert_stage(np.bincount(owner), 3, 1, t, d, c, shared=False)
+    assert stage.total_s == pytest.approx(np.mean(totals), rel=1e-12)
+
+
+def test_placed_experts_in_the_evaluator() -> None:
+    from placement import Plan
+    from placement.plan import Placement
+    inst = _mixed_instance(MIXED["moe"])
+    plan = solve(inst, method="pipeline").plan
+    p = plan.intervals[0]
+    home = np.where(inst.model.moe_layers[:, None], p.ffn.argmax(1)[:, None], -1) * np.ones((1, 4), dtype=np.int64)
+    with_home = plan.replace(intervals=[Placement(p.attention, p.projection, p.ffn, p.embed, p.lm_head, None, home)])
+    a, b = evaluate(inst, plan), evaluate(inst, with_home)
+    # experts listed on their FFN device cost exactly what the FFN block with its experts costs
+    assert b.total_s == a.total_s and np.array_equal(a.peak_memory_bytes, b.peak_memory_bytes)
+    spread = home.copy()
+    spread[1] = [0, 0, 1, 1]  # layer 1's FFN is on B (index 1): two experts go to A
+    moved = with_home.replace(intervals=[Placement(p.attention, p.projection, p.ffn, p.embed, p.lm_head, None, spread)])
+    c = evaluate(inst, moved)
+    # one expert: 3*64*64 weights at 2 bytes = 24,576 bytes
+    np.testing.assert_allclose(c.peak_memory_bytes - b.peak_memory_bytes, [[49152, -49152]] * 2)
+    assert c.total_s > b.total_s  # a 1 Gbit/s link costs more than the expert compute it spreads
+    again = Plan.from_json(moved.to_json())
+    assert again.intervals[0].experts.tolist() == spread.tolist() and evaluate(inst, again).total_s == c.total_s
+
+
+def test_placed_expert_errors() -> None:
+    from placement.errors import PlanError
+    from placement.plan import Placement
+    inst = _mixed_instance(MIXED["moe"])
+    plan = solve(inst, method="pipeline").plan
+    p = plan.intervals[0]
+    bad = np.zeros((2, 4), dtype=np.int64)  # layer 0 is dense: no experts there
+    with pytest.raises(PlanError, match=r"layer 0, expert 0: device index 0 does not fit"):
+        evaluate(inst, plan.replace(intervals=[Placement(p.attention, p.projection, p.ffn, p.embed, p.lm_head, None, bad)]))
+    with pytest.raises(PlanError, match=r"`experts` has shape \(2, 3\)"):
+        evaluate(inst, plan.replace(intervals=[Placement(p.attention, p.projection, p.ffn, p.embed, p.lm_head, None,
+                                                         np.zeros((2, 3), dtype=np.int64))]))

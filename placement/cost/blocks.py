@@ -64,6 +64,14 @@ class StepCosts:
         True: head outputs reach the projection one after another whatever the
         network (the three-phase model of ``kafetzis2025``).
 
+    expert_flops, expert_read : ndarray (steps, L) or None
+        MoE layers: one routed expert's FLOPs for one token and its weight bytes (0 in dense layers).
+    ffn_fixed_flops, ffn_fixed_read : ndarray (steps, L) or None
+        The part of an MoE layer's FFN that stays on the FFN device when experts are placed
+        elsewhere: the router and the shared experts (the whole FFN in dense layers).
+    routed_tokens : float
+        Tokens each step sends through the router: ``B`` in decode, ``B·P`` in prefill.
+
     Transfer sizes are floats, or arrays of shape (steps,) when they change with the context.
     """
 
@@ -83,6 +91,11 @@ class StepCosts:
     roofline: bool = True
     layer_in_bytes: float | np.ndarray | None = None
     sum_gather: bool = False
+    expert_flops: np.ndarray | None = None
+    expert_read: np.ndarray | None = None
+    ffn_fixed_flops: np.ndarray | None = None
+    ffn_fixed_read: np.ndarray | None = None
+    routed_tokens: float = 1.0
 
     @property
     def layer_input_bytes(self) -> float | np.ndarray:
@@ -109,6 +122,8 @@ class BlockMemory:
         The whole model (tied embeddings counted once).
     groups_per_layer : int
         ``K``: attention groups in a layer.
+    expert : ndarray (n, L) or None
+        One routed expert's weights in MoE layers (0 in dense ones); `ffn` holds all of them.
     """
 
     group_weights: np.ndarray
@@ -119,6 +134,7 @@ class BlockMemory:
     lm_head: np.ndarray
     total: np.ndarray
     groups_per_layer: int = 1
+    expert: np.ndarray | None = None
 
     @property
     def group(self) -> np.ndarray:
@@ -134,7 +150,8 @@ class BlockMemory:
         """The figures at context ``index`` only (per-context arrays keep a length-1 first axis)."""
         pick = lambda a: a[index:index + 1] if a.shape[0] > 1 else a  # noqa: E731
         return BlockMemory(pick(self.group_weights), pick(self.group_kv), pick(self.projection), pick(self.ffn),
-                           self.embed, self.lm_head, pick(self.total), self.groups_per_layer)
+                           self.embed, self.lm_head, pick(self.total), self.groups_per_layer,
+                           None if self.expert is None else pick(self.expert))
 
 
 def cached_positions(model: ModelSpec, contexts: np.ndarray) -> np.ndarray:
@@ -230,6 +247,17 @@ def ffn_read_params(model: ModelSpec, tokens: float) -> np.ndarray:
     return np.where(model.moe_layers, moe, model.dense_ffn_params)
 
 
+def _expert_terms(model: ModelSpec, tokens: float, w_ffn: np.ndarray, steps: int) -> dict[str, np.ndarray | float]:
+    """The StepCosts fields of routed experts for steps routing ``tokens`` tokens each (zeros in dense layers)."""
+    moe = model.moe_layers
+    expert = np.where(moe, model.expert_params, 0)
+    fixed_flops = np.where(moe, 2.0 * tokens * model.moe_fixed_params, 2.0 * tokens * model.dense_ffn_params)
+    fixed_read = np.where(moe, model.moe_fixed_params, model.dense_ffn_params) * w_ffn / 8
+    ones = np.ones((steps, 1))
+    return {"expert_flops": ones * (2.0 * expert), "expert_read": ones * (expert * w_ffn / 8),
+            "ffn_fixed_flops": ones * fixed_flops, "ffn_fixed_read": ones * fixed_read, "routed_tokens": float(tokens)}
+
+
 def decode_costs(model: ModelSpec, batch: int, precision: Precision, contexts: np.ndarray) -> StepCosts:
     """Costs of decode steps at the given contexts (profile ``roofline``).
 
@@ -271,6 +299,7 @@ def decode_costs(model: ModelSpec, batch: int, precision: Precision, contexts: n
         group_out_bytes=B * model.group_size * model.value_dim * precision.activation / 8,
         lm_head_in_bytes=B * D * precision.activation / 8,
         token_bytes=4.0 * B,
+        **_expert_terms(model, B, w_ffn, steps),
     )
 
 
@@ -316,6 +345,7 @@ def prefill_costs(model: ModelSpec, batch: int, precision: Precision, prompt_tok
         group_out_bytes=P * B * model.group_size * model.value_dim * precision.activation / 8,
         lm_head_in_bytes=B * D * precision.activation / 8,
         token_bytes=4.0 * B,
+        **_expert_terms(model, B * P, precision.ffn, 1),
     )
 
 
@@ -350,4 +380,6 @@ def roofline_block_memory(model: ModelSpec, batch: int, precision: Precision, co
     lm_head = np.array([model.lm_head_params * precision.lm_head / 8])
     heads = embed if model.tied_embeddings and precision.embed == precision.lm_head else embed + lm_head
     total = (model.kv_heads * (group_weights + group_kv) + projection + ffn).sum(axis=1) + heads
-    return BlockMemory(np.array(group_weights), group_kv, projection, ffn, embed, lm_head, total, model.kv_heads)
+    expert = np.broadcast_to(np.where(model.moe_layers, model.expert_params, 0) * precision.ffn / 8, S.shape)
+    return BlockMemory(np.array(group_weights), group_kv, projection, ffn, embed, lm_head, total, model.kv_heads,
+                       np.array(expert))
