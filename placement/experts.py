@@ -182,10 +182,14 @@ def expert_stages(x: Any, recv: np.ndarray, ffn_compute: np.ndarray, ffn_transfe
     N = x.counts.shape[-1]
     holdings = expert_holdings(x.experts, N)  # (R, L, N)
     home = x.ffn.argmax(axis=-1)
+    done: dict[tuple, tuple] = {}  # layers alike (same tables, same holdings) share one expectation
     for r in range(len(home)):
         for l in np.flatnonzero(model.moe_layers):
             f = int(home[r, l])
-            total, part, hit, hidden = _stage(x, r, l, f, holdings[r, l], model.experts_per_token)
+            key = (r, f, holdings[r, l].tobytes(), x.tables.expert_s[r, l].tobytes(), x.tables.ffn_fixed_s[r, l].tobytes())
+            if key not in done:
+                done[key] = _stage(x, r, l, f, holdings[r, l], model.experts_per_token)
+            total, part, hit, hidden = done[key]
             ffn_compute[r, l] = x.tables.ffn_fixed_s[r, l, f] + part
             ffn_transfer[r, l] = recv[r, l] + total - part
             away = np.flatnonzero((hit > 0) & (np.arange(N) != f))
