@@ -52,6 +52,9 @@ def expert_rows(instance, plan, remap: np.ndarray, ffn: list[np.ndarray]) -> lis
         return None
     if not model.is_moe:
         raise PlanError(f"plan gives `experts`, but model {model.name!r} has no mixture-of-experts layers")
+    if instance.workload.profile != "roofline":
+        raise PlanError(f"plan gives `experts`, which the {instance.workload.profile!r} profile does not model; "
+                        "use `profile: roofline` or drop `experts`")
     L, E, moe = model.layers, model.experts, model.moe_layers
     out = []
     for k, (p, shares) in enumerate(zip(plan.intervals, ffn)):
