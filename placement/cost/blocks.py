@@ -244,15 +244,15 @@ def ffn_read_params(model: ModelSpec, tokens: float) -> np.ndarray:
     E, k = model.experts, model.experts_per_token
     touched = E * (1 - (1 - k / E) ** tokens)
     moe = model.moe_fixed_params + touched * model.expert_params
-    return np.where(model.moe_layers, moe, model.dense_ffn_params)
+    return np.where(model.moe_layers, moe, model.ffn_params)
 
 
 def _expert_terms(model: ModelSpec, tokens: float, w_ffn: np.ndarray, steps: int) -> dict[str, np.ndarray | float]:
     """The StepCosts fields of routed experts for steps routing ``tokens`` tokens each (zeros in dense layers)."""
     moe = model.moe_layers
     expert = np.where(moe, model.expert_params, 0)
-    fixed_flops = np.where(moe, 2.0 * tokens * model.moe_fixed_params, 2.0 * tokens * model.dense_ffn_params)
-    fixed_read = np.where(moe, model.moe_fixed_params, model.dense_ffn_params) * w_ffn / 8
+    fixed_flops = np.where(moe, 2.0 * tokens * model.moe_fixed_params, 2.0 * tokens * model.ffn_params)
+    fixed_read = np.where(moe, model.moe_fixed_params, model.ffn_params) * w_ffn / 8
     ones = np.ones((steps, 1))
     return {"expert_flops": ones * (2.0 * expert), "expert_read": ones * (expert * w_ffn / 8),
             "ffn_fixed_flops": ones * fixed_flops, "ffn_fixed_read": ones * fixed_read, "routed_tokens": float(tokens)}

@@ -174,7 +174,7 @@ _READERS = {
     "qwen2": _llama,
     "qwen3": _llama,
     "phi3": _llama,
-    "bitnet": lambda c: _llama(c),
+    "bitnet": _llama,
     "gemma": lambda c: _llama(c, tied=True),
     "gemma2": lambda c: _llama(c, tied=True),
     "gemma3_text": lambda c: _llama(c, tied=True),

@@ -255,11 +255,6 @@ class ModelSpec:
         return self.heads * self.value_dim * self.hidden
 
     @property
-    def dense_ffn_params(self) -> int:
-        """Parameters of one dense FFN: ``(3 or 2)·D·F``."""
-        return self.ffn_matrices * self.hidden * self.ffn_hidden
-
-    @property
     def expert_params(self) -> int:
         """Parameters of one routed expert: ``(3 or 2)·D·F_e``."""
         return self.ffn_matrices * self.hidden * self.expert_ffn_hidden
@@ -275,18 +270,18 @@ class ModelSpec:
     def ffn_params_per_layer(self) -> np.ndarray:
         """Resident parameters of each layer's FFN (every expert of an MoE layer), (L,)."""
         moe = self.moe_fixed_params + self.experts * self.expert_params
-        return np.where(self.moe_layers, moe, self.dense_ffn_params).astype(np.int64)
+        return np.where(self.moe_layers, moe, self.ffn_params).astype(np.int64)
 
     @property
     def ffn_active_params_per_layer(self) -> np.ndarray:
         """Parameters of each layer's FFN one token uses (its top-k experts of an MoE layer), (L,)."""
         moe = self.moe_fixed_params + self.experts_per_token * self.expert_params
-        return np.where(self.moe_layers, moe, self.dense_ffn_params).astype(np.int64)
+        return np.where(self.moe_layers, moe, self.ffn_params).astype(np.int64)
 
     @property
     def ffn_params(self) -> int:
-        """Parameters of one dense FFN: ``(3 or 2)·D·F`` (per layer: `ffn_params_per_layer`)."""
-        return self.dense_ffn_params
+        """Parameters of one dense FFN: ``(3 or 2)·D·F`` (per layer, experts included: `ffn_params_per_layer`)."""
+        return self.ffn_matrices * self.hidden * self.ffn_hidden
 
     @property
     def embed_params(self) -> int:
