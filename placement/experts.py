@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from placement.cost.routing import expected_expert_stage
+from placement.cost.routing import (
+    device_miss_probability, elementary_symmetric, expected_expert_stage, inclusion_probabilities,
+)
 from placement.cost.tables import add_route_bytes, block_times, transfer_times
 from placement.cost.tolerances import SHARE_ATOL
 from placement.errors import PlanError
@@ -126,17 +128,25 @@ def expert_moves(before: np.ndarray, after: np.ndarray, memory) -> tuple[np.ndar
     return before[layers, experts], after[layers, experts], memory.expert[0][layers]
 
 
-def _stage(x, r: int, l: int, home: int, holdings: np.ndarray, k: int) -> tuple[float, float, np.ndarray, float]:
+def _stage(x, r: int, l: int, home: int, owner: np.ndarray, k: int) -> tuple[float, float, np.ndarray, float]:
     """One layer's expert stage in row `r`: total and compute seconds, tokens sent to each device, bytes per token.
 
-    The experts on the FFN device run in one block with the router and shared experts
-    (so that experts all on that device cost exactly what the FFN block costs).
+    `owner` is the device of each expert. The experts on the FFN device run in one block
+    with the router and shared experts (so that experts all on that device cost exactly
+    what the FFN block costs). Routing is uniform, or the instance's fitted weights.
     """
-    costs, N = x.costs, len(holdings)
+    costs, N = x.costs, x.counts.shape[-1]
+    holdings = np.bincount(owner, minlength=N)
     step = int(np.flatnonzero(x.row_of_step == r)[0])
     fixed_flops, fixed_read = costs.ffn_fixed_flops[step, l], costs.ffn_fixed_read[step, l]
     hidden, tokens, E = float(x.sizes["hidden"][r]), costs.routed_tokens, int(holdings.sum())
-    hit = 1 - np.array([comb(E - int(e), k) / comb(E, k) for e in holdings])  # P(a token uses device n)
+    weights = None if x.instance.routing is None else x.instance.routing[l]
+    if weights is None:
+        hit = 1 - np.array([comb(E - int(e), k) / comb(E, k) for e in holdings])  # P(a token uses device n)
+        chosen = np.full(E, k / E)  # each expert's probability of being chosen
+    else:
+        hit = 1 - np.array([device_miss_probability(weights, owner, n, k) for n in range(N)])
+        chosen = inclusion_probabilities(weights, k)
 
     def on_home(flops: float, read: float) -> float:  # the home block's seconds beyond the router's
         both = block_times(np.array([fixed_flops, fixed_flops + flops]), np.array([fixed_read, fixed_read + read]),
@@ -147,11 +157,12 @@ def _stage(x, r: int, l: int, home: int, holdings: np.ndarray, k: int) -> tuple[
         hop = x.tables.hidden_s[min(r, len(x.tables.hidden_s) - 1)]
         expert_s = x.tables.expert_s[r, l].copy()
         expert_s[home] = on_home(costs.expert_flops[step, l], costs.expert_read[step, l])
-        stage = expected_expert_stage(holdings, k, home, expert_s, hop[home], hop[:, home], x.shared)
+        sigma = None if weights is None else np.array([elementary_symmetric(weights[owner == n], k) for n in range(N)])
+        stage = expected_expert_stage(holdings, k, home, expert_s, hop[home], hop[:, home], x.shared, sigma)
         return stage.total_s, stage.compute_s, stage.touched, hidden
     # many tokens (prefill, batches): expected loads, the slowest device's expected chain
-    flops = tokens * k * holdings / E * costs.expert_flops[step, l]
-    read = holdings * (1 - (1 - k / E) ** tokens) * costs.expert_read[step, l]
+    flops = tokens * np.bincount(owner, chosen, minlength=N) * costs.expert_flops[step, l]
+    read = np.bincount(owner, 1 - (1 - chosen) ** tokens, minlength=N) * costs.expert_read[step, l]
     compute = np.diagonal(block_times(flops, read, x.instance, costs.roofline)).copy()
     compute[home] = on_home(flops[home], read[home])
     hop = transfer_times(x.cluster, hit * hidden)  # (N, N, N): device n's share of the tokens, by size
@@ -189,9 +200,12 @@ def expert_stages(x: Any, recv: np.ndarray, ffn_compute: np.ndarray, ffn_transfe
     for r in range(len(home)):
         for l in np.flatnonzero(model.moe_layers):
             f = int(home[r, l])
-            key = (r, f, holdings[r, l].tobytes(), x.tables.expert_s[r, l].tobytes(), x.tables.ffn_fixed_s[r, l].tobytes())
+            owner = x.experts[r, l]
+            spread = holdings[r, l] if x.instance.routing is None else owner  # fitted routing: which experts, too
+            key = (r, f, spread.tobytes(), x.tables.expert_s[r, l].tobytes(), x.tables.ffn_fixed_s[r, l].tobytes(),
+                   None if x.instance.routing is None else x.instance.routing[l].tobytes())
             if key not in done:
-                done[key] = _stage(x, r, l, f, holdings[r, l], model.experts_per_token)
+                done[key] = _stage(x, r, l, f, owner, model.experts_per_token)
             total, part, hit, hidden = done[key]
             ffn_compute[r, l] = x.tables.ffn_fixed_s[r, l, f] + part
             ffn_transfer[r, l] = recv[r, l] + total - part

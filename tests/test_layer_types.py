@@ -245,3 +245,71 @@ def test_experts_method_spreads_when_links_are_fast() -> None:
     base, spread = solve(inst, method="pipeline-dp"), solve(inst, method="experts")
     assert spread.status == "feasible" and spread.stats["experts_moved"] == 4  # 2 per layer
     assert spread.report.mean_token_s < 0.75 * base.report.mean_token_s
+
+
+# --- measured routing histograms ---------------------------------------------------------
+
+def test_conditional_bernoulli_stage_against_every_subset() -> None:
+    import itertools
+    from placement.cost.routing import elementary_symmetric, expected_expert_stage, fit_selection_weights, \
+        inclusion_probabilities
+    histogram = np.array([5.0, 1.0, 1.0, 3.0, 2.0, 8.0])
+    w = fit_selection_weights(histogram, 2)
+    # fitted: each expert chosen k*h/sum(h) of the time
+    np.testing.assert_allclose(inclusion_probabilities(w, 2), 2 * histogram / histogram.sum(), rtol=1e-9)
+    owner, t, d = np.array([0, 0, 1, 1, 2, 2]), np.array([1.0, 1.5, 2.0]), np.array([0.0, 0.3, 0.7])
+    subsets = list(itertools.combinations(range(6), 2))
+    p = np.array([np.prod(w[list(s)]) for s in subsets])
+    p /= p.sum()
+    times = []
+    for s in subsets:
+        x = np.bincount(owner[list(s)], minlength=3)
+        times.append(max([x[0] * t[0]] + [2 * d[n] + x[n] * t[n] for n in (1, 2) if x[n]]))
+    sigma = np.array([elementary_symmetric(w[owner == n], 2) for n in range(3)])
+    stage = expected_expert_stage(np.bincount(owner), 2, 0, t, d, d, False, sigma)
+    assert stage.total_s == pytest.approx(p @ np.array(times), rel=1e-12)
+
+
+def _routed(routing):
+    return instance_from_dict(_instance_data() | ({"routing": routing} if routing is not None else {}),
+                              check_capacity=False)
+
+
+def _spread_plan(inst, layer1):
+    from placement.plan import Placement
+    plan = solve(inst, method="pipeline").plan
+    p = plan.intervals[0]
+    experts = np.array([[-1] * 4, layer1])
+    return plan.replace(intervals=[Placement(p.attention, p.projection, p.ffn, p.embed, p.lm_head, None, experts)])
+
+
+def test_routing_histograms_in_the_evaluator(tmp_path: Path) -> None:
+    uniform = _routed(None)
+    plan = _spread_plan(uniform, [0, 0, 1, 1])  # layer 1's FFN is on B: two experts on A
+    flat = _routed([None, [7, 7, 7, 7]])  # a flat histogram is the uniform law
+    assert evaluate(flat, plan).total_s == pytest.approx(evaluate(uniform, plan).total_s, rel=1e-12)
+    # every selection on B's two experts: the token never leaves B, as if all experts sat there
+    (tmp_path / "hist.yaml").write_text("[null, [0, 0, 5, 5]]\n")
+    hot = instance_from_dict({**_instance_data(), "routing": str(tmp_path / "hist.yaml")}, check_capacity=False)
+    home = _spread_plan(uniform, [1, 1, 1, 1])
+    assert evaluate(hot, plan).mean_token_s == pytest.approx(evaluate(uniform, home).mean_token_s, rel=1e-6)
+    assert evaluate(hot, plan).mean_token_s < evaluate(uniform, plan).mean_token_s
+
+
+def _instance_data():
+    return {"model": MIXED["moe"] | {"hidden": 64, "head_dim": 16, "ffn_hidden": 128, "vocab": 128,
+                                     "expert_ffn_hidden": 64},
+            "devices": [{"name": "A", "memory": "150 KiB", "peak_flops": "2 GFLOPS", "memory_bandwidth": "2 GB/s"},
+                        {"name": "B", "memory": "150 KiB", "peak_flops": "4 GFLOPS", "memory_bandwidth": "1 GB/s"}],
+            "links": [{"between": ["A", "B"], "bandwidth": "1 Gbit/s", "latency": "0.2 ms"}],
+            "workload": {"prompt_tokens": 6, "generate_tokens": 6, "interval": 3}}
+
+
+def test_routing_errors() -> None:
+    with pytest.raises(InputError, match=r"`routing`: expected a list of 2 entries"):
+        instance_from_dict({**_instance_data(), "routing": [[1, 1, 1, 1]]}, check_capacity=False)
+    with pytest.raises(InputError, match=r"layer 1 needs 4 non-negative selection counts"):
+        instance_from_dict({**_instance_data(), "routing": [None, [1, -1, 1, 1]]}, check_capacity=False)
+    with pytest.raises(InputError, match=r"has no experts to route to; drop `routing`"):
+        instance_from_dict({**_instance_data(), "model": WINDOWED | {"hidden": 64, "head_dim": 16},
+                            "routing": [None, None]}, check_capacity=False)
