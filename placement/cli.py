@@ -213,7 +213,7 @@ def export(
 
 @app.command()
 def reproduce(
-    table: Annotated[str, typer.Argument(help="Which table: gap-table, head-vs-layer, split-table, tp-table, ota-table or serving-table.")],
+    table: Annotated[str, typer.Argument(help="Which table: gap-table, head-vs-layer, split-table, tp-table, ota-table, serving-table or moe-table.")],
     suite: Annotated[Optional[str], typer.Option(help="gap-table: instance suite, or a folder of instance files (default paper-small).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A subset that finishes in under two minutes.")] = False,
     methods: Annotated[Optional[str], typer.Option(help="gap-table: comma-separated methods (default: all).")] = None,
@@ -229,8 +229,9 @@ def reproduce(
 ) -> None:
     """Reproduce a table: gaps to the optimum (gap-table), head-level against layer-based partitioning
     (head-vs-layer), split computing with OPSC against its baselines (split-table), tensor parallel
-    against pipeline and head-level placement across link latency (tp-table), or the over-the-air
-    all-reduce against digital and analog baselines (ota-table)."""
+    against pipeline and head-level placement across link latency (tp-table), the over-the-air
+    all-reduce against digital and analog baselines (ota-table), or MoE expert placement against a
+    layer pipeline and one device (moe-table)."""
     from rich.progress import Progress
 
     from placement.experiments.gap_table import reproduce_gap_table
@@ -253,7 +254,8 @@ def reproduce(
                               {"--suite": suite, "--methods": methods, "--devices": devices, "--dask": dask, **limit}),
               "tp-table": ("gap-table", {"--suite": suite, "--methods": methods, "--dask": dask, **limit}),
               "ota-table": ("gap-table", {"--suite": suite, "--methods": methods, "--dask": dask, **limit}),
-              "serving-table": ("gap-table", {"--suite": suite, "--methods": methods, "--devices": devices, "--dask": dask, **limit})}
+              "serving-table": ("gap-table", {"--suite": suite, "--methods": methods, "--devices": devices, "--dask": dask, **limit}),
+              "moe-table": ("gap-table", {"--suite": suite, "--methods": methods, "--dask": dask})}
     if table not in others:
         raise InputError(f"unknown table {table!r}; tables are: {', '.join(others)}")
     other, their_options = others[table]
@@ -283,6 +285,12 @@ def reproduce(
             from placement.experiments.serving_table import reproduce_serving_table
 
             result = reproduce_serving_table(quick=quick, out_dir=out_dir, models=listed(models), progress=options["progress"])
+        elif table == "moe-table":  # one process: a few instances, each solved by four methods
+            from placement.experiments.moe_table import reproduce_moe_table
+
+            result = reproduce_moe_table(quick=quick, out_dir=out_dir, models=listed(models), progress=options["progress"],
+                                         device_counts=counts and [int(c) for c in counts],
+                                         **({"milp_time_limit": time_limit} if time_limit else {}))
         else:
             result = reproduce_head_vs_layer(models=listed(models), device_counts=counts and [int(c) for c in counts],
                                              **options)

@@ -33,6 +33,7 @@ from placement.cost.tables import (
 )
 from placement.cost.tolerances import SHARE_ATOL, SHARE_SUM_ATOL
 from placement.cost.units import format_bytes
+from placement.experts import expert_memory, expert_moves, expert_rows, expert_stages
 from placement.errors import PlanError
 from placement.instance import Instance
 from placement.plan import COLLECTIVES, Plan
@@ -155,6 +156,7 @@ class PlanArrays:
     collective: str
     root: int | None
     window: np.ndarray | None = None  # (N,) layers of weights each device keeps in memory (inf: all)
+    experts: np.ndarray | None = None  # (I, L, E) device of every routed expert (-1: dense layer); None: with the FFN
     ota: Any = None  # the wireless all-reduce of an `ota` plan (`placement.collectives.collective_context`)
 
 
@@ -180,6 +182,7 @@ def check_plan(instance: Instance, plan: Plan) -> PlanArrays:
     window = _check_windows(instance, plan)
     rows = [_interval_rows(instance, plan, remap, k, p) for k, p in enumerate(plan.intervals)]
     counts, attention, projection, ffn, embed, lm_head, precision = (list(x) for x in zip(*rows))
+    experts = expert_rows(instance, plan, remap, ffn)
     if root is not None:
         split_any = [(np.asarray(x) > 0).sum(axis=-1) > 1 for x in (projection, ffn)]
         for kind, mats, split in zip(("projection", "ffn"), (projection, ffn), split_any):
@@ -192,6 +195,7 @@ def check_plan(instance: Instance, plan: Plan) -> PlanArrays:
         counts=stack(counts), attention=stack(attention), projection=stack(projection), ffn=stack(ffn),
         embed=np.repeat(np.array(embed), repeat), lm_head=np.repeat(np.array(lm_head), repeat),
         precision=precision * repeat, collective=plan.collective, root=root, window=window,
+        experts=None if experts is None else stack(experts),
     )
 
 
@@ -377,6 +381,7 @@ class _Rows:
     candidate route, weighted by the steps of each row.
     """
 
+    instance: Any
     cluster: Any
     shared: bool
     counts: np.ndarray  # (R, L, N)
@@ -386,6 +391,7 @@ class _Rows:
     lm_head: np.ndarray  # (R,)
     row_of_step: np.ndarray  # (steps,)
     steps_per_row: np.ndarray  # (R,)
+    experts: np.ndarray | None  # (R, L, E) device of every routed expert, or None
     tables: Any  # PhaseTables: groups per step, the rest per row
     costs: StepCosts
     sizes: dict[str, np.ndarray]  # bytes per row: layer_in, hidden, group_out, lm_in
@@ -407,9 +413,10 @@ def _rows(instance: Instance, arrays: PlanArrays, rows: np.ndarray, costs: StepC
              "group_out": per_row(costs.group_out_bytes), "lm_in": per_row(costs.lm_head_in_bytes)}
     cluster = instance.cluster
     return _Rows(
-        cluster=cluster, shared=cluster.network == "shared", counts=arrays.counts[rows],
+        instance=instance, cluster=cluster, shared=cluster.network == "shared", counts=arrays.counts[rows],
         projection=arrays.projection[rows], ffn=arrays.ffn[rows], embed=arrays.embed[rows], lm_head=arrays.lm_head[rows],
         row_of_step=row_of_step, steps_per_row=np.bincount(row_of_step, minlength=R).astype(float),
+        experts=None if arrays.experts is None else arrays.experts[rows],
         tables=phase_tables(instance, costs, first_step), costs=costs, sizes=sizes,
         route_bytes=np.zeros(cluster.candidate_latency_s.shape),
     )
@@ -496,6 +503,9 @@ def _ffn_stage(x: _Rows, att_holders: np.ndarray, ffn_reduce: np.ndarray):
         ffn_transfer = np.take_along_axis(recv, best, axis=-1)[..., 0] + ffn_reduce
     r, l, m = np.nonzero(in_ffn & ~att_holders)
     x.send(sender[r, l, m], m, x.sizes["hidden"][r], r)
+    if x.experts is not None:  # placed experts: the router's device dispatches to the experts' devices
+        on = XF.argmax(axis=-1)
+        expert_stages(x, np.take_along_axis(recv, on[..., None], axis=-1)[..., 0], ffn_compute, ffn_transfer)
     return ffn_compute, ffn_transfer
 
 
@@ -566,6 +576,8 @@ def _memory(instance: Instance, arrays: PlanArrays) -> np.ndarray:
             + arrays.projection[k].T @ memory.projection[0]
             + arrays.ffn[k].T @ memory.ffn[0]
         )
+        if arrays.experts is not None:
+            needed[k] += expert_memory(arrays.experts[k], arrays.ffn[k], memory, N)
         needed[k, arrays.embed[k]] += memory.embed[0]
         if not (arrays.embed[k] == arrays.lm_head[k] and heads_share_memory(model, arrays.precision[k])):
             needed[k, arrays.lm_head[k]] += memory.lm_head[0]
@@ -591,7 +603,8 @@ def _migration(instance: Instance, arrays: PlanArrays) -> tuple[np.ndarray, np.n
     route_total = np.zeros(cluster.candidate_latency_s.shape)
     for k in range(1, I):
         moved = arrays.attention[k] != arrays.attention[k - 1]
-        if not (moved.any() or np.any(arrays.projection[k] != arrays.projection[k - 1])
+        experts_moved = arrays.experts is not None and np.any(arrays.experts[k] != arrays.experts[k - 1])
+        if not (moved.any() or experts_moved or np.any(arrays.projection[k] != arrays.projection[k - 1])
                 or np.any(arrays.ffn[k] != arrays.ffn[k - 1]) or arrays.embed[k] != arrays.embed[k - 1]
                 or arrays.lm_head[k] != arrays.lm_head[k - 1]):
             continue
@@ -601,16 +614,20 @@ def _migration(instance: Instance, arrays: PlanArrays) -> tuple[np.ndarray, np.n
         src = [arrays.attention[k - 1][layers, groups]]
         dst = [arrays.attention[k][layers, groups]]
         size = [memory.group[0][layers]]
-        for kind in ("projection", "ffn"):
+        apart = 0.0 if arrays.experts is None else instance.model.experts * memory.expert[0]  # experts move alone
+        for kind, block in (("projection", memory.projection[0]), ("ffn", memory.ffn[0] - apart)):
             old, new = getattr(arrays, kind)[k - 1], getattr(arrays, kind)[k]
             for l in np.flatnonzero(np.abs(old - new).max(axis=1) > SHARE_ATOL):
                 flows = _share_flows(old[l], new[l])
                 u, v = np.nonzero(flows > 0)
-                src.append(u), dst.append(v), size.append(flows[u, v] * getattr(memory, kind)[0][l])
+                src.append(u), dst.append(v), size.append(flows[u, v] * block[l])
         for kind in ("embed", "lm_head"):
             a, b = getattr(arrays, kind)[k - 1], getattr(arrays, kind)[k]
             if a != b:
                 src.append([a]), dst.append([b]), size.append(getattr(memory, kind)[:1])
+        if arrays.experts is not None:
+            for part, values in zip((src, dst, size), expert_moves(arrays.experts[k - 1], arrays.experts[k], memory)):
+                part.append(values)
         src, dst, size = (np.concatenate(x) for x in (src, dst, size))
         if len(src):
             pair_time = migration_times(cluster, src, dst, size)

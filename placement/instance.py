@@ -155,6 +155,8 @@ class InstanceFile(_Strict):
     wireless: WirelessEntry | None = Field(None, description="Wireless uplink to an edge server, for the `ota` "
                                            "collective (docs/ota.md).")
     serving: dict[str, Any] | None = Field(None, description="Many requests: arrivals and a policy (docs/serving.md).")
+    routing: str | list[Any] | None = Field(None, description="MoE models: per-layer expert selection counts, "
+                                             "a JSON/YAML file or inline (docs/moe.md).")
 
 
 # ----------------------------------------------------------------------------- data
@@ -241,6 +243,7 @@ class Instance:
     description: str = ""
     wireless: Any = None
     serving: Any = None  # placement.serving.ServingSpec, from the file's `serving:` section (docs/serving.md)
+    routing: Any = None  # (L, E) fitted expert routing weights from the file's `routing:` (docs/moe.md); None: uniform
 
     @property
     def devices(self) -> tuple[Device, ...]:
@@ -498,6 +501,7 @@ def instance_from_dict(data: dict[str, Any], *, source: str = "instance", base: 
         bits.weights if bits.weights is not None else model.weight_bits,
         bits.kv_cache if bits.kv_cache is not None else model.kv_bits,
         bits.activations if bits.activations is not None else model.activation_bits,
+        model.embed_bits if bits.weights is None else None,
     )
     wireless = None
     if spec.wireless is not None:
@@ -509,7 +513,13 @@ def instance_from_dict(data: dict[str, Any], *, source: str = "instance", base: 
         from placement.serving.workload import serving_from_mapping
 
         serving = serving_from_mapping(spec.serving, base)
-    instance = Instance(spec.name or source, model, cluster, workload, precision, spec.description, wireless, serving)
+    routing = None
+    if spec.routing is not None:
+        from placement.cost.routing import routing_weights
+
+        routing = routing_weights(spec.routing, model, base)
+    instance = Instance(spec.name or source, model, cluster, workload, precision, spec.description, wireless, serving,
+                        routing)
     _check_figures(instance, spec)
     _warn_implausible(instance, spec)
     if check_capacity:

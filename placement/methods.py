@@ -15,6 +15,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "myopic+": ("placement.solvers.myopic_plus", "solve_myopic_plus"),
     "myopic-milp": ("placement.solvers.milp", "solve_myopic_milp"),
     "pipeline-dp": ("placement.solvers.baselines", "solve_pipeline_dp"),
+    "experts": ("placement.solvers.experts", "solve_experts"),
     "memory-proportional": ("placement.solvers.baselines", "solve_memory_proportional"),
     "round-robin": ("placement.solvers.baselines", "solve_round_robin"),
     "greedy": ("placement.solvers.baselines", "solve_greedy"),

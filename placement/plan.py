@@ -32,8 +32,8 @@ __all__ = ["Placement", "Plan", "COLLECTIVES", "PLAN_FORMAT"]
 PLAN_FORMAT = "placement-plan/1"
 COLLECTIVES = ("ring", "star", "gather", "ota")
 _PLAN_KEYS = ("format", "method", "devices", "groups_per_layer", "collective", "root", "intervals", "extras",
-              "windows", "client")
-_INTERVAL_KEYS = ("attention", "projection", "ffn", "embed", "lm_head", "precision")
+              "windows", "client", "experts_per_layer")
+_INTERVAL_KEYS = ("attention", "projection", "ffn", "embed", "lm_head", "precision", "experts")
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,6 +52,10 @@ class Placement:
         Device indices.
     precision : dict or None
         Overrides of the instance's precision (see `placement.cost.precision.Precision`).
+    experts : ndarray of int, shape (L, E), or None
+        MoE models: the device index of every routed expert of every layer (-1 in dense
+        layers). None: each layer's experts run with its FFN (router and shared experts),
+        and are split like it (docs/moe.md).
     """
 
     attention: np.ndarray
@@ -60,6 +64,7 @@ class Placement:
     embed: int
     lm_head: int
     precision: dict[str, Any] | None = None
+    experts: np.ndarray | None = None
 
     @classmethod
     def by_layer(cls, layer_devices: np.ndarray, kv_heads: int, n_devices: int, *, embed: int | None = None,
@@ -157,6 +162,8 @@ class Plan:
             }
             if p.precision:
                 entry["precision"] = p.precision
+            if p.experts is not None:
+                entry["experts"] = [None if row[0] < 0 else groups(row) for row in np.asarray(p.experts)]
             intervals.append(entry)
         data = {
             "format": PLAN_FORMAT,
@@ -172,6 +179,9 @@ class Plan:
             data["windows"] = {name: int(w) for name, w in self.windows.items()}
         if self.client is not None:
             data["client"] = self.client
+        placed = [p.experts for p in self.intervals if p.experts is not None]
+        if placed:
+            data["experts_per_layer"] = int(placed[0].shape[1])
         return data
 
     def to_json(self, path: str | Path | None = None) -> str:
@@ -249,6 +259,7 @@ class Plan:
             if precision is not None and not isinstance(precision, dict):
                 raise PlanError(f"plan interval {k}: `precision` must be a mapping such as {{'ffn': 8}}, got {short(precision)}")
             intervals.append(Placement(
+                experts=_expert_rows(entry.get("experts"), index, k, data.get("experts_per_layer")),
                 attention=np.array(attention, dtype=np.int64),
                 projection=np.array([share_row(r, f"interval {k} projection {l}") for l, r in enumerate(rows(entry, "projection", k))]),
                 ffn=np.array([share_row(r, f"interval {k} ffn {l}") for l, r in enumerate(rows(entry, "ffn", k))]),
@@ -294,6 +305,31 @@ class Plan:
         except InputError as exc:
             raise PlanError(f"plan: {exc}") from None
         return cls.from_dict(data, kv_heads=kv_heads)
+
+
+def _expert_rows(rows: Any, index, k: int, width: Any) -> np.ndarray | None:
+    """An interval's ``experts`` field as (L, E) device indices (-1 for a dense layer), or None when absent.
+
+    Each layer is null (dense), one device name (all its experts there) or a list of one name per expert;
+    ``width`` (the plan's ``experts_per_layer``) gives E when no layer is written out.
+    """
+    if rows is None:
+        return None
+    if not isinstance(rows, list):
+        raise PlanError(f"plan interval {k}: `experts` must be a list with one entry per layer, got {short(rows)}")
+    width = width or max((len(r) for r in rows if isinstance(r, list)), default=0)
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise PlanError(f"plan interval {k}: give `experts_per_layer` (a positive whole number) or list the device "
+                        "of every expert of one layer")
+    out = np.full((len(rows), width), -1, dtype=np.int64)
+    for l, row in enumerate(rows):
+        if row is None:
+            continue
+        names = row if isinstance(row, list) else [row] * width
+        if len(names) != width:
+            raise PlanError(f"plan interval {k}, layer {l}: `experts` lists {len(names)} devices, other layers {width}")
+        out[l] = [index(n, f"interval {k} layer {l} experts") for n in names]
+    return out
 
 
 def _no_unknown_keys(data: dict, known: tuple[str, ...], where: str) -> None:

@@ -31,7 +31,7 @@ REL = 1e-6
 EXACT = ("milp", "pipeline-dp", "split", "split-adaptive", "tp")
 # Back ends that build a plan without predicting its latency.
 NO_MODEL = ("single", "pipeline", "myopic", "myopic+", "myopic-milp", "memory-proportional", "round-robin",
-            "greedy", "static", "ota", "serving")
+            "greedy", "static", "ota", "serving", "experts")
 
 
 @pytest.mark.parametrize("name", list(PROBLEMS))

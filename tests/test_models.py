@@ -31,6 +31,11 @@ ARCHITECTURE_FIELDS = (
     "tied_embeddings",
 )
 
+# Per-layer and family fields a shipped spec must carry as the importer reads them.
+LAYER_FIELDS = ("layer_types", "sliding_window", "attention", "q_lora_rank", "kv_lora_rank", "qk_rope_head_dim",
+                "v_head_dim", "experts", "experts_per_token", "expert_ffn_hidden", "shared_ffn_hidden",
+                "shared_expert_gate", "dense_layers", "parallel_attention", "learned_positions")
+
 SYNTHETIC = ("synthetic-h8-d512", "synthetic-h16-d1024", "synthetic-h32-d2048", "synthetic-h64-d4096")
 
 # The cost model ignores norms, biases and position embeddings, so it may differ
@@ -69,7 +74,73 @@ PUBLISHED_PARAMS = [
     # the count is the Hugging Face Hub's for the released weights
     # (microsoft/bitnet-b1.58-2B-4T-bf16: 2.41B). The ternary format does not change the count.
     pytest.param("bitnet-b1.58-2b-4t", 2.41e9, id="bitnet-b1.58-2b-4t"),
+    # Qwen3 report (arXiv:2505.09388) Table 1 / Qwen/Qwen3-8B model card: 8.2B.
+    pytest.param("qwen3-8b", 8.2e9, id="qwen3-8b"),
+    # Gemma 2 report (arXiv:2408.00118) Table 1: 917,504,000 embedding + 8,324,201,472 non-embedding.
+    pytest.param("gemma-2-9b", 9.2417e9, id="gemma-2-9b"),
+    # Gemma report (arXiv:2403.08295) Table 2: 786,825,216 + 7,751,248,896.
+    pytest.param("gemma-7b", 8.538e9, id="gemma-7b"),
+    # Microsoft's Phi-2 announcement "2.7 billion"; HF microsoft/phi-2: 2,779,683,840.
+    pytest.param("phi-2", 2.78e9, id="phi-2"),
+    # Pythia (arXiv:2304.01373) Table 1: 1,414,647,808.
+    pytest.param("pythia-1.4b", 1.4146e9, id="pythia-1.4b"),
+    # Falcon series (arXiv:2311.16867) "7B"; HF tiiuae/falcon-7b: 6,921,720,704.
+    pytest.param("falcon-7b", 6.92e9, id="falcon-7b"),
+    # OPT (arXiv:2205.01068) Table 1: 125M.
+    pytest.param("opt-125m", 125e6, id="opt-125m"),
+    # Mixtral of Experts (arXiv:2401.04088) "47B"; HF mistralai/Mixtral-8x7B-v0.1: 46,702,792,704.
+    pytest.param("mixtral-8x7b", 46.7e9, id="mixtral-8x7b"),
+    # Qwen/Qwen1.5-MoE-A2.7B model card: 14.3B total.
+    pytest.param("qwen1.5-moe-a2.7b", 14.3e9, id="qwen1.5-moe-a2.7b"),
+    # Qwen3 report Table 2 / Qwen/Qwen3-30B-A3B model card: 30.5B total.
+    pytest.param("qwen3-30b-a3b", 30.5e9, id="qwen3-30b-a3b"),
+    # DeepSeek-V2 (arXiv:2405.04434) Appendix B: DeepSeek-V2-Lite 15.7B total.
+    pytest.param("deepseek-v2-lite", 15.7e9, id="deepseek-v2-lite"),
+    # DeepSeek-V3 report (arXiv:2412.19437): 671B total (without the MTP module).
+    pytest.param("deepseek-v3", 671e9, id="deepseek-v3"),
 ]
+
+# Counts of transformers itself: each config in tests/data/hf built with transformers 5.24.0 on the
+# meta device (`with torch.device("meta"): AutoModelForCausalLM.from_config(AutoConfig.for_model(**config))`,
+# Gemma3ForCausalLM(Gemma3TextConfig(**text_config)) for Gemma 3), summing `numel()` of
+# every parameter, and of every parameter that is not a norm or a bias (what the cost
+# model counts). stem -> (all parameters, without norms and biases).
+TRANSFORMERS_COUNTS = {
+    "bitnet-b1.58-2b-4t-hf": (2_412_820_480, 2_412_380_160),  # BitNetForCausalLM
+    "deepseek-v2-lite": (15_706_484_224, 15_706_357_760),  # DeepseekV2ForCausalLM
+    "deepseek-v3": (671_026_404_352, 671_025_397_760),  # DeepseekV3ForCausalLM (no MTP layer)
+    "falcon-7b": (6_921_720_704, 6_921_420_800),  # FalconForCausalLM
+    "gemma-2-9b": (9_241_705_984, 9_241_100_288),  # Gemma2ForCausalLM
+    "gemma-3-4b": (3_880_263_168, 3_879_895_040),  # Gemma3ForCausalLM (the language model)
+    "gemma-7b": (8_537_680_896, 8_537_505_792),  # GemmaForCausalLM
+    "gpt2": (124_439_808, 124_318_464),  # GPT2LMHeadModel (position table counted)
+    "llama-2-7b": (6_738_415_616, 6_738_149_376),  # LlamaForCausalLM
+    "llama-3.1-8b": (8_030_261_248, 8_029_995_008),
+    "llama-3.2-1b": (1_235_814_400, 1_235_746_816),
+    "mistral-7b": (7_241_732_096, 7_241_465_856),  # MistralForCausalLM
+    "mixtral-8x7b": (46_702_792_704, 46_702_526_464),  # MixtralForCausalLM
+    "opt-125m": (125_239_296, 125_117_952),  # OPTForCausalLM (2050-row position table counted)
+    "phi-2": (2_779_683_840, 2_778_726_400),  # PhiForCausalLM
+    "phi-3-mini": (3_821_079_552, 3_820_879_872),  # Phi3ForCausalLM
+    "pythia-1.4b": (1_414_647_808, 1_414_004_736),  # GPTNeoXForCausalLM
+    "qwen1.5-moe-a2.7b": (14_315_784_192, 14_315_536_384),  # Qwen2MoeForCausalLM
+    "qwen2.5-0.5b": (494_032_768, 493_961_216),  # Qwen2ForCausalLM
+    "qwen3-0.6b": (596_049_920, 595_984_384),  # Qwen3ForCausalLM
+    "qwen3-30b-a3b": (30_532_122_624, 30_531_911_680),  # Qwen3MoeForCausalLM
+    "qwen3-8b": (8_190_735_360, 8_190_427_136),  # Qwen3ForCausalLM
+}
+
+
+@pytest.mark.parametrize("stem", sorted(TRANSFORMERS_COUNTS))
+def test_hf_import_counts_match_transformers(stem: str) -> None:
+    everything, without_norms_and_biases = TRANSFORMERS_COUNTS[stem]
+    spec = spec_from_hf_config(HF_DIR / f"{stem}.json")
+    assert spec.params == without_norms_and_biases
+    assert abs(spec.params - everything) / everything < 1e-3
+
+
+def test_every_hf_config_has_a_transformers_count() -> None:
+    assert set(HF_CONFIGS) == set(TRANSFORMERS_COUNTS)
 
 
 def _published_names() -> set[str]:
@@ -100,9 +171,9 @@ def test_every_real_model_has_a_published_count() -> None:
         # 32 * (8*4096*128*6 + 32*128*4096 + 3*4096*14336) + 2*128256*4096
         # = 32 * (25,165,824 + 16,777,216 + 176,160,768) + 1,050,673,152
         ("llama-3.1-8b", 8_029_995_008),
-        # 12 * (12*768*64*3 + 12*64*768 + 2*768*3072) + 1*50257*768
-        # = 12 * (1,769,472 + 589,824 + 4,718,592) + 38,597,376
-        ("gpt2", 123_532_032),
+        # 12 * (12*768*64*3 + 12*64*768 + 2*768*3072) + 1*(50257 + 1024 positions)*768
+        # = 12 * (1,769,472 + 589,824 + 4,718,592) + 39,383,808
+        ("gpt2", 124_318_464),
         # 24 * (2*896*64*9 + 14*64*896 + 3*896*4864) + 1*151936*896
         # = 24 * (1,032,192 + 802,816 + 13,074,432) + 136,134,656
         ("qwen2.5-0.5b", 493_961_216),
@@ -134,6 +205,23 @@ def test_params_by_hand(name: str, params: int) -> None:
         ("llama-3.2-3b", 114_688),
         # 2 * 24 * 2 * 64 * 2
         ("qwen2.5-0.5b", 12_288),
+        # 2 * 36 * 8 * 128 * 2 (Qwen3-8B config.json: 36 layers, 8 KV heads, head_dim 128)
+        ("qwen3-8b", 147_456),
+        # 2 * 42 * 8 * 256 * 2, while the context is within the 4096-token window
+        ("gemma-2-9b", 344_064),
+        # 2 * 32 * 32 * 80 * 2
+        ("phi-2", 327_680),
+        # MQA: 2 * 32 * 1 * 64 * 2
+        ("falcon-7b", 8_192),
+        # 2 * 32 * 8 * 128 * 2
+        ("mixtral-8x7b", 131_072),
+        # 2 * 48 * 4 * 128 * 2
+        ("qwen3-30b-a3b", 98_304),
+        # MLA: 27 layers * (kv_lora_rank 512 + qk_rope_head_dim 64) * 2 bytes; DeepSeek-V2
+        # (arXiv:2405.04434) Table 1: (d_c + d_h^R) * l elements per token
+        ("deepseek-v2-lite", 31_104),
+        # 61 * (512 + 64) * 2
+        ("deepseek-v3", 70_272),
         # 2 * 28 * 4 * 128 * 2
         ("qwen2.5-7b", 57_344),
         # 2 * 32 * 32 * 96 * 2
@@ -161,7 +249,9 @@ def test_yaml_fields_match_spec(name: str) -> None:
     path = models_dir() / f"{name}.yaml"
     data = yaml.safe_load(path.read_text())
     spec_fields = {f.name for f in dataclasses.fields(ModelSpec)}
-    assert set(data) - {"family"} == spec_fields
+    base = {"name", "layers", "hidden", "heads", "kv_heads", "head_dim", "ffn_hidden", "gated_ffn", "vocab",
+            "tied_embeddings", "weight_bits", "kv_bits", "activation_bits", "published_params", "source"}
+    assert base <= set(data) - {"family"} <= spec_fields
     assert data["name"] == path.stem
     assert data["source"].strip()
 
@@ -184,11 +274,11 @@ def test_hf_test_configs_present() -> None:
     assert {"llama-3.1-8b", "mistral-7b", "qwen2.5-0.5b", "phi-3-mini", "gpt2"} <= set(HF_CONFIGS)
 
 
-@pytest.mark.parametrize("stem", HF_CONFIGS)
+@pytest.mark.parametrize("stem", [s for s in HF_CONFIGS if s in model_names()])
 def test_hf_import_matches_shipped_spec(stem: str) -> None:
     imported = spec_from_hf_config(HF_DIR / f"{stem}.json", name=stem)
     shipped = load_model(stem)
-    for field in ARCHITECTURE_FIELDS:
+    for field in ARCHITECTURE_FIELDS + LAYER_FIELDS:
         assert getattr(imported, field) == getattr(shipped, field), field
     assert imported.params == shipped.params
     assert imported.name == stem
@@ -236,7 +326,10 @@ def test_hf_llama_defaults_kv_heads_to_heads() -> None:
 
 
 def test_supported_model_types() -> None:
-    assert supported_model_types() == ["gpt2", "llama", "mistral", "phi3", "qwen2"]
+    assert supported_model_types() == [
+        "RefinedWeb", "RefinedWebModel", "bitnet", "deepseek_v2", "deepseek_v3", "falcon", "gemma", "gemma2",
+        "gemma3_text", "gpt2", "gpt_neox", "llama", "mistral", "mixtral", "opt", "phi", "phi3", "qwen2",
+        "qwen2_moe", "qwen3", "qwen3_moe"]
 
 
 # --- Bad input ------------------------------------------------------------------------
@@ -295,8 +388,8 @@ def test_hf_missing_key_names_key_and_file(tmp_path: Path) -> None:
 
 
 def test_hf_unknown_model_type() -> None:
-    with pytest.raises(InputError, match=r"unsupported `model_type` 'bitnet'; supported model types are gpt2, llama"):
-        spec_from_hf_config({"model_type": "bitnet"})
+    with pytest.raises(InputError, match=r"unsupported `model_type` 'mamba'; supported model types are RefinedWeb"):
+        spec_from_hf_config({"model_type": "mamba"})
 
 
 def test_hf_missing_model_type() -> None:
@@ -337,3 +430,123 @@ def test_hf_not_json(tmp_path: Path) -> None:
 def test_hf_wrong_type() -> None:
     with pytest.raises(InputError, match=r"expected a mapping or the path of a config\.json, got int"):
         spec_from_hf_config(42)  # type: ignore[arg-type]
+
+
+# --- Families, windows, quantization ------------------------------------------------
+
+
+def _hf(stem: str) -> dict:
+    return json.loads((HF_DIR / f"{stem}.json").read_text())
+
+
+def test_hf_bitnet_config_matches_shipped_spec() -> None:
+    # microsoft/bitnet-b1.58-2B-4T config.json: quant_method bitnet -> ternary weights, 8-bit activations
+    imported, shipped = spec_from_hf_config(HF_DIR / "bitnet-b1.58-2b-4t-hf.json"), load_model("bitnet-b1.58-2b-4t")
+    assert all(getattr(imported, f) == getattr(shipped, f) for f in ARCHITECTURE_FIELDS)
+    assert (imported.weight_bits, imported.activation_bits, imported.embed_bits) == (1.58, 8, 16)
+
+
+def test_hf_gemma2_alternates_local_and_global_layers() -> None:
+    spec = spec_from_hf_config(HF_DIR / "gemma-2-9b.json")
+    # transformers Gemma2: layer i slides when i is even; head_dim 256 though 3584/16 = 224
+    assert spec.layer_types[:4] == ("sliding", "full", "sliding", "full") and spec.sliding_window == 4096
+    assert spec.head_dim == 256 and spec.tied_embeddings
+    # at 8192 positions: 21 global layers hold 8192, 21 local ones 4096: 2*8*256*2 bytes per position each
+    assert spec.kv_bytes(8192) == (21 * 8192 + 21 * 4096) * 2 * 8 * 256 * 2
+
+
+def test_hf_gemma3_window_pattern_from_text_config() -> None:
+    spec = spec_from_hf_config(HF_DIR / "gemma-3-4b.json")
+    # sliding_window_pattern 6: layers 5, 11, 17, 23, 29 are global, the other 29 of 34 local (window 1024)
+    assert [i for i, t in enumerate(spec.layer_types) if t == "full"] == [5, 11, 17, 23, 29]
+    assert spec.sliding_window == 1024 and spec.vocab == 262208
+
+
+def test_hf_window_of_mistral_and_phi3_caps_every_layer() -> None:
+    phi3 = spec_from_hf_config(HF_DIR / "phi-3-mini.json")
+    # Phi-3-mini-4k: sliding_window 2047 on all 32 layers; at 4096 tokens the cache holds 2047 positions,
+    # 2*32*32*96*2 = 393,216 bytes per position
+    assert phi3.kv_bytes(4096) == 2047 * 393_216
+    assert spec_from_hf_config(HF_DIR / "mistral-7b.json").windows.tolist() == [4096.0] * 32
+
+
+def test_hf_qwen2_use_sliding_window() -> None:
+    data = _hf("qwen2.5-0.5b")
+    assert spec_from_hf_config(data).layer_types == ()  # use_sliding_window false in the release
+    spec = spec_from_hf_config(data | {"use_sliding_window": True, "sliding_window": 1024, "max_window_layers": 20})
+    # transformers Qwen2: layers from max_window_layers on use the window
+    assert spec.layer_types == ("full",) * 20 + ("sliding",) * 4
+
+
+def test_hf_explicit_layer_types_win() -> None:
+    data = _hf("qwen3-8b") | {"sliding_window": 512, "layer_types": ["sliding_attention", "full_attention"] * 18}
+    assert spec_from_hf_config(data).layer_types == ("sliding", "full") * 18
+    with pytest.raises(InputError, match=r"`layer_types` \['linear_attention'\] .* is not supported"):
+        spec_from_hf_config(data | {"layer_types": ["linear_attention"] * 36})
+
+
+def test_hf_moe_fields() -> None:
+    ds = spec_from_hf_config(HF_DIR / "deepseek-v2-lite.json")
+    assert (ds.attention, ds.kv_heads, ds.head_dim, ds.dense_layers) == ("mla", 1, 192, 1)
+    assert (ds.experts, ds.experts_per_token, ds.shared_ffn_hidden) == (64, 6, 2 * 1408)
+    qwen = spec_from_hf_config(HF_DIR / "qwen1.5-moe-a2.7b.json")
+    assert (qwen.experts, qwen.experts_per_token, qwen.shared_ffn_hidden, qwen.shared_expert_gate) == (60, 4, 5632, True)
+    # Mixtral's active parameters: 32 * (attention 41,943,040 + 2 experts * 176,160,768 + router 32,768)
+    # = 32 * 394,297,344, plus 2 * 131,072,000 = 12,879,659,008; the paper says "13B active parameters"
+    assert spec_from_hf_config(HF_DIR / "mixtral-8x7b.json").active_params == 12_879_659_008
+
+
+def test_hf_parallel_attention_families() -> None:
+    for stem in ("phi-2", "pythia-1.4b", "falcon-7b"):
+        assert spec_from_hf_config(HF_DIR / f"{stem}.json").parallel_attention, stem
+    falcon = spec_from_hf_config(HF_DIR / "falcon-7b.json")
+    assert (falcon.kv_heads, falcon.ffn_hidden, falcon.gated_ffn, falcon.tied_embeddings) == (1, 4 * 4544, False, True)
+
+
+@pytest.mark.parametrize(
+    ("quantization", "bits"),
+    [
+        # AWQ GEMM: 4-bit weights, per 128 weights a 16-bit scale and a 4-bit zero: 4 + 20/128
+        ({"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True, "version": "gemm"}, 4.15625),
+        # GPTQ: 16-bit scale and packed 4-bit zero per group of 128
+        ({"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": False, "sym": True}, 4.15625),
+        # GPTQ 8-bit, groups of 64: 8 + 24/64
+        ({"quant_method": "gptq", "bits": 8, "group_size": 64}, 8.375),
+        # bitsandbytes NF4: a float32 absmax per block of 64: 4 + 32/64
+        ({"quant_method": "bitsandbytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf4"}, 4.5),
+        # double quantization: 8-bit absmax per 64, one float32 per 256 blocks: 4 + 8/64 + 32/16384
+        ({"quant_method": "bitsandbytes", "load_in_4bit": True, "bnb_4bit_use_double_quant": True}, 4.126953125),
+        ({"quant_method": "bitsandbytes", "load_in_8bit": True}, 8.0),
+        # DeepSeek-V3's FP8 with a float32 scale per 128x128 block
+        ({"quant_method": "fp8", "weight_block_size": [128, 128]}, 8 + 32 / 16384),
+    ],
+)
+def test_hf_quantization_bits(quantization: dict, bits: float) -> None:
+    spec = spec_from_hf_config(_hf("llama-3.1-8b") | {"quantization_config": quantization})
+    assert spec.weight_bits == pytest.approx(bits, rel=1e-12)
+    assert spec.embed_bits == 16  # embed and lm_head stay in the bfloat16 of torch_dtype
+
+
+def test_hf_awq_checkpoint_bytes() -> None:
+    # Llama-3.1-8B AWQ: 6,979,321,856 layer weights at 4.15625 bits + 2 * 525,336,576 at 16 bits
+    spec = spec_from_hf_config(_hf("llama-3.1-8b") | {"quantization_config": {
+        "quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True}})
+    layer_params = spec.params - 2 * spec.embed_params
+    assert layer_params == 6_979_321_856
+    from placement.cost.precision import Precision
+    p = Precision.uniform(spec.layers, spec.weight_bits, 16, 16, spec.embed_bits)
+    assert (p.attention[0], p.embed, p.lm_head) == (4.15625, 16.0, 16.0)
+
+
+def test_hf_unsupported_quantization() -> None:
+    with pytest.raises(InputError, match=r"`quant_method` 'hqq' is not supported; supported are awq, gptq"):
+        spec_from_hf_config(_hf("llama-3.1-8b") | {"quantization_config": {"quant_method": "hqq"}})
+
+
+def test_hf_unsupported_features_one_line() -> None:
+    with pytest.raises(InputError, match=r"`word_embed_proj_dim` \(512\) .* is not supported by the cost model"):
+        spec_from_hf_config(_hf("opt-125m") | {"word_embed_proj_dim": 512})
+    with pytest.raises(InputError, match=r"`mlp_only_layers` .* is not supported"):
+        spec_from_hf_config(_hf("qwen3-30b-a3b") | {"mlp_only_layers": [3]})
+    with pytest.raises(InputError, match=r"`moe_layer_freq` other than 1"):
+        spec_from_hf_config(_hf("deepseek-v2-lite") | {"moe_layer_freq": 2})

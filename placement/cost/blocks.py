@@ -29,7 +29,8 @@ import numpy as np
 from placement.cost.model import ModelSpec
 from placement.cost.precision import Precision
 
-__all__ = ["StepCosts", "BlockMemory", "decode_costs", "prefill_costs", "roofline_block_memory"]
+__all__ = ["StepCosts", "BlockMemory", "decode_costs", "prefill_costs", "roofline_block_memory", "cached_positions",
+           "causal_pairs", "attend_flops_per_position", "ffn_read_params"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,6 +64,14 @@ class StepCosts:
         True: head outputs reach the projection one after another whatever the
         network (the three-phase model of ``kafetzis2025``).
 
+    expert_flops, expert_read : ndarray (steps, L) or None
+        MoE layers: one routed expert's FLOPs for one token and its weight bytes (0 in dense layers).
+    ffn_fixed_flops, ffn_fixed_read : ndarray (steps, L) or None
+        The part of an MoE layer's FFN that stays on the FFN device when experts are placed
+        elsewhere: the router and the shared experts (the whole FFN in dense layers).
+    routed_tokens : float
+        Tokens each step sends through the router: ``B`` in decode, ``B·P`` in prefill.
+
     Transfer sizes are floats, or arrays of shape (steps,) when they change with the context.
     """
 
@@ -82,6 +91,11 @@ class StepCosts:
     roofline: bool = True
     layer_in_bytes: float | np.ndarray | None = None
     sum_gather: bool = False
+    expert_flops: np.ndarray | None = None
+    expert_read: np.ndarray | None = None
+    ffn_fixed_flops: np.ndarray | None = None
+    ffn_fixed_read: np.ndarray | None = None
+    routed_tokens: float = 1.0
 
     @property
     def layer_input_bytes(self) -> float | np.ndarray:
@@ -108,6 +122,8 @@ class BlockMemory:
         The whole model (tied embeddings counted once).
     groups_per_layer : int
         ``K``: attention groups in a layer.
+    expert : ndarray (n, L) or None
+        One routed expert's weights in MoE layers (0 in dense ones); `ffn` holds all of them.
     """
 
     group_weights: np.ndarray
@@ -118,6 +134,7 @@ class BlockMemory:
     lm_head: np.ndarray
     total: np.ndarray
     groups_per_layer: int = 1
+    expert: np.ndarray | None = None
 
     @property
     def group(self) -> np.ndarray:
@@ -133,11 +150,120 @@ class BlockMemory:
         """The figures at context ``index`` only (per-context arrays keep a length-1 first axis)."""
         pick = lambda a: a[index:index + 1] if a.shape[0] > 1 else a  # noqa: E731
         return BlockMemory(pick(self.group_weights), pick(self.group_kv), pick(self.projection), pick(self.ffn),
-                           self.embed, self.lm_head, pick(self.total), self.groups_per_layer)
+                           self.embed, self.lm_head, pick(self.total), self.groups_per_layer,
+                           None if self.expert is None else pick(self.expert))
+
+
+def cached_positions(model: ModelSpec, contexts: np.ndarray) -> np.ndarray:
+    """Positions each layer's cache holds and a new token attends to at each context: ``min(S, W_l)``, (n, L).
+
+    Parameters
+    ----------
+    model : ModelSpec
+    contexts : ndarray, shape (n,)
+        Context lengths ``S``.
+
+    Returns
+    -------
+    ndarray, shape (n, L)
+        Positions (a full-attention layer has ``W = inf``).
+    """
+    return np.minimum(np.asarray(contexts, dtype=float)[:, None], model.windows[None, :])
+
+
+def causal_pairs(prompt_tokens: int, windows: np.ndarray) -> np.ndarray:
+    """(query, key) pairs causal attention scores over a ``P``-token prompt, per layer (L,).
+
+    Position ``i`` (1-based) attends to ``min(i, W)`` positions, so the sum is
+    ``P(P+1)/2`` when ``P ≤ W`` and ``W(W+1)/2 + (P − W)·W`` otherwise.
+
+    Parameters
+    ----------
+    prompt_tokens : int
+        ``P``.
+    windows : ndarray, shape (L,)
+        ``W`` of each layer (``inf``: full attention).
+
+    Returns
+    -------
+    ndarray, shape (L,)
+    """
+    P = float(prompt_tokens)
+    W = np.minimum(np.asarray(windows, dtype=float), P)
+    return W * (W + 1) / 2 + (P - W) * W
+
+
+def attend_flops_per_position(model: ModelSpec, phase: str) -> float:
+    """FLOPs one query spends on one cached position in one attention group.
+
+    GQA: ``4·r·d`` (scores ``2rd``, weighted values ``2rd``). MLA decode reads the
+    latent directly (the up-projections absorbed into the query and the output):
+    ``2H·(kv_rank + rope)`` for scores plus ``2H·kv_rank`` for values. MLA prefill
+    decompresses keys and values (their up-projection is part of the linear FLOPs):
+    ``2H·d`` for scores plus ``2H·v_head_dim`` for values.
+
+    Parameters
+    ----------
+    model : ModelSpec
+    phase : {"decode", "prefill"}
+
+    Returns
+    -------
+    float
+        FLOP per (query, position) pair, batch 1.
+    """
+    if model.attention != "mla":
+        return 4.0 * model.group_size * model.head_dim
+    H = model.heads
+    if phase == "decode":
+        return 2.0 * H * (2 * model.kv_lora_rank + model.qk_rope_head_dim)
+    return 2.0 * H * (model.head_dim + model.v_head_dim)
+
+
+def ffn_read_params(model: ModelSpec, tokens: float) -> np.ndarray:
+    """Expected FFN parameters read from memory when ``tokens`` tokens pass each layer, (L,).
+
+    A dense FFN reads all its weights. An MoE layer reads its router and shared
+    experts, and every routed expert at least one token chose: under uniform top-k
+    routing of independent tokens an expert is missed by one token with probability
+    ``1 − k/E``, so ``E·(1 − (1 − k/E)^tokens)`` experts are read on average (``k`` at one token).
+
+    Parameters
+    ----------
+    model : ModelSpec
+    tokens : float
+        Tokens through the layer in the step (``B`` in decode, ``B·P`` in prefill).
+
+    Returns
+    -------
+    ndarray, shape (L,)
+        Parameters.
+    """
+    if not model.is_moe:
+        return model.ffn_params_per_layer.astype(float)
+    E, k = model.experts, model.experts_per_token
+    touched = E * (1 - (1 - k / E) ** tokens)
+    moe = model.moe_fixed_params + touched * model.expert_params
+    return np.where(model.moe_layers, moe, model.ffn_params)
+
+
+def _expert_terms(model: ModelSpec, tokens: float, w_ffn: np.ndarray, steps: int) -> dict[str, np.ndarray | float]:
+    """The StepCosts fields of routed experts for steps routing ``tokens`` tokens each (zeros in dense layers)."""
+    moe = model.moe_layers
+    expert = np.where(moe, model.expert_params, 0)
+    fixed_flops = np.where(moe, 2.0 * tokens * model.moe_fixed_params, 2.0 * tokens * model.ffn_params)
+    fixed_read = np.where(moe, model.moe_fixed_params, model.ffn_params) * w_ffn / 8
+    ones = np.ones((steps, 1))
+    return {"expert_flops": ones * (2.0 * expert), "expert_read": ones * (expert * w_ffn / 8),
+            "ffn_fixed_flops": ones * fixed_flops, "ffn_fixed_read": ones * fixed_read, "routed_tokens": float(tokens)}
 
 
 def decode_costs(model: ModelSpec, batch: int, precision: Precision, contexts: np.ndarray) -> StepCosts:
     """Costs of decode steps at the given contexts (profile ``roofline``).
+
+    A new token attends to ``min(S, W_l)`` positions in layer ``l`` and reads that
+    many cached positions (`cached_positions`); an MoE layer computes its top-k
+    experts and reads the experts its tokens chose (`ffn_read_params`).
 
     Parameters
     ----------
@@ -153,34 +279,38 @@ def decode_costs(model: ModelSpec, batch: int, precision: Precision, contexts: n
     -------
     StepCosts
     """
-    B, D, d, r = batch, model.hidden, model.head_dim, model.group_size
-    S = np.asarray(contexts, dtype=float)[:, None]
+    B, D = batch, model.hidden
+    S = cached_positions(model, contexts)
     steps = len(S)
     ones = np.ones((steps, 1))
     w_att, w_proj, w_ffn, c = precision.attention, precision.projection, precision.ffn, precision.kv
+    ffn_active = model.ffn_active_params_per_layer
     return StepCosts(
-        group_flops=2 * B * model.group_params + 4 * B * r * d * S + 0 * w_att,
-        group_read=model.group_params * w_att / 8 + 2 * B * d * S * c / 8,
+        group_flops=2 * B * model.group_params + B * attend_flops_per_position(model, "decode") * S + 0 * w_att,
+        group_read=model.group_params * w_att / 8 + B * model.cache_values_per_token * S * c / 8,
         projection_flops=ones * (2 * B * model.projection_params) + 0 * w_proj,
         projection_read=ones * (model.projection_params * w_proj / 8),
-        ffn_flops=ones * (2 * B * model.ffn_params) + 0 * w_ffn,
-        ffn_read=ones * (model.ffn_params * w_ffn / 8),
+        ffn_flops=ones * (2 * B * ffn_active) + 0 * w_ffn,
+        ffn_read=ones * (ffn_read_params(model, B) * w_ffn / 8),
         embed_read=np.full(steps, B * D * precision.embed / 8),
-        lm_head_flops=np.full(steps, 2.0 * B * model.embed_params),
-        lm_head_read=np.full(steps, model.embed_params * precision.lm_head / 8),
+        lm_head_flops=np.full(steps, 2.0 * B * model.lm_head_params),
+        lm_head_read=np.full(steps, model.lm_head_params * precision.lm_head / 8),
         hidden_bytes=B * D * precision.activation / 8,
-        group_out_bytes=B * r * d * precision.activation / 8,
+        group_out_bytes=B * model.group_size * model.value_dim * precision.activation / 8,
         lm_head_in_bytes=B * D * precision.activation / 8,
         token_bytes=4.0 * B,
+        **_expert_terms(model, B, w_ffn, steps),
     )
 
 
 def prefill_costs(model: ModelSpec, batch: int, precision: Precision, prompt_tokens: int) -> StepCosts:
     """Costs of the prefill of a ``P``-token prompt, as one step (profile ``roofline``).
 
-    Linear FLOPs are ×P; weights are read once; each group writes its KV cache once
-    (``2B·d·P·c/8``); causal attention costs ``2B·r·d·P(P+1)`` FLOPs; activation
-    transfers carry P positions; ``lm_head`` runs for the last position only.
+    Linear FLOPs are ×P; weights are read once; each group writes the positions its
+    cache keeps once (``B·min(P, W)·v·c/8``, ``v`` values per position); causal
+    attention costs ``B·f·pairs`` FLOPs with ``f`` from `attend_flops_per_position`
+    and ``pairs`` from `causal_pairs` (``2B·r·d·P(P+1)`` for full GQA attention);
+    activation transfers carry P positions; ``lm_head`` runs for the last position only.
 
     Parameters
     ----------
@@ -196,22 +326,26 @@ def prefill_costs(model: ModelSpec, batch: int, precision: Precision, prompt_tok
     StepCosts
         With one step.
     """
-    B, D, d, r, P = batch, model.hidden, model.head_dim, model.group_size, prompt_tokens
+    B, D, P = batch, model.hidden, prompt_tokens
     w_att, w_proj, w_ffn, c = (precision.attention[None], precision.projection[None], precision.ffn[None], precision.kv[None])
+    pairs = causal_pairs(P, model.windows)[None]
+    kept = cached_positions(model, np.array([P]))
+    ffn_active = model.ffn_active_params_per_layer[None]
     return StepCosts(
-        group_flops=P * 2 * B * model.group_params + 2 * B * r * d * P * (P + 1) + 0 * w_att,
-        group_read=model.group_params * w_att / 8 + 2 * B * d * P * c / 8,
+        group_flops=P * 2 * B * model.group_params + B * attend_flops_per_position(model, "prefill") * pairs + 0 * w_att,
+        group_read=model.group_params * w_att / 8 + B * model.cache_values_per_token * kept * c / 8,
         projection_flops=P * 2.0 * B * model.projection_params + 0 * w_proj,
         projection_read=model.projection_params * w_proj / 8,
-        ffn_flops=P * 2.0 * B * model.ffn_params + 0 * w_ffn,
-        ffn_read=model.ffn_params * w_ffn / 8,
+        ffn_flops=P * 2.0 * B * ffn_active + 0 * w_ffn,
+        ffn_read=ffn_read_params(model, B * P)[None] * w_ffn / 8,
         embed_read=np.array([P * B * D * precision.embed / 8]),
-        lm_head_flops=np.array([2.0 * B * model.embed_params]),
-        lm_head_read=np.array([model.embed_params * precision.lm_head / 8]),
+        lm_head_flops=np.array([2.0 * B * model.lm_head_params]),
+        lm_head_read=np.array([model.lm_head_params * precision.lm_head / 8]),
         hidden_bytes=P * B * D * precision.activation / 8,
-        group_out_bytes=P * B * r * d * precision.activation / 8,
+        group_out_bytes=P * B * model.group_size * model.value_dim * precision.activation / 8,
         lm_head_in_bytes=B * D * precision.activation / 8,
         token_bytes=4.0 * B,
+        **_expert_terms(model, B * P, precision.ffn, 1),
     )
 
 
@@ -233,17 +367,19 @@ def roofline_block_memory(model: ModelSpec, batch: int, precision: Precision, co
     Returns
     -------
     BlockMemory
-        Group weights ``D·d·(r+2)·w/8`` and KV cache ``2B·d·S·c/8``; projection and FFN
-        weights; embed and lm_head tables; the total with tied embeddings counted once.
+        Group weights ``group_params·w/8`` and KV cache ``B·min(S, W_l)·v·c/8`` (``v = 2d``,
+        or MLA's ``kv_rank + rope``); projection and FFN weights (every expert of an MoE
+        layer); embed and lm_head tables; the total with tied embeddings counted once.
     """
-    B, d = batch, model.head_dim
-    S = np.asarray(contexts, dtype=float)[:, None]
-    group_weights = np.broadcast_to(model.group_params * precision.attention / 8, (len(S), model.layers))
-    group_kv = 2 * B * d * S * precision.kv / 8
-    projection = np.broadcast_to(model.projection_params * precision.projection / 8, group_kv.shape)
-    ffn = np.broadcast_to(model.ffn_params * precision.ffn / 8, group_kv.shape)
+    S = cached_positions(model, contexts)
+    group_weights = np.broadcast_to(model.group_params * precision.attention / 8, S.shape)
+    group_kv = batch * model.cache_values_per_token * S * precision.kv / 8
+    projection = np.broadcast_to(model.projection_params * precision.projection / 8, S.shape)
+    ffn = np.broadcast_to(model.ffn_params_per_layer * precision.ffn / 8, S.shape)
     embed = np.array([model.embed_params * precision.embed / 8])
-    lm_head = np.array([model.embed_params * precision.lm_head / 8])
+    lm_head = np.array([model.lm_head_params * precision.lm_head / 8])
     heads = embed if model.tied_embeddings and precision.embed == precision.lm_head else embed + lm_head
     total = (model.kv_heads * (group_weights + group_kv) + projection + ffn).sum(axis=1) + heads
-    return BlockMemory(np.array(group_weights), group_kv, projection, ffn, embed, lm_head, total, model.kv_heads)
+    expert = np.broadcast_to(np.where(model.moe_layers, model.expert_params, 0) * precision.ffn / 8, S.shape)
+    return BlockMemory(np.array(group_weights), group_kv, projection, ffn, embed, lm_head, total, model.kv_heads,
+                       np.array(expert))

@@ -44,10 +44,15 @@ class Precision:
     activation: float
 
     @classmethod
-    def uniform(cls, layers: int, weight_bits: float, kv_bits: float, activation_bits: float) -> "Precision":
-        """The same weight bits for every block, one cache and one activation precision."""
+    def uniform(cls, layers: int, weight_bits: float, kv_bits: float, activation_bits: float,
+                embed_bits: float | None = None) -> "Precision":
+        """The same weight bits for every layer block, one cache and one activation precision.
+
+        ``embed`` and ``lm_head`` take `embed_bits` when given (a 4-bit checkpoint keeps them at 16), else `weight_bits`.
+        """
         row = np.full(layers, float(weight_bits))
-        return cls(row, row, row, np.full(layers, float(kv_bits)), float(weight_bits), float(weight_bits), float(activation_bits))
+        ends = float(weight_bits if embed_bits is None else embed_bits)
+        return cls(row, row, row, np.full(layers, float(kv_bits)), ends, ends, float(activation_bits))
 
     def with_overrides(self, overrides: dict[str, Any] | None, *, where: str = "precision") -> "Precision":
         """A copy with some fields replaced; per-layer fields accept a scalar or a list of L values.

@@ -285,6 +285,9 @@ class PhaseTables:
         the same at every step).
     token_s : ndarray (N, N)
         The sampled token id from ``lm_head``'s device back to ``embed``'s.
+    expert_s, ffn_fixed_s : ndarray (R, L, N) or None
+        One routed expert for one token, and the router with the shared experts (the
+        whole FFN of a dense layer), when the profile has experts.
     """
 
     group_s: np.ndarray
@@ -296,6 +299,8 @@ class PhaseTables:
     hidden_s: np.ndarray
     lm_head_in_s: np.ndarray
     token_s: np.ndarray
+    expert_s: np.ndarray | None = None
+    ffn_fixed_s: np.ndarray | None = None
 
 
 def _at(size, at: np.ndarray | None):
@@ -330,7 +335,15 @@ def phase_tables(instance, costs: StepCosts, at: np.ndarray | None = None) -> Ph
         hidden_s=transfer_times(cluster, _at(costs.hidden_bytes, at)),
         lm_head_in_s=transfer_times(cluster, _at(costs.lm_head_in_bytes, at)),
         token_s=transfer_times(cluster, costs.token_bytes)[0],
+        **_expert_tables(instance, costs, pick, roof),
     )
+
+
+def _expert_tables(instance, costs: StepCosts, pick, roof: bool) -> dict[str, np.ndarray | None]:
+    if costs.expert_flops is None:
+        return {}
+    return {"expert_s": block_times(costs.expert_flops[pick], costs.expert_read[pick], instance, roof),
+            "ffn_fixed_s": block_times(costs.ffn_fixed_flops[pick], costs.ffn_fixed_read[pick], instance, roof)}
 
 
 def phase_totals(instance, costs: StepCosts) -> PhaseTables:

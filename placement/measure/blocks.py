@@ -203,10 +203,14 @@ def build_model(spec: ModelSpec, *, precision: str = "fp32", batch: int = 1, max
     Raises
     ------
     InputError
-        On an unknown precision, or a model that does not fit in this machine's memory.
+        On an unknown precision, a model that does not fit in this machine's memory, or layers
+        other than dense full-attention GQA ones.
     SolverNotInstalledError
         Without PyTorch.
     """
+    if spec.is_moe or spec.attention != "gqa" or spec.layer_types:
+        raise InputError(f"model {spec.name!r}: measuring builds dense full-attention GQA layers only; "
+                         "MoE, MLA and sliding-window models are not measured (the cost model prices them)")
     torch = torch_module()
     precision_bits(precision)
     holds = holds or Holdings()

@@ -51,7 +51,7 @@ def layer_constants(instance: Instance) -> dict[str, Any]:
         context), ``head_flops`` (the output head's), ``layer_bytes`` (weights + KV of all layers at the largest context),
         ``ends_bytes`` (embedding + output head), ``time_per_share_s`` (N,): seconds each
         device needs for the whole layer stack per decode token (roofline, mean context),
-        ``weights`` (3,): one group's weights, the projection's, the FFN's (first layer, bytes).
+        ``weights`` (3,): one group's weights, the projection's, the FFN's (summed over layers, bytes).
     """
     model, workload = instance.model, instance.workload
     K = model.kv_heads
@@ -68,7 +68,8 @@ def layer_constants(instance: Instance) -> dict[str, Any]:
     return {"flops": flops, "layer_bytes": layer_bytes, "head_flops": float(costs.lm_head_flops[0]),
             "ends_bytes": float(memory.embed[0] + (0 if tied else memory.lm_head[0])),
             "time_per_share_s": per_device,
-            "weights": np.array([memory.group_weights[0][0], memory.projection[0][0], memory.ffn[0][0]])}
+            # summed over layers, so that a share of them is a share of the whole stack when layers differ
+            "weights": np.array([memory.group_weights[0].sum(), memory.projection[0].sum(), memory.ffn[0].sum()])}
 
 
 def ota_plan(instance: Instance, shares: np.ndarray, master: int, extras: dict[str, Any] | None = None) -> Plan:

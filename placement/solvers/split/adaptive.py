@@ -15,7 +15,7 @@ from placement.errors import InputError
 from placement.instance import Instance
 from placement.result import Result
 from placement.solvers.split.configuration import DEFAULT_ACTIVATION_BITS, DEFAULT_KV_BITS, DEFAULT_OUTLIER_FRACTIONS, DEFAULT_WEIGHT_BITS, check_options, config_extras, split_plan
-from placement.solvers.split.tables import split_tables
+from placement.solvers.split.tables import mixed_layers_message, split_tables
 from placement.solvers.split.search import axis, config_at, error_grid, finish, grid, limits, prune_activations, search
 
 __all__ = ["solve_split_adaptive"]
@@ -57,6 +57,9 @@ def solve_split_adaptive(instance: Instance, *, device: str | None = None, serve
         with the reason when no sequence fits.
     """
     start = time.perf_counter()
+    mixed = mixed_layers_message(instance, "split-adaptive")
+    if mixed is not None:
+        return Result("error", mixed, None, None)
     if not (isinstance(chunk, int) and chunk >= 1):
         raise InputError(f"`chunk` must be a positive whole number, got {chunk!r}")
     dev, srv, weights, kvs, acts, model, budget, workspace = check_options(

@@ -10,6 +10,7 @@ import time
 
 from placement.instance import Instance
 from placement.result import Result
+from placement.solvers.split.tables import mixed_layers_message
 from placement.solvers.split.configuration import DEFAULT_ACTIVATION_BITS, DEFAULT_KV_BITS, DEFAULT_OUTLIER_FRACTIONS, DEFAULT_WEIGHT_BITS, check_options, config_extras, split_plan
 from placement.solvers.split.search import finish, prune_activations, search
 from placement.solvers.split.baselines import baseline_result
@@ -75,6 +76,9 @@ def solve_split(instance: Instance, *, device: str | None = None, server: str | 
         On an unknown device, baseline or a bad option value.
     """
     start = time.perf_counter()
+    mixed = mixed_layers_message(instance, "split")
+    if mixed is not None:
+        return Result("error", mixed, None, None)
     dev, srv, weights, kvs, acts, model, budget, workspace = check_options(
         instance, device, server, weight_bits, kv_bits, activation_bits, outlier_fractions, accuracy,
         max_distortion, latency_budget_s, workspace_bytes)

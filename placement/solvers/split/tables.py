@@ -14,7 +14,26 @@ from placement.cost.tables import block_memory, block_times, prefill_step_costs,
 from placement.cost.precision import Precision
 from placement.instance import Instance
 
-__all__ = ["SplitTables", "split_tables"]
+__all__ = ["SplitTables", "split_tables", "mixed_layers_message"]
+
+
+def mixed_layers_message(instance: Instance, method: str) -> str | None:
+    """Why `method` cannot split this model, or None: its tables price copies of one layer.
+
+    Parameters
+    ----------
+    instance : Instance
+    method : str
+
+    Returns
+    -------
+    str or None
+    """
+    model = instance.model
+    if model.uniform_layers:
+        return None
+    return (f"method `{method}` prices every layer alike, and model {model.name!r} has layers of different types "
+            "(sliding-window and full attention, or dense and MoE layers); use `pipeline-dp` or `milp` for it")
 
 
 @dataclass
@@ -72,7 +91,7 @@ def split_tables(instance: Instance, dev: int, srv: int, weights: np.ndarray, kv
     w_grid, c_grid = np.repeat(weights, nC), np.tile(kvs, nW)
     J = len(w_grid)
     # One "layer" per (weight, KV) pair: the per-layer costs do not depend on L.
-    combos = dataclasses.replace(instance, model=dataclasses.replace(model, layers=J))
+    combos = dataclasses.replace(instance, model=model.with_layers(J))
     precision = Precision(w_grid, w_grid, w_grid, c_grid, 1.0, 1.0, 1.0)
     contexts = workload.contexts()
     decode, prefill = step_costs(combos, precision, contexts), prefill_step_costs(combos, precision)
@@ -120,7 +139,7 @@ def _ends(instance: Instance, pair: list[int], weights: np.ndarray, kv_bits: flo
     I, nW = workload.n_intervals, len(weights)
     out = {"embed_s": np.zeros((I, nW)), "embed_last_s": np.zeros((I, nW)), "head_s": np.zeros((I, nW, 2)),
            "head_last_s": np.zeros((I, nW, 2)), "embed_bytes": np.zeros(nW), "head_bytes": np.zeros(nW)}
-    one = dataclasses.replace(instance, model=dataclasses.replace(model, layers=1))
+    one = dataclasses.replace(instance, model=model.with_layers(1))
     contexts = workload.contexts()
 
     def times(flops, read, roofline):  # the evaluator's block times, for the two devices
