@@ -34,6 +34,7 @@ COLLECTIVES = ("ring", "star", "gather", "ota")
 _PLAN_KEYS = ("format", "method", "devices", "groups_per_layer", "collective", "root", "intervals", "extras",
               "windows", "client")
 _INTERVAL_KEYS = ("attention", "projection", "ffn", "embed", "lm_head", "precision")
+MAX_GROUPS_PER_LAYER = 1_024  # also the limit of a model's kv_heads (placement.instance.LIMITS)
 
 
 @dataclass(frozen=True, eq=False)
@@ -203,6 +204,9 @@ class Plan:
         width = data.get("groups_per_layer", kv_heads)
         if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 1):
             raise PlanError(f"plan `groups_per_layer` must be a positive whole number, got {short(width)}")
+        if width is not None and width > MAX_GROUPS_PER_LAYER:  # each layer written as one name expands to `width`
+            raise PlanError(f"plan `groups_per_layer` is {width:,}; the limit is {MAX_GROUPS_PER_LAYER:,} "
+                            "(the model's kv_heads)")
         extras = data.get("extras") or {}
         if not isinstance(extras, dict):
             raise PlanError(f"plan `extras` must be a mapping, got {short(extras)}")
