@@ -27,6 +27,7 @@ from placement.cost.precision import Precision
 from placement.cost.units import BYTES, BYTES_PER_S, FLOP_PER_S, SECONDS, parse_quantity
 from placement.errors import InfeasibleError, InputError, InputWarning
 from placement.files import load_data_file, short
+from placement.plan import MAX_EXPERTS_PER_LAYER, MAX_GROUPS_PER_LAYER
 
 __all__ = [
     "Workload",
@@ -56,7 +57,8 @@ LIMITS = {
     "decode steps x intervals": 100_000_000,
     "layers": 1_024,
     "heads": 8_192,
-    "kv_heads (attention groups per layer)": 1_024,
+    "kv_heads (attention groups per layer)": MAX_GROUPS_PER_LAYER,
+    "experts (routed experts per MoE layer)": MAX_EXPERTS_PER_LAYER,
     "devices": 1_024,
     "wireless.server_antennas": 1_024,
     "wireless.device_antennas": 64,
@@ -576,7 +578,7 @@ def _check_sizes(model: ModelSpec, workload: Workload, spec: InstanceFile) -> No
         "intervals (generate_tokens / interval)": workload.n_intervals,
         "decode steps x intervals": workload.generate_tokens * workload.n_intervals,
         "layers": model.layers, "heads": model.heads, "kv_heads (attention groups per layer)": model.kv_heads,
-        "devices": len(spec.devices),
+        "experts (routed experts per MoE layer)": model.experts, "devices": len(spec.devices),
     }
     if spec.wireless is not None:
         sizes.update({"wireless.server_antennas": spec.wireless.server_antennas,

@@ -34,6 +34,8 @@ COLLECTIVES = ("ring", "star", "gather", "ota")
 _PLAN_KEYS = ("format", "method", "devices", "groups_per_layer", "collective", "root", "intervals", "extras",
               "windows", "client", "experts_per_layer")
 _INTERVAL_KEYS = ("attention", "projection", "ffn", "embed", "lm_head", "precision", "experts")
+MAX_GROUPS_PER_LAYER = 1_024  # also the limit of a model's kv_heads (placement.instance.LIMITS)
+MAX_EXPERTS_PER_LAYER = 4_096  # a layer written as one name expands to this many entries
 
 
 @dataclass(frozen=True, eq=False)
@@ -213,6 +215,9 @@ class Plan:
         width = data.get("groups_per_layer", kv_heads)
         if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 1):
             raise PlanError(f"plan `groups_per_layer` must be a positive whole number, got {short(width)}")
+        if width is not None and width > MAX_GROUPS_PER_LAYER:  # each layer written as one name expands to `width`
+            raise PlanError(f"plan `groups_per_layer` is {width:,}; the limit is {MAX_GROUPS_PER_LAYER:,} "
+                            "(the model's kv_heads)")
         extras = data.get("extras") or {}
         if not isinstance(extras, dict):
             raise PlanError(f"plan `extras` must be a mapping, got {short(extras)}")
@@ -321,6 +326,8 @@ def _expert_rows(rows: Any, index, k: int, width: Any) -> np.ndarray | None:
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
         raise PlanError(f"plan interval {k}: give `experts_per_layer` (a positive whole number) or list the device "
                         "of every expert of one layer")
+    if width > MAX_EXPERTS_PER_LAYER:
+        raise PlanError(f"plan `experts_per_layer` is {width:,}; the limit is {MAX_EXPERTS_PER_LAYER:,}")
     out = np.full((len(rows), width), -1, dtype=np.int64)
     for l, row in enumerate(rows):
         if row is None:

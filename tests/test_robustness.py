@@ -239,6 +239,7 @@ def test_duplicate_yaml_key_is_an_error(tmp_path):
     ({"precison": {}}, r"unknown field\(s\) 'precison'; known fields are format"),
     ({"format": "placement-plan/2"}, r"`format` is 'placement-plan/2'; this version reads 'placement-plan/1'"),
     ({"groups_per_layer": 0}, "`groups_per_layer` must be a positive whole number, got 0"),
+    ({"groups_per_layer": 10**9}, "`groups_per_layer` is 1,000,000,000; the limit is 1,024"),
     ({"collective": "allgather"}, "`collective` must be one of ring, star, gather, ota, got 'allgather'"),
 ])
 def test_plan_files_are_strict(change, match):
