@@ -3,6 +3,9 @@
     python benchmarks/bench_myopic.py decision     # decision time, llama-3.1-8b on 8 devices
     python benchmarks/bench_myopic.py gap          # gap to the MILP optimum on every paper-small instance
     python benchmarks/bench_myopic.py horizon      # myopic+'s gap on paper-small against its horizon
+    python benchmarks/bench_myopic.py random       # gap to the MILP optimum on random tiny instances (report seeds)
+    python benchmarks/bench_myopic.py random --seeds 0:200   # ... on the tuning seeds
+    python benchmarks/bench_myopic.py edge-real    # gap to the best plan known on edge-real
     python benchmarks/bench_myopic.py all
 
 Decision times are wall-clock seconds of one decision (``stats["decision_times_s"]``),
@@ -13,11 +16,16 @@ optimum (HiGHS), geometric mean over the instances. The machine is printed first
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import platform
 import statistics
+from pathlib import Path
+
+from joblib import Parallel, delayed
 
 import placement
+from placement.experiments.suites.random_tiny import REPORT_SEEDS, random_tiny_instance
 from placement.solvers.milp import solve_milp
 
 DECISION_INSTANCE = "edge/llama-3.1-8b-8dev"
@@ -78,10 +86,89 @@ def horizon() -> None:
         print(f"  horizon {h:3d}: geometric mean {_geomean(gaps) * 100:6.2f} %, worst {max(gaps) * 100:7.2f} %")
 
 
+BASELINES = ("single", "pipeline-dp", "memory-proportional")
+EDGE_REAL_METHODS = ("myopic+", "myopic", "single", "pipeline", "pipeline-dp", "memory-proportional", "greedy",
+                     "static", "milp")
+
+
+def _optimum(seed: int) -> tuple[int, str, float]:
+    result = solve_milp(random_tiny_instance(seed), time_limit=120)
+    return seed, result.status, result.objective
+
+
+def _optima(seeds: range, cache: Path) -> dict[int, tuple[str, float]]:
+    """The MILP's optimum of every seed, cached in `cache` (JSON) so reruns only time the online methods."""
+    known = {int(k): tuple(v) for k, v in json.loads(cache.read_text()).items()} if cache.exists() else {}
+    missing = [s for s in seeds if s not in known]
+    for seed, status, objective in Parallel(n_jobs=2)(delayed(_optimum)(s) for s in missing):
+        known[seed] = (status, objective)
+    cache.write_text(json.dumps({str(k): v for k, v in sorted(known.items())}))
+    return {s: known[s] for s in seeds}
+
+
+def _distribution(label: str, gaps: list[float], beaten: dict[str, int], n: int) -> None:
+    finite = [g for g in gaps if math.isfinite(g)]
+    worse = ", ".join(f"{name} {count}" for name, count in beaten.items())
+    print(f"  {label}: geometric mean {_geomean(finite) * 100:.2f} %, median {statistics.median(finite) * 100:.2f} %, "
+          f"worst {max(finite) * 100:.2f} %, above 5 % on {sum(g > 0.05 for g in finite)}, above 1 % on "
+          f"{sum(g > 0.01 for g in finite)}, feasible {len(finite)}/{n}; beaten by: {worse}")
+
+
+def random_tiny(seeds: range, method: str = "myopic+", cache: Path = Path("/tmp/placement-random-tiny-optima.json"),
+                verbose: bool = False, **options) -> dict[int, float]:
+    """Gap of `method` to the MILP's proven optimum on every seed, and how often each baseline beats it."""
+    optima = _optima(seeds, cache)
+    proven = [s for s in seeds if optima[s][0] == "optimal"]
+    print(f"random tiny instances, seeds {seeds.start}..{seeds.stop - 1}: {len(proven)}/{len(seeds)} proven optimal")
+    gaps, beaten = {}, dict.fromkeys(BASELINES, 0)
+    for seed in proven:
+        inst = random_tiny_instance(seed)
+        result = placement.solve(inst, method=method, **options)
+        ours = result.objective if result.report.feasible else math.inf
+        gaps[seed] = ours / optima[seed][1] - 1
+        for name in BASELINES:
+            other = placement.solve(inst, method=name)
+            if other.report.feasible and other.objective < ours * (1 - 1e-9):
+                beaten[name] += 1
+        if verbose:
+            print(f"    seed {seed:6d}: {gaps[seed] * 100:7.2f} %  (L{inst.model.layers} K{inst.model.kv_heads} "
+                  f"N{inst.n_devices} I{inst.workload.n_intervals} {inst.cluster.network})")
+    _distribution(method, list(gaps.values()), beaten, len(proven))
+    return gaps
+
+
+def edge_real(method: str = "myopic+", **options) -> dict[str, float]:
+    """Gap of `method` to the best plan known on edge-real: the best of every method, the MILP's incumbent too."""
+    names = [n for n in placement.instance_names() if n.startswith("edge-real/")]
+    gaps, beaten = {}, dict.fromkeys(BASELINES, 0)
+    for name in names:
+        inst = placement.load_instance(name)
+        objectives = {}
+        for m in EDGE_REAL_METHODS:
+            extra = {"time_limit": 60} if m == "milp" else (options if m == method else {})
+            result = placement.solve(inst, method=m, **extra)
+            objectives[m] = result.objective if result.report is not None and result.report.feasible else math.inf
+        best = min(objectives.values())
+        gaps[name] = objectives[method] / best - 1
+        for b in BASELINES:
+            beaten[b] += objectives[b] < objectives[method] * (1 - 1e-9)
+        winner = min(objectives, key=objectives.get)
+        print(f"    {name.removeprefix('edge-real/'):28s} {gaps[name] * 100:7.2f} %  (best: {winner})")
+    _distribution(method, list(gaps.values()), beaten, len(names))
+    return gaps
+
+
+def _seed_range(text: str) -> range:
+    start, stop = (int(x) for x in text.split(":"))
+    return range(start, stop)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("case", choices=["decision", "gap", "horizon", "all"])
+    parser.add_argument("case", choices=["decision", "gap", "horizon", "random", "edge-real", "all"])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--seeds", type=_seed_range, default=REPORT_SEEDS, help="random seeds START:STOP")
+    parser.add_argument("--verbose", action="store_true", help="one line per random seed")
     args = parser.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}")
     if args.case in ("decision", "all"):
@@ -90,6 +177,10 @@ def main() -> None:
         gap()
     if args.case in ("horizon", "all"):
         horizon()
+    if args.case in ("random", "all"):
+        random_tiny(args.seeds, verbose=args.verbose)
+    if args.case in ("edge-real", "all"):
+        edge_real()
 
 
 if __name__ == "__main__":
