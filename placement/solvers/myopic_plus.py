@@ -49,9 +49,10 @@ from placement.plan import Placement, Plan
 from placement.result import Result, judged
 from placement.solvers.myopic import decide
 from placement.solvers.online import check_current, run_online
-from placement.solvers.reference import pipeline_plan
+from placement.solvers.baselines import solve_pipeline_dp
+from placement.solvers.reference import pipeline_plan, single_plan
 
-__all__ = ["DecisionPlus", "decide_plus", "solve_myopic_plus"]
+__all__ = ["DecisionPlus", "baseline_placements", "decide_plus", "solve_myopic_plus"]
 
 # A move must lower the interval's cost by this fraction to count (floating-point noise).
 _IMPROVEMENT = 1e-9
@@ -190,6 +191,8 @@ class _Interval:
     def __init__(self, instance: Instance, k: int, before: Placement | None, horizon: int = 8):
         model, workload, cluster = instance.model, instance.workload, instance.cluster
         self.L, self.K, self.N = model.layers, model.kv_heads, instance.n_devices
+        # The request's length is known (its token budget): nothing is kept beyond its last interval.
+        horizon = min(horizon, workload.n_intervals - k)
         self.sets = _interval_cost_sets(instance, k, horizon)
         # Memory views, in order of priority: the interval's largest context (it must fit),
         # and with headroom the context `headroom` intervals later (fit it if possible).
@@ -583,8 +586,94 @@ def _search(iv: _Interval, s: _State, max_moves: int) -> tuple[_State, int]:
     return s, moves
 
 
-def _check_options(horizon, max_moves) -> None:
-    for name, value, least in (("horizon", horizon, 1), ("max_moves", max_moves, 0)):
+# ----------------------------------------------------------------------------- compound moves
+# Compound candidates a later decision may score (the first decision: up to _FIRST_COMPOUND_LIMIT).
+_COMPOUND_LIMIT = 200
+_FIRST_COMPOUND_LIMIT = 20_000
+# Compound moves blocked by memory that are tried with a repair after them (ejection chains).
+_CHAINS = 3
+
+
+def _layers_to(s: _State, first: int, last: int, j: int, ends: bool) -> _State:
+    """Layers first..last whole (groups, projection, FFN) on device j; with `ends`, embed
+    (when the range starts at layer 0) and lm_head (when it ends at the last) too."""
+    s = s.copy()
+    came = s.origin[first:last + 1].sum(axis=2)  # (layers, from)
+    s.origin[first:last + 1] = 0
+    s.origin[first:last + 1, :, j] = came
+    s.projection[first:last + 1] = j
+    s.ffn[first:last + 1] = j
+    if ends and first == 0:
+        s.embed = j
+    if ends and last == len(s.projection) - 1:
+        s.lm_head = j
+    return s
+
+
+def _swap_devices(s: _State, a: int, b: int) -> _State:
+    """Every block on device a goes to b and every block on b to a."""
+    s = s.copy()
+    s.origin[:, :, [a, b]] = s.origin[:, :, [b, a]]
+    swap = np.arange(s.origin.shape[1])
+    swap[[a, b]] = [b, a]
+    s.projection, s.ffn = swap[s.projection], swap[s.ffn]
+    s.embed, s.lm_head = int(swap[s.embed]), int(swap[s.lm_head])
+    return s
+
+
+def _compound_moves(s: _State, L: int, N: int) -> list[_State]:
+    """Every compound move from `s`: contiguous layer ranges (a single layer included) to one
+    device, with and without the embed / lm_head at their ends, two devices' loads swapped, and
+    embed and lm_head moved together."""
+    out = [_layers_to(s, first, last, j, ends) for first in range(L) for last in range(first, L)
+           for j in range(N) for ends in ((False, True) if first == 0 or last == L - 1 else (False,))]
+    return out + [_swap_devices(s, a, b) for a in range(N) for b in range(a + 1, N)] + [_ends_to(s, j) for j in range(N)]
+
+
+def _ends_to(s: _State, j: int) -> _State:
+    """embed and lm_head together on device j (a tied pair shares its memory only there)."""
+    s = s.copy()
+    s.embed = s.lm_head = j
+    return s
+
+
+def _compound_count(L: int, N: int) -> int:
+    ranges = L * (L + 1) // 2
+    return N * (ranges + (2 * L - 1 if L > 1 else 1)) + N * (N - 1) // 2 + N
+
+
+def _compound_search(iv: _Interval, s: _State, max_moves: int, limit: int) -> tuple[_State, int]:
+    """Local search, then compound moves while one improves: the best improving one is
+    taken; failing that, the few that gain most time but overflow memory are repaired by
+    local search (an ejection chain: what the move pushes out goes where it costs least)
+    and the first that ends better is taken; after each, local search again."""
+    s, moves = _search(iv, s, max_moves)
+    if _compound_count(iv.L, iv.N) > limit:
+        return s, moves
+    while moves < max_moves:
+        cost = iv.cost(s)
+        candidates = _compound_moves(s, iv.L, iv.N)
+        costs = [iv.cost(c) for c in candidates]
+        best = min(range(len(costs)), key=lambda i: costs[i])
+        taken = candidates[best] if iv.better(costs[best], cost) else None
+        if taken is None:
+            blocked = sorted((i for i, c in enumerate(costs) if c[0] > cost[0] + iv.tolerance
+                              and c[1] < cost[1] * (1 - _IMPROVEMENT)), key=lambda i: costs[i][1])
+            for i in blocked[:_CHAINS]:
+                repaired, _ = _search(iv, candidates[i], max_moves - moves)
+                if iv.better(iv.cost(repaired), cost):
+                    taken = repaired
+                    break
+        if taken is None:
+            break
+        s, more = _search(iv, taken, max_moves - moves - 1)
+        moves += 1 + more
+    return s, moves
+
+
+def _check_options(horizon, max_moves, compound_limit) -> None:
+    for name, value, least in (("horizon", horizon, 1), ("max_moves", max_moves, 0),
+                               ("compound_limit", compound_limit, 0)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
             raise InputError(f"`{name}` must be a whole number, at least {least}, got {value!r}")
 
@@ -618,8 +707,29 @@ class DecisionPlus:
     overflow_bytes: float
 
 
+def baseline_placements(instance: Instance) -> dict[str, Placement]:
+    """The cheap baselines' placements every decision weighs: static plans of whole blocks.
+
+    Parameters
+    ----------
+    instance : Instance
+
+    Returns
+    -------
+    dict of str to Placement
+        ``single:<device>`` for every device (everything on it), ``pipeline-dp`` (the
+        layer DP's chain, `placement.solvers.baselines.solve_pipeline_dp`) and
+        ``memory-proportional`` (contiguous layers in proportion to memory).
+    """
+    out = {f"single:{name}": single_plan(instance, j).intervals[0] for j, name in enumerate(instance.cluster.names)}
+    out["pipeline-dp"] = solve_pipeline_dp(instance).plan.intervals[0]
+    out["memory-proportional"] = pipeline_plan(instance).intervals[0]
+    return out
+
+
 def decide_plus(instance: Instance, k: int, previous: Placement | None = None, *, horizon: int = 8,
-                max_moves: int = 10_000) -> DecisionPlus:
+                max_moves: int = 10_000, baselines: dict[str, Placement] | None = None,
+                compound_limit: int = _COMPOUND_LIMIT) -> DecisionPlus:
     """One ``myopic+`` decision for interval `k`, from the placement in use (`previous`).
 
     Parameters
@@ -629,8 +739,10 @@ def decide_plus(instance: Instance, k: int, previous: Placement | None = None, *
         The interval decided.
     previous : Placement, optional
         Where the blocks are now; None before the first interval.
-    horizon, max_moves
+    horizon, max_moves, compound_limit
         As in `solve_myopic_plus`.
+    baselines : dict of str to Placement, optional
+        The baselines weighed (`baseline_placements`, computed when not given).
 
     Returns
     -------
@@ -643,7 +755,7 @@ def decide_plus(instance: Instance, k: int, previous: Placement | None = None, *
         placement that does not fit the instance.
     """
     previous = check_current(instance, previous)
-    _check_options(horizon, max_moves)
+    _check_options(horizon, max_moves, compound_limit)
     if not 0 <= k < instance.workload.n_intervals:
         raise InputError(f"`k` must be an interval of the instance, 0..{instance.workload.n_intervals - 1}, got {k!r}")
     N, K = instance.n_devices, instance.model.kv_heads
@@ -654,16 +766,28 @@ def decide_plus(instance: Instance, k: int, previous: Placement | None = None, *
     if not starts or iv.cost(starts[0][1])[0] > iv.tolerance:
         greedy = decide(instance, k, previous, scoring="max", weights=(0.4, 0.3, 0.3)).placement
         starts.append(("greedy", _state_of(greedy, previous, N)))
-    if previous is None:  # whole layers in proportion to memory: what head moves alone rarely reach
-        starts.append(("pipeline", _state_of(pipeline_plan(instance).intervals[0], None, N)))
-    searched = [(name, *_search(iv, state, max_moves)) for name, state in starts]
+    # The first decision searches as far as it can; later ones skip the compound moves
+    # when they would score more than `compound_limit` candidates (the decision must stay fast).
+    limit = _FIRST_COMPOUND_LIMIT if previous is None else compound_limit
+    searched = [(name, *_compound_search(iv, state, max_moves, limit)) for name, state in starts]
+    # The baselines, by the same horizon cost. The first decision searches from each (of the
+    # single-device plans, the best one); later ones from those that start below the best so far.
+    baselines = baseline_placements(instance) if baselines is None else baselines
+    raw = sorted(((iv.cost(state), name, state) for name, state in
+                  ((name, _state_of(p, previous, N)) for name, p in baselines.items())), key=lambda item: item[0])
+    single_seen = False
+    for cost, name, state in raw:
+        first = previous is None and not (single_seen and name.startswith("single:"))
+        single_seen |= name.startswith("single:")
+        if first or iv.better(cost, min(iv.cost(item[1]) for item in searched)):
+            searched.append((name, *_compound_search(iv, state, max_moves, limit)))
     name, state, moves = min(searched, key=lambda item: iv.cost(item[1]))
     overflow, cost = iv.cost(state)
     return DecisionPlus(_placement_of(state, previous, K), name, moves, cost, overflow)
 
 
 def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = None,
-                      horizon: int = 8, max_moves: int = 10_000) -> Result:
+                      horizon: int = 8, max_moves: int = 10_000, compound_limit: int = _COMPOUND_LIMIT) -> Result:
     """Re-decide every interval from the current state: greedy start, migration-aware local search.
 
     Parameters
@@ -680,6 +804,11 @@ def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = 
         ``paper-small`` (docs/methods.md has the sensitivity).
     max_moves : int
         Cap on each decision's improving moves (default: effectively none).
+    compound_limit : int
+        Decisions after the first make compound moves (layer ranges, device swaps,
+        ejection chains) only when there are at most this many candidates
+        (``N · (L(L+1)/2 + 2L - 1) + N(N-1)/2``); the first decision makes them up to
+        20,000. 0 turns them off after the first decision.
 
     Returns
     -------
@@ -705,9 +834,16 @@ def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = 
     True
     """
     previous = check_current(instance, current)
-    _check_options(horizon, max_moves)
-    decisions, placements, stats = run_online(
-        instance, previous, lambda k, before: decide_plus(instance, k, before, horizon=horizon, max_moves=max_moves))
+    _check_options(horizon, max_moves, compound_limit)
+    baselines: dict[str, Placement] = {}
+
+    def one(k: int, before: Placement | None) -> DecisionPlus:
+        if not baselines:  # computed within the first decision, whose time they count in
+            baselines.update(baseline_placements(instance))
+        return decide_plus(instance, k, before, horizon=horizon, max_moves=max_moves, baselines=baselines,
+                           compound_limit=compound_limit)
+
+    decisions, placements, stats = run_online(instance, previous, one)
     plan = Plan(devices=instance.cluster.names, intervals=placements, method="myopic+")
     stats.update(moves=[d.moves for d in decisions], starts=[d.start for d in decisions], horizon=horizon)
     note = (f"myopic+: {len(decisions)} decision(s), {sum(stats['moves'])} local-search move(s), "
