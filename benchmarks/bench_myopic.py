@@ -100,9 +100,10 @@ def _optima(seeds: range, cache: Path) -> dict[int, tuple[str, float]]:
     """The MILP's optimum of every seed, cached in `cache` (JSON) so reruns only time the online methods."""
     known = {int(k): tuple(v) for k, v in json.loads(cache.read_text()).items()} if cache.exists() else {}
     missing = [s for s in seeds if s not in known]
-    for seed, status, objective in Parallel(n_jobs=2)(delayed(_optimum)(s) for s in missing):
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    for seed, status, objective in Parallel(n_jobs=2, return_as="generator")(delayed(_optimum)(s) for s in missing):
         known[seed] = (status, objective)
-    cache.write_text(json.dumps({str(k): v for k, v in sorted(known.items())}))
+        cache.write_text(json.dumps({str(k): v for k, v in sorted(known.items())}))  # an interrupted run resumes
     return {s: known[s] for s in seeds}
 
 
@@ -114,7 +115,7 @@ def _distribution(label: str, gaps: list[float], beaten: dict[str, int], n: int)
           f"{sum(g > 0.01 for g in finite)}, feasible {len(finite)}/{n}; beaten by: {worse}")
 
 
-def random_tiny(seeds: range, method: str = "myopic+", cache: Path = Path("/tmp/placement-random-tiny-optima.json"),
+def random_tiny(seeds: range, method: str = "myopic+", cache: Path = Path.home() / ".cache" / "placement" / "random-tiny-optima.json",
                 verbose: bool = False, **options) -> dict[int, float]:
     """Gap of `method` to the MILP's proven optimum on every seed, and how often each baseline beats it."""
     optima = _optima(seeds, cache)
