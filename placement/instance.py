@@ -151,6 +151,8 @@ class InstanceFile(_Strict):
     links: list[LinkEntry] = []
     mesh: MeshEntry | None = Field(None, description="Default link between every pair of devices without one.")
     network: Literal["switched", "shared"] = "switched"
+    routing: Literal["fastest", "direct"] = Field("fastest", description="'direct': linked devices use their own "
+                                                  "link, never a faster relay (docs/instances.md).")
     workload: WorkloadEntry
     wireless: WirelessEntry | None = Field(None, description="Wireless uplink to an edge server, for the `ota` "
                                            "collective (docs/ota.md).")
@@ -488,7 +490,8 @@ def instance_from_dict(data: dict[str, Any], *, source: str = "instance", base: 
             for i, u in enumerate(names) for v in names[i + 1:]
             if frozenset((u, v)) not in given
         ]
-    cluster = Cluster(devices=devices, links=tuple(links), network=spec.network, switches=tuple(spec.switches))
+    cluster = Cluster(devices=devices, links=tuple(links), network=spec.network, switches=tuple(spec.switches),
+                      routing=spec.routing)
     w = spec.workload
     workload = Workload(w.prompt_tokens, w.generate_tokens, w.batch, w.interval, w.profile)
     _check_sizes(model, workload, spec)

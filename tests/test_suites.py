@@ -94,8 +94,8 @@ def test_size_and_names():
 
 
 # ----------------------------------------------------------------------------- the shipped files
-def test_the_three_suites_are_generated():
-    assert list(SUITES) == ["paper-small", "edge-real", "large"]
+def test_the_four_suites_are_generated():
+    assert list(SUITES) == ["paper-small", "edge-real", "large", "kafetzis-toy"]
     assert SUITES["edge-real"] is edge_real_suite and SUITES["large"] is large_suite
 
 
@@ -111,7 +111,8 @@ def test_shipped_file_is_what_the_generator_writes(suite_name, name):
     data = next(d for d in generated(suite_name) if d["name"] == name)
     path = instances_dir() / suite_name / f"{name}.yaml"
     text = path.read_text()
-    function = {"paper-small": "paper_small_suite", "edge-real": "edge_real_suite", "large": "large_suite"}[suite_name]
+    function = {"paper-small": "paper_small_suite", "edge-real": "edge_real_suite", "large": "large_suite",
+                "kafetzis-toy": "kafetzis_toy_suite"}[suite_name]
     assert text.startswith(f"{GENERATED_MARK} ({function}(seed=1) in placement/experiments/suites.py).\n")
     rerun = "run `python -m placement.experiments.suites`"
     assert text == render_instance(data, 1, suite_name), f"{path.name} differs from the generator: {rerun}"

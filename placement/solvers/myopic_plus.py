@@ -201,6 +201,9 @@ class _Interval:
         if horizon > 1:
             self.views.append(_view(instance, context + (horizon - 1) * workload.tau))
         self.tied = heads_share_memory(model, instance.precision)
+        first = self.views[0]  # bytes of the whole model at the interval's context (embed and lm_head apart)
+        self.whole_bytes = float(self.K * first.group.sum() + first.projection.sum() + first.ffn.sum()
+                                 + first.embed + (0.0 if self.tied else first.lm_head))
         self.limit = usable_bytes(instance) * (1 + MEMORY_RTOL)
         self.tolerance = 1e-9 * float(self.limit.max())  # bytes: floating-point noise in memory sums
         self.scale = 1.0  # seconds: the cost a search started from (improvements are relative to it)
@@ -589,9 +592,13 @@ def _search(iv: _Interval, s: _State, max_moves: int) -> tuple[_State, int]:
 # ----------------------------------------------------------------------------- compound moves
 # Compound candidates a later decision may score (the first decision: up to _FIRST_COMPOUND_LIMIT).
 _COMPOUND_LIMIT = 200
-_FIRST_COMPOUND_LIMIT = 20_000
-# Compound moves blocked by memory that are tried with a repair after them (ejection chains).
-_CHAINS = 3
+_FIRST_COMPOUND_LIMIT = 1_000
+# Beyond this many layers, the layer ranges are single layers, prefixes and suffixes only.
+_ALL_RANGES_LAYERS = 8
+# Compound moves that do not improve at once but are tried with a local search after them
+# (ejection chains, plateaus): the fastest few within this fraction of the current seconds.
+_CHAINS = 4
+_PLATEAU = 1e-6
 
 
 def _layers_to(s: _State, first: int, last: int, j: int, ends: bool) -> _State:
@@ -625,7 +632,7 @@ def _compound_moves(s: _State, L: int, N: int) -> list[_State]:
     """Every compound move from `s`: contiguous layer ranges (a single layer included) to one
     device, with and without the embed / lm_head at their ends, two devices' loads swapped, and
     embed and lm_head moved together."""
-    out = [_layers_to(s, first, last, j, ends) for first in range(L) for last in range(first, L)
+    out = [_layers_to(s, first, last, j, ends) for first, last in _ranges(L)
            for j in range(N) for ends in ((False, True) if first == 0 or last == L - 1 else (False,))]
     return out + [_swap_devices(s, a, b) for a in range(N) for b in range(a + 1, N)] + [_ends_to(s, j) for j in range(N)]
 
@@ -637,16 +644,25 @@ def _ends_to(s: _State, j: int) -> _State:
     return s
 
 
+def _ranges(L: int) -> list[tuple[int, int]]:
+    """Layer ranges (first, last) of the compound moves: all of them up to `_ALL_RANGES_LAYERS`
+    layers, else single layers, prefixes and suffixes."""
+    if L <= _ALL_RANGES_LAYERS:
+        return [(first, last) for first in range(L) for last in range(first, L)]
+    return sorted({(l, l) for l in range(L)} | {(0, l) for l in range(L)} | {(l, L - 1) for l in range(L)})
+
+
 def _compound_count(L: int, N: int) -> int:
-    ranges = L * (L + 1) // 2
-    return N * (ranges + (2 * L - 1 if L > 1 else 1)) + N * (N - 1) // 2 + N
+    ranges = _ranges(L)
+    ends = sum(first == 0 or last == L - 1 for first, last in ranges)
+    return N * (len(ranges) + ends) + N * (N - 1) // 2 + N
 
 
 def _compound_search(iv: _Interval, s: _State, max_moves: int, limit: int) -> tuple[_State, int]:
     """Local search, then compound moves while one improves: the best improving one is
-    taken; failing that, the few that gain most time but overflow memory are repaired by
-    local search (an ejection chain: what the move pushes out goes where it costs least)
-    and the first that ends better is taken; after each, local search again."""
+    taken; failing that, the few fastest ones (those that overflow memory, or tie) are
+    each followed by local search (an ejection chain: what the move pushes out goes where
+    it costs least) and the first that ends better is taken; after each, local search again."""
     s, moves = _search(iv, s, max_moves)
     if _compound_count(iv.L, iv.N) > limit:
         return s, moves
@@ -657,9 +673,11 @@ def _compound_search(iv: _Interval, s: _State, max_moves: int, limit: int) -> tu
         best = min(range(len(costs)), key=lambda i: costs[i])
         taken = candidates[best] if iv.better(costs[best], cost) else None
         if taken is None:
-            blocked = sorted((i for i, c in enumerate(costs) if c[0] > cost[0] + iv.tolerance
-                              and c[1] < cost[1] * (1 - _IMPROVEMENT)), key=lambda i: costs[i][1])
-            for i in blocked[:_CHAINS]:
+            # The fastest candidates whatever their memory, each followed by local search:
+            # one that overflows is repaired (an ejection chain), one that ties opens a plateau.
+            fastest = sorted((i for i, c in enumerate(costs) if c[1] <= cost[1] * (1 + _PLATEAU)),
+                             key=lambda i: costs[i][1])
+            for i in fastest[:_CHAINS]:
                 repaired, _ = _search(iv, candidates[i], max_moves - moves)
                 if iv.better(iv.cost(repaired), cost):
                     taken = repaired
@@ -705,6 +723,11 @@ class DecisionPlus:
     moves: int
     cost_s: float
     overflow_bytes: float
+
+
+def _device_of(name: str, instance: Instance) -> int:
+    """The device index of a ``single:<device>`` baseline."""
+    return instance.cluster.index(name.removeprefix("single:"))
 
 
 def baseline_placements(instance: Instance) -> dict[str, Placement]:
@@ -766,22 +789,30 @@ def decide_plus(instance: Instance, k: int, previous: Placement | None = None, *
     if not starts or iv.cost(starts[0][1])[0] > iv.tolerance:
         greedy = decide(instance, k, previous, scoring="max", weights=(0.4, 0.3, 0.3)).placement
         starts.append(("greedy", _state_of(greedy, previous, N)))
-    # The first decision searches as far as it can; later ones skip the compound moves
-    # when they would score more than `compound_limit` candidates (the decision must stay fast).
-    limit = _FIRST_COMPOUND_LIMIT if previous is None else compound_limit
-    searched = [(name, *_compound_search(iv, state, max_moves, limit)) for name, state in starts]
+    searched = [(name, *_search(iv, state, max_moves)) for name, state in starts]
     # The baselines, by the same horizon cost. The first decision searches from each (of the
     # single-device plans, the best one); later ones from those that start below the best so far.
     baselines = baseline_placements(instance) if baselines is None else baselines
-    raw = sorted(((iv.cost(state), name, state) for name, state in
-                  ((name, _state_of(p, previous, N)) for name, p in baselines.items())), key=lambda item: item[0])
+    best = min(iv.cost(item[1]) for item in searched)
+    raw = []
+    for name, placement in baselines.items():
+        if best[0] <= iv.tolerance and name.startswith("single:") and iv.whole_bytes > iv.limit[_device_of(name, instance)]:
+            continue  # cannot beat a placement that fits
+        state = _state_of(placement, previous, N)
+        raw.append((iv.cost(state), name, state))
+    raw.sort(key=lambda item: item[0])
     single_seen = False
     for cost, name, state in raw:
         first = previous is None and not (single_seen and name.startswith("single:"))
         single_seen |= name.startswith("single:")
-        if first or iv.better(cost, min(iv.cost(item[1]) for item in searched)):
-            searched.append((name, *_compound_search(iv, state, max_moves, limit)))
+        if first or iv.better(cost, best):
+            searched.append((name, *_search(iv, state, max_moves)))
+            best = min(best, iv.cost(searched[-1][1]))
     name, state, moves = min(searched, key=lambda item: iv.cost(item[1]))
+    # Compound moves from the best of them (the first decision may score more candidates).
+    limit = _FIRST_COMPOUND_LIMIT if previous is None else compound_limit
+    state, more = _compound_search(iv, state, max_moves - moves, limit)
+    moves += more
     overflow, cost = iv.cost(state)
     return DecisionPlus(_placement_of(state, previous, K), name, moves, cost, overflow)
 
@@ -806,9 +837,9 @@ def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = 
         Cap on each decision's improving moves (default: effectively none).
     compound_limit : int
         Decisions after the first make compound moves (layer ranges, device swaps,
-        ejection chains) only when there are at most this many candidates
-        (``N · (L(L+1)/2 + 2L - 1) + N(N-1)/2``); the first decision makes them up to
-        20,000. 0 turns them off after the first decision.
+        embed with lm_head, ejection chains) only when a round has at most this many
+        candidates; the first decision makes them up to 1,000 (docs/methods.md has the
+        count). 0 turns them off after the first decision.
 
     Returns
     -------
