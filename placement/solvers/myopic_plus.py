@@ -598,9 +598,8 @@ _FIRST_COMPOUND_LIMIT = 1_000
 # Beyond this many layers, the layer ranges are single layers, prefixes and suffixes only.
 _ALL_RANGES_LAYERS = 8
 # Compound moves that do not improve at once but are tried with a local search after them
-# (ejection chains, plateaus): the fastest few within this fraction of the current seconds.
+# (ejection chains, plateaus): the fastest few by seconds, whatever their memory.
 _CHAINS = 4
-_PLATEAU = 1e-6
 
 
 def _layers_to(s: _State, first: int, last: int, j: int, ends: bool) -> _State:
@@ -660,6 +659,16 @@ def _compound_count(L: int, N: int) -> int:
     return N * (len(ranges) + ends) + N * (N - 1) // 2 + N
 
 
+def _repair(iv: _Interval, s: _State, max_moves: int) -> _State:
+    """Local search from `s`; when memory still overflows, the best compound move from there
+    and local search again (a chain two compound moves deep)."""
+    s, _ = _search(iv, s, max_moves)
+    if iv.cost(s)[0] > iv.tolerance:
+        s = min(_compound_moves(s, iv.L, iv.N), key=iv.cost)
+        s, _ = _search(iv, s, max_moves)
+    return s
+
+
 def _compound_search(iv: _Interval, s: _State, max_moves: int, limit: int) -> tuple[_State, int]:
     """Local search, then compound moves while one improves: the best improving one is
     taken; failing that, the few fastest ones (those that overflow memory, or tie) are
@@ -677,10 +686,9 @@ def _compound_search(iv: _Interval, s: _State, max_moves: int, limit: int) -> tu
         if taken is None:
             # The fastest candidates whatever their memory, each followed by local search:
             # one that overflows is repaired (an ejection chain), one that ties opens a plateau.
-            fastest = sorted((i for i, c in enumerate(costs) if c[1] <= cost[1] * (1 + _PLATEAU)),
-                             key=lambda i: costs[i][1])
+            fastest = sorted(range(len(costs)), key=lambda i: costs[i][1])
             for i in fastest[:_CHAINS]:
-                repaired, _ = _search(iv, candidates[i], max_moves - moves)
+                repaired = _repair(iv, candidates[i], max_moves - moves)
                 if iv.better(iv.cost(repaired), cost):
                     taken = repaired
                     break
