@@ -1,35 +1,39 @@
-"""``myopic+``: migration-aware online re-partitioning with local search.
+"""``myopic+``: migration-aware online re-partitioning with local search and compound moves.
 
-Still myopic: at every interval boundary it sees where the blocks are now and what
-the model costs at the current context, never the future tokens' content or the
-generation's length. Each decision:
+Still online: at every interval boundary it sees where the blocks are now, the cost
+model and the request's token budget, never the tokens' content. Each decision:
 
 1. starts from the placement in use; from the paper's greedy decision too
    (`placement.solvers.myopic.decide`, Algorithm 1) when nothing is placed yet or the
    placement in use no longer fits (a fresh packing moves nearly every block, which
-   pays only when it must); and, for the first decision, from whole layers in
-   proportion to memory (`placement.solvers.reference.pipeline_plan`), a placement
-   that moves of single heads rarely reach when link latency makes splitting a layer
-   costly;
-2. improves it by local search on the cost of keeping the placement for the next
-   ``horizon`` intervals: their decode steps (at their mean context), the migration
-   into this interval (so a move must pay for itself over the horizon), the prefill
-   for the first interval, and the price of memory the caches will need by the
-   horizon's end but that is not there (its bytes over a typical route: what moving
-   them later would cost). Memory at the interval's own largest context comes first:
-   a placement that overflows it is repaired before anything else, cheapest seconds
-   per byte first. Neighbourhoods: move one attention group to another device (the
-   group that migrates least: one going home, else one already away), relocate a
-   projection, an FFN, ``embed`` or ``lm_head``, and, when memory holds back a move
-   that would gain time, swap two groups of different layers between two devices.
-   The best candidate is taken until none improves;
-3. hands the placements to the evaluator, like every back end.
+   pays only when it must); and from the cheap baselines (`baseline_placements`:
+   every single device, the layer DP's chain, layers in proportion to memory), all
+   weighed by the same cost: the first decision searches from each, a later one from
+   those that start below the best found;
+2. improves each start by local search on the cost of keeping the placement for the
+   next ``horizon`` intervals (capped at the intervals left): their decode steps (at
+   their mean context), the migration into this interval (so a move must pay for
+   itself over the horizon), the prefill for the first interval, and the price of
+   memory the caches will need by the horizon's end but that is not there (its bytes
+   over a typical route: what moving them later would cost). Memory at the interval's
+   own largest context comes first: a placement that overflows it is repaired before
+   anything else, cheapest seconds per byte first. Neighbourhoods: move one attention
+   group to another device (the group that migrates least: one going home, else one
+   already away), relocate a projection, an FFN, ``embed`` or ``lm_head``, and, when
+   memory holds back a move that would gain time, swap two groups of different layers
+   between two devices. The best candidate is taken until none improves;
+3. from the best result, compound moves (`_compound_search`): a range of layers whole
+   to one device, two devices' loads swapped, ``embed`` with ``lm_head``; failing an
+   improving one, the fastest few followed by local search (ejection chains, plateaus);
+4. hands the placements to the evaluator, like every back end; a run from nothing
+   commits to a static baseline instead when that is cheaper over the whole run
+   (`solve_myopic_plus`).
 
-Every neighbourhood is scored for all its candidates at once with NumPy: a group
-move changes one layer's attention stage, a relocation one or two stages and the
-migration, so the deltas are the evaluator's formulas, exact (a test checks them
+Every one-block neighbourhood is scored for all its candidates at once with NumPy: a
+group move changes one layer's attention stage, a relocation one or two stages and
+the migration, so the deltas are the evaluator's formulas, exact (a test checks them
 against a full recount), not estimates; only a swap's migration is estimated, and
-checked exactly before it is taken.
+checked exactly before it is taken. Compound candidates are scored by a full recount.
 """
 
 from __future__ import annotations
@@ -716,10 +720,10 @@ class DecisionPlus:
         Whole blocks, the instance's precision.
     start : str
         Where the search that won began: ``"current"`` (the placement in use),
-        ``"greedy"`` (Algorithm 1's decision) or ``"pipeline"`` (whole layers in
-        proportion to memory; first decision only).
+        ``"greedy"`` (Algorithm 1's decision) or a baseline of `baseline_placements`
+        (``"single:<device>"``, ``"pipeline-dp"``, ``"memory-proportional"``).
     moves : int
-        Improving moves the local search made.
+        Improving moves the local search and the compound moves made.
     cost_s : float
         The cost the search minimized, seconds: the horizon's decode steps (at their
         mean context), the migration into the interval, the prefill for interval 0,
@@ -858,8 +862,11 @@ def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = 
         ``report.total_s``; status ``feasible`` or ``infeasible`` (the worst violation
         named). ``stats``: ``decision_time_median_s`` / ``decision_time_max_s`` (one
         decision's wall-clock seconds), ``decision_times_s``, ``moves`` (local-search
-        moves per decision), ``starts`` (``current`` or ``greedy`` per decision),
-        ``blocks_moved`` (between intervals, charged by the evaluator), ``horizon``.
+        and compound moves per decision), ``starts`` (per decision: ``current``,
+        ``greedy`` or a baseline's name, ``single:<device>``, ``pipeline-dp``,
+        ``memory-proportional``), ``blocks_moved`` (between intervals, charged by the
+        evaluator), ``horizon``, ``static`` (the baseline kept for the whole run when it
+        beat re-deciding, else None).
 
     Raises
     ------
