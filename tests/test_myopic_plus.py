@@ -228,3 +228,15 @@ def test_bad_interval_and_current():
     with pytest.raises(InputError, match="`current.attention`"):
         mp.solve_myopic_plus(inst, current=Placement(attention=np.zeros((1, 1), dtype=int), projection=np.ones((1, 2)),
                                                      ffn=np.ones((1, 2)), embed=0, lm_head=0))
+
+
+@pytest.mark.parametrize("seed", range(8, 28))
+def test_never_above_a_feasible_baseline_on_random_tiny_instances(seed):
+    """The whole-run check: myopic+'s evaluator total is at most every feasible baseline's."""
+    inst = random_tiny_instance(seed)
+    ours = mp.solve_myopic_plus(inst)
+    assert ours.report.feasible
+    for method in ("single", "pipeline-dp", "memory-proportional"):
+        other = solve(inst, method=method)
+        if other.report.feasible:
+            assert ours.objective <= other.objective * (1 + 1e-12), method
