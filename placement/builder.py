@@ -304,6 +304,8 @@ def instance_to_dict(instance: Instance) -> dict[str, Any]:
                       "latency": _written(k.latency_s, "seconds")} for k in instance.cluster.links]
     if instance.cluster.network != "switched":
         data["network"] = instance.cluster.network
+    if instance.cluster.routing != "fastest":
+        data["routing"] = instance.cluster.routing
     data["workload"] = workload
     return data
 

@@ -19,6 +19,7 @@ import pytest
 from placement import evaluate, load_instance, solve
 from placement.experiments.suites.kafetzis_toy import KAFETZIS_TOY_FIGURES, kafetzis_toy_suite
 from placement.instance import instance_from_dict
+from placement.builder import save_instance
 from placement.plan import Placement, Plan
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -93,3 +94,12 @@ def test_direct_routing_keeps_the_relay_out():
     assert inst.cluster.message_time_s(message)[1, 0] == pytest.approx(message / (b01 * 2**30), rel=1e-12)
     assert relayed.cluster.message_time_s(message)[1, 0] == pytest.approx(message / (min(b02, b12) * 2**30), rel=1e-12)
     assert _step_ms(evaluate(relayed, _plan(relayed, OPTIMA[0][1], 0))) < 17.3521 - 0.1
+
+
+def test_direct_routing_survives_a_round_trip_through_a_file(tmp_path):
+    inst = load_instance("kafetzis-toy/toy-optimal-comparison")
+    saved = save_instance(inst, tmp_path / "toy.yaml")
+    back = load_instance(str(saved))
+    assert back.cluster.routing == "direct"
+    heads = OPTIMA[0][1]
+    assert _step_ms(evaluate(back, _plan(back, heads, 0))) == pytest.approx(17.3521, abs=5e-5)
