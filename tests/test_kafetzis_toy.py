@@ -103,3 +103,14 @@ def test_direct_routing_survives_a_round_trip_through_a_file(tmp_path):
     assert back.cluster.routing == "direct"
     heads = OPTIMA[0][1]
     assert _step_ms(evaluate(back, _plan(back, heads, 0))) == pytest.approx(17.3521, abs=5e-5)
+
+
+def test_forbid_source_bad_input():
+    from placement import InputError
+    inst = load_instance("kafetzis-toy/toy-example")
+    with pytest.raises(InputError, match="`forbid_source` must be true or false"):
+        solve(inst, method="myopic", forbid_source="yes")
+    one = instance_from_dict({**kafetzis_toy_suite()[1], "devices": kafetzis_toy_suite()[1]["devices"][:1],
+                              "links": []}, source="one")
+    with pytest.raises(InputError, match="`forbid_source` leaves no device"):
+        solve(one, method="myopic", forbid_source=True)
