@@ -276,12 +276,14 @@ def instance_to_dict(instance: Instance) -> dict[str, Any]:
     Raises
     ------
     InputError
-        For an instance with a ``wireless`` section (not written yet: keep its source
-        file) or with per-block precision.
+        For an instance with a ``wireless``, ``serving`` or ``expert_routing`` section
+        (not written yet: keep its source file) or with per-block precision.
     """
-    if instance.wireless is not None:
-        raise InputError(f"instance {instance.name!r}: writing the `wireless` section is not supported; "
-                         "keep the file it was loaded from")
+    for section, value in (("wireless", instance.wireless), ("serving", instance.serving),
+                           ("expert_routing", instance.expert_routing)):
+        if value is not None:  # never a file that silently loses a section
+            raise InputError(f"instance {instance.name!r}: writing the `{section}` section is not supported; "
+                             "keep the file it was loaded from")
     w = instance.workload
     workload = {"prompt_tokens": w.prompt_tokens, "generate_tokens": w.generate_tokens}
     if w.batch != 1:
@@ -304,6 +306,8 @@ def instance_to_dict(instance: Instance) -> dict[str, Any]:
                       "latency": _written(k.latency_s, "seconds")} for k in instance.cluster.links]
     if instance.cluster.network != "switched":
         data["network"] = instance.cluster.network
+    if instance.cluster.routing != "fastest":
+        data["routing"] = instance.cluster.routing
     data["workload"] = workload
     return data
 

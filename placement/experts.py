@@ -140,7 +140,7 @@ def _stage(x, r: int, l: int, home: int, owner: np.ndarray, k: int) -> tuple[flo
     step = int(np.flatnonzero(x.row_of_step == r)[0])
     fixed_flops, fixed_read = costs.ffn_fixed_flops[step, l], costs.ffn_fixed_read[step, l]
     hidden, tokens, E = float(x.sizes["hidden"][r]), costs.routed_tokens, int(holdings.sum())
-    weights = None if x.instance.routing is None else x.instance.routing[l]
+    weights = None if x.instance.expert_routing is None else x.instance.expert_routing[l]
     if weights is None:
         hit = 1 - np.array([comb(E - int(e), k) / comb(E, k) for e in holdings])  # P(a token uses device n)
         chosen = np.full(E, k / E)  # each expert's probability of being chosen
@@ -201,9 +201,9 @@ def expert_stages(x: Any, recv: np.ndarray, ffn_compute: np.ndarray, ffn_transfe
         for l in np.flatnonzero(model.moe_layers):
             f = int(home[r, l])
             owner = x.experts[r, l]
-            spread = holdings[r, l] if x.instance.routing is None else owner  # fitted routing: which experts, too
+            spread = holdings[r, l] if x.instance.expert_routing is None else owner  # fitted routing: which experts, too
             key = (r, f, spread.tobytes(), x.tables.expert_s[r, l].tobytes(), x.tables.ffn_fixed_s[r, l].tobytes(),
-                   None if x.instance.routing is None else x.instance.routing[l].tobytes())
+                   None if x.instance.expert_routing is None else x.instance.expert_routing[l].tobytes())
             if key not in done:
                 done[key] = _stage(x, r, l, f, owner, model.experts_per_token)
             total, part, hit, hidden = done[key]

@@ -153,11 +153,13 @@ class InstanceFile(_Strict):
     links: list[LinkEntry] = []
     mesh: MeshEntry | None = Field(None, description="Default link between every pair of devices without one.")
     network: Literal["switched", "shared"] = "switched"
+    routing: Literal["fastest", "direct"] = Field("fastest", description="'direct': linked devices use their own "
+                                                  "link, never a faster relay (docs/instances.md).")
     workload: WorkloadEntry
     wireless: WirelessEntry | None = Field(None, description="Wireless uplink to an edge server, for the `ota` "
                                            "collective (docs/ota.md).")
     serving: dict[str, Any] | None = Field(None, description="Many requests: arrivals and a policy (docs/serving.md).")
-    routing: str | list[Any] | None = Field(None, description="MoE models: per-layer expert selection counts, "
+    expert_routing: str | list[Any] | None = Field(None, description="MoE models: per-layer expert selection counts, "
                                              "a JSON/YAML file or inline (docs/moe.md).")
 
 
@@ -245,7 +247,7 @@ class Instance:
     description: str = ""
     wireless: Any = None
     serving: Any = None  # placement.serving.ServingSpec, from the file's `serving:` section (docs/serving.md)
-    routing: Any = None  # (L, E) fitted expert routing weights from the file's `routing:` (docs/moe.md); None: uniform
+    expert_routing: Any = None  # (L, E) fitted weights from the file's `expert_routing:` (docs/moe.md); None: uniform
 
     @property
     def devices(self) -> tuple[Device, ...]:
@@ -493,7 +495,8 @@ def instance_from_dict(data: dict[str, Any], *, source: str = "instance", base: 
             for i, u in enumerate(names) for v in names[i + 1:]
             if frozenset((u, v)) not in given
         ]
-    cluster = Cluster(devices=devices, links=tuple(links), network=spec.network, switches=tuple(spec.switches))
+    cluster = Cluster(devices=devices, links=tuple(links), network=spec.network, switches=tuple(spec.switches),
+                      routing=spec.routing)
     w = spec.workload
     workload = Workload(w.prompt_tokens, w.generate_tokens, w.batch, w.interval, w.profile)
     _check_sizes(model, workload, spec)
@@ -515,13 +518,13 @@ def instance_from_dict(data: dict[str, Any], *, source: str = "instance", base: 
         from placement.serving.workload import serving_from_mapping
 
         serving = serving_from_mapping(spec.serving, base)
-    routing = None
-    if spec.routing is not None:
+    expert_routing = None
+    if spec.expert_routing is not None:
         from placement.cost.routing import routing_weights
 
-        routing = routing_weights(spec.routing, model, base)
+        expert_routing = routing_weights(spec.expert_routing, model, base)
     instance = Instance(spec.name or source, model, cluster, workload, precision, spec.description, wireless, serving,
-                        routing)
+                        expert_routing)
     _check_figures(instance, spec)
     _warn_implausible(instance, spec)
     if check_capacity:

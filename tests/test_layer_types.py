@@ -271,7 +271,7 @@ def test_conditional_bernoulli_stage_against_every_subset() -> None:
 
 
 def _routed(routing):
-    return instance_from_dict(_instance_data() | ({"routing": routing} if routing is not None else {}),
+    return instance_from_dict(_instance_data() | ({"expert_routing": routing} if routing is not None else {}),
                               check_capacity=False)
 
 
@@ -290,7 +290,7 @@ def test_routing_histograms_in_the_evaluator(tmp_path: Path) -> None:
     assert evaluate(flat, plan).total_s == pytest.approx(evaluate(uniform, plan).total_s, rel=1e-12)
     # every selection on B's two experts: the token never leaves B, as if all experts sat there
     (tmp_path / "hist.yaml").write_text("[null, [0, 0, 5, 5]]\n")
-    hot = instance_from_dict({**_instance_data(), "routing": str(tmp_path / "hist.yaml")}, check_capacity=False)
+    hot = instance_from_dict({**_instance_data(), "expert_routing": str(tmp_path / "hist.yaml")}, check_capacity=False)
     home = _spread_plan(uniform, [1, 1, 1, 1])
     assert evaluate(hot, plan).mean_token_s == pytest.approx(evaluate(uniform, home).mean_token_s, rel=1e-6)
     assert evaluate(hot, plan).mean_token_s < evaluate(uniform, plan).mean_token_s
@@ -306,10 +306,10 @@ def _instance_data():
 
 
 def test_routing_errors() -> None:
-    with pytest.raises(InputError, match=r"`routing`: expected a list of 2 entries"):
-        instance_from_dict({**_instance_data(), "routing": [[1, 1, 1, 1]]}, check_capacity=False)
+    with pytest.raises(InputError, match=r"`expert_routing`: expected a list of 2 entries"):
+        instance_from_dict({**_instance_data(), "expert_routing": [[1, 1, 1, 1]]}, check_capacity=False)
     with pytest.raises(InputError, match=r"layer 1 needs 4 non-negative selection counts"):
-        instance_from_dict({**_instance_data(), "routing": [None, [1, -1, 1, 1]]}, check_capacity=False)
-    with pytest.raises(InputError, match=r"has no experts to route to; drop `routing`"):
+        instance_from_dict({**_instance_data(), "expert_routing": [None, [1, -1, 1, 1]]}, check_capacity=False)
+    with pytest.raises(InputError, match=r"has no experts to route to; drop `expert_routing`"):
         instance_from_dict({**_instance_data(), "model": WINDOWED | {"hidden": 64, "head_dim": 16},
-                            "routing": [None, None]}, check_capacity=False)
+                            "expert_routing": [None, None]}, check_capacity=False)

@@ -13,9 +13,13 @@ import numpy as np
 
 from placement.errors import InputError
 
-__all__ = ["Device", "Link", "Cluster", "NETWORKS"]
+__all__ = ["Device", "Link", "Cluster", "NETWORKS", "ROUTINGS"]
 
 NETWORKS = ("switched", "shared")
+# "fastest": every message takes the fastest route, relayed through other nodes when that
+# pays; "direct": two devices joined by a link use that link alone (as the head-partitioning
+# authors' simulator does), other pairs the fastest route.
+ROUTINGS = ("fastest", "direct")
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,10 @@ class Cluster:
         ``shared``: one medium, every transfer waits for the others.
     switches : tuple of str
         Nodes that forward traffic but run nothing (a Wi-Fi access point, a switch).
+    routing : {"fastest", "direct"}
+        ``fastest`` (default): the routes above. ``direct``: two devices joined by a
+        link of their own send over that link alone, even when a relay would be
+        faster (the head-partitioning authors' simulator); other pairs as ``fastest``.
     route_latency_s : ndarray, shape (N, N)
         Latency of the minimum-latency route from device i to j, seconds (0 on the
         diagonal): the route of small messages.
@@ -151,6 +159,7 @@ class Cluster:
     links: tuple[Link, ...]
     network: str = "switched"
     switches: tuple[str, ...] = ()
+    routing: str = "fastest"
     graph: nx.Graph = field(init=False, repr=False)
     route_latency_s: np.ndarray = field(init=False, repr=False)
     route_bandwidth_bytes_per_s: np.ndarray = field(init=False, repr=False)
@@ -164,6 +173,8 @@ class Cluster:
             raise InputError("`devices`: an instance needs at least one device")
         if self.network not in NETWORKS:
             raise InputError(f"`network`: must be one of {', '.join(NETWORKS)}, got {self.network!r}")
+        if self.routing not in ROUTINGS:
+            raise InputError(f"`routing`: must be one of {', '.join(ROUTINGS)}, got {self.routing!r}")
         names = [d.name for d in self.devices]
         duplicated = sorted({n for n in names if names.count(n) > 1} | (set(names) & set(self.switches)))
         if duplicated:
@@ -189,6 +200,8 @@ class Cluster:
         thresholds = sorted({link.bandwidth_bytes_per_s for link in self.links}) or [np.inf]
         tables = [self._routes_above(names, beta) for beta in thresholds]
         latency, bandwidth, links = (np.stack([t[i] for t in tables]) for i in range(3))
+        if self.routing == "direct":
+            self._direct_only(names, latency, bandwidth, links)
         unreachable = np.argwhere(~np.isfinite(latency[0]))
         if len(unreachable):
             i, j = unreachable[0]
@@ -202,6 +215,16 @@ class Cluster:
                             ("candidate_links", links), ("route_latency_s", latency[0]),
                             ("route_bandwidth_bytes_per_s", bandwidth[0]), ("route_links", links[0])):
             object.__setattr__(self, name, value)
+
+    def _direct_only(self, names: list[str], latency, bandwidth, links) -> None:
+        """Every candidate route of two linked devices becomes their link (in place)."""
+        where = {name: i for i, name in enumerate(names)}
+        for index, link in enumerate(self.links):
+            if link.u in where and link.v in where:
+                for i, j in ((where[link.u], where[link.v]), (where[link.v], where[link.u])):
+                    latency[:, i, j], bandwidth[:, i, j] = link.latency_s, link.bandwidth_bytes_per_s
+                    for b in range(links.shape[0]):
+                        links[b, i, j] = (index,)
 
     def _routes_above(self, names: list[str], beta: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Minimum-latency routes over the links of bandwidth `beta` or more: latency, bottleneck, links."""

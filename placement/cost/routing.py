@@ -237,7 +237,7 @@ def expected_expert_stage(holdings: np.ndarray, k: int, home: int, expert_s: np.
 
 
 def routing_weights(entry: Any, model, base_dir: Path | None = None) -> np.ndarray:
-    """The fitted routing weights of every MoE layer, (L, E), from an instance's ``routing`` entry.
+    """The fitted routing weights of every MoE layer, (L, E), from an instance's ``expert_routing`` entry.
 
     Parameters
     ----------
@@ -261,16 +261,16 @@ def routing_weights(entry: Any, model, base_dir: Path | None = None) -> np.ndarr
         On a dense model, a missing file, a wrong number of layers or experts, or counts that
         are negative, not numbers, or all zero.
     """
-    where = "`routing`"
+    where = "`expert_routing`"
     if not model.is_moe:
-        raise InputError(f"{where}: model {model.name!r} has no experts to route to; drop `routing`")
+        raise InputError(f"{where}: model {model.name!r} has no experts to route to; drop `expert_routing`")
     if isinstance(entry, str):
         path = Path(entry) if base_dir is None or Path(entry).is_absolute() else Path(base_dir) / entry
         if not path.is_file():
             raise InputError(f"{where}: no file at {str(path)!r}; give a JSON or YAML list of per-layer expert counts")
         text = path.read_text()
         entry = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        where = f"`routing` ({path})"
+        where = f"`expert_routing` ({path})"
     if not isinstance(entry, list) or len(entry) != model.layers:
         raise InputError(f"{where}: expected a list of {model.layers} entries (one per layer, null for dense layers), "
                          f"got {type(entry).__name__} of {len(entry) if isinstance(entry, list) else 0}")

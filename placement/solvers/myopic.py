@@ -103,6 +103,14 @@ def _check_scoring(scoring: str, weights: Sequence[float]) -> tuple[str, tuple[f
     return scoring.lower(), values  # type: ignore[return-value]
 
 
+def _check_forbid_source(instance: Instance, forbid_source: bool) -> None:
+    if not isinstance(forbid_source, (bool, np.bool_)):
+        raise InputError(f"`forbid_source` must be true or false, got {forbid_source!r}")
+    if forbid_source and instance.n_devices < 2:
+        raise InputError("`forbid_source` leaves no device: the instance has one; give it more devices, "
+                         "or leave `forbid_source` off")
+
+
 def _check_tau(instance: Instance, tau: int | None) -> int:
     workload = instance.workload
     if tau is None:
@@ -136,7 +144,7 @@ def _block_names(L: int, K: int) -> tuple[list[str], np.ndarray, np.ndarray, np.
 
 
 def decide(instance: Instance, k: int, previous: Placement | None = None, *, scoring: str = "max",
-           weights: Sequence[float] = (0.4, 0.3, 0.3)) -> Decision:
+           weights: Sequence[float] = (0.4, 0.3, 0.3), forbid_source: bool = False) -> Decision:
     """Place every block for interval `k` from the current state only (one step of Algorithm 1).
 
     Parameters
@@ -147,7 +155,7 @@ def decide(instance: Instance, k: int, previous: Placement | None = None, *, sco
     previous : Placement, optional
         Where the blocks are now (the previous interval's placement); None for the
         first placement.
-    scoring, weights
+    scoring, weights, forbid_source
         As in `solve_myopic`.
 
     Returns
@@ -155,9 +163,10 @@ def decide(instance: Instance, k: int, previous: Placement | None = None, *, sco
     Decision
     """
     scoring, weights = _check_scoring(scoring, weights)
+    _check_forbid_source(instance, forbid_source)
     if not 0 <= k < instance.workload.n_intervals:
         raise InputError(f"`k` must be an interval of the instance, 0..{instance.workload.n_intervals - 1}, got {k!r}")
-    return _decide(instance, k, check_current(instance, previous), scoring, weights)
+    return _decide(instance, k, check_current(instance, previous), scoring, weights, forbid_source)
 
 
 @dataclass(frozen=True, eq=False)
@@ -253,7 +262,7 @@ def _input_cost(x: _Needs, at: _Where, was: _Where, kind: int, l: int, g: int) -
 
 
 def _decide(instance: Instance, k: int, previous: Placement | None, scoring: str,
-            weights: tuple[float, float, float]) -> Decision:
+            weights: tuple[float, float, float], forbid_source: bool = False) -> Decision:
     alpha, beta, gamma = weights
     L, K, N = instance.model.layers, instance.model.kv_heads, instance.n_devices
     x = _needs(instance, k)
@@ -274,6 +283,8 @@ def _decide(instance: Instance, k: int, previous: Placement | None, scoring: str
         return np.maximum(part, comm) if scoring == "max" else part + gamma * comm
 
     base = part_of(memory_ratio, compute_ratio)
+    allowed = np.ones(N, dtype=bool)
+    allowed[0] = not forbid_source  # the authors' rule: the source device (index 0) hosts no block
     kinds, layers, groups, need = x.kinds.tolist(), x.layers.tolist(), x.groups.tolist(), x.need.tolist()
 
     room, held = x.limit.astype(float).copy(), np.zeros(N)
@@ -292,7 +303,7 @@ def _decide(instance: Instance, k: int, previous: Placement | None, scoring: str
             mem_row = memory_ratio[b].copy()
             mem_row[partner] = 0.0
             score = combine(part_of(mem_row, compute_ratio[b]), comm)
-        fits = room >= extra
+        fits = (room >= extra) & allowed
         if fits.any():
             score = np.where(fits, score, np.inf)
             scores[row] = score
@@ -301,7 +312,7 @@ def _decide(instance: Instance, k: int, previous: Placement | None, scoring: str
             if best > 1:
                 fallbacks.append(x.names[b])
         else:
-            left = room - extra
+            left = np.where(allowed, room - extra, -np.inf)
             ties = left >= left.max() - _TIE * abs(left.max())
             homeless.append(x.names[b])
         j = before if before >= 0 and ties[before] else int(np.argmax(ties))
@@ -331,7 +342,8 @@ def _decide(instance: Instance, k: int, previous: Placement | None, scoring: str
 
 # ----------------------------------------------------------------------------- the back end
 def solve_myopic(instance: Instance, *, tau: int | None = None, scoring: str = "max",
-                 weights: Sequence[float] = (0.4, 0.3, 0.3), current: Placement | Plan | None = None) -> Result:
+                 weights: Sequence[float] = (0.4, 0.3, 0.3), current: Placement | Plan | None = None,
+                 forbid_source: bool = False) -> Result:
     """Re-decide the placement every `tau` tokens from the current state only (Kafetzis et al., Algorithm 1).
 
     At each interval boundary (`decide`): the blocks are ordered by normalized
@@ -358,6 +370,13 @@ def solve_myopic(instance: Instance, *, tau: int | None = None, scoring: str = "
         first decision starts from it. The evaluator does not charge the moves out
         of it (a plan starts at interval 0); ``stats["blocks_moved_from_current"]``
         counts them.
+    forbid_source : bool
+        The authors' simulator's rule (``ResourceAwareDistributor``): the first device
+        (index 0, their "source", which generates the request and in their scenarios
+        is also the fastest) hosts no block; every block goes to the other devices.
+        Off by default (our instances have no source); on, it reproduces their
+        algorithm's figures like for like (``kafetzis-toy``: 38.9231 ms a step on
+        ``toy_optimal_comparison`` with it, 19.4616 ms without).
 
     Returns
     -------
@@ -427,8 +446,8 @@ def solve_myopic(instance: Instance, *, tau: int | None = None, scoring: str = "
       done.
     - **Migration** is not in the score (the authors' distributor does not add it
       either); the evaluator charges it. Blocks are never split across devices and
-      keep the instance's precision. The code's "source device" (privacy) rule has
-      no counterpart in our instances.
+      keep the instance's precision. The code's "source device" rule (no block on
+      device 0) is the option ``forbid_source``, off by default.
 
     Examples
     --------
@@ -438,16 +457,18 @@ def solve_myopic(instance: Instance, *, tau: int | None = None, scoring: str = "
     True
     """
     scoring, weights = _check_scoring(scoring, weights)
+    _check_forbid_source(instance, forbid_source)
     tau = _check_tau(instance, tau)
     start = check_current(instance, current)
     I = instance.workload.n_intervals
 
     decisions, placements, stats = run_online(
-        instance, start, lambda k, previous: _decide(instance, k, previous, scoring, weights))
+        instance, start, lambda k, previous: _decide(instance, k, previous, scoring, weights, forbid_source))
     plan = Plan(devices=instance.cluster.names, intervals=placements, method="myopic")
     fallbacks = sum(len(d.fallbacks) for d in decisions)
     homeless = sorted({name for d in decisions for name in d.homeless})
-    stats.update(fallbacks=fallbacks, homeless=homeless, tau=tau, scoring=scoring, weights=list(weights))
+    stats.update(fallbacks=fallbacks, homeless=homeless, tau=tau, scoring=scoring, weights=list(weights),
+                 forbid_source=bool(forbid_source))
     note = (f"myopic ({scoring} score): {I} decision(s) every {tau} token(s), {stats['blocks_moved']} block move(s)"
             + (f", {fallbacks} placement(s) with no device scoring at most 1" if fallbacks else ""))
     why = f"no device had the memory for {', '.join(homeless)}; " if homeless else ""

@@ -1,4 +1,7 @@
-"""Generated benchmark suites: ``paper-small``, ``edge-real`` and ``large``.
+"""Generated benchmark suites: ``paper-small``, ``edge-real``, ``large`` and ``kafetzis-toy``.
+
+``kafetzis-toy``: the authors' two toy settings as their simulator runs them
+(`placement.experiments.suites.kafetzis_toy` says how its figures were obtained).
 
 ``paper-small``: the small-scale settings of the head-partitioning paper.
 Kafetzis, Khalili and Koutsopoulos (arXiv 2505.02533) compare their myopic
@@ -9,7 +12,10 @@ simulator configs (``toy_comparison_3_devices_lowBW``,
 
 - models: the single-layer ``synthetic-h8-d512`` and ``synthetic-h16-d1024``, 32 bits;
 - 3, 4 or 5 devices on a full mesh, each pair's bandwidth drawn uniformly, low
-  (10–100 Mbit/s) or medium (0.5–2 Gbit/s), latency 0 s (the paper has none);
+  (0.01–0.1 GiB/s) or medium (0.5–2 GiB/s), latency 0 s (the paper has none). The
+  ranges are the simulator's configs' figures (labelled "Gbps"); its transfer time is
+  ``bytes / 1024**3 / figure``, so they are GiB/s, and so they are read here (until
+  issue 16 this suite read them as Gbit/s: links 8.59× slower than the authors');
 - compute drawn log-normally, multiplied by the simulator's tier factor (60 % ×1,
   30 % ×2, 10 % ×4) and clipped to 5–50 GFLOPS. (The simulator draws
   ``lognormal(μ≈3.5–4, σ≈0.2–0.3)`` and clips it to floors of 5e9–1e10 FLOP/s, so
@@ -54,7 +60,7 @@ as llama.cpp deployments do; the KV cache stays at 16 bits.
 Every setting has its own random stream, seeded from the suite seed and the
 setting's name, so that adding a setting does not change the others. Run
 ``python -m placement.experiments.suites`` to rewrite ``instances/paper-small``,
-``instances/edge-real`` and ``instances/large``; tests/test_suites.py checks that
+``instances/edge-real``, ``instances/large`` and ``instances/kafetzis-toy``; tests/test_suites.py checks that
 the shipped files are exactly what this writes.
 """
 
@@ -62,6 +68,7 @@ from __future__ import annotations
 
 from placement.experiments.suites.common import COMMAND, GENERATED_MARK, memory_summary
 from placement.experiments.suites.files import SUITES, main, render_instance, write_suite
+from placement.experiments.suites.kafetzis_toy import kafetzis_toy_suite
 from placement.experiments.suites.paper_small import PAPER_SMALL_SETTINGS, paper_small_suite
 from placement.experiments.suites.real import (
     DEVICE_KINDS,
@@ -84,6 +91,7 @@ __all__ = [
     "SUITES",
     "devices_needed",
     "edge_real_suite",
+    "kafetzis_toy_suite",
     "large_suite",
     "main",
     "memory_summary",

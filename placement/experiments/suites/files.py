@@ -12,6 +12,7 @@ import yaml
 
 from placement.instance import instances_dir
 from placement.experiments.suites.common import GENERATED_MARK
+from placement.experiments.suites.kafetzis_toy import kafetzis_toy_suite
 from placement.experiments.suites.paper_small import paper_small_suite
 from placement.experiments.suites.real import edge_real_suite, large_suite
 
@@ -20,6 +21,7 @@ __all__ = ["SUITES", "render_instance", "write_suite", "main"]
 
 SUITES: dict[str, Callable[[int], list[dict[str, Any]]]] = {
     "paper-small": paper_small_suite, "edge-real": edge_real_suite, "large": large_suite,
+    "kafetzis-toy": kafetzis_toy_suite,
 }
 
 

@@ -11,11 +11,13 @@ import numpy as np
 from placement.instance import instance_from_dict
 from placement.experiments.suites.common import MAX_DRAWS, memory_ok, memory_summary
 
-__all__ = ["MODELS", "BANDWIDTH_MBIT", "PROFILES", "PAPER_SMALL_SETTINGS", "PROMPT_TOKENS", "DECODE_STEPS", "COMPUTE_GFLOPS", "MEMORY_SHARE_SIGMA", "SLACK", "KAFETZIS_MEMORY_BANDWIDTH", "ROOFLINE_MEMORY_BANDWIDTH_GBS", "paper_small_suite"]
+__all__ = ["MODELS", "BANDWIDTH_GIBS", "PROFILES", "PAPER_SMALL_SETTINGS", "PROMPT_TOKENS", "DECODE_STEPS", "COMPUTE_GFLOPS", "MEMORY_SHARE_SIGMA", "SLACK", "KAFETZIS_MEMORY_BANDWIDTH", "ROOFLINE_MEMORY_BANDWIDTH_GBS", "paper_small_suite"]
 
 
 MODELS = {"h8": "synthetic-h8-d512", "h16": "synthetic-h16-d1024"}
-BANDWIDTH_MBIT = {"low": (10.0, 100.0), "medium": (500.0, 2000.0)}
+# Link bandwidth ranges, GiB/s: the authors' configs' "Gbps" figures (lowBW 0.01-0.1, mediumBW
+# 0.5-2), which their simulator divides bytes / 1024**3 by, so GiB/s (8.59x Gbit/s).
+BANDWIDTH_GIBS = {"low": (0.01, 0.1), "medium": (0.5, 2.0)}
 PROFILES = {"kafetzis": "kafetzis2025", "roofline": "roofline"}
 
 # (model, devices, bandwidth): h8 on 3 and 4 devices, h16 on 4 and 5, each at low and medium bandwidth.
@@ -39,8 +41,8 @@ def _mib(n_bytes: float) -> str:
     return f"{n_bytes / 2**20:.3f} MiB"
 
 
-def _bandwidth(mbit: float) -> str:
-    return f"{mbit:.1f} Mbit/s" if mbit < 1000 else f"{mbit / 1000:.3f} Gbit/s"
+def _bandwidth(gibs: float) -> str:
+    return f"{gibs * 1024:.2f} MiB/s" if gibs < 1 else f"{gibs:.4f} GiB/s"
 
 
 def _base_name(model: str, n_devices: int, band: str, seed: int) -> str:
@@ -48,13 +50,13 @@ def _base_name(model: str, n_devices: int, band: str, seed: int) -> str:
 
 
 def _description(model_key: str, n: int, band: str, P: int, T: int, slack: float, profile: str) -> str:
-    lo, hi = BANDWIDTH_MBIT[band]
-    bw = f"{lo:g}-{hi:g} Mbit/s" if band == "low" else f"{lo / 1000:g}-{hi / 1000:g} Gbit/s"
+    lo, hi = BANDWIDTH_GIBS[band]
+    bw = f"{lo:g}-{hi:g} GiB/s"
     cost = ("the paper's cost equations (kafetzis2025)" if profile == "kafetzis2025"
             else "the roofline cost model (memory bandwidth 5-20 GB/s) with the same devices, links and workload")
     return (f"Kafetzis et al. (arXiv 2505.02533) small-scale setting: {MODELS[model_key]} (one layer, 32-bit) on {n} "
-            f"devices (5-50 GFLOPS, log-normal) over a full mesh of {band}-bandwidth links ({bw} per pair, no "
-            f"latency); memory {1 + slack:.2f}x the model at the final context, no device holding it alone; prompt "
+            f"devices (5-50 GFLOPS, log-normal) over a full mesh of {band}-bandwidth links ({bw} per pair: the "
+            f"authors' 'Gbps' figures, which their simulator divides bytes / 1024^3 by; no latency); memory {1 + slack:.2f}x the model at the final context, no device holding it alone; prompt "
             f"{P}, {T} decode steps re-decided at every step (migration charged); {cost}.")
 
 
@@ -69,9 +71,9 @@ def _setting_instances(model_key: str, n: int, band: str, seed: int) -> list[dic
     gflops = np.clip(gflops, *c["clip"])
     names = [f"d{j}" for j in range(n)]
     pairs = [(names[i], names[j]) for i in range(n) for j in range(i + 1, n)]
-    mbit = rng.uniform(*BANDWIDTH_MBIT[band], len(pairs))
+    gibs = rng.uniform(*BANDWIDTH_GIBS[band], len(pairs))
     roofline_bw = rng.uniform(*ROOFLINE_MEMORY_BANDWIDTH_GBS, n)
-    links = [{"between": list(pair), "bandwidth": _bandwidth(b), "latency": "0 s"} for pair, b in zip(pairs, mbit)]
+    links = [{"between": list(pair), "bandwidth": _bandwidth(b), "latency": "0 s"} for pair, b in zip(pairs, gibs)]
 
     def instance_dict(profile: str, memory: list[float] | None, slack: float) -> dict[str, Any]:
         devices = []
