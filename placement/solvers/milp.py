@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,7 @@ from placement.result import Result
 from placement.options import Deadline
 from placement.solvers.backends import SOLVERS, SolverOutcome, solve_problem
 from placement.solvers.linear import LinearProblem
+from placement.solvers.milp_bounds import lagrangian_bound
 from placement.solvers.milp_model import SECONDS_PER_UNIT, Formulation, build_formulation, identical_devices
 from placement.solvers.warm_start import best_heuristic_placements
 
@@ -206,6 +207,7 @@ def solve_milp(
     formulation: str = "counts",
     token_blocks: str | int = "adaptive",
     max_refinements: int = 12,
+    bound: str | None = "lagrangian",
 ) -> Result:
     """The optimal placement of every block for every interval of the generation.
 
@@ -244,6 +246,12 @@ def solve_milp(
         block per token from the start; an int: blocks of that many tokens.
     max_refinements : int
         Most block splittings before returning with status ``feasible``.
+    bound : "lagrangian" or None
+        ``lagrangian``: when the MILP stops without proving its plan optimal (in
+        ``horizon`` mode, without pins), a Lagrangian relaxation of the memory rows
+        priced by layer configurations (the configuration LP's bound) is computed and
+        the better of the two bounds reported; a relaxed solution that fits is a
+        candidate plan. With a time limit the MILP gets 80 % of it, the bound the rest.
 
     Returns
     -------
@@ -260,6 +268,10 @@ def solve_milp(
     """
     deadline = Deadline.after(time_limit)  # one limit for the whole call: warm start, building, every solve
     _check_milp_options(instance, solver, mode, formulation, token_blocks, interval)
+    if bound not in ("lagrangian", None):
+        raise InputError(f"`bound` must be 'lagrangian' or None, got {bound!r}")
+    with_bound = bound == "lagrangian" and mode == "horizon" and not (pin or forbid)
+    milp_deadline = Deadline.after(0.8 * time_limit) if with_bound and time_limit is not None else deadline
     _check_pins(pin, forbid, current)
     if isinstance(current, Plan):
         current = current.placement(max(interval - 1, 0))
@@ -271,19 +283,44 @@ def solve_milp(
         return Result("infeasible", "no placement fits: " + "; ".join(problems), None, None, stats={"diagnosis": problems})
     allowed = _allowed_masks(instance, pin, forbid) if (pin or forbid) else None
     intervals = list(range(instance.workload.n_intervals)) if mode == "horizon" else [interval]
-    start_placements = _warm_placements(instance, warm_start, current, len(intervals), deadline)
+    start_placements = _warm_placements(instance, warm_start, current, len(intervals), milp_deadline)
     warm_plan = None  # the warm start as a whole plan, returned if the solver finds nothing better in time
     if start_placements is not None and mode == "horizon" and allowed is None:  # pins may exclude it
         I = instance.workload.n_intervals
         warm_plan = Plan(instance.cluster.names, start_placements if I > 1 else start_placements[:1], method="milp")
     stats: dict[str, Any] = {"solver": solver, "mode": mode, "formulation": formulation, "refinements": 0}
-    setup = _Setup(intervals, current, allowed, formulation, solver, gap, threads, deadline, max_refinements)
+    setup = _Setup(intervals, current, allowed, formulation, solver, gap, threads, milp_deadline, max_refinements)
     search = _refine(instance, setup, _initial_blocks(instance, intervals, token_blocks), start_placements, stats,
                      have_fallback=warm_plan is not None)
     result = _outcome_result(instance, setup, search, warm_plan, time_limit, time.perf_counter() - started, stats)
+    if with_bound and not search.interrupted:
+        result = _with_lagrangian(instance, result, deadline, started)
     if search.interrupted:
         raise SolveInterrupted(result)  # the CLI writes the incumbent and exits 130
     return result
+
+
+def _with_lagrangian(instance: Instance, result: Result, deadline: Deadline, started: float) -> Result:
+    """`result` with the Lagrangian bound when it is better, and its plan when that is faster (milp_bounds)."""
+    if result.plan is None or result.status in ("optimal", "infeasible", "error"):
+        return result
+    budget = deadline.remaining_s() if deadline.end_s is not None else 30.0
+    relaxed = lagrangian_bound(instance, time_limit_s=budget, upper_bound_s=result.objective)
+    if relaxed is None:
+        return result
+    stats = {**result.stats, "lagrangian_bound_s": relaxed.bound_s, "lagrangian_iterations": relaxed.iterations,
+             "layer_classes": relaxed.classes}
+    plan, report, backend = result.plan, result.report, result.backend_objective
+    if relaxed.plan is not None and relaxed.plan_total_s < result.objective:
+        plan, report = relaxed.plan, evaluate(instance, relaxed.plan)
+        backend = report.total_s
+    objective = report.total_s
+    bound = min(max(result.bound or 0.0, relaxed.bound_s), objective)
+    status, message = result.status, f"{result.message}; Lagrangian bound {relaxed.bound_s:.6g} s"
+    if objective - bound <= 1e-6 * objective:
+        status, message = "optimal", message + " proves the plan optimal"
+    return replace(result, status=status, message=message, plan=plan, report=report, objective=objective, bound=bound,
+                   backend_objective=backend, solve_time_s=time.perf_counter() - started, stats=stats)
 
 
 def _check_milp_options(instance: Instance, solver: str, mode: str, formulation: str, token_blocks, interval: int) -> None:
