@@ -1,4 +1,4 @@
-"""The Lagrangian bound over layer configurations (placement/solvers/milp_bounds.py, docs/milp.md).
+"""The configuration LP's bound and plan (placement/solvers/milp_bounds.py, docs/milp.md).
 
 Every value checked could be wrong: the bound against brute-force optima and against
 the evaluator's figure of every plan met on seeded random instances; the classes of
@@ -18,7 +18,7 @@ import placement
 from placement.errors import InputError
 from placement.evaluate import evaluate
 from placement.instance import instance_from_dict
-from placement.solvers.milp_bounds import lagrangian_bound, layer_classes
+from placement.solvers.milp_bounds import configuration_bound, layer_classes
 from placement.solvers.reference import solve_pipeline, solve_single
 from placement.solvers.baselines import solve_pipeline_dp
 from placement.solvers.myopic_plus import solve_myopic_plus
@@ -32,19 +32,19 @@ from problems import PROBLEMS, problem  # noqa: E402
 def test_bound_never_above_the_brute_force_optimum(name):
     inst = problem(name)
     optimum = brute_force(inst).total_s
-    relaxed = lagrangian_bound(inst, time_limit_s=10.0, upper_bound_s=optimum)
+    relaxed = configuration_bound(inst, time_limit_s=10.0, upper_bound_s=optimum)
     assert relaxed is not None
     assert 0.0 < relaxed.bound_s <= optimum * (1 + 1e-9)
-    if relaxed.plan is not None:  # a relaxed solution that fits is a real plan: never below the optimum
+    if relaxed.plan is not None:  # the restricted MILP's plan is a real plan: never below the optimum
         assert relaxed.plan_total_s >= optimum * (1 - 1e-9)
 
 
 def test_bound_is_the_optimum_when_memory_does_not_bind():
-    # both devices hold the whole model: the relaxation is the problem itself, so its first
-    # solution is the optimum and proves itself
+    # both devices hold the whole model: no memory row binds, the configuration LP is the
+    # problem itself, and its plan is the optimum, proved by its own bound
     inst = problem("fits-one-two-dev")
     optimum = brute_force(inst).total_s
-    relaxed = lagrangian_bound(inst, time_limit_s=10.0)
+    relaxed = configuration_bound(inst, time_limit_s=10.0)
     assert relaxed.plan_total_s == pytest.approx(optimum, rel=1e-9)
     assert relaxed.bound_s == pytest.approx(optimum, rel=1e-7)
 
@@ -85,7 +85,7 @@ def test_bound_never_above_any_feasible_plan_on_random_instances(seed):
     milp = placement.solve(inst, method="milp", bound=None)
     assert milp.status == "optimal"
     figures.append(milp.objective)
-    relaxed = lagrangian_bound(inst, time_limit_s=10.0, upper_bound_s=min(figures))
+    relaxed = configuration_bound(inst, time_limit_s=10.0, upper_bound_s=min(figures), start=list(milp.plan.intervals))
     assert relaxed.bound_s <= min(figures) * (1 + 1e-9)
     assert relaxed.bound_s <= milp.objective * (1 + 1e-9)
     if relaxed.plan is not None:
@@ -104,7 +104,7 @@ def test_one_class_for_identical_layers_and_two_when_precisions_differ():
     assert layer_classes(mixed).tolist() == [0, 1, 0, 1]
 
 
-def test_milp_reports_the_lagrangian_bound_when_it_stops_early():
+def test_milp_reports_the_configuration_bound_when_it_stops_early():
     inst = problem("split-three-dev")
     optimum = brute_force(inst).total_s
     result = placement.solve(inst, method="milp", time_limit=0.05)
@@ -113,5 +113,5 @@ def test_milp_reports_the_lagrangian_bound_when_it_stops_early():
 
 
 def test_unknown_bound_option_is_rejected():
-    with pytest.raises(InputError, match="`bound` must be 'lagrangian' or None"):
+    with pytest.raises(InputError, match="`bound` must be 'configurations' or None"):
         placement.solve(problem("fits-one-two-dev"), method="milp", bound="lp")

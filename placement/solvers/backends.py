@@ -30,7 +30,7 @@ import numpy as np
 from placement.errors import InputError, SolverNotInstalledError
 from placement.solvers.linear import LinearProblem
 
-__all__ = ["SolverOutcome", "solve_problem", "SOLVERS", "solver_log_wanted", "new_highs"]
+__all__ = ["SolverOutcome", "solve_problem", "solve_lp_duals", "SOLVERS", "solver_log_wanted", "new_highs"]
 
 _FD_LOCK = threading.Lock()  # fd 1 is per process: one redirection at a time
 
@@ -167,16 +167,10 @@ _HIGHS_STATUS = {
 }
 
 
-def _highs(problem: LinearProblem, time_limit, gap, threads, start) -> SolverOutcome:
+def _highs_lp(problem: LinearProblem):
+    """`problem` as a `highspy.HighsLp`."""
     import highspy
 
-    highs = new_highs()
-    highs.setOptionValue("mip_rel_gap", gap)
-    highs.setOptionValue("mip_abs_gap", 0.0)
-    if time_limit is not None:
-        highs.setOptionValue("time_limit", float(time_limit))
-    if threads is not None:
-        highs.setOptionValue("threads", int(threads))
     lp = highspy.HighsLp()
     rows, cols = problem.shape
     lp.num_col_, lp.num_row_ = cols, rows
@@ -192,7 +186,21 @@ def _highs(problem: LinearProblem, time_limit, gap, threads, start) -> SolverOut
     lp.a_matrix_.index_ = csc.indices
     lp.a_matrix_.value_ = csc.data
     lp.integrality_ = [highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous for i in problem.integer]
-    highs.passModel(lp)
+    return lp
+
+
+def _highs(problem: LinearProblem, time_limit, gap, threads, start) -> SolverOutcome:
+    import highspy
+
+    highs = new_highs()
+    highs.setOptionValue("mip_rel_gap", gap)
+    highs.setOptionValue("mip_abs_gap", 0.0)
+    if time_limit is not None:
+        highs.setOptionValue("time_limit", float(time_limit))
+    if threads is not None:
+        highs.setOptionValue("threads", int(threads))
+    rows, cols = problem.shape
+    highs.passModel(_highs_lp(problem))
     if start is not None:
         solution = highspy.HighsSolution()
         solution.col_value = list(map(float, start))
@@ -229,6 +237,36 @@ def _highs(problem: LinearProblem, time_limit, gap, threads, start) -> SolverOut
         bound=None if not math.isfinite(bound) else float(bound), seconds=seconds, nodes=int(info.mip_node_count),
         interrupted=interrupted,
     )
+
+
+def solve_lp_duals(problem: LinearProblem, time_limit: float | None = None) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """Solve the linear relaxation of `problem` with HiGHS and return its primal and dual values.
+
+    Parameters
+    ----------
+    problem : LinearProblem
+        Integrality is ignored.
+    time_limit : float, optional
+        Seconds.
+
+    Returns
+    -------
+    (x, row_dual, objective) or None
+        The optimal point, the row duals (HiGHS's sign: ``cost − Aᵀ·row_dual`` is the
+        reduced cost, so a binding ``≤`` row of a minimization has a dual ≤ 0) and the
+        objective; None when the LP did not solve to optimality.
+    """
+    relaxed = replace(problem, integer=np.zeros_like(problem.integer))
+    highs = new_highs()
+    if time_limit is not None:
+        highs.setOptionValue("time_limit", float(time_limit))
+    highs.passModel(_highs_lp(relaxed))
+    highs.run()
+    if highs.getModelStatus().name != "kOptimal":
+        return None
+    solution = highs.getSolution()
+    return (np.array(solution.col_value), np.array(solution.row_dual),
+            float(highs.getInfo().objective_function_value))
 
 
 INTERRUPT_GRACE_S = 0.5  # after Ctrl-C, how long HiGHS may take to stop by itself

@@ -25,7 +25,7 @@ from placement.result import Result
 from placement.options import Deadline
 from placement.solvers.backends import SOLVERS, SolverOutcome, solve_problem
 from placement.solvers.linear import LinearProblem
-from placement.solvers.milp_bounds import lagrangian_bound
+from placement.solvers.milp_bounds import configuration_bound
 from placement.solvers.milp_model import SECONDS_PER_UNIT, Formulation, build_formulation, identical_devices
 from placement.solvers.warm_start import best_heuristic_placements
 
@@ -207,7 +207,7 @@ def solve_milp(
     formulation: str = "counts",
     token_blocks: str | int = "adaptive",
     max_refinements: int = 12,
-    bound: str | None = "lagrangian",
+    bound: str | None = "configurations",
 ) -> Result:
     """The optimal placement of every block for every interval of the generation.
 
@@ -246,12 +246,14 @@ def solve_milp(
         block per token from the start; an int: blocks of that many tokens.
     max_refinements : int
         Most block splittings before returning with status ``feasible``.
-    bound : "lagrangian" or None
-        ``lagrangian``: when the MILP stops without proving its plan optimal (in
-        ``horizon`` mode, without pins), a Lagrangian relaxation of the memory rows
-        priced by layer configurations (the configuration LP's bound) is computed and
-        the better of the two bounds reported; a relaxed solution that fits is a
-        candidate plan. With a time limit the MILP gets 80 % of it, the bound the rest.
+    bound : "configurations" or None
+        ``configurations`` (in ``horizon`` mode, without pins): before the MILP, the
+        configuration LP is solved by column generation (layer configurations priced
+        once per class of identical layers) within a quarter of the time limit; the
+        best single placement over the generated configurations (price-and-branch)
+        becomes the warm start when it is faster; the better of the two bounds is
+        reported, and a plan the LP bound already proves optimal is returned without
+        running the MILP. None: the MILP alone.
 
     Returns
     -------
@@ -268,10 +270,9 @@ def solve_milp(
     """
     deadline = Deadline.after(time_limit)  # one limit for the whole call: warm start, building, every solve
     _check_milp_options(instance, solver, mode, formulation, token_blocks, interval)
-    if bound not in ("lagrangian", None):
-        raise InputError(f"`bound` must be 'lagrangian' or None, got {bound!r}")
-    with_bound = bound == "lagrangian" and mode == "horizon" and not (pin or forbid)
-    milp_deadline = Deadline.after(0.8 * time_limit) if with_bound and time_limit is not None else deadline
+    if bound not in ("configurations", None):
+        raise InputError(f"`bound` must be 'configurations' or None, got {bound!r}")
+    with_bound = bound == "configurations" and mode == "horizon" and not (pin or forbid)
     _check_pins(pin, forbid, current)
     if isinstance(current, Plan):
         current = current.placement(max(interval - 1, 0))
@@ -283,44 +284,68 @@ def solve_milp(
         return Result("infeasible", "no placement fits: " + "; ".join(problems), None, None, stats={"diagnosis": problems})
     allowed = _allowed_masks(instance, pin, forbid) if (pin or forbid) else None
     intervals = list(range(instance.workload.n_intervals)) if mode == "horizon" else [interval]
-    start_placements = _warm_placements(instance, warm_start, current, len(intervals), milp_deadline)
+    start_placements = _warm_placements(instance, warm_start, current, len(intervals), deadline)
     warm_plan = None  # the warm start as a whole plan, returned if the solver finds nothing better in time
     if start_placements is not None and mode == "horizon" and allowed is None:  # pins may exclude it
         I = instance.workload.n_intervals
         warm_plan = Plan(instance.cluster.names, start_placements if I > 1 else start_placements[:1], method="milp")
     stats: dict[str, Any] = {"solver": solver, "mode": mode, "formulation": formulation, "refinements": 0}
-    setup = _Setup(intervals, current, allowed, formulation, solver, gap, threads, milp_deadline, max_refinements)
+    columns = None
+    if with_bound:
+        columns, warm_plan = _configurations_first(instance, deadline, time_limit, warm_plan, start_placements)
+        stats.update(configuration_bound_s=None if columns is None else columns.bound_s,
+                     configuration_columns=None if columns is None else columns.columns,
+                     layer_classes=None if columns is None else columns.classes)
+        if warm_plan is not None:
+            start_placements = list(warm_plan.intervals) * (1 if len(warm_plan.intervals) > 1 else len(intervals))
+            proven = _proven(instance, warm_plan, columns, started, stats)
+            if proven is not None:
+                return proven
+    setup = _Setup(intervals, current, allowed, formulation, solver, gap, threads, deadline, max_refinements)
     search = _refine(instance, setup, _initial_blocks(instance, intervals, token_blocks), start_placements, stats,
                      have_fallback=warm_plan is not None)
     result = _outcome_result(instance, setup, search, warm_plan, time_limit, time.perf_counter() - started, stats)
-    if with_bound and not search.interrupted:
-        result = _with_lagrangian(instance, result, deadline, started)
+    if columns is not None:
+        result = _with_configurations(instance, result, columns, started)
     if search.interrupted:
         raise SolveInterrupted(result)  # the CLI writes the incumbent and exits 130
     return result
 
 
-def _with_lagrangian(instance: Instance, result: Result, deadline: Deadline, started: float) -> Result:
-    """`result` with the Lagrangian bound when it is better, and its plan when that is faster (milp_bounds)."""
+def _configurations_first(instance: Instance, deadline: Deadline, time_limit: float | None, warm_plan: Plan | None,
+                          start: list[Placement] | None):
+    """The configuration LP's bound and plan (milp_bounds), and the better of that plan and the warm start.
+
+    Gets a quarter of the time limit (a minute without one), before the MILP.
+    """
+    budget = 0.25 * time_limit if time_limit is not None else 60.0
+    warm_total = None if warm_plan is None else evaluate(instance, warm_plan).total_s
+    columns = configuration_bound(instance, time_limit_s=budget, upper_bound_s=warm_total, start=start)
+    if columns is not None and columns.plan is not None and (warm_total is None or columns.plan_total_s < warm_total):
+        warm_plan = columns.plan
+    return columns, warm_plan
+
+
+def _proven(instance: Instance, plan: Plan, columns, started: float, stats: dict[str, Any]) -> Result | None:
+    """An ``optimal`` result when the configuration bound already proves `plan` optimal, else None."""
+    report = evaluate(instance, plan)
+    if columns is None or not report.feasible or report.total_s - columns.bound_s > 1e-6 * report.total_s:
+        return None
+    return Result("optimal", f"the configuration LP bound {columns.bound_s:.6g} s proves the plan optimal", plan, report,
+                  objective=report.total_s, bound=min(columns.bound_s, report.total_s),
+                  solve_time_s=time.perf_counter() - started, stats=stats, backend_objective=report.total_s)
+
+
+def _with_configurations(instance: Instance, result: Result, columns, started: float) -> Result:
+    """`result` with the configuration LP's bound when it is better (and ``optimal`` when that proves it)."""
     if result.plan is None or result.status in ("optimal", "infeasible", "error"):
         return result
-    budget = deadline.remaining_s() if deadline.end_s is not None else 30.0
-    relaxed = lagrangian_bound(instance, time_limit_s=budget, upper_bound_s=result.objective)
-    if relaxed is None:
-        return result
-    stats = {**result.stats, "lagrangian_bound_s": relaxed.bound_s, "lagrangian_iterations": relaxed.iterations,
-             "layer_classes": relaxed.classes}
-    plan, report, backend = result.plan, result.report, result.backend_objective
-    if relaxed.plan is not None and relaxed.plan_total_s < result.objective:
-        plan, report = relaxed.plan, evaluate(instance, relaxed.plan)
-        backend = report.total_s
-    objective = report.total_s
-    bound = min(max(result.bound or 0.0, relaxed.bound_s), objective)
-    status, message = result.status, f"{result.message}; Lagrangian bound {relaxed.bound_s:.6g} s"
+    objective = result.report.total_s
+    bound = min(max(result.bound or 0.0, columns.bound_s), objective)
+    status, message = result.status, f"{result.message}; configuration LP bound {columns.bound_s:.6g} s"
     if objective - bound <= 1e-6 * objective:
         status, message = "optimal", message + " proves the plan optimal"
-    return replace(result, status=status, message=message, plan=plan, report=report, objective=objective, bound=bound,
-                   backend_objective=backend, solve_time_s=time.perf_counter() - started, stats=stats)
+    return replace(result, status=status, message=message, bound=bound, solve_time_s=time.perf_counter() - started)
 
 
 def _check_milp_options(instance: Instance, solver: str, mode: str, formulation: str, token_blocks, interval: int) -> None:

@@ -26,14 +26,17 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from placement.cost.tables import block_memory, heads_share_memory, usable_bytes
 from placement.evaluate import evaluate
 from placement.instance import Instance
 from placement.plan import Placement, Plan
+from placement.solvers.backends import solve_lp_duals, solve_problem
+from placement.solvers.linear import LinearProblem
 from placement.solvers.milp_model import SECONDS_PER_UNIT, Phase, output_routes, phase_terms, profile_sends_input
 
-__all__ = ["LagrangianBound", "layer_classes", "lagrangian_bound", "pricing_work"]
+__all__ = ["ConfigurationBound", "layer_classes", "configuration_bound", "pricing_work"]
 
 # Above this many elementary DP operations per evaluation of the relaxation the bound is
 # not computed (a 48-device cluster with 40 groups per layer would take minutes per step).
@@ -43,19 +46,19 @@ _ROUNDING = 1e-9
 
 
 @dataclass(frozen=True)
-class LagrangianBound:
-    """The best Lagrangian bound found, and the best plan the relaxation produced.
+class ConfigurationBound:
+    """The best bound found by column generation, and the best plan over the generated configurations.
 
     Attributes
     ----------
     bound_s : float
         Lower bound on the total latency of every feasible plan, seconds.
     plan : Plan or None
-        The best relaxed solution that fits every device, as a plan (None if none did).
+        The restricted MILP's plan (one placement for every interval), when it fits.
     plan_total_s : float or None
         The evaluator's total of `plan`, seconds.
-    iterations : int
-        Evaluations of the relaxation.
+    columns : int
+        Configurations generated, over all classes.
     classes : int
         Classes of identical layers.
     """
@@ -63,7 +66,7 @@ class LagrangianBound:
     bound_s: float
     plan: Plan | None
     plan_total_s: float | None
-    iterations: int
+    columns: int
     classes: int
 
 
@@ -211,129 +214,277 @@ def _attention(terms: dict, layer: int, group_price: np.ndarray, shared: bool, s
 
 
 @dataclass(frozen=True, eq=False)
-class _Relaxed:
-    """One interval's relaxed optimum: value (ms), memory used (N,), and the placement."""
+class _Prices:
+    """The cheapest configuration of every class for every arc ``u → v`` at memory prices π."""
 
-    value: float
-    used: np.ndarray
-    placement: Placement
+    arcs: dict  # class → (N_u, N_v) priced cost, ms
+    choice: dict  # class → (q (N_u, N_v), counts (N_u, N_q, N))
 
 
-def _relax_interval(data: _IntervalData, labels: np.ndarray, pi: np.ndarray, shared: bool, sends_input: bool,
-                    K: int) -> _Relaxed:
-    """The Lagrangian subproblem of one interval at multipliers `pi` (N,), ms per unit of memory fraction."""
-    t, L, N = data.terms, len(labels), len(pi)
+@dataclass(frozen=True)
+class _Scope:
+    """What the pricing needs to know about the instance."""
+
+    labels: np.ndarray  # (L,) class of each layer
+    shared: bool  # the attention stage's transfers add up
+    sends_input: bool
+    K: int
+
+
+def _price(data: _IntervalData, scope: _Scope, pi: np.ndarray) -> _Prices:
+    """Price every class's configurations at multipliers `pi` (N,), ms per unit of memory fraction."""
+    t = data.terms
     arcs, choice = {}, {}
-    for cls in np.unique(labels):
-        layer = int(np.flatnonzero(labels == cls)[0])
-        att, counts = _attention(t, layer, pi * data.group_mem[layer], shared, sends_input, K)
+    for cls in np.unique(scope.labels):
+        layer = int(np.flatnonzero(scope.labels == cls)[0])
+        att, counts = _attention(t, layer, pi * data.group_mem[layer], scope.shared, scope.sends_input, scope.K)
         proj = t["proj"][layer] + pi * data.projection_mem[layer]
         ffn = t["ffn"][layer] + pi * data.ffn_mem[layer]
         through = att[:, :, None] + proj[None, :, None] + t["t_hidden"][None] + ffn[None, None, :]  # (u, q, v)
         q = through.argmin(axis=1)
-        arcs[cls] = np.take_along_axis(through, q[:, None], axis=1)[:, 0]
-        choice[cls] = (q, counts)
+        arcs[int(cls)] = np.take_along_axis(through, q[:, None], axis=1)[:, 0]
+        choice[int(cls)] = (q, counts)
+    return _Prices(arcs, choice)
+
+
+def _lagrangian(data: _IntervalData, scope: _Scope, pi: np.ndarray, prices: _Prices) -> float:
+    """The Lagrangian value (ms) at `pi`: the cheapest path embed → layers → lm_head → embed over priced arcs."""
+    t, N = data.terms, len(pi)
     dist = np.where(np.eye(N, dtype=bool), 0.0, np.inf)  # [e, u]: cheapest path from embed e to layer input u
-    back = np.zeros((L, N, N), dtype=np.int64)
-    for l in range(L):
-        step = dist[:, :, None] + arcs[labels[l]][None]  # (e, u, v)
-        back[l] = step.argmin(axis=1)
-        dist = np.take_along_axis(step, back[l][:, None], axis=1)[:, 0]
-    lm_in = dist[:, :, None] + t["t_lm"][None]  # (e, v, h)
-    last = lm_in.argmin(axis=1)
-    ends = (np.take_along_axis(lm_in, last[:, None], axis=1)[:, 0] + (t["embed"] + pi * data.embed_mem)[:, None]
-            + (t["lm"] + pi * data.lm_head_mem)[None] + t["t_token"].T
-            - np.diag(pi * data.shared_saving))  # (e, h)
-    e, h = np.unravel_index(int(ends.argmin()), ends.shape)
-    return _read_back(data, labels, choice, back, int(e), int(h), int(last[e, h]), float(ends[e, h] - pi.sum()))
+    for cls in scope.labels:
+        dist = (dist[:, :, None] + prices.arcs[int(cls)][None]).min(axis=1)
+    ends = ((dist[:, :, None] + t["t_lm"][None]).min(axis=1) + (t["embed"] + pi * data.embed_mem)[:, None]
+            + (t["lm"] + pi * data.lm_head_mem)[None] + t["t_token"].T - np.diag(pi * data.shared_saving))  # (e, h)
+    return float(ends.min() - pi.sum())
 
 
-def _read_back(data: _IntervalData, labels, choice, back, e: int, h: int, v: int, value: float) -> _Relaxed:
-    """The relaxed solution's placement and memory, from the path's back pointers."""
-    L, N = len(labels), len(data.embed_mem)
-    outputs = np.zeros(L, dtype=np.int64)
-    for l in range(L - 1, -1, -1):
-        outputs[l] = v
-        v = back[l, e, v]
-    inputs = np.concatenate([[e], outputs[:-1]])
-    attention, projection = [], np.zeros((L, N))
-    used = np.eye(N)[e] * data.embed_mem + np.eye(N)[h] * data.lm_head_mem - (e == h) * np.eye(N)[e] * data.shared_saving
-    for l in range(L):
-        q, counts = choice[labels[l]]
-        qq = q[inputs[l], outputs[l]]
-        n = counts[inputs[l], qq]
-        attention.append(np.repeat(np.arange(N), n))
-        projection[l, qq] = 1.0
-        used = used + n * data.group_mem[l] + np.eye(N)[qq] * data.projection_mem[l] + np.eye(N)[outputs[l]] * data.ffn_mem[l]
-    ffn = np.eye(N)[outputs]
-    return _Relaxed(value, used, Placement(np.stack(attention), projection, ffn, e, h))
+@dataclass(frozen=True, eq=False)
+class _Pool:
+    """Generated configurations of one class: input ``u``, projection ``q``, FFN ``v``, group counts ``n``."""
+
+    u: np.ndarray
+    q: np.ndarray
+    v: np.ndarray
+    n: np.ndarray  # (J, N)
+
+    def add(self, u, q, v, n) -> "_Pool":
+        """The pool with the new configurations that are not in it yet."""
+        rows = np.concatenate([np.stack([self.u, self.q, self.v], 1), self.n], 1)
+        new = np.concatenate([np.stack([u, q, v], 1), n], 1)
+        both = np.unique(np.concatenate([rows, new]), axis=0)
+        return _Pool(both[:, 0], both[:, 1], both[:, 2], both[:, 3:])
 
 
-def lagrangian_bound(instance: Instance, *, time_limit_s: float, upper_bound_s: float | None = None,
-                     max_iterations: int = 200) -> LagrangianBound | None:
-    """The best Lagrangian bound (memory rows relaxed) within `time_limit_s`, and the best plan it met.
+def _config_costs(data: _IntervalData, scope: _Scope, layer: int, pool: _Pool) -> tuple[np.ndarray, np.ndarray]:
+    """Cost (J,) in ms and memory (J, N) in fractions of each device of every configuration in `pool`."""
+    t, n = data.terms, pool.n
+    J, N = n.shape
+    out = _head_outputs(t, scope.K)[np.arange(N)[None], pool.q[:, None], n]  # (J, N)
+    compute = t["group"][layer][None] * n
+    t_in = t["t_in"] if scope.sends_input else np.zeros((N, N))
+    recv, used = t_in[pool.u], n > 0
+    if scope.shared:
+        stage = compute.max(axis=1) + np.where(used, recv + out, 0.0).sum(axis=1)
+    else:
+        stage = np.where(used, recv + out + compute, 0.0).max(axis=1)
+    cost = stage + t["proj"][layer][pool.q] + t["t_hidden"][pool.q, pool.v] + t["ffn"][layer][pool.v]
+    eye = np.eye(N)
+    memory = n * data.group_mem[layer] + eye[pool.q] * data.projection_mem[layer] + eye[pool.v] * data.ffn_mem[layer]
+    return cost, memory
+
+
+def _ends(data: _IntervalData) -> tuple[np.ndarray, np.ndarray]:
+    """Cost (N_e, N_v, N_h) in ms and memory (N_e, N_v, N_h, N) of the embedding, lm_head and their transfers."""
+    t, N = data.terms, len(data.embed_mem)
+    cost = t["embed"][:, None, None] + t["t_lm"][None] + t["lm"][None, None] + t["t_token"].T[:, None, :]
+    eye = np.eye(N)
+    memory = (eye[:, None, None, :] * data.embed_mem + eye[None, None, :, :] * data.lm_head_mem
+              - (np.eye(N)[:, None, :, None] * eye[:, None, None, :]) * data.shared_saving)
+    return cost, np.broadcast_to(memory, (N, N, N, N))
+
+
+def _master(datas: list[_IntervalData], scope: _Scope, pools: dict, *, integer: bool, slack_cost: float):
+    """The configuration master over `datas` (one interval: the LP; several: one placement for all).
+
+    Columns: ``w[l, j]`` (layer ``l`` takes configuration ``j`` of its class), ``z[e, v, h]``
+    (embedding on ``e``, last layer's output on ``v``, lm_head on ``h``) and, when
+    `slack_cost` > 0, memory slack. Rows: ``flow[l, u]`` (the configurations of layer ``l``
+    with input on ``u`` are the layer ``l−1`` ones with output on ``u``), ``one`` and
+    ``memory[k, m]``.
+    """
+    L, N = len(scope.labels), len(datas[0].embed_mem)
+    R = len(datas)
+    mem_row = lambda r, m: (L + 1) * N + 1 + r * N + m  # noqa: E731
+    rows, cols, vals, cost, column_of = [], [], [], [], []
+    start = 0
+    for l, cls in enumerate(scope.labels):
+        pool = pools[int(cls)]
+        J = len(pool.u)
+        priced = [_config_costs(d, scope, l, pool) for d in datas]
+        cost.append(sum(c for c, _ in priced))
+        index = start + np.arange(J)
+        rows += [l * N + pool.u, (l + 1) * N + pool.v]
+        cols += [index, index]
+        vals += [np.ones(J), -np.ones(J)]
+        for r, (_, memory) in enumerate(priced):
+            jj, mm = np.nonzero(memory)
+            rows.append(mem_row(r, mm))
+            cols.append(start + jj)
+            vals.append(memory[jj, mm])
+        column_of.append(index)
+        start += J
+    ends = [_ends(d) for d in datas]
+    e, v, h = (a.ravel() for a in np.indices((N, N, N)))
+    z = start + np.arange(N ** 3)
+    cost.append(sum(c for c, _ in ends).ravel())
+    rows += [e, L * N + v, np.full(N ** 3, (L + 1) * N)]
+    cols += [z, z, z]
+    vals += [-np.ones(N ** 3), np.ones(N ** 3), np.ones(N ** 3)]
+    for r, (_, memory) in enumerate(ends):
+        zz, mm = np.nonzero(memory.reshape(N ** 3, N))
+        rows.append(mem_row(r, mm))
+        cols.append(start + zz)
+        vals.append(memory.reshape(N ** 3, N)[zz, mm])
+    n_cols = start + N ** 3
+    if slack_cost > 0:
+        slack = n_cols + np.arange(R * N)
+        rows.append(mem_row(0, 0) + np.arange(R * N))
+        cols.append(slack)
+        vals.append(-np.ones(R * N))
+        cost.append(np.full(R * N, slack_cost))
+        n_cols += R * N
+    n_rows = (L + 1) * N + 1 + R * N
+    matrix = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_rows, n_cols))
+    # a margin below each device's memory keeps a solver's tolerance from packing a few bytes over it
+    upper_memory = 1.0 - (1e-7 if integer else 0.0)
+    row_lower = np.concatenate([np.zeros((L + 1) * N), [1.0], np.full(R * N, -np.inf)])
+    row_upper = np.concatenate([np.zeros((L + 1) * N), [1.0], np.full(R * N, upper_memory)])
+    whole = np.zeros(n_cols, bool)
+    whole[:start + N ** 3] = integer
+    problem = LinearProblem(np.concatenate(cost), matrix, row_lower, row_upper, np.zeros(n_cols),
+                            np.ones(n_cols) if integer else np.full(n_cols, np.inf), whole)
+    return problem, column_of, z
+
+
+def _initial_pools(datas: list[_IntervalData], scope: _Scope, start: list[Placement] | None) -> dict:
+    """Every arc's cheapest configuration without memory prices, and the configurations of `start`."""
+    N = len(datas[0].embed_mem)
+    pools = {}
+    for data in datas:
+        prices = _price(data, scope, np.zeros(N))
+        for cls, (q, counts) in prices.choice.items():
+            uu, vv = (a.ravel() for a in np.indices((N, N)))
+            qq = q[uu, vv]
+            new = (uu, qq, vv, counts[uu, qq])
+            pools[cls] = pools[cls].add(*new) if cls in pools else _Pool(*new).add(*new)
+    for placement in start or []:
+        u, q, v, n = _configurations(placement, N)
+        for cls in np.unique(scope.labels):
+            at = scope.labels == cls
+            pools[int(cls)] = pools[int(cls)].add(u[at], q[at], v[at], n[at])
+    return pools
+
+
+def _configurations(placement: Placement, N: int):
+    """Each layer's (input device, projection device, FFN device, group counts) in `placement`."""
+    L = placement.attention.shape[0]
+    v = placement.ffn.argmax(axis=1)
+    u = np.concatenate([[placement.embed], v[:-1]])
+    n = np.zeros((L, N), dtype=np.int64)
+    np.add.at(n, (np.arange(L)[:, None], placement.attention), 1)
+    return u, placement.projection.argmax(axis=1), v, n
+
+
+def _generate(data: _IntervalData, scope: _Scope, pools: dict, deadline_s: float, slack_cost: float) -> tuple[float, dict]:
+    """Column generation on one interval's configuration LP; returns the best Lagrangian bound (ms) and the pools."""
+    L, N = len(scope.labels), len(data.embed_mem)
+    best = -np.inf
+    while True:
+        problem, _, _ = _master([data], scope, pools, integer=False, slack_cost=slack_cost)
+        solved = solve_lp_duals(problem, time_limit=max(deadline_s - time.perf_counter(), 0.01))
+        pi = np.zeros(N) if solved is None else np.maximum(-solved[1][(L + 1) * N + 1:], 0.0)
+        prices = _price(data, scope, pi)
+        best = max(best, _lagrangian(data, scope, pi, prices))
+        if solved is None or time.perf_counter() > deadline_s:
+            return best, pools
+        if solved[2] - best <= 1e-9 * max(abs(solved[2]), 1e-9):
+            return best, pools  # the LP optimum is reached: no column prices out
+        flow = solved[1][:(L + 1) * N].reshape(L + 1, N)
+        added = 0
+        for l, cls in enumerate(scope.labels):
+            reduced = prices.arcs[int(cls)] - flow[l][:, None] + flow[l + 1][None, :]
+            u, v = np.unravel_index(int(reduced.argmin()), reduced.shape)
+            if reduced[u, v] < -1e-9 * max(abs(solved[2]), 1.0):
+                q, counts = prices.choice[int(cls)]
+                before = len(pools[int(cls)].u)
+                pools[int(cls)] = pools[int(cls)].add([u], [q[u, v]], [v], counts[u, q[u, v]][None])
+                added += len(pools[int(cls)].u) - before
+        if not added:
+            return best, pools
+
+
+def _restricted_plan(instance: Instance, datas: list[_IntervalData], scope: _Scope, pools: dict,
+                     time_limit_s: float) -> Plan | None:
+    """Price-and-branch: the best single placement for every interval among the generated configurations."""
+    problem, column_of, z = _master(datas, scope, pools, integer=True, slack_cost=0.0)
+    outcome = solve_problem(problem, "highs", time_limit=max(time_limit_s, 0.01), gap=1e-6)
+    if outcome.x is None:
+        return None
+    x, N = np.rint(outcome.x), len(datas[0].embed_mem)
+    attention, projection, ffn = [], np.zeros((len(scope.labels), N)), np.zeros((len(scope.labels), N))
+    for l, cls in enumerate(scope.labels):
+        j = int(np.argmax(x[column_of[l]]))
+        pool = pools[int(cls)]
+        attention.append(np.repeat(np.arange(N), pool.n[j]))
+        projection[l, pool.q[j]] = ffn[l, pool.v[j]] = 1.0
+    e, _, h = np.unravel_index(int(np.argmax(x[z])), (N, N, N))
+    placement = Placement(np.stack(attention), projection, ffn, int(e), int(h))
+    return Plan(instance.cluster.names, [placement] * len(datas), method="milp")
+
+
+def configuration_bound(instance: Instance, *, time_limit_s: float, upper_bound_s: float | None = None,
+                        start: list[Placement] | None = None) -> ConfigurationBound | None:
+    """The configuration LP's bound by column generation, and the best plan over the generated configurations.
 
     Parameters
     ----------
     instance : Instance
     time_limit_s : float
-        Seconds for the subgradient search (one evaluation always runs).
+        Seconds for the whole call: about 70 % for column generation (shared by the
+        intervals in turn), the rest for the restricted MILP.
     upper_bound_s : float, optional
-        Total latency of a known feasible plan, seconds: the target of the step sizes
-        (Polyak's rule) and a stop once the bound reaches it.
-    max_iterations : int
-        Most evaluations of the relaxation.
+        Total latency of a known feasible plan, seconds: sets the price of memory slack.
+    start : list of Placement, optional
+        A plan's placements whose configurations seed the pools.
 
     Returns
     -------
-    LagrangianBound or None
-        None when the instance is out of this bound's scope: a cluster too large for the
-        pricing DP (`pricing_work`), or a three-phase profile whose inputs travel.
+    ConfigurationBound or None
+        None when the instance is out of scope: a cluster too large for the pricing DP
+        (`pricing_work`), or a three-phase profile whose inputs travel.
     """
     started = time.perf_counter()
-    shared = instance.cluster.network == "shared"
-    sends_input = profile_sends_input(instance)
+    shared, sends_input = instance.cluster.network == "shared", profile_sends_input(instance)
     if pricing_work(instance) > _WORK_LIMIT:
         return None
     route, varies = output_routes(instance)
-    intervals = [_interval_data(instance, k, route, varies) for k in range(instance.workload.n_intervals)]
-    if any(d.terms["sum_gather"] for d in intervals):
+    datas = [_interval_data(instance, k, route, varies) for k in range(instance.workload.n_intervals)]
+    if any(d.terms["sum_gather"] for d in datas):
         if sends_input and not shared:
             return None
         shared = True  # the three-phase model adds the outputs up, like a shared network
     labels = layer_classes(instance)
-    K, N = instance.model.kv_heads, instance.n_devices
-    pi = np.zeros((len(intervals), N))
-    target = None if upper_bound_s is None else upper_bound_s / SECONDS_PER_UNIT
-    best_bound, best_plan, best_total = -np.inf, None, None
-    theta, stalled, iterations = 1.0, 0, 0
-    while iterations < max_iterations:
-        relaxed = [_relax_interval(d, labels, pi[k], shared, sends_input, K) for k, d in enumerate(intervals)]
-        iterations += 1
-        value = sum(r.value for r in relaxed)
-        if value > best_bound:
-            best_bound, stalled = value, 0
-        else:
-            stalled += 1
-        slope = np.array([r.used - 1.0 for r in relaxed])  # (I, N) subgradient: memory over each device's share
-        if (slope <= 1e-12).all():
-            plan = Plan(instance.cluster.names, [r.placement for r in relaxed], method="milp")
-            report = evaluate(instance, plan)
-            if report.feasible and (best_total is None or report.total_s < best_total):
-                best_plan, best_total = plan, report.total_s
-                target = min(target, best_total / SECONDS_PER_UNIT) if target is not None else best_total / SECONDS_PER_UNIT
-        if target is not None and best_bound >= target * (1 - 1e-7):
-            break
-        if time.perf_counter() - started > time_limit_s or theta < 1e-5:
-            break
-        if stalled >= 5:
-            theta, stalled = theta / 2, 0
-        # subgradient on the multipliers: only rows that can bind (π > 0 or over) move
-        direction = np.where((pi > 0) | (slope > 0), slope, 0.0)
-        norm = float((direction ** 2).sum())
-        if norm == 0.0:
-            break  # the relaxed optimum fits and no multiplier can fall: the relaxation is solved
-        gap = (target - value) if target is not None and target > value else abs(value) * 0.05 + 1e-3
-        pi = np.maximum(pi + theta * gap / norm * direction, 0.0)
-    bound_s = max(best_bound, 0.0) * SECONDS_PER_UNIT * (1 - _ROUNDING)
-    return LagrangianBound(bound_s, best_plan, best_total, iterations, int(labels.max()) + 1)
+    scope = _Scope(labels, shared, sends_input, instance.model.kv_heads)
+    pools = _initial_pools(datas, scope, start)
+    slack_cost = 1e3 * max(1.0, (upper_bound_s or 1.0) / SECONDS_PER_UNIT)
+    total = 0.0
+    for k, data in enumerate(datas):
+        share = started + 0.7 * time_limit_s * (k + 1) / len(datas)
+        value, pools = _generate(data, scope, pools, share, slack_cost)
+        total += value
+    plan = _restricted_plan(instance, datas, scope, pools, started + time_limit_s - time.perf_counter())
+    report = None if plan is None else evaluate(instance, plan)
+    feasible = report is not None and report.feasible
+    return ConfigurationBound(max(total, 0.0) * SECONDS_PER_UNIT * (1 - _ROUNDING), plan if feasible else None,
+                              report.total_s if feasible else None, sum(len(p.u) for p in pools.values()),
+                              int(labels.max()) + 1)
