@@ -129,6 +129,7 @@ class _IntervalData:
     embed_mem: np.ndarray  # (N,)
     lm_head_mem: np.ndarray  # (N,)
     shared_saving: np.ndarray  # (N,) memory saved when tied embed and lm_head share a device
+    devices_needed: int  # fewest devices whose memory holds every block at the interval's largest context
 
 
 def _interval_data(instance: Instance, k: int, route: np.ndarray, varies: np.ndarray) -> _IntervalData:
@@ -143,8 +144,13 @@ def _interval_data(instance: Instance, k: int, route: np.ndarray, varies: np.nda
     per = lambda a: np.asarray(a, dtype=float)[0][:, None] / usable[None, :]  # noqa: E731
     tied = heads_share_memory(instance.model, instance.precision)
     embed = float(np.ravel(memory.embed)[0]) / usable
+    whole = float(np.sum(memory.group) * instance.model.kv_heads + np.sum(memory.projection) + np.sum(memory.ffn)
+                  + (0.0 if tied else float(np.ravel(memory.embed)[0])) + float(np.ravel(memory.lm_head)[0]))
+    room = np.cumsum(np.sort(usable)[::-1])
+    needed = int(np.searchsorted(room, whole * (1 - 1e-9))) + 1  # the largest devices first
     return _IntervalData(terms, per(memory.group), per(memory.projection), per(memory.ffn), embed,
-                         float(np.ravel(memory.lm_head)[0]) / usable, embed if tied else np.zeros_like(embed))
+                         float(np.ravel(memory.lm_head)[0]) / usable, embed if tied else np.zeros_like(embed),
+                         min(needed, len(usable)))
 
 
 def _head_outputs(terms: dict, K: int) -> np.ndarray:
@@ -181,11 +187,13 @@ def _allocate(per_count: np.ndarray, allowed: np.ndarray, K: int) -> tuple[np.nd
     return value[..., K], counts
 
 
-def _attention(terms: dict, layer: int, group_price: np.ndarray, shared: bool, sends_input: bool,
+def _attention(terms: dict, layer: int, group_price: np.ndarray, sigma: float, shared: bool, sends_input: bool,
                K: int) -> tuple[np.ndarray, np.ndarray]:
     """Cheapest attention stage of one layer for every input device ``u`` and projection device ``q``.
 
-    Returns the cost (N_u, N_q) in ms (memory priced) and the counts (N_u, N_q, N).
+    Memory is priced by `group_price` (N,) per group and every message (input to a
+    group device, outputs to the projection) earns `sigma` (the devices-needed row).
+    Returns the cost (N_u, N_q) in ms (priced) and the counts (N_u, N_q, N).
     """
     N = len(group_price)
     out = _head_outputs(terms, K)  # (m, q, c)
@@ -195,14 +203,16 @@ def _attention(terms: dict, layer: int, group_price: np.ndarray, shared: bool, s
     price = group_price[:, None] * c  # (m, c)
     best = np.full((N, N), np.inf)
     counts = np.zeros((N, N, N), dtype=np.int64)
+    off = 1.0 - np.eye(N)
     for u in range(N):
         recv = t_in[u][:, None] * (c > 0)  # (m, c)
+        messages = (off[u][None, :, None] + off.T[:, :, None]) * (c > 0)  # (q, m, c): input and output messages
         if shared:  # the stage is the slowest compute; every transfer adds up
             chain = np.broadcast_to(compute, (N, N, K + 1))  # (q, m, c)
-            per_count = recv[None] + out.transpose(1, 0, 2) + price[None]
+            per_count = recv[None] + out.transpose(1, 0, 2) + price[None] - sigma * messages
         else:  # each group device is its own chain: input, groups, outputs
             chain = recv[None] + out.transpose(1, 0, 2) + compute[None]
-            per_count = np.broadcast_to(price, (N, N, K + 1))
+            per_count = price[None] - sigma * messages
         thresholds = chain[:, :, 1:].reshape(N, -1)  # (q, A): every chain value is a candidate
         allowed = (chain[:, None] <= thresholds[:, :, None, None]) | (c == 0)  # (q, A, m, c)
         value, n = _allocate(np.broadcast_to(per_count[:, None], allowed.shape), allowed, K)
@@ -231,31 +241,36 @@ class _Scope:
     K: int
 
 
-def _price(data: _IntervalData, scope: _Scope, pi: np.ndarray) -> _Prices:
-    """Price every class's configurations at multipliers `pi` (N,), ms per unit of memory fraction."""
-    t = data.terms
+def _price(data: _IntervalData, scope: _Scope, pi: np.ndarray, sigma: float) -> _Prices:
+    """Price every class's configurations at multipliers `pi` (N,), ms per unit of memory fraction, and `sigma`,
+    ms per message (the devices-needed row)."""
+    t, N = data.terms, len(pi)
     arcs, choice = {}, {}
     for cls in np.unique(scope.labels):
         layer = int(np.flatnonzero(scope.labels == cls)[0])
-        att, counts = _attention(t, layer, pi * data.group_mem[layer], scope.shared, scope.sends_input, scope.K)
+        att, counts = _attention(t, layer, pi * data.group_mem[layer], sigma, scope.shared, scope.sends_input, scope.K)
         proj = t["proj"][layer] + pi * data.projection_mem[layer]
         ffn = t["ffn"][layer] + pi * data.ffn_mem[layer]
-        through = att[:, :, None] + proj[None, :, None] + t["t_hidden"][None] + ffn[None, None, :]  # (u, q, v)
+        hidden = t["t_hidden"] - sigma * (1.0 - np.eye(N))
+        through = att[:, :, None] + proj[None, :, None] + hidden[None] + ffn[None, None, :]  # (u, q, v)
         q = through.argmin(axis=1)
         arcs[int(cls)] = np.take_along_axis(through, q[:, None], axis=1)[:, 0]
         choice[int(cls)] = (q, counts)
     return _Prices(arcs, choice)
 
 
-def _lagrangian(data: _IntervalData, scope: _Scope, pi: np.ndarray, prices: _Prices) -> float:
-    """The Lagrangian value (ms) at `pi`: the cheapest path embed → layers → lm_head → embed over priced arcs."""
+def _lagrangian(data: _IntervalData, scope: _Scope, pi: np.ndarray, sigma: float, prices: _Prices) -> float:
+    """The Lagrangian value (ms) at `pi` and `sigma`: the cheapest path embed → layers → lm_head → embed over
+    priced arcs, plus the relaxed rows' right-hand sides."""
     t, N = data.terms, len(pi)
+    off = 1.0 - np.eye(N)
     dist = np.where(np.eye(N, dtype=bool), 0.0, np.inf)  # [e, u]: cheapest path from embed e to layer input u
     for cls in scope.labels:
         dist = (dist[:, :, None] + prices.arcs[int(cls)][None]).min(axis=1)
-    ends = ((dist[:, :, None] + t["t_lm"][None]).min(axis=1) + (t["embed"] + pi * data.embed_mem)[:, None]
-            + (t["lm"] + pi * data.lm_head_mem)[None] + t["t_token"].T - np.diag(pi * data.shared_saving))  # (e, h)
-    return float(ends.min() - pi.sum())
+    ends = ((dist[:, :, None] + t["t_lm"][None] - sigma * off[None]).min(axis=1)
+            + (t["embed"] + pi * data.embed_mem)[:, None] + (t["lm"] + pi * data.lm_head_mem)[None]
+            + t["t_token"].T - sigma * off - np.diag(pi * data.shared_saving))  # (e, h)
+    return float(ends.min() - pi.sum() + sigma * data.devices_needed)
 
 
 @dataclass(frozen=True, eq=False)
@@ -275,8 +290,9 @@ class _Pool:
         return _Pool(both[:, 0], both[:, 1], both[:, 2], both[:, 3:])
 
 
-def _config_costs(data: _IntervalData, scope: _Scope, layer: int, pool: _Pool) -> tuple[np.ndarray, np.ndarray]:
-    """Cost (J,) in ms and memory (J, N) in fractions of each device of every configuration in `pool`."""
+def _config_costs(data: _IntervalData, scope: _Scope, layer: int,
+                  pool: _Pool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cost (J,) in ms, memory (J, N) in fractions of each device and messages (J,) of every configuration in `pool`."""
     t, n = data.terms, pool.n
     J, N = n.shape
     out = _head_outputs(t, scope.K)[np.arange(N)[None], pool.q[:, None], n]  # (J, N)
@@ -290,17 +306,22 @@ def _config_costs(data: _IntervalData, scope: _Scope, layer: int, pool: _Pool) -
     cost = stage + t["proj"][layer][pool.q] + t["t_hidden"][pool.q, pool.v] + t["ffn"][layer][pool.v]
     eye = np.eye(N)
     memory = n * data.group_mem[layer] + eye[pool.q] * data.projection_mem[layer] + eye[pool.v] * data.ffn_mem[layer]
-    return cost, memory
+    devices = np.arange(N)[None]
+    messages = (used & (devices != pool.u[:, None])).sum(1) + (used & (devices != pool.q[:, None])).sum(1) \
+        + (pool.q != pool.v)
+    return cost, memory, messages.astype(float)
 
 
-def _ends(data: _IntervalData) -> tuple[np.ndarray, np.ndarray]:
-    """Cost (N_e, N_v, N_h) in ms and memory (N_e, N_v, N_h, N) of the embedding, lm_head and their transfers."""
+def _ends(data: _IntervalData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cost (N_e, N_v, N_h) in ms, memory (N_e, N_v, N_h, N) and messages (N_e, N_v, N_h) of the embedding,
+    lm_head and their transfers."""
     t, N = data.terms, len(data.embed_mem)
     cost = t["embed"][:, None, None] + t["t_lm"][None] + t["lm"][None, None] + t["t_token"].T[:, None, :]
     eye = np.eye(N)
     memory = (eye[:, None, None, :] * data.embed_mem + eye[None, None, :, :] * data.lm_head_mem
               - (np.eye(N)[:, None, :, None] * eye[:, None, None, :]) * data.shared_saving)
-    return cost, np.broadcast_to(memory, (N, N, N, N))
+    e, v, h = np.indices((N, N, N))
+    return cost, np.broadcast_to(memory, (N, N, N, N)), ((v != h).astype(float) + (h != e))
 
 
 def _master(datas: list[_IntervalData], scope: _Scope, pools: dict, *, integer: bool, slack_cost: float):
@@ -309,42 +330,43 @@ def _master(datas: list[_IntervalData], scope: _Scope, pools: dict, *, integer: 
     Columns: ``w[l, j]`` (layer ``l`` takes configuration ``j`` of its class), ``z[e, v, h]``
     (embedding on ``e``, last layer's output on ``v``, lm_head on ``h``) and, when
     `slack_cost` > 0, memory slack. Rows: ``flow[l, u]`` (the configurations of layer ``l``
-    with input on ``u`` are the layer ``l−1`` ones with output on ``u``), ``one`` and
-    ``memory[k, m]``.
+    with input on ``u`` are the layer ``l−1`` ones with output on ``u``), ``one``,
+    ``memory[k, m]`` and ``devices[k]`` (at least as many messages as devices needed).
     """
     L, N = len(scope.labels), len(datas[0].embed_mem)
     R = len(datas)
     mem_row = lambda r, m: (L + 1) * N + 1 + r * N + m  # noqa: E731
+    msg_row = (L + 1) * N + 1 + R * N  # + r
     rows, cols, vals, cost, column_of = [], [], [], [], []
     start = 0
     for l, cls in enumerate(scope.labels):
         pool = pools[int(cls)]
         J = len(pool.u)
         priced = [_config_costs(d, scope, l, pool) for d in datas]
-        cost.append(sum(c for c, _ in priced))
+        cost.append(sum(c for c, _, _ in priced))
         index = start + np.arange(J)
         rows += [l * N + pool.u, (l + 1) * N + pool.v]
         cols += [index, index]
         vals += [np.ones(J), -np.ones(J)]
-        for r, (_, memory) in enumerate(priced):
+        for r, (_, memory, messages) in enumerate(priced):
             jj, mm = np.nonzero(memory)
-            rows.append(mem_row(r, mm))
-            cols.append(start + jj)
-            vals.append(memory[jj, mm])
+            rows += [mem_row(r, mm), np.full(J, msg_row + r)]
+            cols += [start + jj, index]
+            vals += [memory[jj, mm], messages]
         column_of.append(index)
         start += J
     ends = [_ends(d) for d in datas]
     e, v, h = (a.ravel() for a in np.indices((N, N, N)))
     z = start + np.arange(N ** 3)
-    cost.append(sum(c for c, _ in ends).ravel())
+    cost.append(sum(c for c, _, _ in ends).ravel())
     rows += [e, L * N + v, np.full(N ** 3, (L + 1) * N)]
     cols += [z, z, z]
     vals += [-np.ones(N ** 3), np.ones(N ** 3), np.ones(N ** 3)]
-    for r, (_, memory) in enumerate(ends):
+    for r, (_, memory, messages) in enumerate(ends):
         zz, mm = np.nonzero(memory.reshape(N ** 3, N))
-        rows.append(mem_row(r, mm))
-        cols.append(start + zz)
-        vals.append(memory.reshape(N ** 3, N)[zz, mm])
+        rows += [mem_row(r, mm), np.full(N ** 3, msg_row + r)]
+        cols += [start + zz, z]
+        vals += [memory.reshape(N ** 3, N)[zz, mm], messages.ravel()]
     n_cols = start + N ** 3
     if slack_cost > 0:
         slack = n_cols + np.arange(R * N)
@@ -353,12 +375,14 @@ def _master(datas: list[_IntervalData], scope: _Scope, pools: dict, *, integer: 
         vals.append(-np.ones(R * N))
         cost.append(np.full(R * N, slack_cost))
         n_cols += R * N
-    n_rows = (L + 1) * N + 1 + R * N
+    n_rows = (L + 1) * N + 1 + R * N + R
     matrix = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_rows, n_cols))
     # a margin below each device's memory keeps a solver's tolerance from packing a few bytes over it
     upper_memory = 1.0 - (1e-7 if integer else 0.0)
-    row_lower = np.concatenate([np.zeros((L + 1) * N), [1.0], np.full(R * N, -np.inf)])
-    row_upper = np.concatenate([np.zeros((L + 1) * N), [1.0], np.full(R * N, upper_memory)])
+    # a placement on two or more devices sends at least as many messages as it uses devices (docs/milp.md)
+    needed = [d.devices_needed if d.devices_needed >= 2 else 0 for d in datas]
+    row_lower = np.concatenate([np.zeros((L + 1) * N), [1.0], np.full(R * N, -np.inf), needed])
+    row_upper = np.concatenate([np.zeros((L + 1) * N), [1.0], np.full(R * N, upper_memory), np.full(R, np.inf)])
     whole = np.zeros(n_cols, bool)
     whole[:start + N ** 3] = integer
     problem = LinearProblem(np.concatenate(cost), matrix, row_lower, row_upper, np.zeros(n_cols),
@@ -371,7 +395,7 @@ def _initial_pools(datas: list[_IntervalData], scope: _Scope, start: list[Placem
     N = len(datas[0].embed_mem)
     pools = {}
     for data in datas:
-        prices = _price(data, scope, np.zeros(N))
+        prices = _price(data, scope, np.zeros(N), 0.0)
         for cls, (q, counts) in prices.choice.items():
             uu, vv = (a.ravel() for a in np.indices((N, N)))
             qq = q[uu, vv]
@@ -402,9 +426,10 @@ def _generate(data: _IntervalData, scope: _Scope, pools: dict, deadline_s: float
     while True:
         problem, _, _ = _master([data], scope, pools, integer=False, slack_cost=slack_cost)
         solved = solve_lp_duals(problem, time_limit=max(deadline_s - time.perf_counter(), 0.01))
-        pi = np.zeros(N) if solved is None else np.maximum(-solved[1][(L + 1) * N + 1:], 0.0)
-        prices = _price(data, scope, pi)
-        best = max(best, _lagrangian(data, scope, pi, prices))
+        pi = np.zeros(N) if solved is None else np.maximum(-solved[1][(L + 1) * N + 1:(L + 2) * N + 1], 0.0)
+        sigma = 0.0 if solved is None or data.devices_needed < 2 else max(float(solved[1][(L + 2) * N + 1]), 0.0)
+        prices = _price(data, scope, pi, sigma)
+        best = max(best, _lagrangian(data, scope, pi, sigma, prices))
         if solved is None or time.perf_counter() > deadline_s:
             return best, pools
         if solved[2] - best <= 1e-9 * max(abs(solved[2]), 1e-9):
