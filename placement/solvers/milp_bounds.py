@@ -467,6 +467,46 @@ def _restricted_plan(instance: Instance, datas: list[_IntervalData], scope: _Sco
     return Plan(instance.cluster.names, [placement] * len(datas), method="milp")
 
 
+def _sequenced_plan(instance: Instance, datas: list[_IntervalData], scope: _Scope, pools: dict,
+                    deadline_s: float) -> Plan | None:
+    """A plan that changes placement as the caches grow: each interval's best placement among the columns,
+    kept over a run of intervals ending at its own, the runs chosen by a DP over the evaluator's figures.
+
+    Placement ``P_j`` (the restricted MILP of interval ``j`` alone) fits every interval up to
+    ``j`` (memory only grows), so a plan is a rising sequence ``j_1 < j_2 < … = I−1`` with
+    ``P_{j_s}`` on intervals ``j_{s−1}+1 … j_s``; the DP weighs each run's decode time and
+    each switch's migration, both from the evaluator.
+    """
+    I, names = len(datas), instance.cluster.names
+    steps = instance.workload.interval_of_step()
+    placements = []
+    for j, data in enumerate(datas):
+        if time.perf_counter() > deadline_s:
+            return None
+        plan = _restricted_plan(instance, [data], scope, pools, deadline_s - time.perf_counter())
+        if plan is None:
+            return None
+        placements.append(plan.intervals[0])
+    reports = [evaluate(instance, Plan(names, [p] * I)) for p in placements]
+    decode = np.array([np.bincount(steps, weights=r.decode_s, minlength=I) for r in reports])  # (j, k)
+    best = np.array([reports[j].ttft_s + decode[j, :j + 1].sum() for j in range(I)])
+    came = np.full(I, -1)
+    for j in range(1, I):
+        for a in range(j):
+            if time.perf_counter() > deadline_s:
+                break
+            switch = evaluate(instance, Plan(names, [placements[a]] * (a + 1) + [placements[j]] * (I - a - 1)))
+            value = best[a] + float(switch.migration_s[a + 1]) + decode[j, a + 1:j + 1].sum()
+            if value < best[j]:
+                best[j], came[j] = value, a
+    runs, j = [], I - 1
+    while j >= 0:
+        start = came[j] + 1
+        runs = [placements[j]] * (j - start + 1) + runs
+        j = came[j]
+    return Plan(names, runs, method="milp")
+
+
 def configuration_bound(instance: Instance, *, time_limit_s: float, upper_bound_s: float | None = None,
                         start: list[Placement] | None = None) -> ConfigurationBound | None:
     """The configuration LP's bound by column generation, and the best plan over the generated configurations.
@@ -476,7 +516,8 @@ def configuration_bound(instance: Instance, *, time_limit_s: float, upper_bound_
     instance : Instance
     time_limit_s : float
         Seconds for the whole call: about 70 % for column generation (shared by the
-        intervals in turn), the rest for the restricted MILP.
+        intervals in turn), the rest for the restricted MILPs (one over every interval,
+        then, with several intervals, one per interval for `_sequenced_plan`).
     upper_bound_s : float, optional
         Total latency of a known feasible plan, seconds: sets the price of memory slack.
     start : list of Placement, optional
@@ -507,8 +548,15 @@ def configuration_bound(instance: Instance, *, time_limit_s: float, upper_bound_
         share = started + 0.7 * time_limit_s * (k + 1) / len(datas)
         value, pools = _generate(data, scope, pools, share, slack_cost)
         total += value
-    plan = _restricted_plan(instance, datas, scope, pools, started + time_limit_s - time.perf_counter())
+    end = started + time_limit_s
+    plan = _restricted_plan(instance, datas, scope, pools, 0.5 * (end - time.perf_counter()))
     report = None if plan is None else evaluate(instance, plan)
+    if len(datas) > 1:
+        sequenced = _sequenced_plan(instance, datas, scope, pools, end)
+        sequenced_report = None if sequenced is None else evaluate(instance, sequenced)
+        if sequenced_report is not None and sequenced_report.feasible and (
+                report is None or not report.feasible or sequenced_report.total_s < report.total_s):
+            plan, report = sequenced, sequenced_report
     feasible = report is not None and report.feasible
     return ConfigurationBound(max(total, 0.0) * SECONDS_PER_UNIT * (1 - _ROUNDING), plan if feasible else None,
                               report.total_s if feasible else None, sum(len(p.u) for p in pools.values()),
