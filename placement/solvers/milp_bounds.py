@@ -39,8 +39,8 @@ from placement.solvers.milp_model import SECONDS_PER_UNIT, Phase, output_routes,
 __all__ = ["ConfigurationBound", "layer_classes", "configuration_bound", "pricing_work"]
 
 # Above this many elementary DP operations per evaluation of the relaxation the bound is
-# not computed (a 48-device cluster with 40 groups per layer would take minutes per step).
-_WORK_LIMIT = 4e8
+# not computed (a 48-device cluster with 40 groups per layer would take hours per step).
+_WORK_LIMIT = 1e9
 # The bound given up to cover rounding in the sums of many small times.
 _ROUNDING = 1e-9
 
@@ -327,6 +327,10 @@ def _ends(data: _IntervalData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _master(datas: list[_IntervalData], scope: _Scope, pools: dict, *, integer: bool, slack_cost: float):
     """The configuration master over `datas` (one interval: the LP; several: one placement for all).
 
+    Costs are summed over `datas`; the memory and devices rows are the last interval's,
+    where every block is at least as large as before (caches only grow), so one
+    placement that fits them fits every interval.
+
     Columns: ``w[l, j]`` (layer ``l`` takes configuration ``j`` of its class), ``z[e, v, h]``
     (embedding on ``e``, last layer's output on ``v``, lm_head on ``h``) and, when
     `slack_cost` > 0, memory slack. Rows: ``flow[l, u]`` (the configurations of layer ``l``
@@ -334,7 +338,7 @@ def _master(datas: list[_IntervalData], scope: _Scope, pools: dict, *, integer: 
     ``memory[k, m]`` and ``devices[k]`` (at least as many messages as devices needed).
     """
     L, N = len(scope.labels), len(datas[0].embed_mem)
-    R = len(datas)
+    R = 1
     mem_row = lambda r, m: (L + 1) * N + 1 + r * N + m  # noqa: E731
     msg_row = (L + 1) * N + 1 + R * N  # + r
     rows, cols, vals, cost, column_of = [], [], [], [], []
@@ -348,7 +352,7 @@ def _master(datas: list[_IntervalData], scope: _Scope, pools: dict, *, integer: 
         rows += [l * N + pool.u, (l + 1) * N + pool.v]
         cols += [index, index]
         vals += [np.ones(J), -np.ones(J)]
-        for r, (_, memory, messages) in enumerate(priced):
+        for r, (_, memory, messages) in enumerate(priced[-1:]):
             jj, mm = np.nonzero(memory)
             rows += [mem_row(r, mm), np.full(J, msg_row + r)]
             cols += [start + jj, index]
@@ -362,7 +366,7 @@ def _master(datas: list[_IntervalData], scope: _Scope, pools: dict, *, integer: 
     rows += [e, L * N + v, np.full(N ** 3, (L + 1) * N)]
     cols += [z, z, z]
     vals += [-np.ones(N ** 3), np.ones(N ** 3), np.ones(N ** 3)]
-    for r, (_, memory, messages) in enumerate(ends):
+    for r, (_, memory, messages) in enumerate(ends[-1:]):
         zz, mm = np.nonzero(memory.reshape(N ** 3, N))
         rows += [mem_row(r, mm), np.full(N ** 3, msg_row + r)]
         cols += [start + zz, z]
@@ -380,7 +384,7 @@ def _master(datas: list[_IntervalData], scope: _Scope, pools: dict, *, integer: 
     # a margin below each device's memory keeps a solver's tolerance from packing a few bytes over it
     upper_memory = 1.0 - (1e-7 if integer else 0.0)
     # a placement on two or more devices sends at least as many messages as it uses devices (docs/milp.md)
-    needed = [d.devices_needed if d.devices_needed >= 2 else 0 for d in datas]
+    needed = [d.devices_needed if d.devices_needed >= 2 else 0 for d in datas[-1:]]
     row_lower = np.concatenate([np.zeros((L + 1) * N), [1.0], np.full(R * N, -np.inf), needed])
     row_upper = np.concatenate([np.zeros((L + 1) * N), [1.0], np.full(R * N, upper_memory), np.full(R, np.inf)])
     whole = np.zeros(n_cols, bool)
