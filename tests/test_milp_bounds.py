@@ -113,5 +113,5 @@ def test_milp_reports_the_configuration_bound_when_it_stops_early():
 
 
 def test_unknown_bound_option_is_rejected():
-    with pytest.raises(InputError, match="`bound` must be 'configurations' or None"):
+    with pytest.raises(InputError, match="`bound` must be 'auto', 'configurations' or None"):
         placement.solve(problem("fits-one-two-dev"), method="milp", bound="lp")

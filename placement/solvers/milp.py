@@ -29,9 +29,11 @@ from placement.solvers.milp_bounds import configuration_bound
 from placement.solvers.milp_model import SECONDS_PER_UNIT, Formulation, build_formulation, identical_devices
 from placement.solvers.warm_start import best_heuristic_placements
 
-__all__ = ["solve_milp", "MODES"]
+__all__ = ["solve_milp", "MODES", "CONFIGURATION_LAYERS"]
 
 MODES = ("horizon", "interval")
+# `bound="auto"` runs the configuration LP for models with at least this many layers.
+CONFIGURATION_LAYERS = 4
 _BLOCK_KEY = re.compile(r"^(attention|projection|ffn|layer)\[(\d+)\]$")
 
 
@@ -207,7 +209,7 @@ def solve_milp(
     formulation: str = "counts",
     token_blocks: str | int = "adaptive",
     max_refinements: int = 12,
-    bound: str | None = "configurations",
+    bound: str | None = "auto",
 ) -> Result:
     """The optimal placement of every block for every interval of the generation.
 
@@ -246,14 +248,16 @@ def solve_milp(
         block per token from the start; an int: blocks of that many tokens.
     max_refinements : int
         Most block splittings before returning with status ``feasible``.
-    bound : "configurations" or None
+    bound : "auto", "configurations" or None
         ``configurations`` (in ``horizon`` mode, without pins): before the MILP, the
         configuration LP is solved by column generation (layer configurations priced
         once per class of identical layers) within a quarter of the time limit; the
         best single placement over the generated configurations (price-and-branch)
         becomes the warm start when it is faster; the better of the two bounds is
         reported, and a plan the LP bound already proves optimal is returned without
-        running the MILP. None: the MILP alone.
+        running the MILP. ``auto``: ``configurations`` for models of at least
+        `CONFIGURATION_LAYERS` layers (the chain of layers is what the configuration LP
+        exploits; with fewer the MILP closes alone). None: the MILP alone.
 
     Returns
     -------
@@ -270,8 +274,10 @@ def solve_milp(
     """
     deadline = Deadline.after(time_limit)  # one limit for the whole call: warm start, building, every solve
     _check_milp_options(instance, solver, mode, formulation, token_blocks, interval)
-    if bound not in ("configurations", None):
-        raise InputError(f"`bound` must be 'configurations' or None, got {bound!r}")
+    if bound not in ("auto", "configurations", None):
+        raise InputError(f"`bound` must be 'auto', 'configurations' or None, got {bound!r}")
+    if bound == "auto":
+        bound = "configurations" if instance.model.layers >= CONFIGURATION_LAYERS else None
     with_bound = bound == "configurations" and mode == "horizon" and not (pin or forbid)
     _check_pins(pin, forbid, current)
     if isinstance(current, Plan):
