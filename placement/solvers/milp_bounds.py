@@ -456,7 +456,7 @@ def _restricted_plan(instance: Instance, datas: list[_IntervalData], scope: _Sco
                      time_limit_s: float) -> Plan | None:
     """Price-and-branch: the best single placement for every interval among the generated configurations."""
     problem, column_of, z = _master(datas, scope, pools, integer=True, slack_cost=0.0)
-    outcome = solve_problem(problem, "highs", time_limit=max(time_limit_s, 0.01), gap=1e-6)
+    outcome = solve_problem(problem, "highs", time_limit=max(time_limit_s, 0.01), gap=1e-5)  # a plan, not a proof
     if outcome.x is None:
         return None
     x, N = np.rint(outcome.x), len(datas[0].embed_mem)
@@ -487,7 +487,8 @@ def _sequenced_plan(instance: Instance, datas: list[_IntervalData], scope: _Scop
     for j, data in enumerate(datas):
         if time.perf_counter() > deadline_s:
             return None
-        plan = _restricted_plan(instance, [data], scope, pools, deadline_s - time.perf_counter())
+        share = (deadline_s - time.perf_counter()) / (2 * (I - j))  # half the time for the plans, half for the DP
+        plan = _restricted_plan(instance, [data], scope, pools, share)
         if plan is None:
             return None
         placements.append(plan.intervals[0])
