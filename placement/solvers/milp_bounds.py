@@ -440,13 +440,14 @@ def _generate(data: _IntervalData, scope: _Scope, pools: dict, deadline_s: float
             return best, pools  # the LP optimum is reached: no column prices out
         flow = solved[1][:(L + 1) * N].reshape(L + 1, N)
         added = 0
-        for l, cls in enumerate(scope.labels):
-            reduced = prices.arcs[int(cls)] - flow[l][:, None] + flow[l + 1][None, :]
-            u, v = np.unravel_index(int(reduced.argmin()), reduced.shape)
-            if reduced[u, v] < -1e-9 * max(abs(solved[2]), 1.0):
+        for cls in np.unique(scope.labels):  # every arc that prices out for some layer of the class
+            layers = np.flatnonzero(scope.labels == cls)
+            reduced = (prices.arcs[int(cls)][None] - flow[layers][:, :, None] + flow[layers + 1][:, None, :]).min(axis=0)
+            u, v = np.nonzero(reduced < -1e-9 * max(abs(solved[2]), 1.0))
+            if len(u):
                 q, counts = prices.choice[int(cls)]
                 before = len(pools[int(cls)].u)
-                pools[int(cls)] = pools[int(cls)].add([u], [q[u, v]], [v], counts[u, q[u, v]][None])
+                pools[int(cls)] = pools[int(cls)].add(u, q[u, v], v, counts[u, q[u, v]])
                 added += len(pools[int(cls)].u) - before
         if not added:
             return best, pools
