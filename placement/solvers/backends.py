@@ -112,7 +112,8 @@ class SolverOutcome:
 
 
 def solve_problem(problem: LinearProblem, solver: str = "highs", *, time_limit: float | None = None,
-                  gap: float = 1e-6, threads: int | None = None, start: np.ndarray | None = None) -> SolverOutcome:
+                  gap: float = 1e-6, threads: int | None = None, start: np.ndarray | None = None,
+                  presolve: bool = True) -> SolverOutcome:
     """Solve `problem` with the named solver.
 
     Parameters
@@ -126,6 +127,9 @@ def solve_problem(problem: LinearProblem, solver: str = "highs", *, time_limit: 
     threads : int, optional
     start : ndarray, optional
         A starting point (integer columns are used; continuous ones may be completed by the solver).
+    presolve : bool
+        HiGHS only: False turns its presolve off (it can stall, past the time limit, on
+        the configuration master's restricted MILPs).
 
     Raises
     ------
@@ -136,7 +140,9 @@ def solve_problem(problem: LinearProblem, solver: str = "highs", *, time_limit: 
     """
     if solver not in SOLVERS:
         raise InputError(f"unknown MILP solver {solver!r}; solvers are {', '.join(SOLVERS)}")
-    outcome = {"highs": _highs, "cbc": _cbc, "ortools": _ortools}[solver](problem, time_limit, gap, threads, start)
+    if solver == "highs":
+        return _honest(_highs(problem, time_limit, gap, threads, start, presolve))
+    outcome = {"cbc": _cbc, "ortools": _ortools}[solver](problem, time_limit, gap, threads, start)
     return _honest(outcome)
 
 
@@ -189,10 +195,12 @@ def _highs_lp(problem: LinearProblem):
     return lp
 
 
-def _highs(problem: LinearProblem, time_limit, gap, threads, start) -> SolverOutcome:
+def _highs(problem: LinearProblem, time_limit, gap, threads, start, presolve: bool = True) -> SolverOutcome:
     import highspy
 
     highs = new_highs()
+    if not presolve:
+        highs.setOptionValue("presolve", "off")
     highs.setOptionValue("mip_rel_gap", gap)
     highs.setOptionValue("mip_abs_gap", 0.0)
     if time_limit is not None:

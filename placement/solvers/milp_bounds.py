@@ -457,7 +457,8 @@ def _restricted_plan(instance: Instance, datas: list[_IntervalData], scope: _Sco
                      time_limit_s: float) -> Plan | None:
     """Price-and-branch: the best single placement for every interval among the generated configurations."""
     problem, column_of, z = _master(datas, scope, pools, integer=True, slack_cost=0.0)
-    outcome = solve_problem(problem, "highs", time_limit=max(time_limit_s, 0.01), gap=1e-5)  # a plan, not a proof
+    outcome = solve_problem(problem, "highs", time_limit=max(time_limit_s, 0.01), gap=1e-5,  # a plan, not a proof
+                            presolve=False)
     if outcome.x is None:
         return None
     x, N = np.rint(outcome.x), len(datas[0].embed_mem)
