@@ -41,6 +41,10 @@ __all__ = ["ConfigurationBound", "layer_classes", "configuration_bound", "pricin
 # Above this many elementary DP operations per evaluation of the relaxation the bound is
 # not computed (a 48-device cluster with 40 groups per layer would take hours per step).
 _WORK_LIMIT = 1e9
+# Pricing operations per second measured on the loaded 2-core VM (docs/benchmarks.md): a call
+# whose first two rounds of pricing (every class, every interval) would not fit its time
+# limit returns no bound rather than overrunning it.
+_OPS_PER_S = 3e7
 # The bound given up to cover rounding in the sums of many small times.
 _ROUNDING = 1e-9
 
@@ -534,11 +538,14 @@ def configuration_bound(instance: Instance, *, time_limit_s: float, upper_bound_
     -------
     ConfigurationBound or None
         None when the instance is out of scope: a cluster too large for the pricing DP
-        (`pricing_work`), or a three-phase profile whose inputs travel.
+        (`pricing_work` above 10⁹, or two rounds of pricing not fitting `time_limit_s`),
+        or a three-phase profile whose inputs travel.
     """
     started = time.perf_counter()
     shared, sends_input = instance.cluster.network == "shared", profile_sends_input(instance)
-    if pricing_work(instance) > _WORK_LIMIT:
+    labels = layer_classes(instance)
+    rounds = 2 * (int(labels.max()) + 1) * instance.workload.n_intervals
+    if pricing_work(instance) > _WORK_LIMIT or rounds * pricing_work(instance) / _OPS_PER_S > time_limit_s:
         return None
     route, varies = output_routes(instance)
     datas = [_interval_data(instance, k, route, varies) for k in range(instance.workload.n_intervals)]
@@ -546,7 +553,6 @@ def configuration_bound(instance: Instance, *, time_limit_s: float, upper_bound_
         if sends_input and not shared:
             return None
         shared = True  # the three-phase model adds the outputs up, like a shared network
-    labels = layer_classes(instance)
     scope = _Scope(labels, shared, sends_input, instance.model.kv_heads)
     pools = _initial_pools(datas, scope, start)
     slack_cost = 1e3 * max(1.0, (upper_bound_s or 1.0) / SECONDS_PER_UNIT)
