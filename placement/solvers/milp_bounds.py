@@ -136,6 +136,12 @@ class _IntervalData:
     lm_head_mem: np.ndarray  # (N,)
     shared_saving: np.ndarray  # (N,) memory saved when tied embed and lm_head share a device
     devices_needed: int  # fewest devices whose memory holds every block at the interval's largest context
+    alone: np.ndarray  # (N,) bool: the device holds every block by itself
+
+    @property
+    def messages_needed(self) -> int:
+        """Right-hand side of the devices row: a placement on two or more devices sends at least this many messages."""
+        return max(self.devices_needed, 2)
 
 
 def _interval_data(instance: Instance, k: int, route: np.ndarray, varies: np.ndarray) -> _IntervalData:
@@ -156,7 +162,7 @@ def _interval_data(instance: Instance, k: int, route: np.ndarray, varies: np.nda
     needed = int(np.searchsorted(room, whole * (1 - 1e-9))) + 1  # the largest devices first
     return _IntervalData(terms, per(memory.group), per(memory.projection), per(memory.ffn), embed,
                          float(np.ravel(memory.lm_head)[0]) / usable, embed if tied else np.zeros_like(embed),
-                         min(needed, len(usable)))
+                         min(needed, len(usable)), usable >= whole * (1 - 1e-9))
 
 
 def _head_outputs(terms: dict, K: int) -> np.ndarray:
@@ -273,10 +279,12 @@ def _lagrangian(data: _IntervalData, scope: _Scope, pi: np.ndarray, sigma: float
     dist = np.where(np.eye(N, dtype=bool), 0.0, np.inf)  # [e, u]: cheapest path from embed e to layer input u
     for cls in scope.labels:
         dist = (dist[:, :, None] + prices.arcs[int(cls)][None]).min(axis=1)
-    ends = ((dist[:, :, None] + t["t_lm"][None] - sigma * off[None]).min(axis=1)
-            + (t["embed"] + pi * data.embed_mem)[:, None] + (t["lm"] + pi * data.lm_head_mem)[None]
+    lm_in = dist[:, :, None] + t["t_lm"][None] - sigma * off[None]  # (e, v, h)
+    on = np.flatnonzero(data.alone)  # everything on one device that holds it: exempt from the devices row
+    lm_in[on, on, on] -= sigma * data.messages_needed
+    ends = (lm_in.min(axis=1) + (t["embed"] + pi * data.embed_mem)[:, None] + (t["lm"] + pi * data.lm_head_mem)[None]
             + t["t_token"].T - sigma * off - np.diag(pi * data.shared_saving))  # (e, h)
-    return float(ends.min() - pi.sum() + sigma * data.devices_needed)
+    return float(ends.min() - pi.sum() + sigma * data.messages_needed)
 
 
 @dataclass(frozen=True, eq=False)
@@ -327,7 +335,10 @@ def _ends(data: _IntervalData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     memory = (eye[:, None, None, :] * data.embed_mem + eye[None, None, :, :] * data.lm_head_mem
               - (np.eye(N)[:, None, :, None] * eye[:, None, None, :]) * data.shared_saving)
     e, v, h = np.indices((N, N, N))
-    return cost, np.broadcast_to(memory, (N, N, N, N)), ((v != h).astype(float) + (h != e))
+    messages = (v != h).astype(float) + (h != e)
+    on = np.flatnonzero(data.alone)
+    messages[on, on, on] += data.messages_needed  # the devices row exempts a placement wholly on one such device
+    return cost, np.broadcast_to(memory, (N, N, N, N)), messages
 
 
 def _master(datas: list[_IntervalData], scope: _Scope, pools: dict, *, integer: bool, slack_cost: float):
@@ -389,8 +400,9 @@ def _master(datas: list[_IntervalData], scope: _Scope, pools: dict, *, integer: 
     matrix = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_rows, n_cols))
     # a margin below each device's memory keeps a solver's tolerance from packing a few bytes over it
     upper_memory = 1.0 - (1e-7 if integer else 0.0)
-    # a placement on two or more devices sends at least as many messages as it uses devices (docs/milp.md)
-    needed = [d.devices_needed if d.devices_needed >= 2 else 0 for d in datas[-1:]]
+    # a placement on two or more devices sends at least as many messages as it uses devices, and
+    # at least two; one wholly on a device that holds it all is exempt (docs/milp.md)
+    needed = [d.messages_needed for d in datas[-1:]]
     row_lower = np.concatenate([np.zeros((L + 1) * N), [1.0], np.full(R * N, -np.inf), needed])
     row_upper = np.concatenate([np.zeros((L + 1) * N), [1.0], np.full(R * N, upper_memory), np.full(R, np.inf)])
     whole = np.zeros(n_cols, bool)
@@ -437,7 +449,7 @@ def _generate(data: _IntervalData, scope: _Scope, pools: dict, deadline_s: float
         problem, _, _ = _master([data], scope, pools, integer=False, slack_cost=slack_cost)
         solved = solve_lp_duals(problem, time_limit=max(deadline_s - time.perf_counter(), 0.01))
         pi = np.zeros(N) if solved is None else np.maximum(-solved[1][(L + 1) * N + 1:(L + 2) * N + 1], 0.0)
-        sigma = 0.0 if solved is None or data.devices_needed < 2 else max(float(solved[1][(L + 2) * N + 1]), 0.0)
+        sigma = 0.0 if solved is None else max(float(solved[1][(L + 2) * N + 1]), 0.0)
         prices = _price(data, scope, pi, sigma)
         best = max(best, _lagrangian(data, scope, pi, sigma, prices))
         if solved is None or time.perf_counter() > deadline_s:
