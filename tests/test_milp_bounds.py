@@ -107,7 +107,7 @@ def test_one_class_for_identical_layers_and_two_when_precisions_differ():
 def test_milp_reports_the_configuration_bound_when_it_stops_early():
     inst = problem("split-three-dev")
     optimum = brute_force(inst).total_s
-    result = placement.solve(inst, method="milp", time_limit=0.05)
+    result = placement.solve(inst, method="milp", time_limit=0.05, bound="configurations")
     assert result.plan is not None and result.bound is not None
     assert result.bound <= optimum * (1 + 1e-9) <= result.objective * (1 + 1e-9)
 
