@@ -25,7 +25,7 @@ from placement.result import Result
 from placement.options import Deadline
 from placement.solvers.backends import SOLVERS, SolverOutcome, solve_problem
 from placement.solvers.linear import LinearProblem
-from placement.solvers.milp_bounds import configuration_bound
+from placement.solvers.milp_bounds import ConfigurationBound, configuration_bound
 from placement.solvers.milp_model import SECONDS_PER_UNIT, Formulation, build_formulation, identical_devices
 from placement.solvers.warm_start import best_heuristic_placements
 
@@ -312,7 +312,7 @@ def solve_milp(
                      have_fallback=warm_plan is not None)
     result = _outcome_result(instance, setup, search, warm_plan, time_limit, time.perf_counter() - started, stats)
     if columns is not None:
-        result = _with_configurations(instance, result, columns, started)
+        result = _with_configurations(result, columns, started)
     if search.interrupted:
         raise SolveInterrupted(result)  # the CLI writes the incumbent and exits 130
     return result
@@ -332,7 +332,8 @@ def _configurations_first(instance: Instance, deadline: Deadline, time_limit: fl
     return columns, warm_plan
 
 
-def _proven(instance: Instance, plan: Plan, columns, started: float, stats: dict[str, Any]) -> Result | None:
+def _proven(instance: Instance, plan: Plan, columns: ConfigurationBound | None, started: float,
+            stats: dict[str, Any]) -> Result | None:
     """An ``optimal`` result when the configuration bound already proves `plan` optimal, else None."""
     report = evaluate(instance, plan)
     if columns is None or not report.feasible or report.total_s - columns.bound_s > 1e-6 * report.total_s:
@@ -342,7 +343,7 @@ def _proven(instance: Instance, plan: Plan, columns, started: float, stats: dict
                   solve_time_s=time.perf_counter() - started, stats=stats, backend_objective=report.total_s)
 
 
-def _with_configurations(instance: Instance, result: Result, columns, started: float) -> Result:
+def _with_configurations(result: Result, columns: ConfigurationBound, started: float) -> Result:
     """`result` with the configuration LP's bound when it is better (and ``optimal`` when that proves it)."""
     if result.plan is None or result.status in ("optimal", "infeasible", "error"):
         return result
