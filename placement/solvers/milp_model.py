@@ -118,7 +118,23 @@ def phase_terms(instance: Instance, phase: Phase, route: np.ndarray, varies: np.
 
     Head outputs between a pair whose route does not depend on the size cost
     ``out_latency + c · out_per_group`` for ``c`` groups; ``out_by_count`` (K+1, N, N)
-    gives the others by count (`output_routes`)."""
+    gives the others by count (`output_routes`).
+
+    Parameters
+    ----------
+    instance : Instance
+    phase : Phase
+        The prefill (``steps`` None) or a block of decode steps.
+    route, varies : ndarray
+        From `output_routes`.
+
+    Returns
+    -------
+    dict
+        ``group``, ``proj``, ``ffn`` (L, N); ``embed``, ``lm`` (N,); ``t_in``, ``t_hidden``,
+        ``t_lm``, ``t_token``, ``out_latency``, ``out_per_group`` (N, N); ``out_by_count``
+        (K+1, N, N): milliseconds summed over the phase's tokens; ``sum_gather`` (bool).
+    """
     precision = instance.precision
     if phase.steps is None:
         costs = prefill_step_costs(instance, precision)
