@@ -30,7 +30,7 @@ import numpy as np
 from placement.errors import InputError, SolverNotInstalledError
 from placement.solvers.linear import LinearProblem
 
-__all__ = ["SolverOutcome", "solve_problem", "SOLVERS", "solver_log_wanted", "new_highs"]
+__all__ = ["SolverOutcome", "solve_problem", "solve_lp_duals", "SOLVERS", "solver_log_wanted", "new_highs"]
 
 _FD_LOCK = threading.Lock()  # fd 1 is per process: one redirection at a time
 
@@ -112,7 +112,8 @@ class SolverOutcome:
 
 
 def solve_problem(problem: LinearProblem, solver: str = "highs", *, time_limit: float | None = None,
-                  gap: float = 1e-6, threads: int | None = None, start: np.ndarray | None = None) -> SolverOutcome:
+                  gap: float = 1e-6, threads: int | None = None, start: np.ndarray | None = None,
+                  presolve: bool = True) -> SolverOutcome:
     """Solve `problem` with the named solver.
 
     Parameters
@@ -126,6 +127,9 @@ def solve_problem(problem: LinearProblem, solver: str = "highs", *, time_limit: 
     threads : int, optional
     start : ndarray, optional
         A starting point (integer columns are used; continuous ones may be completed by the solver).
+    presolve : bool
+        HiGHS only: False turns its presolve off (it can stall, past the time limit, on
+        the configuration master's restricted MILPs).
 
     Raises
     ------
@@ -136,7 +140,9 @@ def solve_problem(problem: LinearProblem, solver: str = "highs", *, time_limit: 
     """
     if solver not in SOLVERS:
         raise InputError(f"unknown MILP solver {solver!r}; solvers are {', '.join(SOLVERS)}")
-    outcome = {"highs": _highs, "cbc": _cbc, "ortools": _ortools}[solver](problem, time_limit, gap, threads, start)
+    if solver == "highs":
+        return _honest(_highs(problem, time_limit, gap, threads, start, presolve))
+    outcome = {"cbc": _cbc, "ortools": _ortools}[solver](problem, time_limit, gap, threads, start)
     return _honest(outcome)
 
 
@@ -167,16 +173,10 @@ _HIGHS_STATUS = {
 }
 
 
-def _highs(problem: LinearProblem, time_limit, gap, threads, start) -> SolverOutcome:
+def _highs_lp(problem: LinearProblem):
+    """`problem` as a `highspy.HighsLp`."""
     import highspy
 
-    highs = new_highs()
-    highs.setOptionValue("mip_rel_gap", gap)
-    highs.setOptionValue("mip_abs_gap", 0.0)
-    if time_limit is not None:
-        highs.setOptionValue("time_limit", float(time_limit))
-    if threads is not None:
-        highs.setOptionValue("threads", int(threads))
     lp = highspy.HighsLp()
     rows, cols = problem.shape
     lp.num_col_, lp.num_row_ = cols, rows
@@ -192,7 +192,23 @@ def _highs(problem: LinearProblem, time_limit, gap, threads, start) -> SolverOut
     lp.a_matrix_.index_ = csc.indices
     lp.a_matrix_.value_ = csc.data
     lp.integrality_ = [highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous for i in problem.integer]
-    highs.passModel(lp)
+    return lp
+
+
+def _highs(problem: LinearProblem, time_limit, gap, threads, start, presolve: bool = True) -> SolverOutcome:
+    import highspy
+
+    highs = new_highs()
+    if not presolve:
+        highs.setOptionValue("presolve", "off")
+    highs.setOptionValue("mip_rel_gap", gap)
+    highs.setOptionValue("mip_abs_gap", 0.0)
+    if time_limit is not None:
+        highs.setOptionValue("time_limit", float(time_limit))
+    if threads is not None:
+        highs.setOptionValue("threads", int(threads))
+    rows, cols = problem.shape
+    highs.passModel(_highs_lp(problem))
     if start is not None:
         solution = highspy.HighsSolution()
         solution.col_value = list(map(float, start))
@@ -229,6 +245,36 @@ def _highs(problem: LinearProblem, time_limit, gap, threads, start) -> SolverOut
         bound=None if not math.isfinite(bound) else float(bound), seconds=seconds, nodes=int(info.mip_node_count),
         interrupted=interrupted,
     )
+
+
+def solve_lp_duals(problem: LinearProblem, time_limit: float | None = None) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """Solve the linear relaxation of `problem` with HiGHS and return its primal and dual values.
+
+    Parameters
+    ----------
+    problem : LinearProblem
+        Integrality is ignored.
+    time_limit : float, optional
+        Seconds.
+
+    Returns
+    -------
+    (x, row_dual, objective) or None
+        The optimal point, the row duals (HiGHS's sign: ``cost − Aᵀ·row_dual`` is the
+        reduced cost, so a binding ``≤`` row of a minimization has a dual ≤ 0) and the
+        objective; None when the LP did not solve to optimality.
+    """
+    relaxed = replace(problem, integer=np.zeros_like(problem.integer))
+    highs = new_highs()
+    if time_limit is not None:
+        highs.setOptionValue("time_limit", float(time_limit))
+    highs.passModel(_highs_lp(relaxed))
+    highs.run()
+    if highs.getModelStatus().name != "kOptimal":
+        return None
+    solution = highs.getSolution()
+    return (np.array(solution.col_value), np.array(solution.row_dual),
+            float(highs.getInfo().objective_function_value))
 
 
 INTERRUPT_GRACE_S = 0.5  # after Ctrl-C, how long HiGHS may take to stop by itself

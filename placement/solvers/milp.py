@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -25,12 +25,15 @@ from placement.result import Result
 from placement.options import Deadline
 from placement.solvers.backends import SOLVERS, SolverOutcome, solve_problem
 from placement.solvers.linear import LinearProblem
+from placement.solvers.milp_bounds import ConfigurationBound, configuration_bound
 from placement.solvers.milp_model import SECONDS_PER_UNIT, Formulation, build_formulation, identical_devices
 from placement.solvers.warm_start import best_heuristic_placements
 
-__all__ = ["solve_milp", "MODES"]
+__all__ = ["solve_milp", "MODES", "CONFIGURATION_LAYERS"]
 
 MODES = ("horizon", "interval")
+# `bound="auto"` runs the configuration LP for models with at least this many layers.
+CONFIGURATION_LAYERS = 4
 _BLOCK_KEY = re.compile(r"^(attention|projection|ffn|layer)\[(\d+)\]$")
 
 
@@ -206,6 +209,7 @@ def solve_milp(
     formulation: str = "counts",
     token_blocks: str | int = "adaptive",
     max_refinements: int = 12,
+    bound: str | None = "auto",
 ) -> Result:
     """The optimal placement of every block for every interval of the generation.
 
@@ -244,6 +248,16 @@ def solve_milp(
         block per token from the start; an int: blocks of that many tokens.
     max_refinements : int
         Most block splittings before returning with status ``feasible``.
+    bound : "auto", "configurations" or None
+        ``configurations`` (in ``horizon`` mode, without pins): before the MILP, the
+        configuration LP is solved by column generation (layer configurations priced
+        once per class of identical layers) within a quarter of the time limit; the
+        best single placement over the generated configurations (price-and-branch)
+        becomes the warm start when it is faster; the better of the two bounds is
+        reported, and a plan the LP bound already proves optimal is returned without
+        running the MILP. ``auto``: ``configurations`` for models of at least
+        `CONFIGURATION_LAYERS` layers (the chain of layers is what the configuration LP
+        exploits; with fewer the MILP closes alone). None: the MILP alone.
 
     Returns
     -------
@@ -260,6 +274,11 @@ def solve_milp(
     """
     deadline = Deadline.after(time_limit)  # one limit for the whole call: warm start, building, every solve
     _check_milp_options(instance, solver, mode, formulation, token_blocks, interval)
+    if bound not in ("auto", "configurations", None):
+        raise InputError(f"`bound` must be 'auto', 'configurations' or None, got {bound!r}")
+    if bound == "auto":
+        bound = "configurations" if instance.model.layers >= CONFIGURATION_LAYERS else None
+    with_bound = bound == "configurations" and mode == "horizon" and not (pin or forbid)
     _check_pins(pin, forbid, current)
     if isinstance(current, Plan):
         current = current.placement(max(interval - 1, 0))
@@ -277,13 +296,63 @@ def solve_milp(
         I = instance.workload.n_intervals
         warm_plan = Plan(instance.cluster.names, start_placements if I > 1 else start_placements[:1], method="milp")
     stats: dict[str, Any] = {"solver": solver, "mode": mode, "formulation": formulation, "refinements": 0}
+    columns = None
+    if with_bound:
+        columns, warm_plan = _configurations_first(instance, deadline, time_limit, warm_plan, start_placements)
+        stats.update(configuration_bound_s=None if columns is None else columns.bound_s,
+                     configuration_columns=None if columns is None else columns.columns,
+                     layer_classes=None if columns is None else columns.classes)
+        if warm_plan is not None:
+            start_placements = list(warm_plan.intervals) * (1 if len(warm_plan.intervals) > 1 else len(intervals))
+            proven = _proven(instance, warm_plan, columns, started, stats)
+            if proven is not None:
+                return proven
     setup = _Setup(intervals, current, allowed, formulation, solver, gap, threads, deadline, max_refinements)
     search = _refine(instance, setup, _initial_blocks(instance, intervals, token_blocks), start_placements, stats,
                      have_fallback=warm_plan is not None)
     result = _outcome_result(instance, setup, search, warm_plan, time_limit, time.perf_counter() - started, stats)
+    if columns is not None:
+        result = _with_configurations(result, columns, started)
     if search.interrupted:
         raise SolveInterrupted(result)  # the CLI writes the incumbent and exits 130
     return result
+
+
+def _configurations_first(instance: Instance, deadline: Deadline, time_limit: float | None, warm_plan: Plan | None,
+                          start: list[Placement] | None):
+    """The configuration LP's bound and plan (milp_bounds), and the better of that plan and the warm start.
+
+    Gets a quarter of the time limit (a minute without one), before the MILP.
+    """
+    budget = 0.25 * time_limit if time_limit is not None else 60.0
+    warm_total = None if warm_plan is None else evaluate(instance, warm_plan).total_s
+    columns = configuration_bound(instance, time_limit_s=budget, upper_bound_s=warm_total, start=start)
+    if columns is not None and columns.plan is not None and (warm_total is None or columns.plan_total_s < warm_total):
+        warm_plan = columns.plan
+    return columns, warm_plan
+
+
+def _proven(instance: Instance, plan: Plan, columns: ConfigurationBound | None, started: float,
+            stats: dict[str, Any]) -> Result | None:
+    """An ``optimal`` result when the configuration bound already proves `plan` optimal, else None."""
+    report = evaluate(instance, plan)
+    if columns is None or not report.feasible or report.total_s - columns.bound_s > 1e-6 * report.total_s:
+        return None
+    return Result("optimal", f"the configuration LP bound {columns.bound_s:.6g} s proves the plan optimal", plan, report,
+                  objective=report.total_s, bound=min(columns.bound_s, report.total_s),
+                  solve_time_s=time.perf_counter() - started, stats=stats, backend_objective=report.total_s)
+
+
+def _with_configurations(result: Result, columns: ConfigurationBound, started: float) -> Result:
+    """`result` with the configuration LP's bound when it is better (and ``optimal`` when that proves it)."""
+    if result.plan is None or result.status in ("optimal", "infeasible", "error"):
+        return result
+    objective = result.report.total_s
+    bound = min(max(result.bound or 0.0, columns.bound_s), objective)
+    status, message = result.status, f"{result.message}; configuration LP bound {columns.bound_s:.6g} s"
+    if objective - bound <= 1e-6 * objective:
+        status, message = "optimal", message + " proves the plan optimal"
+    return replace(result, status=status, message=message, bound=bound, solve_time_s=time.perf_counter() - started)
 
 
 def _check_milp_options(instance: Instance, solver: str, mode: str, formulation: str, token_blocks, interval: int) -> None:

@@ -32,7 +32,8 @@ from placement.instance import Instance
 from placement.plan import Placement
 from placement.solvers.linear import LinearProblem, ProblemBuilder
 
-__all__ = ["Phase", "Formulation", "build_formulation", "identical_devices", "SECONDS_PER_UNIT"]
+__all__ = ["Phase", "Formulation", "build_formulation", "identical_devices", "phase_terms", "output_routes",
+           "profile_sends_input", "SECONDS_PER_UNIT"]
 
 # The model measures time in milliseconds: latencies of a few microseconds then stay
 # well above the solvers' feasibility and optimality tolerances (about 1e-7), which
@@ -112,12 +113,28 @@ def output_routes(instance: Instance) -> tuple[np.ndarray, np.ndarray]:
     return choice[0], (choice != choice[0]).any(axis=0) & off
 
 
-def _phase_terms(instance: Instance, phase: Phase, route: np.ndarray, varies: np.ndarray):
+def phase_terms(instance: Instance, phase: Phase, route: np.ndarray, varies: np.ndarray):
     """Summed costs of a phase: block times (L, N) / (N,), transfer time matrices (N, N).
 
     Head outputs between a pair whose route does not depend on the size cost
     ``out_latency + c · out_per_group`` for ``c`` groups; ``out_by_count`` (K+1, N, N)
-    gives the others by count (`output_routes`)."""
+    gives the others by count (`output_routes`).
+
+    Parameters
+    ----------
+    instance : Instance
+    phase : Phase
+        The prefill (``steps`` None) or a block of decode steps.
+    route, varies : ndarray
+        From `output_routes`.
+
+    Returns
+    -------
+    dict
+        ``group``, ``proj``, ``ffn`` (L, N); ``embed``, ``lm`` (N,); ``t_in``, ``t_hidden``,
+        ``t_lm``, ``t_token``, ``out_latency``, ``out_per_group`` (N, N); ``out_by_count``
+        (K+1, N, N): milliseconds summed over the phase's tokens; ``sum_gather`` (bool).
+    """
     precision = instance.precision
     if phase.steps is None:
         costs = prefill_step_costs(instance, precision)
@@ -401,7 +418,7 @@ def _phase_latency(v: _Model, name: str, phase: Phase, prod: dict, route: np.nda
     b, (_, L, K, N) = v.b, v.sizes
     kk, shared = phase.interval, v.instance.cluster.network == "shared"
     needs_input = profile_sends_input(v.instance)
-    terms = _phase_terms(v.instance, phase, route, varies)
+    terms = phase_terms(v.instance, phase, route, varies)
     objective_cols: list[np.ndarray] = []
     objective_coefs: list[np.ndarray] = []
 
