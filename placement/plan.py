@@ -211,80 +211,18 @@ class Plan:
             On a missing field or a device name the plan does not declare.
         """
         names = _check_header(data)
-        lookup = {name: i for i, name in enumerate(names)}
-        width = data.get("groups_per_layer", kv_heads)
-        if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 1):
-            raise PlanError(f"plan `groups_per_layer` must be a positive whole number, got {short(width)}")
-        if width is not None and width > MAX_GROUPS_PER_LAYER:  # each layer written as one name expands to `width`
-            raise PlanError(f"plan `groups_per_layer` is {width:,}; the limit is {MAX_GROUPS_PER_LAYER:,} "
-                            "(the model's kv_heads)")
+        width = _groups_per_layer(data.get("groups_per_layer", kv_heads))
         extras = data.get("extras") or {}
         if not isinstance(extras, dict):
             raise PlanError(f"plan `extras` must be a mapping, got {short(extras)}")
-
-        def index(name: Any, where: str) -> int:
-            if not isinstance(name, str) or name not in lookup:
-                raise PlanError(f"plan {where}: device {short(name)} is not in the plan's `devices` ({', '.join(names)})")
-            return lookup[name]
-
-        def share_row(entry: Any, where: str) -> np.ndarray:
-            row = np.zeros(len(names))
-            if isinstance(entry, dict):
-                for name, share in entry.items():
-                    if isinstance(share, bool) or not isinstance(share, (int, float)):
-                        raise PlanError(f"plan {where}: share of {short(name)} must be a number, got {short(share)}")
-                    row[index(name, where)] = float(share)
-            else:
-                row[index(entry, where)] = 1.0
-            return row
-
-        def rows(entry: dict, key: str, k: int) -> list:
-            if key not in entry:
-                raise PlanError(f"plan interval {k}: missing field {key!r}")
-            value = entry[key]
-            if not isinstance(value, list):
-                raise PlanError(f"plan interval {k}: `{key}` must be a list with one entry per layer, got {short(value)}")
-            return value
-
-        intervals = []
-        for k, entry in enumerate(data["intervals"]):
-            if not isinstance(entry, dict):
-                raise PlanError(f"plan interval {k}: expected a mapping of `attention`, `projection`, `ffn`, `embed`, `lm_head`")
-            _no_unknown_keys(entry, _INTERVAL_KEYS, f"interval {k}")
-            att_rows = rows(entry, "attention", k)
-            groups = width or max((len(r) for r in att_rows if isinstance(r, list)), default=1)
-            attention = [[index(n, f"interval {k} layer {l}") for n in row] if isinstance(row, list)
-                         else [index(row, f"interval {k} layer {l}")] * groups for l, row in enumerate(att_rows)]
-            if len({len(row) for row in attention}) > 1:
-                raise PlanError(f"plan interval {k}: every layer needs the same number of groups in `attention`")
-            for key in ("embed", "lm_head"):
-                if key not in entry:
-                    raise PlanError(f"plan interval {k}: missing field {key!r}")
-            precision = entry.get("precision")
-            if precision is not None and not isinstance(precision, dict):
-                raise PlanError(f"plan interval {k}: `precision` must be a mapping such as {{'ffn': 8}}, got {short(precision)}")
-            intervals.append(Placement(
-                experts=_expert_rows(entry.get("experts"), index, k, data.get("experts_per_layer")),
-                attention=np.array(attention, dtype=np.int64),
-                projection=np.array([share_row(r, f"interval {k} projection {l}") for l, r in enumerate(rows(entry, "projection", k))]),
-                ffn=np.array([share_row(r, f"interval {k} ffn {l}") for l, r in enumerate(rows(entry, "ffn", k))]),
-                embed=index(entry["embed"], f"interval {k} embed"),
-                lm_head=index(entry["lm_head"], f"interval {k} lm_head"),
-                precision=precision,
-            ))
+        reader = _Reader(names)
+        intervals = [reader.placement(entry, k, width, data.get("experts_per_layer"))
+                     for k, entry in enumerate(data["intervals"])]
         if not intervals:
             raise PlanError("plan: `intervals` is empty; give at least one placement")
-        windows = data.get("windows") or {}
-        if not isinstance(windows, dict):
-            raise PlanError(f"plan `windows` must be a mapping of device name to layers kept in memory, got {short(windows)}")
-        for name, w in windows.items():
-            index(name, "windows")
-            if isinstance(w, bool) or not isinstance(w, int) or w < 2:
-                raise PlanError(f"plan `windows.{name}` must be a whole number of layers, at least 2 "
-                                f"(one layer computing, one loading), got {short(w)}")
         client = data.get("client")
         if client is not None:
-            index(client, "client")
+            reader.index(client, "client")
         return cls(
             devices=names,
             intervals=intervals,
@@ -292,7 +230,7 @@ class Plan:
             root=data.get("root"),
             method=data.get("method", ""),
             extras=extras,
-            windows=dict(windows),
+            windows=reader.windows(data.get("windows") or {}),
             client=client,
         )
 
@@ -310,6 +248,94 @@ class Plan:
         except InputError as exc:
             raise PlanError(f"plan: {exc}") from None
         return cls.from_dict(data, kv_heads=kv_heads)
+
+
+def _groups_per_layer(width: Any) -> int | None:
+    """The plan's ``groups_per_layer`` checked: None (not given) or a whole number in 1..MAX_GROUPS_PER_LAYER."""
+    if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 1):
+        raise PlanError(f"plan `groups_per_layer` must be a positive whole number, got {short(width)}")
+    if width is not None and width > MAX_GROUPS_PER_LAYER:  # each layer written as one name expands to `width`
+        raise PlanError(f"plan `groups_per_layer` is {width:,}; the limit is {MAX_GROUPS_PER_LAYER:,} "
+                        "(the model's kv_heads)")
+    return width
+
+
+class _Reader:
+    """Reads a plan file's intervals against its declared device names, naming the field on every error."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self.lookup = {name: i for i, name in enumerate(names)}
+
+    def index(self, name: Any, where: str) -> int:
+        if not isinstance(name, str) or name not in self.lookup:
+            raise PlanError(f"plan {where}: device {short(name)} is not in the plan's `devices` ({', '.join(self.names)})")
+        return self.lookup[name]
+
+    def share_row(self, entry: Any, where: str) -> np.ndarray:
+        """One device name (the whole block) or a mapping of device name to share."""
+        row = np.zeros(len(self.names))
+        if isinstance(entry, dict):
+            for name, share in entry.items():
+                if isinstance(share, bool) or not isinstance(share, (int, float)):
+                    raise PlanError(f"plan {where}: share of {short(name)} must be a number, got {short(share)}")
+                row[self.index(name, where)] = float(share)
+        else:
+            row[self.index(entry, where)] = 1.0
+        return row
+
+    @staticmethod
+    def rows(entry: dict, key: str, k: int) -> list:
+        if key not in entry:
+            raise PlanError(f"plan interval {k}: missing field {key!r}")
+        value = entry[key]
+        if not isinstance(value, list):
+            raise PlanError(f"plan interval {k}: `{key}` must be a list with one entry per layer, got {short(value)}")
+        return value
+
+    def attention(self, entry: dict, k: int, width: int | None) -> np.ndarray:
+        """(L, K) device indices; a layer written as one name puts all its groups there."""
+        att_rows = self.rows(entry, "attention", k)
+        groups = width or max((len(r) for r in att_rows if isinstance(r, list)), default=1)
+        attention = [[self.index(n, f"interval {k} layer {l}") for n in row] if isinstance(row, list)
+                     else [self.index(row, f"interval {k} layer {l}")] * groups for l, row in enumerate(att_rows)]
+        if len({len(row) for row in attention}) > 1:
+            raise PlanError(f"plan interval {k}: every layer needs the same number of groups in `attention`")
+        return np.array(attention, dtype=np.int64)
+
+    def placement(self, entry: Any, k: int, width: int | None, experts_width: Any) -> "Placement":
+        """Interval `k` of the file as a `Placement`."""
+        if not isinstance(entry, dict):
+            raise PlanError(f"plan interval {k}: expected a mapping of `attention`, `projection`, `ffn`, `embed`, `lm_head`")
+        _no_unknown_keys(entry, _INTERVAL_KEYS, f"interval {k}")
+        attention = self.attention(entry, k, width)
+        for key in ("embed", "lm_head"):
+            if key not in entry:
+                raise PlanError(f"plan interval {k}: missing field {key!r}")
+        precision = entry.get("precision")
+        if precision is not None and not isinstance(precision, dict):
+            raise PlanError(f"plan interval {k}: `precision` must be a mapping such as {{'ffn': 8}}, got {short(precision)}")
+        return Placement(
+            experts=_expert_rows(entry.get("experts"), self.index, k, experts_width),
+            attention=attention,
+            projection=np.array([self.share_row(r, f"interval {k} projection {l}")
+                                 for l, r in enumerate(self.rows(entry, "projection", k))]),
+            ffn=np.array([self.share_row(r, f"interval {k} ffn {l}") for l, r in enumerate(self.rows(entry, "ffn", k))]),
+            embed=self.index(entry["embed"], f"interval {k} embed"),
+            lm_head=self.index(entry["lm_head"], f"interval {k} lm_head"),
+            precision=precision,
+        )
+
+    def windows(self, windows: Any) -> dict[str, int]:
+        """The plan's sliding-window offload: device name → layers kept in memory (at least 2)."""
+        if not isinstance(windows, dict):
+            raise PlanError(f"plan `windows` must be a mapping of device name to layers kept in memory, got {short(windows)}")
+        for name, w in windows.items():
+            self.index(name, "windows")
+            if isinstance(w, bool) or not isinstance(w, int) or w < 2:
+                raise PlanError(f"plan `windows.{name}` must be a whole number of layers, at least 2 "
+                                f"(one layer computing, one loading), got {short(w)}")
+        return dict(windows)
 
 
 def _expert_rows(rows: Any, index, k: int, width: Any) -> np.ndarray | None:
