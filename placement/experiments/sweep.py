@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-__all__ = ["Job", "job_key", "run_job", "run_sweep", "check_sweep_options", "decision_median_s", "DASK_TIMEOUT_S"]
+__all__ = ["Job", "job_key", "run_job", "run_sweep", "check_sweep_options", "DASK_TIMEOUT_S"]
 
 DASK_TIMEOUT_S = 10.0  # seconds to reach a Dask scheduler before giving up with one line
 _DASK_ADDRESS = re.compile(r"^(tcp|tls|ucx|inproc|ws|wss)://[^\s:/]+(:\d{1,5})?/?$")
@@ -51,18 +51,6 @@ def check_sweep_options(*, n_jobs: int = 2, dask: str | None = None, time_limit:
         raise InputError(f"`--dask` must be 'local' or a scheduler address such as tcp://10.0.0.5:8786, got {dask[:80]!r}")
     if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
         raise InputError(f"`--time-limit` must be a positive number of seconds, got {time_limit!r}")
-
-
-def decision_median_s(stats: dict[str, Any]) -> float | None:
-    """The median time of one online decision, from a back end's statistics (None when it has none).
-
-    The one place that knows the key names: ``myopic``/``myopic+`` write
-    ``decision_time_median_s``, ``myopic-milp`` writes ``decision_median_s``.
-    """
-    for key in ("decision_time_median_s", "decision_median_s"):
-        if stats.get(key) is not None:
-            return float(stats[key])
-    return None
 
 
 @dataclass(frozen=True)
@@ -113,7 +101,7 @@ def run_job(job: Job) -> dict[str, Any]:
         "feasible": None if report is None else report.feasible,
         "bound_s": result.bound,
         "solve_time_s": result.solve_time_s,
-        "decision_median_s": decision_median_s(result.stats),
+        "decision_median_s": result.stats.get("decision_time_median_s"),  # result.STATS: online methods
         "wall_s": time.perf_counter() - started,
     }
 
