@@ -21,10 +21,7 @@ load to overload. Outputs: ``serving-table.csv`` (one row per simulation),
 from __future__ import annotations
 
 import json
-import os
-import sys
 from collections.abc import Callable
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,27 +56,13 @@ def serving_instance(model: str):
     return instance_from_dict(data, check_capacity=False)
 
 
-@contextmanager
-def _stdout_to_stderr():
-    """Send what C code writes to stdout (the HiGHS banner) to stderr, so that ``--json`` stays one document."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
 def _placements(instance, names: tuple[str, ...]) -> list[tuple[str, Any, str]]:
     """(name, plan, note) of every back end's plan that fits, identical plans listed once."""
     import placement
 
     out, seen = [], {}
     for name in names:
-        with _stdout_to_stderr():
-            result = placement.solve(instance, method=name)
+        result = placement.solve(instance, method=name)
         if result.plan is None or result.report is None or not result.report.feasible:
             continue
         key = json.dumps(result.plan.to_dict()["intervals"])
