@@ -18,7 +18,7 @@ import numpy as np
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
-from placement.errors import InputError
+from placement.errors import InfeasibleError, InputError
 from placement.files import load_data_file, short
 from placement.instance import Instance, instance_from_dict
 
@@ -161,7 +161,12 @@ def multi_from_dict(data: dict[str, Any], *, source: str = "multi-model instance
         single = {"name": entry.name or f"models[{i}]", "model": entry.model, "workload": entry.workload, **cluster}
         if entry.expert_routing is not None:
             single["expert_routing"] = entry.expert_routing
-        instances.append(instance_from_dict(single, source=f"{source}: models[{i}]", base=base))
+        where = f"{source}: models[{i}]"
+        try:
+            instances.append(instance_from_dict(single, source=where, base=base))
+        except (InputError, InfeasibleError) as exc:  # every message names the model entry it is about
+            text = str(exc)
+            raise type(exc)(text if text.startswith(where) else f"{where}: {text}") from None
     return MultiInstance(
         name=spec.name or source, instances=tuple(instances), names=_names(spec, instances, source),
         weights=np.array([entry.weight for entry in spec.models], dtype=float), objective=spec.objective,

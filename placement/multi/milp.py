@@ -28,7 +28,10 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from placement.cost.tolerances import MEMORY_RTOL
 from placement.multi.instance import MultiInstance
 
-__all__ = ["JointMilp", "joint_milp"]
+__all__ = ["JointMilp", "joint_milp", "MILP_STATUS"]
+
+# scipy.optimize.milp's status codes in the library's vocabulary (``infeasible``: no concurrent layer plan fits)
+MILP_STATUS = {0: "optimal", 1: "time_limit", 2: "infeasible", 3: "unbounded", 4: "error"}
 
 
 class JointMilp:
@@ -152,7 +155,7 @@ def _resource_rows(model: JointMilp) -> np.ndarray:
     return objective
 
 
-def joint_milp(multi: MultiInstance, *, time_limit: float = 30.0) -> tuple[list[np.ndarray] | None, float | None, str]:
+def joint_milp(multi: MultiInstance, *, time_limit: float = 30.0) -> tuple[list[np.ndarray] | None, float | None, str, str]:
     """Solve the joint MILP with HiGHS (through `scipy.optimize.milp`).
 
     Parameters
@@ -167,8 +170,10 @@ def joint_milp(multi: MultiInstance, *, time_limit: float = 30.0) -> tuple[list[
         Every model's layer devices in the best solution found (None: none found).
     bound : float or None
         The solver's dual bound on the objective, seconds (None when it has none).
+    status : str
+        `MILP_STATUS` of the solver's code.
     message : str
-        The solver's status and message.
+        The solver's own message.
     """
     model = JointMilp(multi)
     _structure_rows(model)
@@ -199,4 +204,4 @@ def joint_milp(multi: MultiInstance, *, time_limit: float = 30.0) -> tuple[list[
             L, N = c["layer_s"].shape
             block = res.x[model.offsets[m]:model.offsets[m] + L * N].reshape(L, N)
             devices.append(block.argmax(axis=1).astype(np.int64))
-    return devices, None if bound is None else float(bound), f"HiGHS status {res.status}: {res.message}"
+    return devices, None if bound is None else float(bound), MILP_STATUS.get(res.status, "error"), str(res.message)

@@ -56,7 +56,8 @@ class MultiResult:
     solve_time_s : float
     stats : dict
         ``candidates`` (joint plans compared), ``dp_calls`` (single-model DPs), and per method
-        ``iterations``, ``evaluations``, ``milp`` (the solver's message).
+        ``iterations``, ``evaluations``, ``milp_status`` (``infeasible``: no concurrent layer
+        plan fits the shared memory) and ``milp_message``.
     method : str
     """
 
@@ -119,7 +120,7 @@ def _run(multi: MultiInstance, method: str, options: dict[str, Any]) -> tuple[Jo
     if method == "milp":
         from placement.multi.milp import joint_milp
 
-        devices, bound, stats["milp"] = joint_milp(multi, time_limit=options["time_limit"])
+        devices, bound, stats["milp_status"], stats["milp_message"] = joint_milp(multi, time_limit=options["time_limit"])
         if devices is not None:
             plans = tuple(layer_plan(inst, d, "milp") for inst, d in zip(multi.instances, devices))
             candidates.append(JointPlan(plans, "concurrent", method="milp"))
@@ -202,6 +203,7 @@ def solve(multi: MultiInstance, method: str = "local-search", **options: Any) ->
     start = time.perf_counter()
     plan, bound, stats = _run(multi, method, merged)
     seconds = time.perf_counter() - start
-    note = "no candidate plan" if plan is None else f"{plan.method} ({plan.schedule})"
+    note = ("no joint plan: a model fits in no device set or memory share this method tries" if plan is None
+            else f"{plan.method} ({plan.schedule})")
     result = MultiResult("feasible", note, plan, None, bound=bound, solve_time_s=seconds, stats=stats, method=method)
     return check(multi, result)
