@@ -217,3 +217,10 @@ def test_parallel_table_rows(tmp_path):
     assert rows["sequential"]["makespan_s"] == pytest.approx(2 * rows["disjoint"]["makespan_s"], rel=1e-12)
     assert all(row["speedup"] == pytest.approx(2.0, rel=1e-12) for m, row in rows.items() if m != "sequential")
     assert "| ppn-2x2 |" in (tmp_path / "parallel-table.md").read_text()
+
+
+def test_the_docs_example_runs_as_written(capsys):
+    text = (Path(__file__).resolve().parent.parent / "docs" / "parallel.md").read_text()
+    block = text.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(block, "docs/parallel.md", "exec"), {})  # noqa: S102 - the page's own example
+    assert capsys.readouterr().out == "2.000\n"
