@@ -520,9 +520,10 @@ from placement.serving.command import serve  # noqa: E402  (the command lives wi
 
 app.command()(serve)
 
-from placement.multi.command import multi_solve  # noqa: E402  (several models on one cluster: docs/parallel.md)
+from placement.multi.command import multi_evaluate, multi_solve  # noqa: E402  (several models on one cluster: docs/parallel.md)
 
 app.command("multi-solve")(multi_solve)
+app.command("multi-evaluate")(multi_evaluate)
 
 
 def main() -> None:

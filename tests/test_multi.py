@@ -224,3 +224,44 @@ def test_the_docs_example_runs_as_written(capsys):
     block = text.split("```python\n", 1)[1].split("```", 1)[0]
     exec(compile(block, "docs/parallel.md", "exec"), {})  # noqa: S102 - the page's own example
     assert capsys.readouterr().out == "2.000\n"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sequential_weighted_order_is_the_best_permutation(seed):
+    """Smith's rule (time over weight, ascending) against every order, by brute force."""
+    import itertools
+
+    multi = random_multi(seed)
+    multi = type(multi)(multi.name, multi.instances, multi.names, multi.weights, "weighted")
+    result = solve(multi, "sequential")
+    every = [evaluate_joint(multi, JointPlan(result.plan.plans, "sequential", order)).weighted_s
+             for order in itertools.permutations(range(multi.n_models))]
+    assert result.objective == pytest.approx(min(every), rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_disjoint_enumeration_beats_the_greedy_split_on_switched_networks(seed):
+    """On a switched network disjoint models never wait for each other, so the enumeration's choice is exact."""
+    multi = random_multi(seed)
+    if multi.cluster.network != "switched":
+        pytest.skip("shared medium: the split is chosen by the models' times alone")
+    exact, greedy = solve(multi, "disjoint"), solve(multi, "disjoint", max_exact_devices=1)
+    if greedy.status == "feasible":
+        assert exact.status == "feasible"
+        assert exact.objective <= greedy.objective * (1 + 1e-12)
+        assert exact.report.finish_s == pytest.approx(exact.report.alone_s, rel=1e-12)
+
+
+def test_joint_plan_round_trips_through_json_and_multi_evaluate(tmp_path):
+    import json
+
+    multi = load_multi("1b-3b-4dev")
+    result = solve(multi, "sequential")
+    path = tmp_path / "joint.json"
+    path.write_text(json.dumps(result.plan.to_dict(multi.names)))
+    again = evaluate_joint(multi, JointPlan.from_dict(json.loads(path.read_text()), multi))
+    assert again.schedule == "sequential" and again.makespan_s == result.objective
+    proc = run_main("multi-evaluate", "1b-3b-4dev", str(path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["makespan_s"] == pytest.approx(result.objective, rel=1e-12)
+    assert "`plans` must give one plan for each of net-a, net-b" in error_line(run_main("multi-evaluate", "ppn-2x2", str(path)))

@@ -13,14 +13,16 @@ from rich.table import Table
 
 from placement.cost.units import format_bytes, format_seconds
 
-__all__ = ["multi_solve"]
+__all__ = ["multi_solve", "multi_evaluate"]
 
 
 def _print(result, multi, console: Console) -> None:
     console.print(f"[bold]{result.method}[/]: {result.status} in {format_seconds(result.solve_time_s)}: {result.message}")
-    report = result.report
-    if report is None:
-        return
+    if result.report is not None:
+        _print_report(result.report, multi, console, result.bound)
+
+
+def _print_report(report, multi, console: Console, bound: float | None = None) -> None:
     table = Table(title=f"{multi.name}: {report.schedule} schedule, objective {multi.objective}", title_justify="left")
     for column in ("model", "alone", "finish", "weight"):
         table.add_column(column, justify="left" if column == "model" else "right")
@@ -29,7 +31,7 @@ def _print(result, multi, console: Console) -> None:
     console.print(table)
     console.print(f"makespan {format_seconds(report.makespan_s)}, weighted {format_seconds(report.weighted_s)}, "
                   f"resource lower bound {format_seconds(report.lower_bound_s)}"
-                  + ("" if result.bound is None else f", MILP bound {format_seconds(result.bound)}"))
+                  + ("" if bound is None else f", MILP bound {format_seconds(bound)}"))
     memory = Table(title="memory per device (all models together)", title_justify="left")
     for column in ("device", "needed", "available", "busy"):
         memory.add_column(column, justify="left" if column == "device" else "right")
@@ -64,4 +66,24 @@ def multi_solve(
     else:
         _print(result, multi, Console())
     if result.status in ("infeasible", "error"):
+        raise typer.Exit(1)
+
+
+def multi_evaluate(
+    instance: Annotated[str, typer.Argument(help="Multi-model file, or a shipped one such as ppn-2x2.")],
+    plan_path: Annotated[Path, typer.Argument(help="Joint plan JSON (from `multi-solve --out`).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Judge a joint plan on a multi-model file with the multi-model evaluator (docs/parallel.md)."""
+    from placement.files import json_ready, load_data_file
+    from placement.multi import JointPlan, evaluate_joint, load_multi
+
+    multi = load_multi(instance)
+    report = evaluate_joint(multi, JointPlan.from_dict(load_data_file(plan_path, "joint plan"), multi))
+    if as_json:
+        sys.stdout.write(json.dumps(json_ready({"instance": multi.name, **report.to_dict()}), indent=1,
+                                    allow_nan=False) + "\n")
+    else:
+        _print_report(report, multi, Console())
+    if not report.feasible:
         raise typer.Exit(1)

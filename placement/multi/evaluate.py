@@ -68,6 +68,41 @@ class JointPlan:
         return {"format": JOINT_PLAN_FORMAT, "method": self.method, "schedule": self.schedule,
                 "order": [names[i] for i in order], "plans": {n: p.to_dict() for n, p in zip(names, self.plans)}}
 
+    @classmethod
+    def from_dict(cls, data: Any, multi: MultiInstance) -> "JointPlan":
+        """Read a joint plan (as `to_dict` writes it) for the models of `multi`.
+
+        Parameters
+        ----------
+        data : dict
+            Parsed JSON.
+        multi : MultiInstance
+
+        Returns
+        -------
+        JointPlan
+
+        Raises
+        ------
+        PlanError
+            On a wrong format, a model missing or unknown, an order that is not a permutation of the names.
+        """
+        if not isinstance(data, dict) or data.get("format") != JOINT_PLAN_FORMAT:
+            raise PlanError(f"a joint plan is a mapping with `format: {JOINT_PLAN_FORMAT}` (as `placement multi-solve "
+                            "--out` writes it)")
+        plans = data.get("plans")
+        if not isinstance(plans, dict) or set(plans) != set(multi.names):
+            given = sorted(plans) if isinstance(plans, dict) else plans
+            raise PlanError(f"joint plan `plans` must give one plan for each of {', '.join(multi.names)}, got {given}")
+        order = data.get("order") or list(multi.names)
+        if not isinstance(order, list) or sorted(map(str, order)) != sorted(multi.names):
+            raise PlanError(f"joint plan `order` must list every model once ({', '.join(multi.names)}), got {order}")
+        return cls(
+            plans=tuple(Plan.from_dict(plans[n], kv_heads=inst.model.kv_heads) for n, inst in zip(multi.names, multi.instances)),
+            schedule=str(data.get("schedule", "concurrent")), order=tuple(multi.names.index(n) for n in order),
+            method=str(data.get("method", "")),
+        )
+
 
 @dataclass(frozen=True)
 class SharedViolation:
