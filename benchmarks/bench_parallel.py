@@ -51,7 +51,7 @@ def main() -> None:
         multi = load_multi(case)
         for method in METHODS:
             seconds = _median(lambda: solve(multi, method), args.repeat)
-            print(f"{case:18s} {method:13s} median {seconds:7.3f} s over {args.repeat} runs")
+            print(f"{case:24s} {method:13s} median {seconds:7.3f} s over {args.repeat} runs")
 
 
 if __name__ == "__main__":

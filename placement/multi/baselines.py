@@ -143,7 +143,7 @@ def _split_greedy(b: Budgeted) -> list[int] | None:
     devices = b.multi.instances[0].devices
     masks, alone = [0] * M, np.full(M, np.inf)
     for n in sorted(range(len(devices)), key=lambda n: (-devices[n].bytes_per_s, n)):
-        worst = int(np.argmax(np.where(np.isinf(alone), np.inf, alone * b.multi.weights)))
+        worst = int(np.argmax(alone * b.multi.weights))  # a model that fits nowhere yet (inf) comes first
         masks[worst] |= 1 << n
         alone[worst] = b.on_devices(worst, masks[worst])[1]
     return masks if np.isfinite(alone).all() else None
