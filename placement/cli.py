@@ -293,7 +293,7 @@ def reproduce(
             result = reproduce_moe_table(quick=quick, out_dir=out_dir, models=listed(models), progress=options["progress"],
                                          device_counts=counts and [int(c) for c in counts],
                                          **({"milp_time_limit": time_limit} if time_limit else {}))
-        elif table == "parallel-table":  # one process: every joint method on four shipped multi-model files
+        elif table == "parallel-table":  # one process: every joint method on the shipped multi-model files
             from placement.experiments.parallel_table import reproduce_parallel_table
 
             result = reproduce_parallel_table(quick=quick, out_dir=out_dir, progress=options["progress"])
