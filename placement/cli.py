@@ -213,7 +213,7 @@ def export(
 
 @app.command()
 def reproduce(
-    table: Annotated[str, typer.Argument(help="Which table: gap-table, head-vs-layer, split-table, tp-table, ota-table, serving-table or moe-table.")],
+    table: Annotated[str, typer.Argument(help="Which table: gap-table, head-vs-layer, split-table, tp-table, ota-table, serving-table, moe-table or parallel-table.")],
     suite: Annotated[Optional[str], typer.Option(help="gap-table: instance suite, or a folder of instance files (default paper-small).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A subset that finishes in under two minutes.")] = False,
     methods: Annotated[Optional[str], typer.Option(help="gap-table: comma-separated methods (default: all).")] = None,
@@ -255,7 +255,9 @@ def reproduce(
               "tp-table": ("gap-table", {"--suite": suite, "--methods": methods, "--dask": dask, **limit}),
               "ota-table": ("gap-table", {"--suite": suite, "--methods": methods, "--dask": dask, **limit}),
               "serving-table": ("gap-table", {"--suite": suite, "--methods": methods, "--devices": devices, "--dask": dask, **limit}),
-              "moe-table": ("gap-table", {"--suite": suite, "--methods": methods, "--dask": dask})}
+              "moe-table": ("gap-table", {"--suite": suite, "--methods": methods, "--dask": dask}),
+              "parallel-table": ("gap-table", {"--suite": suite, "--methods": methods, "--models": models,
+                                               "--devices": devices, "--dask": dask, **limit})}
     if table not in others:
         raise InputError(f"unknown table {table!r}; tables are: {', '.join(others)}")
     other, their_options = others[table]
@@ -291,6 +293,10 @@ def reproduce(
             result = reproduce_moe_table(quick=quick, out_dir=out_dir, models=listed(models), progress=options["progress"],
                                          device_counts=counts and [int(c) for c in counts],
                                          **({"milp_time_limit": time_limit} if time_limit else {}))
+        elif table == "parallel-table":  # one process: every joint method on the shipped multi-model files
+            from placement.experiments.parallel_table import reproduce_parallel_table
+
+            result = reproduce_parallel_table(quick=quick, out_dir=out_dir, progress=options["progress"])
         else:
             result = reproduce_head_vs_layer(models=listed(models), device_counts=counts and [int(c) for c in counts],
                                              **options)
@@ -513,6 +519,11 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 from placement.serving.command import serve  # noqa: E402  (the command lives with the serving package)
 
 app.command()(serve)
+
+from placement.multi.command import multi_evaluate, multi_solve  # noqa: E402  (several models on one cluster: docs/parallel.md)
+
+app.command("multi-solve")(multi_solve)
+app.command("multi-evaluate")(multi_evaluate)
 
 
 def main() -> None:

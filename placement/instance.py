@@ -292,7 +292,8 @@ def instances_dir() -> Path:
 def instance_names() -> list[str]:
     """Shipped instances as ``suite/name``, sorted."""
     root = instances_dir()
-    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.glob("*/*.yaml"))
+    # instances/parallel holds multi-model files (placement.multi, docs/parallel.md), not single instances
+    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.glob("*/*.yaml") if p.parent.name != "parallel")
 
 
 @functools.cache
@@ -470,6 +471,9 @@ def instance_from_dict(data: dict[str, Any], *, source: str = "instance", base: 
     InfeasibleError
         If `check_capacity` and no placement can hold the model.
     """
+    if "models" in data and "model" not in data:  # a multi-model file (placement.multi)
+        raise InputError(f"{source}: a multi-model file (`models:`); solve it with `placement multi-solve FILE` "
+                         "or `placement.multi.solve` (docs/parallel.md)")
     try:
         spec = InstanceFile.model_validate(data)
     except pydantic.ValidationError as exc:

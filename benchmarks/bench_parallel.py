@@ -1,0 +1,58 @@
+"""Speed of the multi-model evaluator and of every joint method (issue 19, part 2: PPN).
+
+1. `evaluate_joint` of the three-llms-8dev case (three models on eight devices) with
+   every model generating `--tokens` tokens, all three models' layer pipelines sharing
+   devices (the `local-search` plan): chain building, shared memory and the event
+   simulation of ``3 × tokens`` forward steps.
+2. Every joint method (`placement.multi.METHODS`) on every shipped case as shipped
+   (milp with a 30 s limit).
+
+Median of `--repeat` runs after one warm-up. Run: ``python benchmarks/bench_parallel.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+
+
+def _median(fn, repeat: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    from placement.experiments.parallel_table import CASES
+    from placement.files import load_data_file
+    from placement.multi import METHODS, evaluate_joint, load_multi, multi_from_dict, solve
+    from placement.multi.instance import multi_instances_dir
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--tokens", type=int, default=1000)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    path = multi_instances_dir() / "three-llms-8dev.yaml"
+    data = load_data_file(path)
+    for entry in data["models"]:
+        entry["workload"]["generate_tokens"] = args.tokens
+    multi = multi_from_dict(data, source="three-llms-8dev", base=path.parent)
+    plan = solve(multi, "local-search").plan
+    seconds = _median(lambda: evaluate_joint(multi, plan), args.repeat)
+    print(f"evaluate_joint three-llms-8dev, 3 x {args.tokens} tokens ({plan.schedule}): median {seconds * 1e3:.1f} ms")
+    for case in CASES:
+        multi = load_multi(case)
+        for method in METHODS:
+            seconds = _median(lambda: solve(multi, method), args.repeat)
+            print(f"{case:24s} {method:13s} median {seconds:7.3f} s over {args.repeat} runs")
+
+
+if __name__ == "__main__":
+    main()

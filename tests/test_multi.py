@@ -1,0 +1,267 @@
+"""Several models on one cluster (placement.multi, docs/parallel.md): files, the joint evaluator, joint methods."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from placement.errors import InputError, PlanError
+from placement.evaluate import evaluate
+from placement.multi import JointPlan, METHODS, evaluate_joint, load_multi, multi_from_dict, solve
+from placement.multi.chains import NETWORK, Chain, layer_plan
+from placement.multi.evaluate import model_tables
+from placement.multi.schedule import simulate
+from placement.solvers.baselines import solve_pipeline_dp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cli_run import error_line, run_main  # noqa: E402
+
+RTOL = 1e-9
+
+
+def _tiny_model(name: str, layers: int, hidden: int, tied: bool) -> dict:
+    return {"name": name, "layers": layers, "hidden": hidden, "heads": 4, "kv_heads": 2, "head_dim": hidden // 4,
+            "ffn_hidden": 2 * hidden, "gated_ffn": True, "vocab": 256, "tied_embeddings": tied}
+
+
+def random_multi(seed: int) -> "placement.multi.MultiInstance":  # noqa: F821
+    """Two or three tiny models (2–4 layers) on 3–4 devices of random speed and memory, switched or shared."""
+    rng = np.random.default_rng(seed)
+    n_models, n_devices = int(rng.integers(2, 4)), int(rng.integers(3, 5))
+    models = [{"name": f"m{i}", "weight": float(rng.integers(1, 4)),
+               "model": _tiny_model(f"tiny{i}", int(rng.integers(2, 5)), int(rng.choice([64, 128])), bool(rng.integers(2))),
+               "workload": {"prompt_tokens": int(rng.integers(2, 9)), "generate_tokens": int(rng.integers(3, 12))}}
+              for i in range(n_models)]
+    devices = [{"name": f"d{n}", "memory": f"{int(rng.integers(300, 1200))} KiB",
+                "peak_flops": f"{rng.uniform(0.5, 4):.2f} GFLOPS", "memory_bandwidth": f"{rng.uniform(0.4, 3):.2f} GB/s"}
+               for n in range(n_devices)]
+    return multi_from_dict({"models": models, "devices": devices, "objective": str(rng.choice(["makespan", "weighted"])),
+                            "network": str(rng.choice(["switched", "shared"])),
+                            "mesh": {"bandwidth": f"{int(rng.integers(50, 500))} Mbit/s", "latency": "0.2 ms"}},
+                           source=f"random-{seed}")
+
+
+def _random_joint(multi, rng) -> JointPlan:
+    plans = tuple(layer_plan(inst, rng.integers(0, multi.n_devices, inst.model.layers)) for inst in multi.instances)
+    return JointPlan(plans)
+
+
+# ----------------------------------------------------------------------------- the simulation
+def test_simulation_by_hand_switched_and_shared():
+    # A: device 0 for 2 s, a 1 s transfer, device 1 for 3 s.  B: a 3 s transfer, device 1 for 1 s.
+    a = Chain(np.array([0, NETWORK, 1]), np.array([2.0, 1.0, 3.0]))
+    b = Chain(np.array([NETWORK, 1]), np.array([3.0, 1.0]))
+    # Switched: transfers only take time. Both reach device 1 at t=3; A is listed first: A 3–6, B 6–7.
+    assert simulate([a, b], 2, shared_network=False).tolist() == [6.0, 7.0]
+    # Shared: B holds the medium 0–3, so A's transfer runs 3–4 and its device-1 task 4–7; B's 3–4.
+    assert simulate([a, b], 2, shared_network=True).tolist() == [7.0, 4.0]
+
+
+def test_one_model_alone_is_the_single_evaluator():
+    """The chain of a layer plan sums to `placement.evaluate`'s total; its bytes are the evaluator's peak."""
+    rng = np.random.default_rng(0)
+    for seed in range(6):
+        multi = random_multi(seed)
+        joint = _random_joint(multi, rng)
+        report = evaluate_joint(multi, joint)
+        for m, (inst, plan) in enumerate(zip(multi.instances, joint.plans)):
+            single = evaluate(inst, plan)
+            assert report.alone_s[m] == pytest.approx(single.total_s, rel=RTOL)
+            assert report.needed_bytes[m] == pytest.approx(single.peak_memory_bytes.max(axis=0), rel=RTOL)
+
+
+def test_two_models_on_one_device_serialize_by_hand():
+    """Every block of both models on one device: one resource, work-conserving, so the makespan is the sum of
+    the two totals; the first model wins every tie, so it finishes as if alone."""
+    multi = random_multi(3)
+    plans = tuple(layer_plan(inst, np.zeros(inst.model.layers, dtype=int)) for inst in multi.instances)
+    report = evaluate_joint(multi, JointPlan(plans))
+    alone = [evaluate(inst, p).total_s for inst, p in zip(multi.instances, plans)]
+    assert report.makespan_s == pytest.approx(sum(alone), rel=RTOL)
+    assert report.finish_s[0] == pytest.approx(alone[0], rel=RTOL)
+    assert report.lower_bound_s == pytest.approx(sum(alone), rel=RTOL)  # device 0's busy time
+
+
+# ----------------------------------------------------------------------------- PPN's case
+def test_ppn_two_identical_models_on_two_identical_devices_halve_the_sequential_makespan():
+    multi = load_multi("ppn-2x2")
+    sequential, joint = solve(multi, "sequential"), solve(multi, "disjoint")
+    alone = solve_pipeline_dp(multi.instances[0]).objective  # the best layer pipeline, alone
+    assert sequential.objective == pytest.approx(2 * alone, rel=1e-12)
+    assert joint.objective == pytest.approx(alone, rel=1e-12)
+    assert sequential.objective / joint.objective == pytest.approx(2.0, rel=1e-12)
+    devices = [evaluate(inst, p).peak_memory_bytes.max(axis=0).argmax() for inst, p in zip(multi.instances, joint.plan.plans)]
+    assert sorted(devices) == [0, 1]  # one network per device
+
+
+# ----------------------------------------------------------------------------- shared memory
+def test_shared_memory_violation_is_named():
+    multi = load_multi("1b-3b-4dev")
+    plans = tuple(layer_plan(inst, np.zeros(inst.model.layers, dtype=int)) for inst in multi.instances)
+    report = evaluate_joint(multi, JointPlan(plans))
+    singles = [evaluate(inst, p) for inst, p in zip(multi.instances, plans)]
+    assert all(s.feasible for s in singles)  # each fits pi-a alone ...
+    assert len(report.violations) == 1  # ... not both together
+    v = report.violations[0]
+    assert v.device == "pi-a"
+    assert v.needed_bytes == pytest.approx(sum(s.peak_memory_bytes.max(axis=0)[0] for s in singles), rel=RTOL)
+    assert v.available_bytes == 7 * 2**30
+    assert "'pi-a'" in str(v) and "llama-1b" in str(v) and "llama-3b" in str(v) and "over" in str(v)
+    # The same plans one after another fit: each model is judged alone.
+    assert evaluate_joint(multi, JointPlan(plans, "sequential")).feasible
+
+
+def test_a_split_layer_is_a_plan_error_naming_the_model():
+    multi = load_multi("ppn-2x2")
+    inst = multi.instances[1]
+    plan = layer_plan(inst, np.zeros(inst.model.layers, dtype=int))
+    att = plan.intervals[0].attention.copy()
+    att[3, 0] = 1
+    split = plan.replace(intervals=[type(plan.intervals[0])(att, plan.intervals[0].projection, plan.intervals[0].ffn, 0, 0)])
+    with pytest.raises(PlanError, match=r"model 'net-b': layer 3: a joint plan runs each layer whole"):
+        evaluate_joint(multi, JointPlan((plan, split)))
+
+
+# ----------------------------------------------------------------------------- joint methods
+@pytest.mark.parametrize("seed", range(8))
+def test_joint_methods_never_worse_than_the_better_baseline_and_above_the_milp_bound(seed):
+    multi = random_multi(seed)
+    results = {m: solve(multi, m, **({"time_limit": 20.0} if m == "milp" else {})) for m in METHODS}
+    baselines = [results[m].objective for m in ("sequential", "disjoint") if results[m].status == "feasible"]
+    best_baseline = min(baselines)
+    for method in ("pipeline-dp", "local-search", "milp"):
+        assert results[method].status in ("feasible", "optimal")
+        assert results[method].objective <= best_baseline * (1 + 1e-12)
+    bound = results["milp"].bound
+    if results["milp"].stats["milp_status"] == "infeasible":  # proven: no concurrent layer plan fits
+        bound = np.inf
+    assert bound is not None and bound > 0
+    # The bound holds for every concurrent plan any method returns, and for random feasible layer plans.
+    for result in results.values():
+        if result.plan is not None and result.plan.schedule == "concurrent" and result.report.feasible:
+            assert bound <= result.objective * (1 + 1e-7)
+    rng = np.random.default_rng(seed)
+    tables = model_tables(multi)
+    for _ in range(30):
+        report = evaluate_joint(multi, _random_joint(multi, rng), tables)
+        if report.feasible:  # an infinite bound (MILP infeasible) fails here if a feasible plan exists
+            assert bound <= report.objective(multi.objective) * (1 + 1e-7)
+        assert report.lower_bound_s <= report.makespan_s * (1 + 1e-12)
+
+
+def test_milp_proves_the_ppn_split_optimal():
+    result = solve(load_multi("ppn-2x2"), "milp", time_limit=20.0)
+    assert result.status == "optimal"
+    assert result.gap == pytest.approx(0.0, abs=1e-9)
+
+
+def test_unknown_joint_method_and_option():
+    multi = load_multi("ppn-2x2")
+    with pytest.raises(InputError, match="unknown joint method 'myopic'; methods: sequential"):
+        solve(multi, "myopic")
+    with pytest.raises(InputError, match="takes no option 'time_limit'"):
+        solve(multi, "disjoint", time_limit=3)
+
+
+# ----------------------------------------------------------------------------- files and the CLI
+BASE = {"devices": [{"name": "a", "preset": "raspberry-pi-5"}, {"name": "b", "preset": "raspberry-pi-5"}],
+        "mesh": {"bandwidth": "1 Gbit/s", "latency": "1 ms"}}
+ONE = {"model": "llama-3.2-1b", "workload": {"prompt_tokens": 8, "generate_tokens": 8}}
+
+
+@pytest.mark.parametrize("data, message", [
+    ({**BASE, "models": [{**ONE, "colour": "red"}]}, r"`models\[0\]\.colour`: unknown field"),
+    ({**BASE, "models": []}, r"`models`: List should have at least 1 item"),
+    ({"models": [ONE]}, r"`devices`: required field is missing"),
+    ({**BASE, "models": [{**ONE, "weight": -1}]}, r"`models\[0\]\.weight` must be a positive number"),
+    ({**BASE, "models": [{**ONE, "name": "x"}, {**ONE, "name": "x"}]}, r"`models\[\]\.name` 'x' is given twice"),
+    ({**BASE, "models": [ONE, {**ONE, "workload": {"prompt_tokens": 0, "generate_tokens": 8}}]},
+     r"models\[1\].*`workload\.prompt_tokens` must be at least 1"),
+    ({**BASE, "model": "llama-3.2-1b", "models": [ONE]}, r"`model` and `models` are both given"),
+    ({**BASE, "objective": "fastest", "models": [ONE]}, r"`objective`: Input should be 'makespan' or 'weighted'"),
+])
+def test_bad_multi_files(data, message):
+    with pytest.raises(InputError, match=message):
+        multi_from_dict(data)
+
+
+def test_cli_bad_multi_file_and_single_solve_on_a_multi_file(tmp_path):
+    import yaml
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "models": [{**ONE, "weight": 0}]}))
+    assert "`models[0].weight` must be a positive number" in error_line(run_main("multi-solve", str(path)))
+    line = error_line(run_main("solve", "parallel/ppn-2x2"))
+    assert "a multi-model file (`models:`)" in line and "placement multi-solve" in line
+
+
+def test_cli_multi_solve_json_is_one_document():
+    import json
+
+    proc = run_main("multi-solve", "ppn-2x2", "--method", "disjoint", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["plan"]["schedule"] == "concurrent" and set(data["plan"]["plans"]) == {"net-a", "net-b"}
+    assert data["report"]["makespan_s"] == pytest.approx(solve_pipeline_dp(load_multi("ppn-2x2").instances[0]).objective)
+
+
+def test_parallel_table_rows(tmp_path):
+    from placement.experiments.parallel_table import reproduce_parallel_table
+
+    result = reproduce_parallel_table(quick=True, out_dir=tmp_path, cases=("ppn-2x2",))
+    rows = {row["method"]: row for row in result["rows"]}
+    assert set(rows) == set(METHODS)
+    assert rows["sequential"]["makespan_s"] == pytest.approx(2 * rows["disjoint"]["makespan_s"], rel=1e-12)
+    assert all(row["speedup"] == pytest.approx(2.0, rel=1e-12) for m, row in rows.items() if m != "sequential")
+    assert "| ppn-2x2 |" in (tmp_path / "parallel-table.md").read_text()
+
+
+def test_the_docs_example_runs_as_written(capsys):
+    text = (Path(__file__).resolve().parent.parent / "docs" / "parallel.md").read_text()
+    block = text.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(block, "docs/parallel.md", "exec"), {})  # noqa: S102 - the page's own example
+    assert capsys.readouterr().out == "2.000\n"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sequential_weighted_order_is_the_best_permutation(seed):
+    """Smith's rule (time over weight, ascending) against every order, by brute force."""
+    import itertools
+
+    multi = random_multi(seed)
+    multi = type(multi)(multi.name, multi.instances, multi.names, multi.weights, "weighted")
+    result = solve(multi, "sequential")
+    every = [evaluate_joint(multi, JointPlan(result.plan.plans, "sequential", order)).weighted_s
+             for order in itertools.permutations(range(multi.n_models))]
+    assert result.objective == pytest.approx(min(every), rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_disjoint_enumeration_beats_the_greedy_split_on_switched_networks(seed):
+    """On a switched network disjoint models never wait for each other, so the enumeration's choice is exact."""
+    multi = random_multi(seed)
+    if multi.cluster.network != "switched":
+        pytest.skip("shared medium: the split is chosen by the models' times alone")
+    exact, greedy = solve(multi, "disjoint"), solve(multi, "disjoint", max_exact_devices=1)
+    if greedy.status == "feasible":
+        assert exact.status == "feasible"
+        assert exact.objective <= greedy.objective * (1 + 1e-12)
+        assert exact.report.finish_s == pytest.approx(exact.report.alone_s, rel=1e-12)
+
+
+def test_joint_plan_round_trips_through_json_and_multi_evaluate(tmp_path):
+    import json
+
+    multi = load_multi("1b-3b-4dev")
+    result = solve(multi, "sequential")
+    path = tmp_path / "joint.json"
+    path.write_text(json.dumps(result.plan.to_dict(multi.names)))
+    again = evaluate_joint(multi, JointPlan.from_dict(json.loads(path.read_text()), multi))
+    assert again.schedule == "sequential" and again.makespan_s == result.objective
+    proc = run_main("multi-evaluate", "1b-3b-4dev", str(path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["makespan_s"] == pytest.approx(result.objective, rel=1e-12)
+    assert "`plans` must give one plan for each of net-a, net-b" in error_line(run_main("multi-evaluate", "ppn-2x2", str(path)))
