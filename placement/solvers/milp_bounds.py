@@ -25,7 +25,7 @@ over the evaluator's figures; the evaluator judges both.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -37,6 +37,7 @@ from placement.plan import Placement, Plan
 from placement.solvers.backends import solve_lp_duals, solve_problem
 from placement.solvers.linear import LinearProblem
 from placement.solvers.milp_model import SECONDS_PER_UNIT, Phase, output_routes, phase_terms, profile_sends_input
+from placement.solvers.milp_signatures import SignatureTables, signature_bound
 
 __all__ = ["ConfigurationBound", "layer_classes", "configuration_bound", "pricing_work"]
 
@@ -47,6 +48,8 @@ _WORK_LIMIT = 1e9
 # whose first two rounds of pricing (every class, every interval) would not fit its time
 # limit returns no bound rather than overrunning it.
 _OPS_PER_S = 3e7
+# Elementary operations of the two-device signature's path DP over all intervals (about a second).
+_TWO_DEVICE_WORK = 1.5e8
 # The bound given up to cover rounding in the sums of many small times.
 _ROUNDING = 1e-9
 
@@ -67,6 +70,9 @@ class ConfigurationBound:
         Configurations generated, over all classes.
     classes : int
         Classes of identical layers.
+    path_bound_s : float
+        The plain Lagrangian bound (cheapest paths, each interval on its own), seconds;
+        `bound_s` is the better of it and the signature bound (`milp_signatures`).
     """
 
     bound_s: float
@@ -74,6 +80,7 @@ class ConfigurationBound:
     plan_total_s: float | None
     columns: int
     classes: int
+    path_bound_s: float
 
 
 def layer_classes(instance: Instance) -> np.ndarray:
@@ -271,20 +278,27 @@ def _price(data: _IntervalData, scope: _Scope, pi: np.ndarray, sigma: float) -> 
     return _Prices(arcs, choice)
 
 
+def _ends_priced(data: _IntervalData, pi: np.ndarray, sigma: float) -> np.ndarray:
+    """The priced ends (N_e, N_v, N_h), ms: embedding on ``e``, the last layer's output on ``v``, lm_head on ``h``,
+    their transfers, and the relaxed rows' right-hand sides (``−Σ π + σ d``)."""
+    t, N = data.terms, len(pi)
+    off = 1.0 - np.eye(N)
+    ends = (t["t_lm"] - sigma * off)[None] + (t["embed"] + pi * data.embed_mem)[:, None, None] \
+        + (t["lm"] + pi * data.lm_head_mem)[None, None, :] + (t["t_token"].T - sigma * off)[:, None, :] \
+        - np.diag(pi * data.shared_saving)[:, None, :]
+    on = np.flatnonzero(data.alone)  # everything on one device that holds it: exempt from the devices row
+    ends[on, on, on] -= sigma * data.messages_needed
+    return ends - pi.sum() + sigma * data.messages_needed
+
+
 def _lagrangian(data: _IntervalData, scope: _Scope, pi: np.ndarray, sigma: float, prices: _Prices) -> float:
     """The Lagrangian value (ms) at `pi` and `sigma`: the cheapest path embed → layers → lm_head → embed over
     priced arcs, plus the relaxed rows' right-hand sides."""
-    t, N = data.terms, len(pi)
-    off = 1.0 - np.eye(N)
+    N = len(pi)
     dist = np.where(np.eye(N, dtype=bool), 0.0, np.inf)  # [e, u]: cheapest path from embed e to layer input u
     for cls in scope.labels:
         dist = (dist[:, :, None] + prices.arcs[int(cls)][None]).min(axis=1)
-    lm_in = dist[:, :, None] + t["t_lm"][None] - sigma * off[None]  # (e, v, h)
-    on = np.flatnonzero(data.alone)  # everything on one device that holds it: exempt from the devices row
-    lm_in[on, on, on] -= sigma * data.messages_needed
-    ends = (lm_in.min(axis=1) + (t["embed"] + pi * data.embed_mem)[:, None] + (t["lm"] + pi * data.lm_head_mem)[None]
-            + t["t_token"].T - sigma * off - np.diag(pi * data.shared_saving))  # (e, h)
-    return float(ends.min() - pi.sum() + sigma * data.messages_needed)
+    return float((dist[:, :, None] + _ends_priced(data, pi, sigma)).min())
 
 
 @dataclass(frozen=True, eq=False)
@@ -441,20 +455,34 @@ def _configurations(placement: Placement, N: int):
     return u, placement.projection.argmax(axis=1), v, n
 
 
-def _generate(data: _IntervalData, scope: _Scope, pools: dict, deadline_s: float, slack_cost: float) -> tuple[float, dict]:
-    """Column generation on one interval's configuration LP; returns the best Lagrangian bound (ms) and the pools."""
+@dataclass(frozen=True, eq=False)
+class _Multipliers:
+    """The multipliers of one interval's best Lagrangian value, and the arcs priced at them."""
+
+    value: float  # ms
+    pi: np.ndarray
+    sigma: float
+    prices: _Prices
+
+
+def _generate(data: _IntervalData, scope: _Scope, pools: dict, deadline_s: float,
+              slack_cost: float) -> tuple[_Multipliers, dict]:
+    """Column generation on one interval's configuration LP; returns the best Lagrangian bound (ms, with its
+    multipliers) and the pools."""
     L, N = len(scope.labels), len(data.embed_mem)
-    best = -np.inf
+    best = None
     while True:
         problem, _, _ = _master([data], scope, pools, integer=False, slack_cost=slack_cost)
         solved = solve_lp_duals(problem, time_limit=max(deadline_s - time.perf_counter(), 0.01))
         pi = np.zeros(N) if solved is None else np.maximum(-solved[1][(L + 1) * N + 1:(L + 2) * N + 1], 0.0)
         sigma = 0.0 if solved is None else max(float(solved[1][(L + 2) * N + 1]), 0.0)
         prices = _price(data, scope, pi, sigma)
-        best = max(best, _lagrangian(data, scope, pi, sigma, prices))
+        value = _lagrangian(data, scope, pi, sigma, prices)
+        if best is None or value > best.value:
+            best = _Multipliers(value, pi, sigma, prices)
         if solved is None or time.perf_counter() > deadline_s:
             return best, pools
-        if solved[2] - best <= 1e-9 * max(abs(solved[2]), 1e-9):
+        if solved[2] - best.value <= 1e-9 * max(abs(solved[2]), 1e-9):
             return best, pools  # the LP optimum is reached: no column prices out
         flow = solved[1][:(L + 1) * N].reshape(L + 1, N)
         added = 0
@@ -570,11 +598,13 @@ def configuration_bound(instance: Instance, *, time_limit_s: float, upper_bound_
     scope = _Scope(labels, shared, sends_input, instance.model.kv_heads)
     pools = _initial_pools(datas, scope, start)
     slack_cost = 1e3 * max(1.0, (upper_bound_s or 1.0) / SECONDS_PER_UNIT)
-    total = 0.0
+    multipliers = []
     for k, data in enumerate(datas):
-        share = started + 0.7 * time_limit_s * (k + 1) / len(datas)
-        value, pools = _generate(data, scope, pools, share, slack_cost)
-        total += value
+        share = started + 0.65 * time_limit_s * (k + 1) / len(datas)
+        best, pools = _generate(data, scope, pools, share, slack_cost)
+        multipliers.append(best)
+    plain = sum(m.value for m in multipliers)
+    total = max(plain, _signature_value(instance, datas, scope, multipliers))
     end = started + time_limit_s
     plan = _restricted_plan(instance, datas, scope, pools, 0.5 * (end - time.perf_counter()))
     report = None if plan is None else evaluate(instance, plan)
@@ -587,4 +617,66 @@ def configuration_bound(instance: Instance, *, time_limit_s: float, upper_bound_
     feasible = report is not None and report.feasible
     return ConfigurationBound(max(total, 0.0) * SECONDS_PER_UNIT * (1 - _ROUNDING), plan if feasible else None,
                               report.total_s if feasible else None, sum(len(p.u) for p in pools.values()),
-                              int(labels.max()) + 1)
+                              int(labels.max()) + 1, max(plain, 0.0) * SECONDS_PER_UNIT * (1 - _ROUNDING))
+
+
+def _two_device_arcs(data: _IntervalData, scope: _Scope, multiplier: _Multipliers, units: tuple[int, int]) -> np.ndarray:
+    """On two devices, the priced arcs by the memory units the layer puts on device 0: ``[l, u, v, c]``, ms.
+
+    Every configuration is enumerated (input, projection and FFN device, its groups split
+    between the two devices) and priced like a column; its units on device 0 are
+    ``R`` per group there plus ``P`` when its projection is there (`units` = ``(R, P)``); the
+    least over configurations of equal units is kept.
+    """
+    K, (R, P) = scope.K, units
+    u, q, v, c = (a.ravel() for a in np.indices((2, 2, 2, K + 1)))
+    pool = _Pool(u, q, v, np.stack([c, K - c], 1))
+    arcs = np.full((len(scope.labels), 2, 2, K * R + P + 1), np.inf)
+    for cls in np.unique(scope.labels):
+        layer = int(np.flatnonzero(scope.labels == cls)[0])
+        cost, memory, messages = _config_costs(data, scope, layer, pool)
+        priced = cost + memory @ multiplier.pi - multiplier.sigma * messages
+        table = np.full((2, 2, K * R + P + 1), np.inf)
+        np.minimum.at(table, (u, v, R * c + P * (q == 0)), priced)
+        arcs[scope.labels == cls] = table
+    return arcs
+
+
+def _memory_units(datas: list[_IntervalData], K: int, layers: int) -> tuple[int, int]:
+    """Units per group ``R`` and units every projection holds at least ``P`` (a unit: a group's bytes / ``R``).
+
+    ``R`` is as fine (at most 8) as keeps the path DP within `_TWO_DEVICE_WORK` operations;
+    ``P`` holds at every interval's largest context, where groups are largest.
+    """
+    ratio = min(float(np.min(d.projection_mem[:, 0] / d.group_mem[:, 0])) for d in datas)
+    # the path DP's work: per interval and layer, 4(K+1) shifts of arrays (2, L+1, G) a third full on average
+    per_unit = len(datas) * layers * 4 * (K + 1) * 2 * (layers + 1) / 3
+    R = int(np.clip(_TWO_DEVICE_WORK / per_unit // (layers * (K + ratio)), 1, 8))
+    return R, int(np.floor(R * ratio + 1e-9))  # 1e-9 of a projection is within the signature's memory tolerance
+
+
+def _signature_value(instance: Instance, datas: list[_IntervalData], scope: _Scope,
+                     multipliers: list[_Multipliers]) -> float:
+    """The signature bound (ms) at the LP's multipliers and, on two devices, where the signature holds
+    memory almost exactly, also without them (memory then only in the signature); the better."""
+    values = [signature_bound(instance, _signature_tables(datas, scope, multipliers))]
+    N = len(datas[0].embed_mem)
+    if N == 2:
+        free = [_Multipliers(-np.inf, np.zeros(N), 0.0, _price(d, scope, np.zeros(N), 0.0)) for d in datas]
+        values.append(signature_bound(instance, _signature_tables(datas, scope, free)))
+    return max(values)
+
+
+def _signature_tables(datas: list[_IntervalData], scope: _Scope, multipliers: list[_Multipliers]) -> SignatureTables:
+    """Every interval's arcs and ends priced at its best multipliers, and the memory of FFNs, groups and ends."""
+    arcs = [np.stack([m.prices.arcs[int(cls)] for cls in scope.labels]) for m in multipliers]
+    ends = np.stack([_ends_priced(d, m.pi, m.sigma) for d, m in zip(datas, multipliers)])
+    ffn = np.stack([d.ffn_mem.min(axis=0) for d in datas])
+    ends_memory = np.stack([_ends(d)[1][:, 0] for d in datas])  # [e, h, m]
+    tables = SignatureTables(arcs, ends, ffn, ends_memory)
+    if len(datas[0].embed_mem) != 2:
+        return tables
+    units = _memory_units(datas, scope.K, len(scope.labels))
+    group_arcs = [_two_device_arcs(d, scope, m, units) for d, m in zip(datas, multipliers)]
+    return replace(tables, group_arcs=group_arcs, group_memory=np.stack([d.group_mem.min(axis=0) for d in datas]),
+                   group_units=units[0], projection_units=units[1])
