@@ -581,9 +581,12 @@ def configuration_bound(instance: Instance, *, time_limit_s: float, upper_bound_
     ConfigurationBound or None
         None when the instance is out of scope: a cluster too large for the pricing DP
         (`pricing_work` above 10⁹, or two rounds of pricing not fitting `time_limit_s`),
-        or a three-phase profile whose inputs travel.
+        a three-phase profile whose inputs travel, or a mixture-of-experts model (its
+        experts may be placed apart from their FFN, which a configuration does not hold).
     """
     started = time.perf_counter()
+    if instance.model.is_moe:
+        return None  # experts are counted in the FFN block here; plans that place experts apart are not covered
     shared, sends_input = instance.cluster.network == "shared", profile_sends_input(instance)
     labels = layer_classes(instance)
     rounds = 2 * (int(labels.max()) + 1) * instance.workload.n_intervals
