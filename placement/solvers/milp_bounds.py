@@ -568,9 +568,10 @@ def configuration_bound(instance: Instance, *, time_limit_s: float, upper_bound_
     ----------
     instance : Instance
     time_limit_s : float
-        Seconds for the whole call: about 70 % for column generation (shared by the
-        intervals in turn), the rest for the restricted MILPs (one over every interval,
-        then, with several intervals, one per interval for `_sequenced_plan`).
+        Seconds for the whole call: at most half for column generation (shared by the
+        intervals in turn), the signature bound sized to about a third (`milp_signatures`),
+        the rest for the restricted MILPs (one over every interval, then, with several
+        intervals, one per interval for `_sequenced_plan`).
     upper_bound_s : float, optional
         Total latency of a known feasible plan, seconds: sets the price of memory slack.
     start : list of Placement, optional
@@ -603,11 +604,11 @@ def configuration_bound(instance: Instance, *, time_limit_s: float, upper_bound_
     slack_cost = 1e3 * max(1.0, (upper_bound_s or 1.0) / SECONDS_PER_UNIT)
     multipliers = []
     for k, data in enumerate(datas):
-        share = started + 0.65 * time_limit_s * (k + 1) / len(datas)
+        share = started + 0.5 * time_limit_s * (k + 1) / len(datas)
         best, pools = _generate(data, scope, pools, share, slack_cost)
         multipliers.append(best)
     plain = sum(m.value for m in multipliers)
-    total = max(plain, _signature_value(instance, datas, scope, multipliers))
+    total = max(plain, _signature_value(instance, datas, scope, multipliers, 0.35 * time_limit_s * _OPS_PER_S))
     end = started + time_limit_s
     plan = _restricted_plan(instance, datas, scope, pools, 0.5 * (end - time.perf_counter()))
     report = None if plan is None else evaluate(instance, plan)
@@ -659,15 +660,13 @@ def _memory_units(datas: list[_IntervalData], K: int, layers: int) -> tuple[int,
 
 
 def _signature_value(instance: Instance, datas: list[_IntervalData], scope: _Scope,
-                     multipliers: list[_Multipliers]) -> float:
-    """The signature bound (ms) at the LP's multipliers and, on two devices, where the signature holds
-    memory almost exactly, also without them (memory then only in the signature); the better."""
-    values = [signature_bound(instance, _signature_tables(datas, scope, multipliers))]
+                     multipliers: list[_Multipliers], work_limit: float) -> float:
+    """The signature bound (ms) at the LP's multipliers and without any (memory then held only by the
+    signature, which it does best); per signature the better of the two."""
     N = len(datas[0].embed_mem)
-    if N == 2:
-        free = [_Multipliers(-np.inf, np.zeros(N), 0.0, _price(d, scope, np.zeros(N), 0.0)) for d in datas]
-        values.append(signature_bound(instance, _signature_tables(datas, scope, free)))
-    return max(values)
+    free = [_Multipliers(-np.inf, np.zeros(N), 0.0, _price(d, scope, np.zeros(N), 0.0)) for d in datas]
+    return signature_bound(instance, [_signature_tables(datas, scope, m) for m in (multipliers, free)],
+                           work_limit=work_limit)
 
 
 def _signature_tables(datas: list[_IntervalData], scope: _Scope, multipliers: list[_Multipliers]) -> SignatureTables:

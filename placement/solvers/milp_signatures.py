@@ -75,7 +75,7 @@ class SignatureTables:
     projection_units: int = 0
 
 
-def tracked_devices(ffn_memory: np.ndarray, layers: int, limit: float | None = None) -> np.ndarray:
+def tracked_devices(ffn_memory: np.ndarray, layers: int, limit: float) -> np.ndarray:
     """The devices whose FFN counts the signature keeps (the rest are counted together).
 
     Devices that could not hold every FFN come first, the tightest first, as long as the
@@ -87,9 +87,9 @@ def tracked_devices(ffn_memory: np.ndarray, layers: int, limit: float | None = N
     ffn_memory : ndarray, shape (N,)
         One FFN as a fraction of each device's usable memory.
     layers : int
-    limit : float, optional
-        Most count vectors; by default as many as keep one array of the path DP
-        (count vectors × N³) within 10⁷ elements.
+    limit : float
+        Most count vectors (also capped so that one array of the path DP, count vectors × N³,
+        stays within 10⁷ elements).
 
     Returns
     -------
@@ -97,7 +97,7 @@ def tracked_devices(ffn_memory: np.ndarray, layers: int, limit: float | None = N
         Indices of the kept devices, in increasing order.
     """
     N = len(ffn_memory)
-    limit = _PATH_WORK / N ** 3 if limit is None else limit
+    limit = min(limit, _PATH_WORK / N ** 3)
     order = np.argsort(-ffn_memory, kind="stable")
     kept: list[int] = []
     for m in order:
@@ -287,52 +287,22 @@ def _two_device_bound(instance: Instance, tables: SignatureTables, values: list[
     return bound if np.isfinite(bound) else -np.inf
 
 
-def signature_bound(instance: Instance, tables: SignatureTables, *, migration: bool = True) -> float:
-    """The Lagrangian bound over signatures (FFN counts per device, embedding and lm_head devices), ms.
+def _general_values(tables: SignatureTables, k: int, part: np.ndarray, levels: list[np.ndarray]) -> np.ndarray:
+    """Interval `k`'s cheapest priced path of every signature ``[e, s, h]`` (ms), ``inf`` where it overflows."""
+    values = _path_values(tables.arcs[k], tables.ends[k], part, levels)
+    return np.where(_fits(levels[-1], part, tables.ffn_memory[k], tables.ends_memory[k]), values, np.inf)
 
-    Parameters
-    ----------
-    instance : Instance
-    tables : SignatureTables
-        The priced arcs and ends of every interval (`milp_bounds`).
-    migration : bool
-        Charge the transport of FFNs, embedding and lm_head between consecutive
-        intervals' signatures (a DP over the intervals); off: each interval on its own.
 
-    Returns
-    -------
-    float
-        A lower bound (ms, in the model's units) on the total latency of every feasible
-        plan whose experts run with their FFN, less the rounding `milp_bounds` gives up;
-        ``-inf`` when no signature fits (the caller keeps the plain bound).
-    """
-    if tables.group_arcs is not None:
-        values = [_two_device_values(arcs, ends, ffn, group / tables.group_units, ends_memory) for arcs, ends, ffn, group,
-                  ends_memory in zip(tables.group_arcs, tables.ends, tables.ffn_memory, tables.group_memory,
-                                     tables.ends_memory)]
-        shares = [(1.0, 1.0)] if instance.cluster.network == "shared" else [(0.5, 0.5), (1.0, 0.0), (0.0, 1.0)]
-        return max(_two_device_bound(instance, tables, values, migration, np.array(into)) for into in shares)
-    I, N = tables.ends.shape[0], tables.ends.shape[1]
-    L = tables.arcs[0].shape[0]
-    kept = tracked_devices(tables.ffn_memory.max(axis=0), L)
-    part = np.full(N, len(kept), dtype=np.int64)
-    part[kept] = np.arange(len(kept))
-    parts = int(part.max()) + 1
-    levels = _compositions(L, parts)
-    counts = levels[-1]
+def _general_bound(instance: Instance, values: list[np.ndarray], part: np.ndarray, counts: np.ndarray,
+                   transport: bool) -> float:
+    """The DP over intervals of the FFN-count signatures, with their transport when `transport` (ms)."""
+    N, parts = instance.n_devices, counts.shape[1]
     shared = instance.cluster.network == "shared"
     sources = np.array([(N - 1) * np.sum(part == p) for p in range(parts)], dtype=float)
-    S = len(counts)
-    transport = migration and I > 1 and N ** 2 * S ** 2 + N ** 4 * S <= _TRANSPORT_WORK
     best = None
-    for k in range(I):
-        values = _path_values(tables.arcs[k], tables.ends[k], part, levels)
-        values = np.where(_fits(counts, part, tables.ffn_memory[k], tables.ends_memory[k]), values, np.inf)
-        if not transport:
-            best = values.min() if best is None else best + values.min()
-            continue
-        if best is None:
-            best = values
+    for k, value in enumerate(values):
+        if best is None or not transport:
+            best = value if best is None else best.min() + value
             continue
         per_part, ends_time = _arrival_costs(instance, k, part, parts)
         ffn = _ffn_moves(counts, per_part, sources, shared)
@@ -341,6 +311,52 @@ def signature_bound(instance: Instance, tables: SignatureTables, *, migration: b
             ffn, ends = ffn / 2, ends / 2
         through = (best.transpose(0, 2, 1)[:, :, :, None] + ffn[None, None]).min(axis=2)  # [e, h, s']
         moved = (through[:, :, None, None, :] + ends[..., None]).min(axis=(0, 1))  # [e', h', s']
-        best = values + moved.transpose(0, 2, 1)
-    value = float(np.min(best))
-    return value if np.isfinite(value) else -np.inf
+        best = value + moved.transpose(0, 2, 1)
+    bound = float(np.min(best))
+    return bound if np.isfinite(bound) else -np.inf
+
+
+def signature_bound(instance: Instance, priced: list[SignatureTables], *, migration: bool = True,
+                    work_limit: float = 1e8) -> float:
+    """The Lagrangian bound over signatures (FFN counts per device, embedding and lm_head devices), ms.
+
+    Parameters
+    ----------
+    instance : Instance
+    priced : list of SignatureTables
+        The priced arcs and ends of every interval (`milp_bounds`), at one or more sets of
+        multipliers (all with the same memory tables). Each set bounds every signature's
+        plans below; the larger figure is kept signature by signature, before the least
+        over signatures is taken.
+    migration : bool
+        Charge the transport of FFNs (and, on two devices, memory units), embedding and
+        lm_head between consecutive intervals' signatures (a DP over the intervals); off:
+        each interval on its own.
+    work_limit : float
+        Elementary operations the path DPs may take (``L N³`` per count vector, interval and
+        set of multipliers): fewer devices are told apart when it is small.
+
+    Returns
+    -------
+    float
+        A lower bound (ms, in the model's units) on the total latency of every feasible
+        plan whose experts run with their FFN, less the rounding `milp_bounds` gives up;
+        ``-inf`` when no signature fits (the caller keeps the plain bound).
+    """
+    first = priced[0]
+    I, N = first.ends.shape[0], first.ends.shape[1]
+    if first.group_arcs is not None:
+        values = [np.max([_two_device_values(t.group_arcs[k], t.ends[k], t.ffn_memory[k],
+                                             t.group_memory[k] / t.group_units, t.ends_memory[k]) for t in priced], axis=0)
+                  for k in range(I)]
+        shares = [(1.0, 1.0)] if instance.cluster.network == "shared" else [(0.5, 0.5), (1.0, 0.0), (0.0, 1.0)]
+        return max(_two_device_bound(instance, first, values, migration, np.array(into)) for into in shares)
+    L = first.arcs[0].shape[0]
+    kept = tracked_devices(first.ffn_memory.max(axis=0), L, limit=work_limit / (I * len(priced) * L * N ** 3))
+    part = np.full(N, len(kept), dtype=np.int64)
+    part[kept] = np.arange(len(kept))
+    levels = _compositions(L, int(part.max()) + 1)
+    S = len(levels[-1])
+    transport = migration and I > 1 and N ** 2 * S ** 2 + N ** 4 * S <= _TRANSPORT_WORK
+    values = [np.max([_general_values(t, k, part, levels) for t in priced], axis=0) for k in range(I)]
+    return _general_bound(instance, values, part, levels[-1], transport)
