@@ -37,7 +37,7 @@ from placement.plan import Placement, Plan
 from placement.solvers.backends import solve_lp_duals, solve_problem
 from placement.solvers.linear import LinearProblem
 from placement.solvers.milp_model import SECONDS_PER_UNIT, Phase, output_routes, phase_terms, profile_sends_input
-from placement.solvers.milp_signatures import SignatureTables, signature_bound
+from placement.solvers.milp_signatures import Refinement, SignatureTables, signature_bound
 
 __all__ = ["ConfigurationBound", "layer_classes", "configuration_bound", "pricing_work"]
 
@@ -240,6 +240,51 @@ def _attention(terms: dict, layer: int, group_price: np.ndarray, sigma: float, s
         best[u] = total[np.arange(N), pick]
         counts[u] = n[np.arange(N), pick]
     return best, counts
+
+
+def _two_phase_attention(phases: list[dict], layer: int, shared: bool, sends_input: bool,
+                         K: int) -> np.ndarray:
+    """Cheapest attention stage (N_u, N_q), ms, with the prefill and the decode steps as two blocks, unpriced.
+
+    Each phase has its own threshold (``A_p``, ``A_d``: every value a chain takes in it), and
+    the counts must keep every used device's chain within both: a sum of the two phases'
+    maxima, never below the one-block stage of `_attention`.
+    """
+    N = phases[0]["group"].shape[1]
+    c = np.arange(K + 1)
+    t_in = [t["t_in"] if sends_input else np.zeros((N, N)) for t in phases]
+    best = np.full((N, N), np.inf)
+    for u in range(N):
+        chains, linear = [], np.zeros((N, N, K + 1))
+        for t, tin in zip(phases, t_in):
+            compute = np.broadcast_to(t["group"][layer][:, None] * c, (N, N, K + 1))  # (q, m, c)
+            moved = tin[u][None, :, None] * (c > 0) + _head_outputs(t, K).transpose(1, 0, 2)
+            chains.append(compute if shared else moved + compute)
+            linear = linear + (moved if shared else 0.0)
+        a, b = (chain[:, :, 1:].reshape(N, -1) for chain in chains)  # (q, A) each
+        allowed = ((chains[0][:, None, None] <= a[:, :, None, None, None])
+                   & (chains[1][:, None, None] <= b[:, None, :, None, None])) | (c == 0)  # (q, A, B, m, c)
+        value, _ = _allocate(np.broadcast_to(linear[:, None, None], allowed.shape), allowed, K)
+        best[u] = (a[:, :, None] + b[:, None, :] + value).reshape(N, -1).min(axis=1)
+    return best
+
+
+def _two_phase_arcs(instance: Instance, scope: _Scope) -> tuple[np.ndarray, np.ndarray]:
+    """Interval 0's unpriced arcs (L, N, N) and ends (N, N, N), ms, the prefill and the decode steps apart."""
+    route, varies = output_routes(instance)
+    steps = np.flatnonzero(instance.workload.interval_of_step() == 0)
+    phases = [phase_terms(instance, phase, route, varies) for phase in (Phase(0, None), Phase(0, steps))]
+    N = instance.n_devices
+    arcs = np.empty((len(scope.labels), N, N))
+    for cls in np.unique(scope.labels):
+        layer = int(np.flatnonzero(scope.labels == cls)[0])
+        att = _two_phase_attention(phases, layer, scope.shared, scope.sends_input, scope.K)
+        rest = sum(t["proj"][layer][None, :, None] + t["t_hidden"][None] + t["ffn"][layer][None, None, :]
+                   for t in phases)  # (1, q, v)
+        arcs[scope.labels == cls] = (att[:, :, None] + rest).min(axis=1)
+    ends = sum(t["embed"][:, None, None] + t["t_lm"][None] + t["lm"][None, None] + t["t_token"].T[:, None, :]
+               for t in phases)
+    return arcs, ends
 
 
 @dataclass(frozen=True, eq=False)
@@ -608,7 +653,10 @@ def configuration_bound(instance: Instance, *, time_limit_s: float, upper_bound_
         best, pools = _generate(data, scope, pools, share, slack_cost)
         multipliers.append(best)
     plain = sum(m.value for m in multipliers)
-    total = max(plain, _signature_value(instance, datas, scope, multipliers, 0.35 * time_limit_s * _OPS_PER_S))
+    incumbent = None if upper_bound_s is None else upper_bound_s / SECONDS_PER_UNIT
+    signature, found = _signature_value(instance, datas, scope, multipliers, 0.35 * time_limit_s * _OPS_PER_S,
+                                        incumbent, started + 0.85 * time_limit_s)
+    total = max(plain, signature)
     end = started + time_limit_s
     plan = _restricted_plan(instance, datas, scope, pools, 0.5 * (end - time.perf_counter()))
     report = None if plan is None else evaluate(instance, plan)
@@ -618,6 +666,12 @@ def configuration_bound(instance: Instance, *, time_limit_s: float, upper_bound_
         if sequenced_report is not None and sequenced_report.feasible and (
                 report is None or not report.feasible or sequenced_report.total_s < report.total_s):
             plan, report = sequenced, sequenced_report
+    for placement in found:  # the fitting paths the refinement met: real placements, judged like the others
+        candidate = Plan(instance.cluster.names, [placement], method="milp")
+        candidate_report = evaluate(instance, candidate)
+        if candidate_report.feasible and (report is None or not report.feasible
+                                          or candidate_report.total_s < report.total_s):
+            plan, report = candidate, candidate_report
     feasible = report is not None and report.feasible
     return ConfigurationBound(max(total, 0.0) * SECONDS_PER_UNIT * (1 - _ROUNDING), plan if feasible else None,
                               report.total_s if feasible else None, sum(len(p.u) for p in pools.values()),
@@ -659,14 +713,55 @@ def _memory_units(datas: list[_IntervalData], K: int, layers: int) -> tuple[int,
     return R, int(np.floor(R * ratio + 1e-9))  # 1e-9 of a projection is within the signature's memory tolerance
 
 
-def _signature_value(instance: Instance, datas: list[_IntervalData], scope: _Scope,
-                     multipliers: list[_Multipliers], work_limit: float) -> float:
+def _signature_value(instance: Instance, datas: list[_IntervalData], scope: _Scope, multipliers: list[_Multipliers],
+                     work_limit: float, incumbent_ms: float | None,
+                     deadline_s: float) -> tuple[float, list[Placement]]:
     """The signature bound (ms) at the LP's multipliers and without any (memory then held only by the
-    signature, which it does best); per signature the better of the two."""
+    signature, which it does best), per signature the better of the two; with one interval and a known
+    plan of `incumbent_ms`, the signatures below it are refined one by one until `deadline_s`, and the
+    fitting paths met on the way are returned as placements."""
     N = len(datas[0].embed_mem)
     free = [_Multipliers(-np.inf, np.zeros(N), 0.0, _price(d, scope, np.zeros(N), 0.0)) for d in datas]
-    return signature_bound(instance, [_signature_tables(datas, scope, m) for m in (multipliers, free)],
-                           work_limit=work_limit)
+    refine = None
+    if len(datas) == 1 and incumbent_ms is not None:
+        refine = Refinement(_pricer(datas[0], scope), incumbent_ms, deadline_s, _two_phase_arcs(instance, scope))
+    bound = signature_bound(instance, [_signature_tables(datas, scope, m) for m in (multipliers, free)],
+                            work_limit=work_limit, refine=refine)
+    found = [] if refine is None else [_path_placement(scope, e, h, path, prices) for e, h, path, prices in refine.found]
+    return bound, found
+
+
+def _pricer(data: _IntervalData, scope: _Scope):
+    """``price(pi)``: one interval's arcs (L, N, N) and ends (N, N, N) priced at memory multipliers `pi` (ms),
+    and the memory of each arc's configuration on every device (L, N, N, N), for `Refinement`."""
+    N = len(data.embed_mem)
+    eye = np.eye(N)
+
+    def price(pi: np.ndarray):
+        prices = _price(data, scope, pi, 0.0)
+        arcs, memory = np.empty((len(scope.labels), N, N)), np.empty((len(scope.labels), N, N, N))
+        for cls, (q, counts) in prices.choice.items():
+            layer = int(np.flatnonzero(scope.labels == cls)[0])
+            groups = np.take_along_axis(counts, q[:, :, None], axis=1)  # (u, v, m): the groups of the chosen q
+            used = groups * data.group_mem[layer] + eye[q] * data.projection_mem[layer] \
+                + eye[None, :, :] * data.ffn_mem[layer]
+            arcs[scope.labels == cls], memory[scope.labels == cls] = prices.arcs[cls], used
+        return arcs, memory, _ends_priced(data, pi, 0.0), prices
+    return price
+
+
+def _path_placement(scope: _Scope, e: int, h: int, path: list[tuple[int, int]], prices: _Prices) -> Placement:
+    """The placement of a priced path: each layer's arc ``(u, v)`` with its cheapest configuration at `prices`."""
+    N = len(prices.choice[int(scope.labels[0])][0])
+    attention, projection, ffn = [], np.zeros((len(path), N)), np.zeros((len(path), N))
+    for l, (u, v) in enumerate(path):
+        q, counts = prices.choice[int(scope.labels[l])]
+        attention.append(np.repeat(np.arange(N), counts[u, q[u, v]]))
+        projection[l, q[u, v]] = ffn[l, v] = 1.0
+    return Placement(np.stack(attention), projection, ffn, e, h)
+
+
+
 
 
 def _signature_tables(datas: list[_IntervalData], scope: _Scope, multipliers: list[_Multipliers]) -> SignatureTables:

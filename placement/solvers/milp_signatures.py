@@ -1,26 +1,28 @@
-"""A stronger Lagrangian bound: placements told apart by where their FFNs and ends are (docs/milp.md).
+"""A stronger Lagrangian bound: placements told apart by where their largest blocks are (docs/milp.md).
 
 The configuration LP's Lagrangian (`milp_bounds`) prices a placement as a cheapest path
 over the layers, each interval on its own, with memory only in the priced rows. Here the
-same priced paths are kept apart by their *signature*: how many FFNs each device holds
-(the largest blocks of a layer), the embedding's device and the output head's device.
-Two things follow that the plain path cannot see:
+same priced paths are kept apart by their *signature*: how many FFNs each (tracked) device
+holds, the embedding's device and the output head's device, and on two devices also the
+memory units (groups, projections) on the first. Two things follow that the plain path
+cannot see:
 
-- **memory that fits**: a signature whose FFNs and ends alone overflow a device is no
-  placement at all, so its paths are left out (a path wholly on a small fast device is
-  what the LP mixes in otherwise);
-- **migration**: between consecutive intervals the FFNs a device gains must arrive
-  from elsewhere, one message each, and a moved embedding or output head is one
+- **memory that fits**: a signature whose blocks alone overflow a device is no placement
+  at all, so its paths are left out (a path wholly on a small fast device is what the LP
+  mixes in otherwise);
+- **migration**: between consecutive intervals the FFNs (and units) a device gains must
+  arrive from elsewhere, one message each, and a moved embedding or output head is one
   message on a known pair; a DP over the intervals' signatures charges this transport.
 
-Both only remove or add non-negative terms to what the Lagrangian minimizes over, so the
-result is never below the plain bound at the same multipliers and never above a
-feasible plan's total (docs/milp.md, "Signatures").
+Every set of multipliers bounds each signature's plans below, so several sets are combined
+signature by signature. The result is never below the plain bound at the same multipliers
+and never above a feasible plan's total (docs/milp.md, "Signatures").
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from math import comb
 
 import numpy as np
@@ -29,7 +31,7 @@ from placement.cost.tables import block_memory
 from placement.instance import Instance
 from placement.solvers.milp_model import SECONDS_PER_UNIT
 
-__all__ = ["SignatureTables", "signature_bound", "tracked_devices"]
+__all__ = ["SignatureTables", "Refinement", "signature_bound", "refined_bound", "tracked_devices"]
 
 # Most elements of one array of the path DP (count vectors × N³): about 80 MB of float64.
 _PATH_WORK = 1e7
@@ -317,7 +319,7 @@ def _general_bound(instance: Instance, values: list[np.ndarray], part: np.ndarra
 
 
 def signature_bound(instance: Instance, priced: list[SignatureTables], *, migration: bool = True,
-                    work_limit: float = 1e8) -> float:
+                    work_limit: float = 1e8, refine: Refinement | None = None) -> float:
     """The Lagrangian bound over signatures (FFN counts per device, embedding and lm_head devices), ms.
 
     Parameters
@@ -332,6 +334,9 @@ def signature_bound(instance: Instance, priced: list[SignatureTables], *, migrat
         Charge the transport of FFNs (and, on two devices, memory units), embedding and
         lm_head between consecutive intervals' signatures (a DP over the intervals); off:
         each interval on its own.
+    refine : Refinement, optional
+        With one interval (and more than two devices), refine the signatures below the
+        incumbent one by one (`refined_bound`).
     work_limit : float
         Elementary operations the path DPs may take (``L N³`` per count vector, interval and
         set of multipliers): fewer devices are told apart when it is small.
@@ -359,4 +364,139 @@ def signature_bound(instance: Instance, priced: list[SignatureTables], *, migrat
     S = len(levels[-1])
     transport = migration and I > 1 and N ** 2 * S ** 2 + N ** 4 * S <= _TRANSPORT_WORK
     values = [np.max([_general_values(t, k, part, levels) for t in priced], axis=0) for k in range(I)]
+    if refine is not None and I == 1:
+        return refined_bound(values[0], levels[-1], part, first.ends_memory[0], refine)
     return _general_bound(instance, values, part, levels[-1], transport)
+
+
+@dataclass(frozen=True)
+class Refinement:
+    """What refining single signatures needs (one interval): a pricing at any multipliers, and the incumbent.
+
+    Attributes
+    ----------
+    price : callable
+        ``price(pi) -> (arcs (L, N, N), arc_memory (L, N, N, N), ends (N, N, N), configs)``:
+        the arcs priced at memory multipliers `pi` (ms), the memory of each arc's
+        configuration on every device (fractions), the priced ends (ms, with ``−Σ π``), and
+        the configuration of each arc (opaque, handed back in `found`).
+    incumbent_ms : float
+        Cost of a known feasible plan, ms: signatures whose bound reaches it are done.
+    deadline_s : float
+        ``time.perf_counter()`` value after which no further signature is refined.
+    two_block : tuple of ndarray, optional
+        Unpriced arcs (L, N, N) and ends (N, N, N), ms, with the prefill and the decode steps
+        as two blocks: the signatures still below the incumbent after refining get the
+        cheapest path at these (memory relaxed, a sum of two maxima per stage).
+    found : list
+        Filled with ``(e, h, path, configs)`` for every cheapest path met that fits every
+        device: real placements (the caller has the evaluator judge them).
+    """
+
+    price: object
+    incumbent_ms: float
+    deadline_s: float
+    two_block: tuple | None = None
+    found: list = field(default_factory=list)
+
+
+def _signature_path(arcs: np.ndarray, ends: np.ndarray, e: int, target: np.ndarray,
+                    part: np.ndarray) -> tuple[float, list[tuple[int, int]]]:
+    """The cheapest priced path from embedding `e` whose FFN counts per part are `target`, ending at `ends`
+    (N_v,): its value (ms) and its arcs ``(u, v)`` layer by layer."""
+    L, N = arcs.shape[0], arcs.shape[1]
+    radix = np.concatenate([[1], np.cumprod(target + 1)[:-1]])
+    codes = int(np.prod(target + 1))
+    count = (np.arange(codes)[:, None] // radix[None]) % (target + 1)[None]  # (codes, P)
+    dist = np.full((codes, N), np.inf)
+    dist[0, e] = 0.0
+    came = np.zeros((L, codes, N), dtype=np.int64)
+    for l in range(L):
+        total = dist[:, :, None] + arcs[l][None]  # [code, u, v]
+        best_u = total.argmin(axis=1)
+        step = np.take_along_axis(total, best_u[:, None, :], axis=1)[:, 0]  # [code, v]
+        new = np.full_like(dist, np.inf)
+        for v in range(N):
+            room = np.flatnonzero(count[:, part[v]] < target[part[v]])
+            new[room + radix[part[v]], v] = step[room, v]
+            came[l, room + radix[part[v]], v] = best_u[room, v]
+        dist = new
+    final = dist[codes - 1] + ends
+    v = int(final.argmin())
+    value, code, arcs_used = float(final[v]), codes - 1, []
+    for l in range(L - 1, -1, -1):
+        u = int(came[l, code, v])
+        arcs_used.append((u, v))
+        code -= int(radix[part[v]])
+        v = u
+    return value, arcs_used[::-1]
+
+
+def _refine_signature(refine: Refinement, e: int, h: int, target: np.ndarray, part: np.ndarray,
+                      ends_memory: np.ndarray, start: float, iterations: int = 40) -> float:
+    """A bound (ms) on the plans of one signature: its own memory multipliers by subgradient steps.
+
+    Each step prices at ``π`` (every value a valid bound on the signature's plans), takes the
+    cheapest path of the signature, and moves ``π`` along its memory overflow (Polyak's step
+    towards the incumbent).
+    """
+    N = len(part)
+    pi, best = np.zeros(N), start
+    for _ in range(iterations):
+        if time.perf_counter() > refine.deadline_s or best >= refine.incumbent_ms:
+            break
+        arcs, arc_memory, ends, configs = refine.price(pi)
+        value, path = _signature_path(arcs, ends[e, :, h], e, target, part)
+        best = max(best, value)
+        used = ends_memory[e, h] + sum(arc_memory[l, u, v] for l, (u, v) in enumerate(path))
+        overflow = used - 1.0
+        if np.all(overflow <= -1e-7):  # a margin below each device's memory, like the restricted MILPs
+            refine.found.append((e, h, path, configs))
+        norm = float(np.sum(np.where((pi > 0) | (overflow > 0), overflow, 0.0) ** 2))
+        if norm <= 0:
+            break  # the path fits every device: at these multipliers it is the signature's optimum
+        pi = np.maximum(0.0, pi + (refine.incumbent_ms - value) / norm * overflow)
+    return best
+
+
+def refined_bound(values: np.ndarray, counts: np.ndarray, part: np.ndarray, ends_memory: np.ndarray,
+                  refine: Refinement) -> float:
+    """The one-interval signature bound with the signatures below the incumbent refined one by one (ms).
+
+    Signatures are taken by increasing bound; each gets its own multipliers
+    (`_refine_signature`). The result is the least of the refined bounds and of the
+    bounds of the signatures not reached before the deadline.
+
+    Parameters
+    ----------
+    values : ndarray, shape (N, S, N)
+        The signature bounds ``[e, s, h]``, ms (``inf`` where a signature does not fit).
+    counts : ndarray, shape (S, P)
+        FFN counts per part of each signature.
+    part : ndarray of int, shape (N,)
+        The part of each device.
+    ends_memory : ndarray, shape (N, N, N)
+        ``[e, h, m]``: the embedding and lm_head as fractions of each device.
+    refine : Refinement
+
+    Returns
+    -------
+    float
+        A lower bound, ms, on every feasible plan of the interval.
+    """
+    flat = values.ravel()
+    order = np.argsort(flat, kind="stable")
+    refined, rest = {}, np.inf  # signature → its refined bound; the least bound of those not reached
+    for index in order:
+        if flat[index] >= min([refine.incumbent_ms, *refined.values()]) or time.perf_counter() > refine.deadline_s:
+            rest = flat[index]
+            break
+        e, s, h = np.unravel_index(index, values.shape)
+        refined[(int(e), int(s), int(h))] = _refine_signature(refine, int(e), int(h), counts[s], part, ends_memory,
+                                                              flat[index])
+    if refine.two_block is not None:  # the prefill and the decode steps as two blocks, for those still open
+        arcs, ends = refine.two_block
+        for (e, s, h), value in refined.items():
+            if value < refine.incumbent_ms:
+                refined[(e, s, h)] = max(value, _signature_path(arcs, ends[e, :, h], e, counts[s], part)[0])
+    return float(min([rest, *refined.values()]))
