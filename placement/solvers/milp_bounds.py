@@ -761,9 +761,6 @@ def _path_placement(scope: _Scope, e: int, h: int, path: list[tuple[int, int]], 
     return Placement(np.stack(attention), projection, ffn, e, h)
 
 
-
-
-
 def _signature_tables(datas: list[_IntervalData], scope: _Scope, multipliers: list[_Multipliers]) -> SignatureTables:
     """Every interval's arcs and ends priced at its best multipliers, and the memory of FFNs, groups and ends."""
     arcs = [np.stack([m.prices.arcs[int(cls)] for cls in scope.labels]) for m in multipliers]
