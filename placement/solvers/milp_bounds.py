@@ -25,7 +25,7 @@ over the evaluator's figures; the evaluator judges both.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -37,6 +37,7 @@ from placement.plan import Placement, Plan
 from placement.solvers.backends import solve_lp_duals, solve_problem
 from placement.solvers.linear import LinearProblem
 from placement.solvers.milp_model import SECONDS_PER_UNIT, Phase, output_routes, phase_terms, profile_sends_input
+from placement.solvers.milp_signatures import Refinement, SignatureTables, signature_bound
 
 __all__ = ["ConfigurationBound", "layer_classes", "configuration_bound", "pricing_work"]
 
@@ -47,6 +48,8 @@ _WORK_LIMIT = 1e9
 # whose first two rounds of pricing (every class, every interval) would not fit its time
 # limit returns no bound rather than overrunning it.
 _OPS_PER_S = 3e7
+# Elementary operations of the two-device signature's path DP over all intervals (about a second).
+_TWO_DEVICE_WORK = 1.5e8
 # The bound given up to cover rounding in the sums of many small times.
 _ROUNDING = 1e-9
 
@@ -67,6 +70,9 @@ class ConfigurationBound:
         Configurations generated, over all classes.
     classes : int
         Classes of identical layers.
+    path_bound_s : float
+        The plain Lagrangian bound (cheapest paths, each interval on its own), seconds;
+        `bound_s` is the better of it and the signature bound (`milp_signatures`).
     """
 
     bound_s: float
@@ -74,6 +80,7 @@ class ConfigurationBound:
     plan_total_s: float | None
     columns: int
     classes: int
+    path_bound_s: float
 
 
 def layer_classes(instance: Instance) -> np.ndarray:
@@ -235,6 +242,51 @@ def _attention(terms: dict, layer: int, group_price: np.ndarray, sigma: float, s
     return best, counts
 
 
+def _two_phase_attention(phases: list[dict], layer: int, shared: bool, sends_input: bool,
+                         K: int) -> np.ndarray:
+    """Cheapest attention stage (N_u, N_q), ms, with the prefill and the decode steps as two blocks, unpriced.
+
+    Each phase has its own threshold (``A_p``, ``A_d``: every value a chain takes in it), and
+    the counts must keep every used device's chain within both: a sum of the two phases'
+    maxima, never below the one-block stage of `_attention`.
+    """
+    N = phases[0]["group"].shape[1]
+    c = np.arange(K + 1)
+    t_in = [t["t_in"] if sends_input else np.zeros((N, N)) for t in phases]
+    best = np.full((N, N), np.inf)
+    for u in range(N):
+        chains, linear = [], np.zeros((N, N, K + 1))
+        for t, tin in zip(phases, t_in):
+            compute = np.broadcast_to(t["group"][layer][:, None] * c, (N, N, K + 1))  # (q, m, c)
+            moved = tin[u][None, :, None] * (c > 0) + _head_outputs(t, K).transpose(1, 0, 2)
+            chains.append(compute if shared else moved + compute)
+            linear = linear + (moved if shared else 0.0)
+        a, b = (chain[:, :, 1:].reshape(N, -1) for chain in chains)  # (q, A) each
+        allowed = ((chains[0][:, None, None] <= a[:, :, None, None, None])
+                   & (chains[1][:, None, None] <= b[:, None, :, None, None])) | (c == 0)  # (q, A, B, m, c)
+        value, _ = _allocate(np.broadcast_to(linear[:, None, None], allowed.shape), allowed, K)
+        best[u] = (a[:, :, None] + b[:, None, :] + value).reshape(N, -1).min(axis=1)
+    return best
+
+
+def _two_phase_arcs(instance: Instance, scope: _Scope) -> tuple[np.ndarray, np.ndarray]:
+    """Interval 0's unpriced arcs (L, N, N) and ends (N, N, N), ms, the prefill and the decode steps apart."""
+    route, varies = output_routes(instance)
+    steps = np.flatnonzero(instance.workload.interval_of_step() == 0)
+    phases = [phase_terms(instance, phase, route, varies) for phase in (Phase(0, None), Phase(0, steps))]
+    N = instance.n_devices
+    arcs = np.empty((len(scope.labels), N, N))
+    for cls in np.unique(scope.labels):
+        layer = int(np.flatnonzero(scope.labels == cls)[0])
+        att = _two_phase_attention(phases, layer, scope.shared, scope.sends_input, scope.K)
+        rest = sum(t["proj"][layer][None, :, None] + t["t_hidden"][None] + t["ffn"][layer][None, None, :]
+                   for t in phases)  # (1, q, v)
+        arcs[scope.labels == cls] = (att[:, :, None] + rest).min(axis=1)
+    ends = sum(t["embed"][:, None, None] + t["t_lm"][None] + t["lm"][None, None] + t["t_token"].T[:, None, :]
+               for t in phases)
+    return arcs, ends
+
+
 @dataclass(frozen=True, eq=False)
 class _Prices:
     """The cheapest configuration of every class for every arc ``u → v`` at memory prices π."""
@@ -271,20 +323,27 @@ def _price(data: _IntervalData, scope: _Scope, pi: np.ndarray, sigma: float) -> 
     return _Prices(arcs, choice)
 
 
+def _ends_priced(data: _IntervalData, pi: np.ndarray, sigma: float) -> np.ndarray:
+    """The priced ends (N_e, N_v, N_h), ms: embedding on ``e``, the last layer's output on ``v``, lm_head on ``h``,
+    their transfers, and the relaxed rows' right-hand sides (``−Σ π + σ d``)."""
+    t, N = data.terms, len(pi)
+    off = 1.0 - np.eye(N)
+    ends = (t["t_lm"] - sigma * off)[None] + (t["embed"] + pi * data.embed_mem)[:, None, None] \
+        + (t["lm"] + pi * data.lm_head_mem)[None, None, :] + (t["t_token"].T - sigma * off)[:, None, :] \
+        - np.diag(pi * data.shared_saving)[:, None, :]
+    on = np.flatnonzero(data.alone)  # everything on one device that holds it: exempt from the devices row
+    ends[on, on, on] -= sigma * data.messages_needed
+    return ends - pi.sum() + sigma * data.messages_needed
+
+
 def _lagrangian(data: _IntervalData, scope: _Scope, pi: np.ndarray, sigma: float, prices: _Prices) -> float:
     """The Lagrangian value (ms) at `pi` and `sigma`: the cheapest path embed → layers → lm_head → embed over
     priced arcs, plus the relaxed rows' right-hand sides."""
-    t, N = data.terms, len(pi)
-    off = 1.0 - np.eye(N)
+    N = len(pi)
     dist = np.where(np.eye(N, dtype=bool), 0.0, np.inf)  # [e, u]: cheapest path from embed e to layer input u
     for cls in scope.labels:
         dist = (dist[:, :, None] + prices.arcs[int(cls)][None]).min(axis=1)
-    lm_in = dist[:, :, None] + t["t_lm"][None] - sigma * off[None]  # (e, v, h)
-    on = np.flatnonzero(data.alone)  # everything on one device that holds it: exempt from the devices row
-    lm_in[on, on, on] -= sigma * data.messages_needed
-    ends = (lm_in.min(axis=1) + (t["embed"] + pi * data.embed_mem)[:, None] + (t["lm"] + pi * data.lm_head_mem)[None]
-            + t["t_token"].T - sigma * off - np.diag(pi * data.shared_saving))  # (e, h)
-    return float(ends.min() - pi.sum() + sigma * data.messages_needed)
+    return float((dist[:, :, None] + _ends_priced(data, pi, sigma)).min())
 
 
 @dataclass(frozen=True, eq=False)
@@ -441,20 +500,34 @@ def _configurations(placement: Placement, N: int):
     return u, placement.projection.argmax(axis=1), v, n
 
 
-def _generate(data: _IntervalData, scope: _Scope, pools: dict, deadline_s: float, slack_cost: float) -> tuple[float, dict]:
-    """Column generation on one interval's configuration LP; returns the best Lagrangian bound (ms) and the pools."""
+@dataclass(frozen=True, eq=False)
+class _Multipliers:
+    """The multipliers of one interval's best Lagrangian value, and the arcs priced at them."""
+
+    value: float  # ms
+    pi: np.ndarray
+    sigma: float
+    prices: _Prices
+
+
+def _generate(data: _IntervalData, scope: _Scope, pools: dict, deadline_s: float,
+              slack_cost: float) -> tuple[_Multipliers, dict]:
+    """Column generation on one interval's configuration LP; returns the best Lagrangian bound (ms, with its
+    multipliers) and the pools."""
     L, N = len(scope.labels), len(data.embed_mem)
-    best = -np.inf
+    best = None
     while True:
         problem, _, _ = _master([data], scope, pools, integer=False, slack_cost=slack_cost)
         solved = solve_lp_duals(problem, time_limit=max(deadline_s - time.perf_counter(), 0.01))
         pi = np.zeros(N) if solved is None else np.maximum(-solved[1][(L + 1) * N + 1:(L + 2) * N + 1], 0.0)
         sigma = 0.0 if solved is None else max(float(solved[1][(L + 2) * N + 1]), 0.0)
         prices = _price(data, scope, pi, sigma)
-        best = max(best, _lagrangian(data, scope, pi, sigma, prices))
+        value = _lagrangian(data, scope, pi, sigma, prices)
+        if best is None or value > best.value:
+            best = _Multipliers(value, pi, sigma, prices)
         if solved is None or time.perf_counter() > deadline_s:
             return best, pools
-        if solved[2] - best <= 1e-9 * max(abs(solved[2]), 1e-9):
+        if solved[2] - best.value <= 1e-9 * max(abs(solved[2]), 1e-9):
             return best, pools  # the LP optimum is reached: no column prices out
         flow = solved[1][:(L + 1) * N].reshape(L + 1, N)
         added = 0
@@ -540,9 +613,10 @@ def configuration_bound(instance: Instance, *, time_limit_s: float, upper_bound_
     ----------
     instance : Instance
     time_limit_s : float
-        Seconds for the whole call: about 70 % for column generation (shared by the
-        intervals in turn), the rest for the restricted MILPs (one over every interval,
-        then, with several intervals, one per interval for `_sequenced_plan`).
+        Seconds for the whole call: at most half for column generation (shared by the
+        intervals in turn), the signature bound sized to about a third (`milp_signatures`),
+        the rest for the restricted MILPs (one over every interval, then, with several
+        intervals, one per interval for `_sequenced_plan`).
     upper_bound_s : float, optional
         Total latency of a known feasible plan, seconds: sets the price of memory slack.
     start : list of Placement, optional
@@ -553,9 +627,12 @@ def configuration_bound(instance: Instance, *, time_limit_s: float, upper_bound_
     ConfigurationBound or None
         None when the instance is out of scope: a cluster too large for the pricing DP
         (`pricing_work` above 10⁹, or two rounds of pricing not fitting `time_limit_s`),
-        or a three-phase profile whose inputs travel.
+        a three-phase profile whose inputs travel, or a mixture-of-experts model (its
+        experts may be placed apart from their FFN, which a configuration does not hold).
     """
     started = time.perf_counter()
+    if instance.model.is_moe:
+        return None  # experts are counted in the FFN block here; plans that place experts apart are not covered
     shared, sends_input = instance.cluster.network == "shared", profile_sends_input(instance)
     labels = layer_classes(instance)
     rounds = 2 * (int(labels.max()) + 1) * instance.workload.n_intervals
@@ -570,11 +647,16 @@ def configuration_bound(instance: Instance, *, time_limit_s: float, upper_bound_
     scope = _Scope(labels, shared, sends_input, instance.model.kv_heads)
     pools = _initial_pools(datas, scope, start)
     slack_cost = 1e3 * max(1.0, (upper_bound_s or 1.0) / SECONDS_PER_UNIT)
-    total = 0.0
+    multipliers = []
     for k, data in enumerate(datas):
-        share = started + 0.7 * time_limit_s * (k + 1) / len(datas)
-        value, pools = _generate(data, scope, pools, share, slack_cost)
-        total += value
+        share = started + 0.5 * time_limit_s * (k + 1) / len(datas)
+        best, pools = _generate(data, scope, pools, share, slack_cost)
+        multipliers.append(best)
+    plain = sum(m.value for m in multipliers)
+    incumbent = None if upper_bound_s is None else upper_bound_s / SECONDS_PER_UNIT
+    signature, found = _signature_value(instance, datas, scope, multipliers, 0.35 * time_limit_s * _OPS_PER_S,
+                                        incumbent, started + 0.85 * time_limit_s)
+    total = max(plain, signature)
     end = started + time_limit_s
     plan = _restricted_plan(instance, datas, scope, pools, 0.5 * (end - time.perf_counter()))
     report = None if plan is None else evaluate(instance, plan)
@@ -584,7 +666,111 @@ def configuration_bound(instance: Instance, *, time_limit_s: float, upper_bound_
         if sequenced_report is not None and sequenced_report.feasible and (
                 report is None or not report.feasible or sequenced_report.total_s < report.total_s):
             plan, report = sequenced, sequenced_report
+    for placement in found:  # the fitting paths the refinement met: real placements, judged like the others
+        candidate = Plan(instance.cluster.names, [placement], method="milp")
+        candidate_report = evaluate(instance, candidate)
+        if candidate_report.feasible and (report is None or not report.feasible
+                                          or candidate_report.total_s < report.total_s):
+            plan, report = candidate, candidate_report
     feasible = report is not None and report.feasible
     return ConfigurationBound(max(total, 0.0) * SECONDS_PER_UNIT * (1 - _ROUNDING), plan if feasible else None,
                               report.total_s if feasible else None, sum(len(p.u) for p in pools.values()),
-                              int(labels.max()) + 1)
+                              int(labels.max()) + 1, max(plain, 0.0) * SECONDS_PER_UNIT * (1 - _ROUNDING))
+
+
+def _two_device_arcs(data: _IntervalData, scope: _Scope, multiplier: _Multipliers, units: tuple[int, int]) -> np.ndarray:
+    """On two devices, the priced arcs by the memory units the layer puts on device 0: ``[l, u, v, c]``, ms.
+
+    Every configuration is enumerated (input, projection and FFN device, its groups split
+    between the two devices) and priced like a column; its units on device 0 are
+    ``R`` per group there plus ``P`` when its projection is there (`units` = ``(R, P)``); the
+    least over configurations of equal units is kept.
+    """
+    K, (R, P) = scope.K, units
+    u, q, v, c = (a.ravel() for a in np.indices((2, 2, 2, K + 1)))
+    pool = _Pool(u, q, v, np.stack([c, K - c], 1))
+    arcs = np.full((len(scope.labels), 2, 2, K * R + P + 1), np.inf)
+    for cls in np.unique(scope.labels):
+        layer = int(np.flatnonzero(scope.labels == cls)[0])
+        cost, memory, messages = _config_costs(data, scope, layer, pool)
+        priced = cost + memory @ multiplier.pi - multiplier.sigma * messages
+        table = np.full((2, 2, K * R + P + 1), np.inf)
+        np.minimum.at(table, (u, v, R * c + P * (q == 0)), priced)
+        arcs[scope.labels == cls] = table
+    return arcs
+
+
+def _memory_units(datas: list[_IntervalData], K: int, layers: int) -> tuple[int, int]:
+    """Units per group ``R`` and units every projection holds at least ``P`` (a unit: a group's bytes / ``R``).
+
+    ``R`` is as fine (at most 8) as keeps the path DP within `_TWO_DEVICE_WORK` operations;
+    ``P`` holds at every interval's largest context, where groups are largest.
+    """
+    ratio = min(float(np.min(d.projection_mem[:, 0] / d.group_mem[:, 0])) for d in datas)
+    # the path DP's work: per interval and layer, 4(K+1) shifts of arrays (2, L+1, G) a third full on average
+    per_unit = len(datas) * layers * 4 * (K + 1) * 2 * (layers + 1) / 3
+    R = int(np.clip(_TWO_DEVICE_WORK / per_unit // (layers * (K + ratio)), 1, 8))
+    return R, int(np.floor(R * ratio + 1e-9))  # 1e-9 of a projection is within the signature's memory tolerance
+
+
+def _signature_value(instance: Instance, datas: list[_IntervalData], scope: _Scope, multipliers: list[_Multipliers],
+                     work_limit: float, incumbent_ms: float | None,
+                     deadline_s: float) -> tuple[float, list[Placement]]:
+    """The signature bound (ms) at the LP's multipliers and without any (memory then held only by the
+    signature, which it does best), per signature the better of the two; with one interval and a known
+    plan of `incumbent_ms`, the signatures below it are refined one by one until `deadline_s`, and the
+    fitting paths met on the way are returned as placements."""
+    N = len(datas[0].embed_mem)
+    free = [_Multipliers(-np.inf, np.zeros(N), 0.0, _price(d, scope, np.zeros(N), 0.0)) for d in datas]
+    refine = None
+    if len(datas) == 1 and incumbent_ms is not None:
+        refine = Refinement(_pricer(datas[0], scope), incumbent_ms, deadline_s, _two_phase_arcs(instance, scope))
+    bound = signature_bound(instance, [_signature_tables(datas, scope, m) for m in (multipliers, free)],
+                            work_limit=work_limit, refine=refine)
+    found = [] if refine is None else [_path_placement(scope, e, h, path, prices) for e, h, path, prices in refine.found]
+    return bound, found
+
+
+def _pricer(data: _IntervalData, scope: _Scope):
+    """``price(pi)``: one interval's arcs (L, N, N) and ends (N, N, N) priced at memory multipliers `pi` (ms),
+    and the memory of each arc's configuration on every device (L, N, N, N), for `Refinement`."""
+    N = len(data.embed_mem)
+    eye = np.eye(N)
+
+    def price(pi: np.ndarray):
+        prices = _price(data, scope, pi, 0.0)
+        arcs, memory = np.empty((len(scope.labels), N, N)), np.empty((len(scope.labels), N, N, N))
+        for cls, (q, counts) in prices.choice.items():
+            layer = int(np.flatnonzero(scope.labels == cls)[0])
+            groups = np.take_along_axis(counts, q[:, :, None], axis=1)  # (u, v, m): the groups of the chosen q
+            used = groups * data.group_mem[layer] + eye[q] * data.projection_mem[layer] \
+                + eye[None, :, :] * data.ffn_mem[layer]
+            arcs[scope.labels == cls], memory[scope.labels == cls] = prices.arcs[cls], used
+        return arcs, memory, _ends_priced(data, pi, 0.0), prices
+    return price
+
+
+def _path_placement(scope: _Scope, e: int, h: int, path: list[tuple[int, int]], prices: _Prices) -> Placement:
+    """The placement of a priced path: each layer's arc ``(u, v)`` with its cheapest configuration at `prices`."""
+    N = len(prices.choice[int(scope.labels[0])][0])
+    attention, projection, ffn = [], np.zeros((len(path), N)), np.zeros((len(path), N))
+    for l, (u, v) in enumerate(path):
+        q, counts = prices.choice[int(scope.labels[l])]
+        attention.append(np.repeat(np.arange(N), counts[u, q[u, v]]))
+        projection[l, q[u, v]] = ffn[l, v] = 1.0
+    return Placement(np.stack(attention), projection, ffn, e, h)
+
+
+def _signature_tables(datas: list[_IntervalData], scope: _Scope, multipliers: list[_Multipliers]) -> SignatureTables:
+    """Every interval's arcs and ends priced at its best multipliers, and the memory of FFNs, groups and ends."""
+    arcs = [np.stack([m.prices.arcs[int(cls)] for cls in scope.labels]) for m in multipliers]
+    ends = np.stack([_ends_priced(d, m.pi, m.sigma) for d, m in zip(datas, multipliers)])
+    ffn = np.stack([d.ffn_mem.min(axis=0) for d in datas])
+    ends_memory = np.stack([_ends(d)[1][:, 0] for d in datas])  # [e, h, m]
+    tables = SignatureTables(arcs, ends, ffn, ends_memory)
+    if len(datas[0].embed_mem) != 2:
+        return tables
+    units = _memory_units(datas, scope.K, len(scope.labels))
+    group_arcs = [_two_device_arcs(d, scope, m, units) for d, m in zip(datas, multipliers)]
+    return replace(tables, group_arcs=group_arcs, group_memory=np.stack([d.group_mem.min(axis=0) for d in datas]),
+                   group_units=units[0], projection_units=units[1])
