@@ -20,6 +20,9 @@ import pytest
 from placement import InputError, evaluate, load_instance, solve
 from placement.plan import Placement, Plan
 from placement.solvers import myopic_plus as mp
+from placement.solvers.compound_moves import compound_count, compound_moves, layers_to, swap_devices
+from placement.solvers.interval_costs import IntervalModel, placement_of, state_of
+from placement.solvers.local_moves import block_moves, group_moves, move_group, relocate
 from placement.solvers.milp import solve_milp
 from placement.solvers.myopic import decide
 from placement.experiments.suites.random_tiny import random_tiny_instance
@@ -59,8 +62,8 @@ def random_placement(inst, rng, shape: tuple[int, int, int] | None = None) -> Pl
 def test_deltas_equal_a_full_recount(name, k):
     inst, rng = instance(name), np.random.default_rng(k)
     before = random_placement(inst, rng) if k else None
-    iv = mp._Interval(inst, k, before, horizon=3)
-    state = mp._state_of(random_placement(inst, rng), before, inst.n_devices)
+    iv = IntervalModel(inst, k, before, horizon=3)
+    state = state_of(random_placement(inst, rng), before, inst.n_devices)
     held, migration = iv.held(state), iv.migration_of(state)
     over0, cost0 = iv.cost(state)
 
@@ -69,16 +72,16 @@ def test_deltas_equal_a_full_recount(name, k):
         assert over1 - over0 == pytest.approx(d_over[0], abs=1e-6 * iv.limit.max())
         assert cost1 - cost0 == pytest.approx(d_cost + iv.price * d_over[1:].sum(), abs=1e-12 * cost0)
 
-    d_over, d_cost, origin = mp._group_moves(iv, state, held, migration)
+    d_over, d_cost, origin = group_moves(iv, state, held, migration)
     checked = 0
     for l, a, j in zip(*np.nonzero(np.isfinite(d_cost))):
         assert state.origin[l, origin[l, a, j], a] > 0  # the group that moves exists
-        check(mp._move_group(int(l), int(origin[l, a, j]), int(a), int(j))(state), d_over[:, l, a, j], d_cost[l, a, j])
+        check(move_group(int(l), int(origin[l, a, j]), int(a), int(j))(state), d_over[:, l, a, j], d_cost[l, a, j])
         checked += 1
     assert checked == sum(int((state.counts[l] > 0).sum()) * (inst.n_devices - 1) for l in range(iv.L))
-    for kind, d_over, d_cost in mp._block_moves(iv, state, held, migration):
+    for kind, d_over, d_cost in block_moves(iv, state, held, migration):
         for l, j in zip(*np.nonzero(np.isfinite(d_cost))):
-            check(mp._relocate(kind, int(l), int(j))(state), d_over[:, l, j], d_cost[l, j])
+            check(relocate(kind, int(l), int(j))(state), d_over[:, l, j], d_cost[l, j])
 
 
 @pytest.mark.parametrize("name", RECOUNTED + ["edge/llama-3.1-8b-8dev"])
@@ -91,25 +94,25 @@ def test_interval_cost_is_the_evaluators(name):
     step_interval = inst.workload.interval_of_step()
     for k in range(intervals):
         before = placements[k - 1] if k else None
-        iv = mp._Interval(inst, k, before, horizon=1)
-        state = mp._state_of(placements[k], before, inst.n_devices)
+        iv = IntervalModel(inst, k, before, horizon=1)
+        state = state_of(placements[k], before, inst.n_devices)
         expected = report.decode_s[step_interval == k].sum() + report.migration_s[k] + (report.ttft_s if k == 0 else 0)
         assert iv.cost(state)[1] == pytest.approx(expected, rel=1e-9)
         np.testing.assert_allclose(iv.held(state)[0], report.peak_memory_bytes[k], rtol=1e-12)
 
 
 def test_group_identities_survive_the_round_trip():
-    """`_placement_of` gives every group a device so that the moves are exactly the state's."""
+    """`placement_of` gives every group a device so that the moves are exactly the state's."""
     rng = np.random.default_rng(3)
     for _ in range(100):
         L, K, N = shape = tuple(int(x) for x in rng.integers(1, [4, 9, 6]))
         before, now = random_placement(None, rng, shape), random_placement(None, rng, shape)
-        state = mp._state_of(now, before, N)
-        back = mp._placement_of(state, before, K)
-        np.testing.assert_array_equal(mp._state_of(back, before, N).origin, state.origin)
+        state = state_of(now, before, N)
+        back = placement_of(state, before, K)
+        np.testing.assert_array_equal(state_of(back, before, N).origin, state.origin)
         # the groups that stay are the ones the state says stay
         assert int((back.attention == before.attention).sum()) == int(np.trace(state.origin, axis1=1, axis2=2).sum())
-        first = mp._placement_of(state, None, K)
+        first = placement_of(state, None, K)
         np.testing.assert_array_equal(np.sort(first.attention, axis=1), np.sort(now.attention, axis=1))
 
 
@@ -142,12 +145,12 @@ def test_a_decision_is_never_worse_than_its_starts_or_the_baselines(name):
     previous = None
     for k in range(inst.workload.n_intervals):
         decision = mp.decide_plus(inst, k, previous, baselines=baselines)
-        iv = mp._Interval(inst, k, previous, horizon=8)
-        mine = iv.cost(mp._state_of(decision.placement, previous, inst.n_devices))
+        iv = IntervalModel(inst, k, previous, horizon=8)
+        mine = iv.cost(state_of(decision.placement, previous, inst.n_devices))
         assert mine == pytest.approx((decision.overflow_bytes, decision.cost_s))
         greedy = decide(inst, k, previous).placement
         for start in [greedy, *baselines.values()] + ([previous] if previous is not None else []):
-            assert not iv.better(iv.cost(mp._state_of(start, previous, inst.n_devices)), mine)
+            assert not iv.better(iv.cost(state_of(start, previous, inst.n_devices)), mine)
         previous = decision.placement
 
 
@@ -156,9 +159,9 @@ def test_without_moves_the_first_decision_is_the_best_start(name):
     """With no moves allowed the first decision is the cheapest of Algorithm 1's packing and the baselines."""
     inst = instance(name)
     decision = mp.decide_plus(inst, 0, max_moves=0)
-    iv = mp._Interval(inst, 0, None, horizon=8)
+    iv = IntervalModel(inst, 0, None, horizon=8)
     starts = {"greedy": decide(inst, 0).placement, **mp.baseline_placements(inst)}
-    costs = {key: iv.cost(mp._state_of(p, None, inst.n_devices)) for key, p in starts.items()}
+    costs = {key: iv.cost(state_of(p, None, inst.n_devices)) for key, p in starts.items()}
     assert decision.moves == 0 and decision.start == min(costs, key=costs.get)
     chosen = starts[decision.start]
     np.testing.assert_array_equal(np.sort(decision.placement.attention, axis=1), np.sort(chosen.attention, axis=1))
@@ -169,16 +172,16 @@ def test_without_moves_the_first_decision_is_the_best_start(name):
 def test_compound_moves_move_what_they_say():
     """A layer range goes whole to its device; a swap exchanges two devices' memory exactly."""
     inst = instance("paper-small/h16-5dev-medium-s1-roofline")
-    iv = mp._Interval(inst, 0, None, horizon=8)
+    iv = IntervalModel(inst, 0, None, horizon=8)
     rng = np.random.default_rng(5)
     L, K, N = inst.model.layers, inst.model.kv_heads, inst.n_devices
-    state = mp._state_of(random_placement(None, rng, (L, K, N)), None, N)
-    moved = mp._layers_to(state, 0, L - 1, 3, ends=True)
+    state = state_of(random_placement(None, rng, (L, K, N)), None, N)
+    moved = layers_to(state, 0, L - 1, 3, ends=True)
     assert (moved.counts[:, 3] == K).all() and (moved.projection == 3).all() and moved.embed == moved.lm_head == 3
-    swapped = mp._swap_devices(state, 1, 4)
+    swapped = swap_devices(state, 1, 4)
     perm = np.array([0, 4, 2, 3, 1])
     np.testing.assert_allclose(iv.held(swapped), iv.held(state)[:, perm])
-    assert len(mp._compound_moves(state, L, N)) == mp._compound_count(L, N)
+    assert len(compound_moves(state, L, N)) == compound_count(L, N)
 
 
 @pytest.mark.parametrize("seed", [2, 3, 5, 7])
