@@ -1,25 +1,31 @@
-"""``myopic+``'s compound moves: several blocks at once, scored by a full recount.
+"""``myopic+``'s compound moves: several blocks at once, scored by a batched full recount.
 
 Families (listed once, in `compound_moves`): a contiguous range of layers whole to
 one device (with ``embed`` / ``lm_head`` at its ends), two devices' loads swapped,
-``embed`` with ``lm_head``. `compound_search` takes the best improving one; failing
-that, the fastest few (whatever their memory) are each followed by local search, an
-ejection chain when the move overflows memory, a plateau step when it ties.
+``embed`` with ``lm_head``, and a layer split (`layer_splits`: some of a layer's
+groups from one device to another, its projection and FFN on any devices, a third
+included). `compound_search` takes the best improving one; failing that, the fastest
+few (whatever their memory) are each followed by local search, an ejection chain when
+the move overflows memory, a plateau step when it ties. Every candidate is scored by
+`placement.solvers.interval_costs.IntervalModel.costs`, all of a round's at once.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from placement.solvers.interval_costs import IntervalModel, State
+from placement.solvers.interval_costs import IntervalModel, State, States, concat, stack
 from placement.solvers.local_moves import local_search
 
 __all__ = ["COMPOUND_LIMIT", "FIRST_COMPOUND_LIMIT", "compound_count", "compound_moves", "compound_search",
-           "ends_to", "layers_to", "swap_devices"]
+           "ends_to", "layer_splits", "layers_to", "swap_devices"]
 
 # Compound candidates a later decision may score (the first decision: up to FIRST_COMPOUND_LIMIT).
 COMPOUND_LIMIT = 200
 FIRST_COMPOUND_LIMIT = 1_000
+# Layer splits are scored only when a round has at most this many of them (every tiny
+# instance of the random suite: 2 layers, 8 groups, 5 devices make 1,650).
+SPLIT_LIMIT = 5_000
 # Beyond this many layers, the layer ranges are single layers, prefixes and suffixes only.
 _ALL_RANGES_LAYERS = 8
 # Compound moves that do not improve at once but are tried with a local search after them
@@ -54,15 +60,6 @@ def swap_devices(s: State, a: int, b: int) -> State:
     return s
 
 
-def compound_moves(s: State, L: int, N: int) -> list[State]:
-    """Every compound move from `s`: contiguous layer ranges (a single layer included) to one
-    device, with and without the embed / lm_head at their ends, two devices' loads swapped, and
-    embed and lm_head moved together."""
-    out = [layers_to(s, first, last, j, ends) for first, last in _ranges(L)
-           for j in range(N) for ends in ((False, True) if first == 0 or last == L - 1 else (False,))]
-    return out + [swap_devices(s, a, b) for a in range(N) for b in range(a + 1, N)] + [ends_to(s, j) for j in range(N)]
-
-
 def ends_to(s: State, j: int) -> State:
     """embed and lm_head together on device j (a tied pair shares its memory only there)."""
     s = s.copy()
@@ -78,10 +75,138 @@ def _ranges(L: int) -> list[tuple[int, int]]:
     return sorted({(l, l) for l in range(L)} | {(0, l) for l in range(L)} | {(l, L - 1) for l in range(L)})
 
 
-def compound_count(L: int, N: int) -> int:
+def _whole_moves(s: State, L: int, N: int) -> list[State]:
+    """Contiguous layer ranges (a single layer included) to one device, with and without
+    the embed / lm_head at their ends, two devices' loads swapped, embed and lm_head together."""
+    out = [layers_to(s, first, last, j, ends) for first, last in _ranges(L)
+           for j in range(N) for ends in ((False, True) if first == 0 or last == L - 1 else (False,))]
+    return out + [swap_devices(s, a, b) for a in range(N) for b in range(a + 1, N)] + [ends_to(s, j) for j in range(N)]
+
+
+def _moved_groups(origin: np.ndarray, a: int, b: int, c: int) -> np.ndarray:
+    """One layer's `origin` (N, N) after `c` of its groups on device a go to b: those from b
+    first (they go home), then those from elsewhere, those from a last (they leave home)."""
+    origin = origin.copy()
+    N = origin.shape[0]
+    for u in [b] + [u for u in range(N) if u not in (a, b)] + [a]:
+        take = min(c, int(origin[u, a]))
+        origin[u, a] -= take
+        origin[u, b] += take
+        c -= take
+    return origin
+
+
+def layer_splits(s: State, N: int, ends: bool = False) -> States:
+    """Every layer split from `s`: for each layer l, device a holding c0 of its groups, device
+    b != a and 1 <= c <= c0, c groups of l from a to b; and for each of these, and for the
+    groups left as they are, the layer's projection on any device p and its FFN on any f.
+
+    Parameters
+    ----------
+    s : State
+    N : int
+        Devices.
+    ends : bool
+        Also every (embed, lm_head) pair of devices with each of them (N² times as many).
+
+    Returns
+    -------
+    States
+        ``layer_split_count(L, K, N, ends)`` candidates (L layers, K groups a layer).
+    """
+    L = len(s.projection)
+    origins, layers = [], []
+    for l in range(L):
+        counts = s.origin[l].sum(axis=0)
+        variants = [s.origin[l]] + [_moved_groups(s.origin[l], a, b, c) for a in range(N) for b in range(N)
+                                    if b != a for c in range(1, int(counts[a]) + 1)]
+        origins += variants
+        layers += [l] * len(variants)
+    layers = np.repeat(np.array(layers), N * N)
+    J = len(layers)
+    origin = np.repeat(s.origin[None], J, axis=0)
+    origin[np.arange(J), layers] = np.repeat(np.array(origins), N * N, axis=0)
+    projection, ffn = np.repeat(s.projection[None], J, axis=0), np.repeat(s.ffn[None], J, axis=0)
+    projection[np.arange(J), layers] = np.tile(np.repeat(np.arange(N), N), J // (N * N))
+    ffn[np.arange(J), layers] = np.tile(np.arange(N), J // N)
+    if not ends:
+        return States(origin, projection, ffn, np.full(J, s.embed), np.full(J, s.lm_head))
+    pairs = N * N
+    return States(np.repeat(origin, pairs, axis=0), np.repeat(projection, pairs, axis=0), np.repeat(ffn, pairs, axis=0),
+                  np.tile(np.repeat(np.arange(N), N), J), np.tile(np.arange(N), J * N))
+
+
+def layer_split_count(L: int, K: int, N: int, ends: bool = False) -> int:
+    """Candidates of `layer_splits`: per layer, K (N - 1) group moves and none, times N² (projection,
+    FFN), times N² again with `ends` (embed, lm_head)."""
+    return L * (K * (N - 1) + 1) * N**(4 if ends else 2)
+
+
+def compound_count(L: int, K: int, N: int) -> int:
+    """Candidates of `compound_moves` for L layers of K groups on N devices.
+
+    Parameters
+    ----------
+    L, K, N : int
+
+    Returns
+    -------
+    int
+    """
+    return _whole_count(L, N) + _split_count(L, K, N)[0]
+
+
+def _split_count(L: int, K: int, N: int) -> tuple[int, bool]:
+    """The layer splits a round scores and whether with the ends: with them when they fit in
+    `SPLIT_LIMIT`, else without them when those fit, else none."""
+    for ends in (True, False):
+        if (count := layer_split_count(L, K, N, ends)) <= SPLIT_LIMIT:
+            return count, ends
+    return 0, False
+
+
+def _whole_count(L: int, N: int) -> int:
+    """Candidates of `_whole_moves`."""
     ranges = _ranges(L)
     ends = sum(first == 0 or last == L - 1 for first, last in ranges)
     return N * (len(ranges) + ends) + N * (N - 1) // 2 + N
+
+
+def compound_moves(s: State, L: int, N: int) -> States:
+    """Every compound move from `s`, one batch: the one place the families are listed.
+
+    Parameters
+    ----------
+    s : State
+    L, N : int
+        Layers and devices.
+
+    Returns
+    -------
+    States
+        The whole-block moves (layer ranges, device swaps, embed with lm_head), then the
+        layer splits (with every embed / lm_head pair when that makes at most
+        `SPLIT_LIMIT` candidates, else without when that does, else none).
+    """
+    families = [stack(_whole_moves(s, L, N))]
+    count, ends = _split_count(L, int(s.origin[0].sum()), N)
+    if count:
+        families.append(layer_splits(s, N, ends))
+    return concat(families)
+
+
+def _ranked(iv: IntervalModel, batch: States) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The batch's costs and its candidates in order of cost (overflow, then seconds; ties by index)."""
+    over, seconds = iv.costs(batch)
+    return over, seconds, np.lexsort((seconds, over))
+
+
+def _chain_starts(iv: IntervalModel, over: np.ndarray, seconds: np.ndarray) -> list[int]:
+    """The candidates ejection chains start from: the `_CHAINS` fastest, then the `_CHAINS`
+    fastest of those over memory by at most one block's bytes."""
+    fastest = np.argsort(seconds, kind="stable")
+    near = fastest[over[fastest] <= iv.block_bytes + iv.tolerance]
+    return list(dict.fromkeys(int(i) for i in np.concatenate([fastest[:_CHAINS], near[:_CHAINS]])))
 
 
 def _repair(iv: IntervalModel, s: State, max_moves: int) -> State:
@@ -89,31 +214,50 @@ def _repair(iv: IntervalModel, s: State, max_moves: int) -> State:
     and local search again (a chain two compound moves deep)."""
     s, _ = local_search(iv, s, max_moves)
     if iv.cost(s)[0] > iv.tolerance:
-        s = min(compound_moves(s, iv.L, iv.N), key=iv.cost)
-        s, _ = local_search(iv, s, max_moves)
+        batch = compound_moves(s, iv.L, iv.N)
+        s, _ = local_search(iv, batch.state(int(_ranked(iv, batch)[2][0])), max_moves)
     return s
 
 
 def compound_search(iv: IntervalModel, s: State, max_moves: int, limit: int) -> tuple[State, int]:
-    """Local search, then compound moves while one improves: the best improving one is
-    taken; failing that, the few fastest ones (those that overflow memory, or tie) are
-    each followed by local search (an ejection chain: what the move pushes out goes where
-    it costs least) and the first that ends better is taken; after each, local search again."""
+    """Local search, then compound moves while one improves.
+
+    The best improving one is taken; failing that, the few fastest ones (those that
+    overflow memory, or tie) are each followed by local search (an ejection chain: what
+    the move pushes out goes where it costs least) and the first that ends better is
+    taken; after each, local search again.
+
+    Parameters
+    ----------
+    iv : IntervalModel
+    s : State
+        Where the search starts.
+    max_moves : int
+        Cap on the moves made (local and compound).
+    limit : int
+        No compound moves when the layer ranges, swaps and ends moves alone are more
+        candidates than this.
+
+    Returns
+    -------
+    State, int
+        The best state found and the moves made.
+    """
     s, moves = local_search(iv, s, max_moves)
-    if compound_count(iv.L, iv.N) > limit:
+    if _whole_count(iv.L, iv.N) > limit:
         return s, moves
     while moves < max_moves:
         cost = iv.cost(s)
-        candidates = compound_moves(s, iv.L, iv.N)
-        costs = [iv.cost(c) for c in candidates]
-        best = min(range(len(costs)), key=lambda i: costs[i])
-        taken = candidates[best] if iv.better(costs[best], cost) else None
+        batch = compound_moves(s, iv.L, iv.N)
+        over, seconds, order = _ranked(iv, batch)
+        best = int(order[0])
+        taken = batch.state(best) if iv.better((over[best], seconds[best]), cost) else None
         if taken is None:
-            # The fastest candidates whatever their memory, each followed by local search:
-            # one that overflows is repaired (an ejection chain), one that ties opens a plateau.
-            fastest = sorted(range(len(costs)), key=lambda i: costs[i][1])
-            for i in fastest[:_CHAINS]:
-                repaired = _repair(iv, candidates[i], max_moves - moves)
+            # The fastest candidates whatever their memory, then the fastest whose overflow one
+            # block's move could clear, each followed by local search: one that overflows is
+            # repaired (an ejection chain), one that ties opens a plateau.
+            for i in _chain_starts(iv, over, seconds):
+                repaired = _repair(iv, batch.state(int(i)), max_moves - moves)
                 if iv.better(iv.cost(repaired), cost):
                     taken = repaired
                     break

@@ -25,7 +25,7 @@ from placement.cost.tables import (
 from placement.instance import Instance
 from placement.plan import Placement
 
-__all__ = ["IMPROVEMENT", "IntervalModel", "State", "placement_of", "state_of"]
+__all__ = ["IMPROVEMENT", "IntervalModel", "State", "States", "concat", "placement_of", "stack", "state_of"]
 
 # A move must lower the interval's cost by this fraction to count (floating-point noise).
 IMPROVEMENT = 1e-9
@@ -126,6 +126,58 @@ class State:
         return State(self.origin.copy(), self.projection.copy(), self.ffn.copy(), self.embed, self.lm_head)
 
 
+@dataclass(frozen=True)
+class States:
+    """J placements of whole blocks at once (the fields of `State` with a leading axis J)."""
+
+    origin: np.ndarray  # (J, L, N, N)
+    projection: np.ndarray  # (J, L)
+    ffn: np.ndarray  # (J, L)
+    embed: np.ndarray  # (J,)
+    lm_head: np.ndarray  # (J,)
+
+    def __len__(self) -> int:
+        return self.origin.shape[0]
+
+    def state(self, j: int) -> State:
+        """Candidate `j` as a `State` (copies)."""
+        return State(self.origin[j].copy(), self.projection[j].copy(), self.ffn[j].copy(),
+                     int(self.embed[j]), int(self.lm_head[j]))
+
+
+def stack(states: list[State]) -> States:
+    """`states` as one `States` batch.
+
+    Parameters
+    ----------
+    states : list of State
+        At least one, all of one instance.
+
+    Returns
+    -------
+    States
+    """
+    return States(np.stack([s.origin for s in states]), np.stack([s.projection for s in states]),
+                  np.stack([s.ffn for s in states]), np.array([s.embed for s in states]),
+                  np.array([s.lm_head for s in states]))
+
+
+def concat(batches: list[States]) -> States:
+    """Batches one after the other, in order.
+
+    Parameters
+    ----------
+    batches : list of States
+        At least one.
+
+    Returns
+    -------
+    States
+    """
+    return States(*(np.concatenate([getattr(b, name) for b in batches])
+                    for name in ("origin", "projection", "ffn", "embed", "lm_head")))
+
+
 def state_of(placement: Placement, before: Placement | None, N: int) -> State:
     attention = np.asarray(placement.attention)
     L = attention.shape[0]
@@ -161,22 +213,28 @@ def placement_of(state: State, before: Placement | None, K: int) -> Placement:
 class IntervalModel:
     """Interval k's cost and memory as functions of a `State`: the evaluator's formulas, incrementally."""
 
-    def __init__(self, instance: Instance, k: int, before: Placement | None, horizon: int = 8):
+    def __init__(self, instance: Instance, k: int, before: Placement | None, horizon: int = 8,
+                 fit_horizon: bool = False):
         model, workload, cluster = instance.model, instance.workload, instance.cluster
         self.L, self.K, self.N = model.layers, model.kv_heads, instance.n_devices
         # The request's length is known (its token budget): nothing is kept beyond its last interval.
         horizon = min(horizon, workload.n_intervals - k)
         self.sets = _interval_cost_sets(instance, k, horizon)
         # Memory views, in order of priority: the interval's largest context (it must fit),
-        # and with headroom the context `headroom` intervals later (fit it if possible).
+        # and with headroom the context `horizon` intervals later (fit it if possible); with
+        # `fit_horizon`, the latter alone, as a must (a placement kept for the whole horizon).
         context = int(workload.interval_max_context()[k])
-        self.views = [_view(instance, context)]
-        if horizon > 1:
-            self.views.append(_view(instance, context + (horizon - 1) * workload.tau))
+        end = context + (horizon - 1) * workload.tau
+        self.views = [_view(instance, end)] if fit_horizon else [_view(instance, context)]
+        if horizon > 1 and not fit_horizon:
+            self.views.append(_view(instance, end))
         self.tied = heads_share_memory(model, instance.precision)
         first = self.views[0]  # bytes of the whole model at the interval's context (embed and lm_head apart)
         self.whole_bytes = float(self.K * first.group.sum() + first.projection.sum() + first.ffn.sum()
                                  + first.embed + (0.0 if self.tied else first.lm_head))
+        # bytes of the largest single block: an overflow up to this one move may clear
+        self.block_bytes = float(max(first.group.max(), first.projection.max(), first.ffn.max(), first.embed,
+                                     first.lm_head))
         self.limit = usable_bytes(instance) * (1 + MEMORY_RTOL)
         self.tolerance = 1e-9 * float(self.limit.max())  # bytes: floating-point noise in memory sums
         self.scale = 1.0  # seconds: the cost a search started from (improvements are relative to it)
@@ -227,12 +285,12 @@ class IntervalModel:
     def attention(self, c: _CostSet, counts: np.ndarray, source: np.ndarray, projection: np.ndarray) -> np.ndarray:
         """Attention stage of every layer: receive the layer input, run the groups, send, run the projection.
 
-        `counts` (L, N); `source` and `projection` (L,) or (L, J) for J alternatives at once.
-        Returns seconds, (L,) or (L, J).
+        `counts` (L, N), or (L, J, N) for J placements; `source` and `projection` (L,) or
+        (L, J) for J alternatives at once. Returns seconds, (L,) or (L, J).
         """
-        alternatives = np.ndim(source) == 2 or np.ndim(projection) == 2
+        alternatives = np.ndim(source) == 2 or np.ndim(projection) == 2 or np.ndim(counts) == 3
         source, projection = np.broadcast_arrays(np.reshape(source, (self.L, -1)), np.reshape(projection, (self.L, -1)))
-        counts = counts[:, None, :].astype(np.int64)  # (L, 1, N)
+        counts = (counts if np.ndim(counts) == 3 else counts[:, None, :]).astype(np.int64)  # (L, J or 1, N)
         has = counts > 0
         receive = np.where(has, c.layer_in[source], 0.0)  # (L, J, N)
         send = np.where(has, c.out[counts, np.arange(self.N), projection[..., None]], 0.0)
@@ -290,6 +348,42 @@ class IntervalModel:
         overflow = self.overflow(self.held(s))
         seconds = self.latency_of(s) + self.migration_of(s) + self.price * overflow[1:].sum()
         return float(overflow[0]), float(seconds)
+
+    def costs(self, b: States) -> tuple[np.ndarray, np.ndarray]:
+        """`cost` of every placement of a batch at once: (overflow bytes (J,), seconds (J,)).
+
+        The same formulas as `held`, `latency_of` and `migration_of`, with a leading axis J.
+        """
+        counts = b.origin.sum(axis=2)  # (J, L, N)
+        J, one_hot = len(b), np.eye(self.N)
+        held = np.empty((len(self.views), J, self.N))
+        for v, view in enumerate(self.views):
+            lm = np.where(self.tied & (b.embed == b.lm_head), 0.0, view.lm_head)
+            held[v] = (counts.transpose(0, 2, 1) @ view.group + one_hot[b.projection].transpose(0, 2, 1) @ view.projection
+                       + one_hot[b.ffn].transpose(0, 2, 1) @ view.ffn + one_hot[b.embed] * view.embed
+                       + one_hot[b.lm_head] * lm[:, None])
+        overflow = self.overflow(held)  # (V, J)
+        layers = np.arange(self.L)
+        source = np.concatenate([b.embed[:, None], b.ffn[:, :-1]], axis=1)  # (J, L)
+        seconds = np.zeros(J)
+        for c in self.sets:
+            step = (self.attention(c, counts.transpose(1, 0, 2), source.T, b.projection.T).sum(axis=0)
+                    + (c.hidden[b.projection, b.ffn] + c.ffn[layers, b.ffn]).sum(axis=1)
+                    + c.embed[b.embed] + c.lm_head[b.lm_head] + c.lm_in[b.ffn[:, -1], b.lm_head]
+                    + c.token[b.lm_head, b.embed])
+            seconds += c.weight * step
+        if self.migrates:
+            times = np.einsum("jluv,luv->juv", b.origin, self.move_group)
+            rows = np.arange(J)[:, None]
+            for was, now, table in ((self.was_projection, b.projection, self.move_projection),
+                                    (self.was_ffn, b.ffn, self.move_ffn)):
+                np.add.at(times, (rows, was[None, :], now), table[layers, was, now])
+            for was, now, table in ((self.was_embed, b.embed, self.move_embed),
+                                    (self.was_lm_head, b.lm_head, self.move_lm_head)):
+                times[np.arange(J), was, now] += table[was, now]
+            times[:, np.arange(self.N), np.arange(self.N)] = 0.0
+            seconds += times.sum(axis=(1, 2)) if self.shared else times.max(axis=(1, 2))
+        return overflow[0], seconds + self.price * overflow[1:].sum(axis=0)
 
     def better(self, new: tuple[float, float], old: tuple[float, float]) -> bool:
         """Whether cost `new` is lower than `old`: less overflow, or as much and fewer seconds."""

@@ -151,8 +151,16 @@ def decide_plus(instance: Instance, k: int, previous: Placement | None = None, *
     _check_options(horizon, max_moves, compound_limit)
     if not 0 <= k < instance.workload.n_intervals:
         raise InputError(f"`k` must be an interval of the instance, 0..{instance.workload.n_intervals - 1}, got {k!r}")
-    N, K = instance.n_devices, instance.model.kv_heads
     iv = IntervalModel(instance, k, previous, horizon)
+    baselines = baseline_placements(instance) if baselines is None else baselines
+    return _decide(instance, iv, k, previous, max_moves, baselines,
+                   FIRST_COMPOUND_LIMIT if previous is None else compound_limit)
+
+
+def _decide(instance: Instance, iv: IntervalModel, k: int, previous: Placement | None, max_moves: int,
+            baselines: dict[str, Placement], limit: int) -> DecisionPlus:
+    """`decide_plus` on the interval model `iv`: local search from every start, compound moves from the best."""
+    N, K = instance.n_devices, instance.model.kv_heads
     starts = [] if previous is None else [("current", state_of(previous, previous, N))]
     # A fresh greedy packing migrates nearly every block: it is a start only when nothing
     # is placed yet or the placement in use no longer fits.
@@ -162,7 +170,6 @@ def decide_plus(instance: Instance, k: int, previous: Placement | None = None, *
     searched = [(name, *local_search(iv, state, max_moves)) for name, state in starts]
     # The baselines, by the same horizon cost. The first decision searches from each (of the
     # single-device plans, the best one); later ones from those that start below the best so far.
-    baselines = baseline_placements(instance) if baselines is None else baselines
     best = min(iv.cost(item[1]) for item in searched)
     raw = []
     for name, placement in baselines.items():
@@ -180,11 +187,9 @@ def decide_plus(instance: Instance, k: int, previous: Placement | None = None, *
             best = min(best, iv.cost(searched[-1][1]))
     name, state, moves = min(searched, key=lambda item: iv.cost(item[1]))
     # Compound moves from the best of them (the first decision may score more candidates).
-    limit = FIRST_COMPOUND_LIMIT if previous is None else compound_limit
     state, more = compound_search(iv, state, max_moves - moves, limit)
-    moves += more
     overflow, cost = iv.cost(state)
-    return DecisionPlus(placement_of(state, previous, K), name, moves, cost, overflow)
+    return DecisionPlus(placement_of(state, previous, K), name, moves + more, cost, overflow)
 
 
 def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = None,
@@ -260,7 +265,8 @@ def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = 
     # can foresee its total: it commits to a static baseline when one is cheaper (its time is
     # counted in the first decision's).
     began = time.perf_counter()
-    static = _cheaper_static(instance, baselines, result)
+    static = _cheaper_static(instance, {**baselines, **_whole_run_search(instance, placements[0], baselines, max_moves)},
+                             result)
     stats["decision_times_s"][0] += time.perf_counter() - began
     stats["decision_time_max_s"] = max(stats["decision_times_s"])
     stats["decision_time_median_s"] = float(np.median(stats["decision_times_s"]))
@@ -272,8 +278,20 @@ def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = 
                   f"re-deciding ({result.objective:.6g} s)", stats)
 
 
+def _whole_run_search(instance: Instance, first: Placement, baselines: dict[str, Placement],
+                      max_moves: int) -> dict[str, Placement]:
+    """``{"static-search": placement}``: a first decision whose placement must fit the whole
+    run's memory and is costed over the whole run, when the online run's first placement
+    does not fit it (its caches outgrow it, so later decisions are forced to move); else empty."""
+    n = instance.workload.n_intervals
+    iv = IntervalModel(instance, 0, None, n, fit_horizon=True)
+    if n == 1 or iv.cost(state_of(first, None, instance.n_devices))[0] <= iv.tolerance:
+        return {}
+    return {"static-search": _decide(instance, iv, 0, None, max_moves, baselines, FIRST_COMPOUND_LIMIT).placement}
+
+
 def _cheaper_static(instance: Instance, baselines: dict[str, Placement], online: Result) -> tuple[str, Plan] | None:
-    """The cheapest feasible baseline kept for the whole run, if it beats the online plan's total."""
+    """The cheapest feasible static plan (a baseline, or the whole-run search's) if it beats the online plan's total."""
     best, limit = None, online.objective * (1 - IMPROVEMENT) if online.report.feasible else np.inf
     for name, placement in baselines.items():
         report = evaluate(instance, Plan(devices=instance.cluster.names, intervals=[placement], method="myopic+"))
