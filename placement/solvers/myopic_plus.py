@@ -51,6 +51,7 @@ from placement.result import Result, judged
 from placement.solvers.baselines import solve_pipeline_dp
 from placement.solvers.compound_moves import COMPOUND_LIMIT, FIRST_COMPOUND_LIMIT, compound_search
 from placement.solvers.interval_costs import IMPROVEMENT, IntervalModel, placement_of, state_of
+from placement.solvers.lns_moves import lns_search
 from placement.solvers.local_moves import local_search
 from placement.solvers.myopic import decide
 from placement.solvers.online import check_current, run_online
@@ -59,11 +60,26 @@ from placement.solvers.reference import pipeline_plan, single_plan
 __all__ = ["DecisionPlus", "baseline_placements", "decide_plus", "solve_myopic_plus"]
 
 
-def _check_options(horizon, max_moves, compound_limit) -> None:
+@dataclass(frozen=True)
+class _Search:
+    """How far a decision searches (the options of `solve_myopic_plus`)."""
+
+    max_moves: int = 10_000
+    compound_limit: int = COMPOUND_LIMIT
+    lns_time_s: float = 0.0
+    lns_layers: int = 2
+
+
+def _search_options(horizon, max_moves, compound_limit, lns_time_s, lns_layers) -> _Search:
+    """The options checked: one line naming a bad one and what it must be."""
     for name, value, least in (("horizon", horizon, 1), ("max_moves", max_moves, 0),
-                               ("compound_limit", compound_limit, 0)):
+                               ("compound_limit", compound_limit, 0), ("lns_layers", lns_layers, 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
             raise InputError(f"`{name}` must be a whole number, at least {least}, got {value!r}")
+    if isinstance(lns_time_s, bool) or not isinstance(lns_time_s, (int, float)) or not 0 <= lns_time_s < np.inf:
+        raise InputError(f"`lns_time_s` must be a number of seconds, at least 0 (0: no MILP neighbourhood), "
+                         f"got {lns_time_s!r}")
+    return _Search(int(max_moves), int(compound_limit), float(lns_time_s), int(lns_layers))
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,7 +138,7 @@ def baseline_placements(instance: Instance) -> dict[str, Placement]:
 
 def decide_plus(instance: Instance, k: int, previous: Placement | None = None, *, horizon: int = 8,
                 max_moves: int = 10_000, baselines: dict[str, Placement] | None = None,
-                compound_limit: int = COMPOUND_LIMIT) -> DecisionPlus:
+                compound_limit: int = COMPOUND_LIMIT, lns_time_s: float = 0.0, lns_layers: int = 2) -> DecisionPlus:
     """One ``myopic+`` decision for interval `k`, from the placement in use (`previous`).
 
     Parameters
@@ -132,7 +148,7 @@ def decide_plus(instance: Instance, k: int, previous: Placement | None = None, *
         The interval decided.
     previous : Placement, optional
         Where the blocks are now; None before the first interval.
-    horizon, max_moves, compound_limit
+    horizon, max_moves, compound_limit, lns_time_s, lns_layers
         As in `solve_myopic_plus`.
     baselines : dict of str to Placement, optional
         The baselines weighed (`baseline_placements`, computed when not given).
@@ -148,19 +164,18 @@ def decide_plus(instance: Instance, k: int, previous: Placement | None = None, *
         placement that does not fit the instance.
     """
     previous = check_current(instance, previous)
-    _check_options(horizon, max_moves, compound_limit)
+    search = _search_options(horizon, max_moves, compound_limit, lns_time_s, lns_layers)
     if not 0 <= k < instance.workload.n_intervals:
         raise InputError(f"`k` must be an interval of the instance, 0..{instance.workload.n_intervals - 1}, got {k!r}")
     iv = IntervalModel(instance, k, previous, horizon)
     baselines = baseline_placements(instance) if baselines is None else baselines
-    return _decide(instance, iv, k, previous, max_moves, baselines,
-                   FIRST_COMPOUND_LIMIT if previous is None else compound_limit)
+    return _decide(instance, iv, k, previous, baselines, search)
 
 
-def _decide(instance: Instance, iv: IntervalModel, k: int, previous: Placement | None, max_moves: int,
-            baselines: dict[str, Placement], limit: int) -> DecisionPlus:
+def _decide(instance: Instance, iv: IntervalModel, k: int, previous: Placement | None,
+            baselines: dict[str, Placement], search: _Search) -> DecisionPlus:
     """`decide_plus` on the interval model `iv`: local search from every start, compound moves from the best."""
-    N, K = instance.n_devices, instance.model.kv_heads
+    N, K, max_moves = instance.n_devices, instance.model.kv_heads, search.max_moves
     starts = [] if previous is None else [("current", state_of(previous, previous, N))]
     # A fresh greedy packing migrates nearly every block: it is a start only when nothing
     # is placed yet or the placement in use no longer fits.
@@ -186,14 +201,22 @@ def _decide(instance: Instance, iv: IntervalModel, k: int, previous: Placement |
             searched.append((name, *local_search(iv, state, max_moves)))
             best = min(best, iv.cost(searched[-1][1]))
     name, state, moves = min(searched, key=lambda item: iv.cost(item[1]))
-    # Compound moves from the best of them (the first decision may score more candidates).
+    # Compound moves from the best of them (the first decision may score more candidates),
+    # then, given a budget, windows of layers re-solved by the interval MILP.
+    limit = FIRST_COMPOUND_LIMIT if previous is None else search.compound_limit
     state, more = compound_search(iv, state, max_moves - moves, limit)
+    moves += more
+    if search.lns_time_s > 0:
+        state, more = lns_search(instance, iv, k, previous, state, search.lns_time_s, search.lns_layers,
+                                 max_moves - moves)
+        moves += more
     overflow, cost = iv.cost(state)
-    return DecisionPlus(placement_of(state, previous, K), name, moves + more, cost, overflow)
+    return DecisionPlus(placement_of(state, previous, K), name, moves, cost, overflow)
 
 
 def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = None,
-                      horizon: int = 8, max_moves: int = 10_000, compound_limit: int = COMPOUND_LIMIT) -> Result:
+                      horizon: int = 8, max_moves: int = 10_000, compound_limit: int = COMPOUND_LIMIT,
+                      lns_time_s: float = 0.0, lns_layers: int = 2) -> Result:
     """Re-decide every interval from the current state: greedy start, migration-aware local search.
 
     Parameters
@@ -215,6 +238,12 @@ def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = 
         embed with lm_head, ejection chains) only when a round has at most this many
         candidates; the first decision makes them up to 1,000 (docs/methods.md has the
         count). 0 turns them off after the first decision.
+    lns_time_s : float
+        Wall-clock seconds each decision may give the interval MILP to re-solve windows
+        of `lns_layers` layers exactly (the large-neighbourhood step,
+        `placement.solvers.lns_moves`); 0, the default, turns it off (docs/online.md).
+    lns_layers : int
+        Layers a window of the large-neighbourhood step holds (default 2).
 
     Returns
     -------
@@ -243,14 +272,14 @@ def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = 
     True
     """
     previous = check_current(instance, current)
-    _check_options(horizon, max_moves, compound_limit)
+    search = _search_options(horizon, max_moves, compound_limit, lns_time_s, lns_layers)
     baselines: dict[str, Placement] = {}
 
     def one(k: int, before: Placement | None) -> DecisionPlus:
         if not baselines:  # computed within the first decision, whose time they count in
             baselines.update(baseline_placements(instance))
         return decide_plus(instance, k, before, horizon=horizon, max_moves=max_moves, baselines=baselines,
-                           compound_limit=compound_limit)
+                           compound_limit=compound_limit, lns_time_s=lns_time_s, lns_layers=lns_layers)
 
     decisions, placements, stats = run_online(instance, previous, one)
     plan = Plan(devices=instance.cluster.names, intervals=placements, method="myopic+")
@@ -265,7 +294,7 @@ def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = 
     # can foresee its total: it commits to a static baseline when one is cheaper (its time is
     # counted in the first decision's).
     began = time.perf_counter()
-    static = _cheaper_static(instance, {**baselines, **_whole_run_search(instance, placements[0], baselines, max_moves)},
+    static = _cheaper_static(instance, {**baselines, **_whole_run_search(instance, placements[0], baselines, search)},
                              result)
     stats["decision_times_s"][0] += time.perf_counter() - began
     stats["decision_time_max_s"] = max(stats["decision_times_s"])
@@ -279,7 +308,7 @@ def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = 
 
 
 def _whole_run_search(instance: Instance, first: Placement, baselines: dict[str, Placement],
-                      max_moves: int) -> dict[str, Placement]:
+                      search: _Search) -> dict[str, Placement]:
     """``{"static-search": placement}``: a first decision whose placement must fit the whole
     run's memory and is costed over the whole run, when the online run's first placement
     does not fit it (its caches outgrow it, so later decisions are forced to move); else empty."""
@@ -287,7 +316,7 @@ def _whole_run_search(instance: Instance, first: Placement, baselines: dict[str,
     iv = IntervalModel(instance, 0, None, n, fit_horizon=True)
     if n == 1 or iv.cost(state_of(first, None, instance.n_devices))[0] <= iv.tolerance:
         return {}
-    return {"static-search": _decide(instance, iv, 0, None, max_moves, baselines, FIRST_COMPOUND_LIMIT).placement}
+    return {"static-search": _decide(instance, iv, 0, None, baselines, search).placement}
 
 
 def _cheaper_static(instance: Instance, baselines: dict[str, Placement], online: Result) -> tuple[str, Plan] | None:
