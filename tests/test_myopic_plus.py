@@ -21,7 +21,7 @@ from placement import InputError, evaluate, load_instance, solve
 from placement.plan import Placement, Plan
 from placement.solvers import myopic_plus as mp
 from placement.solvers.compound_moves import (
-    compound_count, compound_moves, layer_split_count, layer_splits, layers_to, swap_devices,
+    block_pairs, compound_count, compound_moves, layer_split_count, layer_splits, layers_to, swap_devices,
 )
 from placement.solvers.interval_costs import IntervalModel, placement_of, stack, state_of
 from placement.solvers.lns_moves import window_constraints, windows
@@ -235,6 +235,49 @@ def test_layer_splits_are_the_splits():
                                              else [(state.embed, state.lm_head)]):
                                     expected.add((tuple(map(tuple, counts)), tuple(proj), tuple(ffn), e, h))
         assert seen == expected
+
+
+def test_block_pairs_are_every_two_moves_of_two_blocks():
+    """Brute force on counts: two different blocks (a group of layer l on device a standing for
+    all of them; a projection, an FFN, embed, lm_head) each to a device other than its own."""
+    rng = np.random.default_rng(8)
+    L, K, N = 2, 3, 3
+    state = state_of(random_placement(None, rng, (L, K, N)), random_placement(None, rng, (L, K, N)), N)
+    batch = block_pairs(state, N)
+    assert (batch.origin >= 0).all()
+    np.testing.assert_array_equal(batch.origin.sum(axis=3), np.broadcast_to(state.origin.sum(axis=2), (len(batch), L, N)))
+    got = [(batch.origin[j].sum(axis=1).tolist(), batch.projection[j].tolist(), batch.ffn[j].tolist(),
+            int(batch.embed[j]), int(batch.lm_head[j])) for j in range(len(batch))]
+    blocks = ([("group", l, a) for l in range(L) for a in range(N) if state.counts[l, a] > 0]
+              + [(kind, l) for kind in ("projection", "ffn") for l in range(L)] + [("embed",), ("lm_head",)])
+
+    def where(block):
+        kind = block[0]
+        return block[2] if kind == "group" else getattr(state, kind)[block[1]] if len(block) == 2 else getattr(state, kind)
+
+    def moved(placed, block, b):
+        counts, proj, ffn, e, h = placed
+        if block[0] == "group":
+            counts = [row[:] for row in counts]
+            counts[block[1]][block[2]] -= 1
+            counts[block[1]][b] += 1
+        elif block[0] in ("projection", "ffn"):
+            proj, ffn = proj[:], ffn[:]
+            (proj if block[0] == "projection" else ffn)[block[1]] = b
+        elif block[0] == "embed":
+            e = b
+        else:
+            h = b
+        return counts, proj, ffn, e, h
+
+    start = (state.counts.tolist(), state.projection.tolist(), state.ffn.tolist(), state.embed, state.lm_head)
+    expected = []
+    for x in range(len(blocks)):
+        for y in range(x + 1, len(blocks)):
+            for bx in set(range(N)) - {where(blocks[x])}:
+                for by in set(range(N)) - {where(blocks[y])}:
+                    expected.append(moved(moved(start, blocks[x], bx), blocks[y], by))
+    assert sorted(map(repr, got)) == sorted(map(repr, expected))
 
 
 @pytest.mark.parametrize("seed", [2, 3, 5, 7, 17, 20, 72])

@@ -26,6 +26,8 @@ FIRST_COMPOUND_LIMIT = 1_000
 # Layer splits are scored only when a round has at most this many of them (every tiny
 # instance of the random suite: 2 layers, 8 groups, 5 devices make 1,650).
 SPLIT_LIMIT = 5_000
+# Pairs of one-block moves are scored only when a round has at most this many of them.
+PAIR_LIMIT = 5_000
 # Beyond this many layers, the layer ranges are single layers, prefixes and suffixes only.
 _ALL_RANGES_LAYERS = 8
 # Compound moves that do not improve at once but are tried with a local search after them
@@ -192,7 +194,82 @@ def compound_moves(s: State, L: int, N: int) -> States:
     count, ends = _split_count(L, int(s.origin[0].sum()), N)
     if count:
         families.append(layer_splits(s, N, ends))
+    moves = _relocation_count(s, N)
+    if moves * (moves - 1) // 2 <= PAIR_LIMIT:
+        families.append(block_pairs(s, N))
     return concat(families)
+
+
+def _relocations(s: State, N: int) -> list[State]:
+    """Every one-block move from `s`: a group of a layer from a device to another (by
+    `_moved_groups`' rule), a projection, an FFN, embed or lm_head to another device."""
+    L, out = len(s.projection), []
+    counts = s.counts
+    for l in range(L):
+        for a in np.flatnonzero(counts[l]):
+            for b in range(N):
+                if b != a:
+                    moved = s.copy()
+                    moved.origin[l] = _moved_groups(s.origin[l], int(a), b, 1)
+                    out.append(moved)
+        for kind in ("projection", "ffn"):
+            for b in range(N):
+                if b != getattr(s, kind)[l]:
+                    moved = s.copy()
+                    getattr(moved, kind)[l] = b
+                    out.append(moved)
+    for kind in ("embed", "lm_head"):
+        for b in range(N):
+            if b != getattr(s, kind):
+                moved = s.copy()
+                setattr(moved, kind, b)
+                out.append(moved)
+    return out
+
+
+def _relocation_count(s: State, N: int) -> int:
+    """Moves of `_relocations`."""
+    return int((s.counts > 0).sum()) * (N - 1) + (2 * len(s.projection) + 2) * (N - 1)
+
+
+def block_pairs(s: State, N: int) -> States:
+    """Every pair of one-block moves of different blocks from `s`, both made (an exchange when
+    the two blocks trade devices, an ejection when one frees the memory the other needs).
+
+    Parameters
+    ----------
+    s : State
+    N : int
+        Devices.
+
+    Returns
+    -------
+    States
+        R (R - 1) / 2 candidates or fewer for R one-block moves (two moves of one block
+        are left out: that is one move).
+    """
+    single = _relocations(s, N)
+    diffs = [(m.origin - s.origin, m.projection - s.projection, m.ffn - s.ffn,
+              m.embed - s.embed, m.lm_head - s.lm_head) for m in single]
+    keys = [_block_key(s, m) for m in single]
+    i, j = np.triu_indices(len(single), 1)
+    keep = np.array([keys[x] != keys[y] for x, y in zip(i, j)], dtype=bool)
+    i, j = i[keep], j[keep]
+    stacked = [np.array([d[f] for d in diffs]) for f in range(5)]
+    base = (s.origin, s.projection, s.ffn, s.embed, s.lm_head)
+    return States(*(b + d[i] + d[j] for b, d in zip(base, stacked)))
+
+
+def _block_key(s: State, m: State) -> tuple:
+    """Which block a one-block move `m` of `s` moves: (kind, layer, device it leaves)."""
+    if (m.origin != s.origin).any():
+        l = int(np.flatnonzero((m.origin != s.origin).any(axis=(1, 2)))[0])
+        return ("group", l, int(np.flatnonzero(m.counts[l] < s.counts[l])[0]))
+    for kind in ("projection", "ffn"):
+        changed = np.flatnonzero(getattr(m, kind) != getattr(s, kind))
+        if changed.size:
+            return (kind, int(changed[0]))
+    return ("embed",) if m.embed != s.embed else ("lm_head",)
 
 
 def _ranked(iv: IntervalModel, batch: States) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
