@@ -184,7 +184,7 @@ def test_compound_moves_move_what_they_say():
     swapped = swap_devices(state, 1, 4)
     perm = np.array([0, 4, 2, 3, 1])
     np.testing.assert_allclose(iv.held(swapped), iv.held(state)[:, perm])
-    assert len(compound_moves(state, L, N)) == compound_count(L, K, N)
+    assert len(compound_moves(state, L, N)) == compound_count(state, N)
 
 
 @pytest.mark.parametrize("k", [0, 1])
@@ -324,12 +324,13 @@ def test_window_constraints_keep_the_layers_outside(window):
 
 
 def test_lns_reaches_an_optimum_the_moves_miss():
-    """Tuning seed 179: local and compound moves stop 22.9 % above the MILP's optimum; with the
-    MILP neighbourhood (a whole 2-layer model in one window) myopic+ reaches it."""
-    inst = random_tiny_instance(179)
+    """Tuning seed 148: local and compound moves stop 16.6 % above the MILP's optimum (which
+    re-places layer 0 between the intervals); with the MILP neighbourhood (the whole 2-layer
+    model in one window) myopic+ reaches it."""
+    inst = random_tiny_instance(148)
     best = solve_milp(inst)
     assert best.status == "optimal"
-    assert mp.solve_myopic_plus(inst).objective > best.objective * 1.2
+    assert mp.solve_myopic_plus(inst).objective > best.objective * 1.1
     # a generous budget: the MILP proves this instance in well under a second
     assert mp.solve_myopic_plus(inst, lns_time_s=60.0).objective == pytest.approx(best.objective, rel=1e-6)
 

@@ -18,7 +18,8 @@ from placement.solvers.interval_costs import IntervalModel, State, States, conca
 from placement.solvers.local_moves import local_search
 
 __all__ = ["COMPOUND_LIMIT", "FIRST_COMPOUND_LIMIT", "compound_count", "compound_moves", "compound_search",
-           "ends_to", "layer_splits", "layers_to", "swap_devices"]
+           "block_pairs", "ends_to", "layer_split_count", "layer_splits", "layers_to", "swap_devices",
+           "whole_move_count"]
 
 # Compound candidates a later decision may score (the first decision: up to FIRST_COMPOUND_LIMIT).
 COMPOUND_LIMIT = 200
@@ -144,18 +145,22 @@ def layer_split_count(L: int, K: int, N: int, ends: bool = False) -> int:
     return L * (K * (N - 1) + 1) * N**(4 if ends else 2)
 
 
-def compound_count(L: int, K: int, N: int) -> int:
-    """Candidates of `compound_moves` for L layers of K groups on N devices.
+def compound_count(s: State, N: int) -> int:
+    """Candidates of `compound_moves` from `s`.
 
     Parameters
     ----------
-    L, K, N : int
+    s : State
+    N : int
+        Devices.
 
     Returns
     -------
     int
     """
-    return _whole_count(L, N) + _split_count(L, K, N)[0]
+    L, K = len(s.projection), int(s.origin[0].sum())
+    pairs = _pair_count(s, N)
+    return whole_move_count(L, N) + _split_count(L, K, N)[0] + (pairs if pairs <= PAIR_LIMIT else 0)
 
 
 def _split_count(L: int, K: int, N: int) -> tuple[int, bool]:
@@ -167,8 +172,19 @@ def _split_count(L: int, K: int, N: int) -> tuple[int, bool]:
     return 0, False
 
 
-def _whole_count(L: int, N: int) -> int:
-    """Candidates of `_whole_moves`."""
+def whole_move_count(L: int, N: int) -> int:
+    """Candidates of the whole-block families (layer ranges, device swaps, ends together).
+
+    Parameters
+    ----------
+    L, N : int
+        Layers and devices.
+
+    Returns
+    -------
+    int
+        Compound moves are made only when this is within a decision's limit.
+    """
     ranges = _ranges(L)
     ends = sum(first == 0 or last == L - 1 for first, last in ranges)
     return N * (len(ranges) + ends) + N * (N - 1) // 2 + N
@@ -194,8 +210,7 @@ def compound_moves(s: State, L: int, N: int) -> States:
     count, ends = _split_count(L, int(s.origin[0].sum()), N)
     if count:
         families.append(layer_splits(s, N, ends))
-    moves = _relocation_count(s, N)
-    if moves * (moves - 1) // 2 <= PAIR_LIMIT:
+    if _pair_count(s, N) <= PAIR_LIMIT:
         families.append(block_pairs(s, N))
     return concat(families)
 
@@ -227,9 +242,11 @@ def _relocations(s: State, N: int) -> list[State]:
     return out
 
 
-def _relocation_count(s: State, N: int) -> int:
-    """Moves of `_relocations`."""
-    return int((s.counts > 0).sum()) * (N - 1) + (2 * len(s.projection) + 2) * (N - 1)
+def _pair_count(s: State, N: int) -> int:
+    """Candidates of `block_pairs`: two of the B blocks (a layer's groups on one device count as
+    one), each to one of the N - 1 other devices."""
+    blocks = int((s.counts > 0).sum()) + 2 * len(s.projection) + 2
+    return blocks * (blocks - 1) // 2 * (N - 1) ** 2
 
 
 def block_pairs(s: State, N: int) -> States:
@@ -245,8 +262,8 @@ def block_pairs(s: State, N: int) -> States:
     Returns
     -------
     States
-        R (R - 1) / 2 candidates or fewer for R one-block moves (two moves of one block
-        are left out: that is one move).
+        Two different blocks moved, every pair of destinations (``_pair_count``); a
+        layer's groups on one device count as one block (moving two of them is a layer split).
     """
     single = _relocations(s, N)
     diffs = [(m.origin - s.origin, m.projection - s.projection, m.ffn - s.ffn,
@@ -321,7 +338,7 @@ def compound_search(iv: IntervalModel, s: State, max_moves: int, limit: int) -> 
         The best state found and the moves made.
     """
     s, moves = local_search(iv, s, max_moves)
-    if _whole_count(iv.L, iv.N) > limit:
+    if whole_move_count(iv.L, iv.N) > limit:
         return s, moves
     while moves < max_moves:
         cost = iv.cost(s)

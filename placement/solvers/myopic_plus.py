@@ -49,7 +49,7 @@ from placement.instance import Instance
 from placement.plan import Placement, Plan
 from placement.result import Result, judged
 from placement.solvers.baselines import solve_pipeline_dp
-from placement.solvers.compound_moves import COMPOUND_LIMIT, FIRST_COMPOUND_LIMIT, compound_search
+from placement.solvers.compound_moves import COMPOUND_LIMIT, FIRST_COMPOUND_LIMIT, compound_search, whole_move_count
 from placement.solvers.interval_costs import IMPROVEMENT, IntervalModel, placement_of, state_of
 from placement.solvers.lns_moves import lns_search
 from placement.solvers.local_moves import local_search
@@ -310,11 +310,15 @@ def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = 
 def _whole_run_search(instance: Instance, first: Placement, baselines: dict[str, Placement],
                       search: _Search) -> dict[str, Placement]:
     """``{"static-search": placement}``: a first decision whose placement must fit the whole
-    run's memory and is costed over the whole run, when the online run's first placement
-    does not fit it (its caches outgrow it, so later decisions are forced to move); else empty."""
+    run's memory and is costed over the whole run; empty for one interval, and on an instance
+    too large for the first decision's compound moves when the online run's first placement
+    fits the whole run (only caches that outgrow it force later decisions to move)."""
     n = instance.workload.n_intervals
     iv = IntervalModel(instance, 0, None, n, fit_horizon=True)
-    if n == 1 or iv.cost(state_of(first, None, instance.n_devices))[0] <= iv.tolerance:
+    # On an instance small enough for the first decision's compound moves it always runs (one
+    # more first decision); on a larger one only when the caches outgrow the first placement.
+    small = whole_move_count(instance.model.layers, instance.n_devices) <= FIRST_COMPOUND_LIMIT
+    if n == 1 or (not small and iv.cost(state_of(first, None, instance.n_devices))[0] <= iv.tolerance):
         return {}
     return {"static-search": _decide(instance, iv, 0, None, baselines, search).placement}
 
