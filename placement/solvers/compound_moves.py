@@ -2,12 +2,15 @@
 
 Families (listed once, in `compound_moves`): a contiguous range of layers whole to
 one device (with ``embed`` / ``lm_head`` at its ends), two devices' loads swapped,
-``embed`` with ``lm_head``, and a layer split (`layer_splits`: some of a layer's
-groups from one device to another, its projection and FFN on any devices, a third
-included). `compound_search` takes the best improving one; failing that, the fastest
-few (whatever their memory) are each followed by local search, an ejection chain when
+``embed`` with ``lm_head``, layer splits (`layer_splits`: some of a layer's groups from
+one device to another, its projection and FFN on any devices, a third included, and
+``embed`` / ``lm_head`` too when that stays small) and block pairs (`block_pairs`: two
+different blocks each to another device). `compound_search` takes the best improving
+one; failing that, the fastest few (whatever their memory, and whose overflow one
+block's move could clear) are each followed by local search: an ejection chain when
 the move overflows memory, a plateau step when it ties. Every candidate is scored by
 `placement.solvers.interval_costs.IntervalModel.costs`, all of a round's at once.
+docs/online.md has the families, their counts and the limits.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ import numpy as np
 from placement.solvers.interval_costs import IntervalModel, State, States, concat, stack
 from placement.solvers.local_moves import local_search
 
-__all__ = ["COMPOUND_LIMIT", "FIRST_COMPOUND_LIMIT", "compound_count", "compound_moves", "compound_search",
-           "block_pairs", "ends_to", "layer_split_count", "layer_splits", "layers_to", "swap_devices",
-           "whole_move_count"]
+__all__ = ["COMPOUND_LIMIT", "FIRST_COMPOUND_LIMIT", "PAIR_LIMIT", "SPLIT_LIMIT", "block_pairs", "compound_count",
+           "compound_moves", "compound_search", "ends_to", "layer_split_count", "layer_splits", "layers_to",
+           "swap_devices", "whole_move_count"]
 
 # Compound candidates a later decision may score (the first decision: up to FIRST_COMPOUND_LIMIT).
 COMPOUND_LIMIT = 200
@@ -32,13 +35,29 @@ PAIR_LIMIT = 5_000
 # Beyond this many layers, the layer ranges are single layers, prefixes and suffixes only.
 _ALL_RANGES_LAYERS = 8
 # Compound moves that do not improve at once but are tried with a local search after them
-# (ejection chains, plateaus): the fastest few by seconds, whatever their memory.
+# (ejection chains, plateaus): the fastest few by seconds whatever their memory, and as
+# many of those over memory by at most one block.
 _CHAINS = 4
 
 
 def layers_to(s: State, first: int, last: int, j: int, ends: bool) -> State:
     """Layers first..last whole (groups, projection, FFN) on device j; with `ends`, embed
-    (when the range starts at layer 0) and lm_head (when it ends at the last) too."""
+    (when the range starts at layer 0) and lm_head (when it ends at the last) too.
+
+    Parameters
+    ----------
+    s : State
+    first, last : int
+        The layer range, inclusive.
+    j : int
+        The device.
+    ends : bool
+
+    Returns
+    -------
+    State
+        A new state (`s` is unchanged).
+    """
     s = s.copy()
     came = s.origin[first:last + 1].sum(axis=2)  # (layers, from)
     s.origin[first:last + 1] = 0
@@ -53,7 +72,19 @@ def layers_to(s: State, first: int, last: int, j: int, ends: bool) -> State:
 
 
 def swap_devices(s: State, a: int, b: int) -> State:
-    """Every block on device a goes to b and every block on b to a."""
+    """Every block on device a goes to b and every block on b to a.
+
+    Parameters
+    ----------
+    s : State
+    a, b : int
+        Devices.
+
+    Returns
+    -------
+    State
+        A new state.
+    """
     s = s.copy()
     s.origin[:, :, [a, b]] = s.origin[:, :, [b, a]]
     swap = np.arange(s.origin.shape[1])
@@ -64,7 +95,19 @@ def swap_devices(s: State, a: int, b: int) -> State:
 
 
 def ends_to(s: State, j: int) -> State:
-    """embed and lm_head together on device j (a tied pair shares its memory only there)."""
+    """embed and lm_head together on device j (a tied pair shares its memory only there).
+
+    Parameters
+    ----------
+    s : State
+    j : int
+        The device.
+
+    Returns
+    -------
+    State
+        A new state.
+    """
     s = s.copy()
     s.embed = s.lm_head = j
     return s
@@ -141,7 +184,18 @@ def layer_splits(s: State, N: int, ends: bool = False) -> States:
 
 def layer_split_count(L: int, K: int, N: int, ends: bool = False) -> int:
     """Candidates of `layer_splits`: per layer, K (N - 1) group moves and none, times N² (projection,
-    FFN), times N² again with `ends` (embed, lm_head)."""
+    FFN), times N² again with `ends` (embed, lm_head).
+
+    Parameters
+    ----------
+    L, K, N : int
+        Layers, groups a layer, devices.
+    ends : bool
+
+    Returns
+    -------
+    int
+    """
     return L * (K * (N - 1) + 1) * N**(4 if ends else 2)
 
 

@@ -179,6 +179,21 @@ def concat(batches: list[States]) -> States:
 
 
 def state_of(placement: Placement, before: Placement | None, N: int) -> State:
+    """`placement` as a `State`, its groups' origins read from `before`.
+
+    Parameters
+    ----------
+    placement : Placement
+        Whole blocks.
+    before : Placement or None
+        Where the groups were (None: they start where they are).
+    N : int
+        Devices.
+
+    Returns
+    -------
+    State
+    """
     attention = np.asarray(placement.attention)
     L = attention.shape[0]
     was = attention if before is None else np.asarray(before.attention)
@@ -189,8 +204,25 @@ def state_of(placement: Placement, before: Placement | None, N: int) -> State:
 
 
 def placement_of(state: State, before: Placement | None, K: int) -> Placement:
-    """Groups keep their identity: of the groups of a layer that were on device u, the
-    first ones (by index) stay, the next ones go where `state.origin` sends them, in device order."""
+    """`state` as a `Placement` in which groups keep their identity.
+
+    Of the groups of a layer that were on device u, the first ones (by index) stay, the
+    next ones go where `state.origin` sends them, in device order.
+
+    Parameters
+    ----------
+    state : State
+    before : Placement or None
+        The placement the origins refer to (None: a first placement, groups in the
+        order of the devices they start from).
+    K : int
+        Groups a layer.
+
+    Returns
+    -------
+    Placement
+        One-hot projection and FFN rows.
+    """
     L, N = state.projection.shape[0], state.origin.shape[1]
     if before is None:  # a first placement: the groups in the order of the devices they started from
         was = np.array([np.repeat(np.arange(N), row) for row in state.origin.sum(axis=2)])
@@ -211,7 +243,21 @@ def placement_of(state: State, before: Placement | None, K: int) -> Placement:
 
 # ----------------------------------------------------------------------------- the interval model
 class IntervalModel:
-    """Interval k's cost and memory as functions of a `State`: the evaluator's formulas, incrementally."""
+    """Interval k's cost and memory as functions of a `State`: the evaluator's formulas, incrementally.
+
+    Parameters
+    ----------
+    instance : Instance
+    k : int
+        The interval decided.
+    before : Placement or None
+        The placement in use (the migration into `k` is charged from it).
+    horizon : int
+        Intervals the placement is assumed kept for (capped at the intervals left).
+    fit_horizon : bool
+        Memory at the horizon's last context is the hard condition (else the
+        interval's own, with the horizon's overflow priced).
+    """
 
     def __init__(self, instance: Instance, k: int, before: Placement | None, horizon: int = 8,
                  fit_horizon: bool = False):

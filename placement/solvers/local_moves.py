@@ -64,7 +64,24 @@ def _migration_delta(iv: IntervalModel, times, current, src, old, new, table, la
 
 
 def group_moves(iv: IntervalModel, s: State, held, mig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every move of one group of layer l from device a to device j: (ΔOverflow, Δseconds, origin) (L, N, N)."""
+    """Every move of one group of layer l from device a to device j, as exact deltas.
+
+    Parameters
+    ----------
+    iv : IntervalModel
+    s : State
+    held : numpy.ndarray
+        ``iv.held(s)``, bytes (V, N).
+    mig : float
+        ``iv.migration_of(s)``, seconds.
+
+    Returns
+    -------
+    d_overflow, d_seconds, origin
+        Change of each memory view's overflow (V, L, N, N) bytes, change of seconds
+        (L, N, N) (inf where there is no such move), and the origin of the group moved
+        (L, N, N).
+    """
     L, N = iv.L, iv.N
     counts = s.counts
     source = iv.sources(s)
@@ -122,6 +139,17 @@ def group_moves(iv: IntervalModel, s: State, held, mig) -> tuple[np.ndarray, np.
 
 
 def move_group(l: int, u: int, a: int, j: int):
+    """The move of one group of layer `l` from device `u`, now on `a`, to `j`.
+
+    Parameters
+    ----------
+    l, u, a, j : int
+
+    Returns
+    -------
+    callable
+        State → a new State with the move made.
+    """
     def apply(s: State) -> State:
         s = s.copy()
         s.origin[l, u, a] -= 1
@@ -131,6 +159,20 @@ def move_group(l: int, u: int, a: int, j: int):
 
 
 def relocate(kind: str, l: int, j: int):
+    """The relocation of a block to device `j`.
+
+    Parameters
+    ----------
+    kind : {"projection", "ffn", "embed", "lm_head"}
+    l : int
+        The layer (ignored for embed and lm_head).
+    j : int
+
+    Returns
+    -------
+    callable
+        State → a new State with the block on `j`.
+    """
     def apply(s: State) -> State:
         s = s.copy()
         if kind in ("projection", "ffn"):
@@ -153,7 +195,16 @@ def _heads_memory(iv: IntervalModel, embed, lm_head) -> np.ndarray:
 def block_moves(iv: IntervalModel, s: State, held, mig) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Relocations of a projection, an FFN, embed or lm_head to every device.
 
-    Returns (kind, ΔOverflow, Δseconds) with arrays (L, N) (rows: layers; one row for embed and lm_head).
+    Parameters
+    ----------
+    iv, s, held, mig
+        As in `group_moves`.
+
+    Returns
+    -------
+    list of (kind, d_overflow, d_seconds)
+        Arrays (V, L, N) and (L, N), rows the layers (one row for embed and lm_head);
+        inf seconds where the block stays.
     """
     L, N = iv.L, iv.N
     rows, every = np.arange(L), np.arange(N)
@@ -247,7 +298,20 @@ def _swaps(iv: IntervalModel, s: State, held: np.ndarray, d: np.ndarray) -> tupl
 
 # ----------------------------------------------------------------------------- one decision
 def local_search(iv: IntervalModel, s: State, max_moves: int) -> tuple[State, int]:
-    """Local search from `s`: the best candidate of every neighbourhood, the best rank first, until none improves."""
+    """Local search from `s`: the best candidate of every neighbourhood, the best rank first, until none improves.
+
+    Parameters
+    ----------
+    iv : IntervalModel
+    s : State
+    max_moves : int
+        Cap on the moves made.
+
+    Returns
+    -------
+    State, int
+        The state reached and the moves made.
+    """
     cost = iv.cost(s)
     iv.scale = max(cost[1], 1e-12)
     moves = 0
