@@ -24,16 +24,19 @@ model and the request's token budget, never the tokens' content. Each decision:
    between two devices. The best candidate is taken until none improves;
 3. from the best result, compound moves (`placement.solvers.compound_moves`): a range
    of layers whole to one device, two devices' loads swapped, ``embed`` with
-   ``lm_head``; failing an improving one, the fastest few followed by local search
-   (ejection chains, plateaus);
-4. hands the placements to the evaluator, like every back end; a run from nothing
-   commits to a static baseline instead when that is cheaper over the whole run
-   (`solve_myopic_plus`).
+   ``lm_head``, layer splits, block pairs; failing an improving one, the fastest few
+   followed by local search (ejection chains, plateaus);
+4. given a time budget (``lns_time_s``), windows of layers re-solved exactly by the
+   interval MILP (`placement.solvers.lns_moves`);
+5. hands the placements to the evaluator, like every back end; a run from nothing
+   commits to a static plan instead (a baseline, or a whole-run search's placement)
+   when that is cheaper over the whole run (`solve_myopic_plus`).
 
 The interval's cost model and the state it scores live in
 `placement.solvers.interval_costs`; the one-block neighbourhoods (exact deltas, all
 candidates at once with NumPy) and the local search in `placement.solvers.local_moves`;
-the compound moves (full recounts) in `placement.solvers.compound_moves`.
+the compound moves (batched full recounts) in `placement.solvers.compound_moves`;
+docs/online.md describes them all.
 """
 
 from __future__ import annotations
@@ -255,14 +258,15 @@ def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = 
         and compound moves per decision), ``starts`` (per decision: ``current``,
         ``greedy`` or a baseline's name, ``single:<device>``, ``pipeline-dp``,
         ``memory-proportional``), ``blocks_moved`` (between intervals, charged by the
-        evaluator), ``horizon``, ``static`` (the baseline kept for the whole run when it
-        beat re-deciding, else None).
+        evaluator), ``horizon``, ``static`` (the static plan kept for the whole run when
+        it beat re-deciding: a baseline's name or ``static-search``; else None).
 
     Raises
     ------
     InputError
-        On a `horizon` below 1, a negative `max_moves`, or a `current` placement
-        that does not fit the instance.
+        On a `horizon` or `lns_layers` below 1, a negative `max_moves`,
+        `compound_limit` or `lns_time_s`, or a `current` placement that does not fit
+        the instance.
 
     Examples
     --------
