@@ -290,6 +290,21 @@ def test_reaches_the_optimum_of_random_tiny_instances(seed):
     assert mp.solve_myopic_plus(inst).objective == pytest.approx(best.objective, rel=1e-9)
 
 
+def test_whole_run_search_fits_the_last_token_and_can_win():
+    """Tuning seed 1 (2 intervals): the static plan of the whole-run search beats re-deciding and
+    is the MILP's optimum; its memory view is the evaluator's peak at the run's last token."""
+    inst = random_tiny_instance(1)
+    result = mp.solve_myopic_plus(inst)
+    assert result.stats["static"] == "static-search" and len(result.plan.intervals) == 1
+    best = solve_milp(inst)
+    assert best.status == "optimal"
+    assert result.objective == pytest.approx(best.objective, rel=1e-9)
+    iv = IntervalModel(inst, 0, None, inst.workload.n_intervals, fit_horizon=True)
+    report = evaluate(inst, result.plan)
+    np.testing.assert_allclose(iv.held(state_of(result.plan.placement(0), None, inst.n_devices))[0],
+                               report.peak_memory_bytes[-1], rtol=1e-12)
+
+
 # ----------------------------------------------------------------------------- the MILP neighbourhood
 def test_windows_cover_every_layer_once():
     for L, size in ((1, 2), (5, 2), (32, 3), (4, 4)):
