@@ -67,10 +67,10 @@ __all__ = ["DecisionPlus", "baseline_placements", "decide_plus", "solve_myopic_p
 class _Search:
     """How far a decision searches (the options of `solve_myopic_plus`)."""
 
-    max_moves: int = 10_000
-    compound_limit: int = COMPOUND_LIMIT
-    lns_time_s: float = 0.0
-    lns_layers: int = 2
+    max_moves: int
+    compound_limit: int
+    lns_time_s: float
+    lns_layers: int
 
 
 def _search_options(horizon, max_moves, compound_limit, lns_time_s, lns_layers) -> _Search:
@@ -98,7 +98,7 @@ class DecisionPlus:
         ``"greedy"`` (Algorithm 1's decision) or a baseline of `baseline_placements`
         (``"single:<device>"``, ``"pipeline-dp"``, ``"memory-proportional"``).
     moves : int
-        Improving moves the local search and the compound moves made.
+        Improving moves the local search, the compound moves and the MILP windows made.
     cost_s : float
         The cost the search minimized, seconds: the horizon's decode steps (at their
         mean context), the migration into the interval, the prefill for interval 0,
