@@ -205,12 +205,14 @@ def compound_count(s: State, N: int) -> int:
     Parameters
     ----------
     s : State
+        The state the round starts from (the block pairs depend on where its groups are).
     N : int
         Devices.
 
     Returns
     -------
     int
+        The batch's length.
     """
     L, K = len(s.projection), int(s.origin[0].sum())
     pairs = _pair_count(s, N)
