@@ -5,6 +5,7 @@
     python benchmarks/bench_myopic.py horizon      # myopic+'s gap on paper-small against its horizon
     python benchmarks/bench_myopic.py random       # gap to the MILP optimum on random tiny instances (report seeds)
     python benchmarks/bench_myopic.py random --seeds 0:200   # ... on the tuning seeds
+    python benchmarks/bench_myopic.py random --lns-time 2   # ... with the MILP neighbourhood, 2 s a decision
     python benchmarks/bench_myopic.py edge-real    # gap to the best plan known on edge-real
     python benchmarks/bench_myopic.py all
 
@@ -191,19 +192,21 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seeds", type=_seed_range, default=REPORT_SEEDS, help="random seeds START:STOP")
     parser.add_argument("--verbose", action="store_true", help="one line per random seed")
+    parser.add_argument("--lns-time", type=float, default=0.0, help="myopic+'s lns_time_s (random, edge-real, gap)")
     args = parser.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}")
     if args.case in ("decision", "all"):
         decision(args.repeats)
         decision_cpu(args.repeats)
+    lns = {"lns_time_s": args.lns_time} if args.lns_time else {}
     if args.case in ("gap", "all"):
-        gap()
+        gap(**lns)
     if args.case in ("horizon", "all"):
         horizon()
     if args.case in ("random", "all"):
-        random_tiny(args.seeds, verbose=args.verbose)
+        random_tiny(args.seeds, verbose=args.verbose, **lns)
     if args.case in ("edge-real", "all"):
-        edge_real()
+        edge_real(**lns)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ def _run(script: str, out: Path) -> str:
 
 def test_home_cluster_solves_several_ways_and_reports(tmp_path):
     stdout = _run("home_cluster.py", tmp_path)
-    assert "fastest feasible: pipeline-dp" in stdout
+    assert "fastest feasible: myopic+" in stdout  # 22.64 s against pipeline-dp's 22.66 s
     assert "single       infeasible" in stdout  # 16 GB of weights: no device holds the model alone
     saved = placement.load_instance(tmp_path / "home-cluster.yaml")
     sys.path.insert(0, str(EXAMPLES))
