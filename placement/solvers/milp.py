@@ -26,6 +26,7 @@ from placement.options import Deadline
 from placement.solvers.backends import SOLVERS, SolverOutcome, solve_problem
 from placement.solvers.linear import LinearProblem
 from placement.solvers.milp_bounds import ConfigurationBound, configuration_bound
+from placement.solvers.milp_experts import expert_start, places_experts, read_experts
 from placement.solvers.milp_model import SECONDS_PER_UNIT, Formulation, build_formulation, identical_devices
 from placement.solvers.warm_start import best_heuristic_placements
 
@@ -132,6 +133,9 @@ def _start_vector(form: Formulation, instance: Instance, placements: list[Placem
         for name, value in fixed.items():
             columns.append(fam[name][kk].ravel())
             values.append(np.asarray(value, dtype=float).ravel())
+        if form.experts is not None:
+            pattern_cols, pattern_values = expert_start(form.experts, placement)
+            columns.append(pattern_cols), values.append(pattern_values)
     return _complete(form.problem, np.concatenate(columns), np.concatenate(values), deadline)
 
 
@@ -172,7 +176,8 @@ def _placements(form: Formulation, instance: Instance, x: np.ndarray, current: P
                         attention[l, on_u] = destinations[order]
         one_hot = lambda name: np.eye(N)[rounded(name)[kk].argmax(axis=-1)]  # noqa: E731
         placement = Placement(attention, one_hot("p"), one_hot("f"), int(rounded("e")[kk].argmax()),
-                              int(rounded("h")[kk].argmax()))
+                              int(rounded("h")[kk].argmax()),
+                              experts=None if form.experts is None else read_experts(form.experts, x, L))
         placements.append(placement)
         previous = placement
     return placements
@@ -290,6 +295,7 @@ def solve_milp(
         return Result("infeasible", "no placement fits: " + "; ".join(problems), None, None, stats={"diagnosis": problems})
     allowed = _allowed_masks(instance, pin, forbid) if (pin or forbid) else None
     intervals = list(range(instance.workload.n_intervals)) if mode == "horizon" else [interval]
+    with_bound = with_bound and not places_experts(instance, intervals, current, formulation)  # its space keeps experts whole
     start_placements = _warm_placements(instance, warm_start, current, len(intervals), deadline)
     warm_plan = None  # the warm start as a whole plan, returned if the solver finds nothing better in time
     if start_placements is not None and mode == "horizon" and allowed is None:  # pins may exclude it
@@ -431,6 +437,8 @@ def _refine(instance: Instance, setup: _Setup, blocks: dict[int, list[np.ndarray
                                  memory_margin=margin)
         rows, cols = form.problem.shape
         stats.update(rows=rows, columns=cols, integer_columns=int(form.problem.integer.sum()), blocks=len(form.phases))
+        if form.experts is not None:
+            stats["expert_space"] = form.experts.space.describe()
         start = None
         if start_placements is not None and not setup.deadline.expired:
             if setup.allowed is None and setup.current is None and setup.formulation == "counts":

@@ -31,6 +31,9 @@ from placement.cost.tables import (
 from placement.instance import Instance
 from placement.plan import Placement
 from placement.solvers.linear import LinearProblem, ProblemBuilder
+from placement.solvers.milp_experts import (
+    ExpertChoice, expert_choice, expert_memory_terms, expert_phase_terms, places_experts,
+)
 
 __all__ = ["Phase", "Formulation", "build_formulation", "identical_devices", "phase_terms", "output_routes",
            "profile_sends_input", "SECONDS_PER_UNIT"]
@@ -58,6 +61,7 @@ class Formulation:
     phases: list[Phase]
     phase_cost: list[tuple[np.ndarray, np.ndarray]]  # per phase: columns and coefficients of its objective terms
     migration_cost: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    experts: ExpertChoice | None = None  # the MoE layers' holding patterns (placement.solvers.milp_experts)
 
 
 def identical_devices(instance: Instance) -> list[list[int]]:
@@ -203,6 +207,8 @@ def build_formulation(
     """
     allowed = allowed or {}
     v = _placement_variables(instance, intervals, allowed, formulation)
+    if places_experts(instance, intervals, current, formulation):
+        v.experts = expert_choice(v.b, instance, v.f[0], allowed.get("ffn"))
     _assignment(v, allowed)
     _hosts(v)
     _memory(v, memory_margin)
@@ -216,11 +222,14 @@ def build_formulation(
     phase_cost = []
     for index_phase, phase in enumerate(phases):
         phase_cost.append(_phase_latency(v, f"phase{index_phase}", phase, products[phase.interval], route, varies))
+        if v.experts is not None:  # each MoE layer's placed experts in place of its whole FFN block
+            extra = expert_phase_terms(v.experts, instance, phase.steps, SECONDS_PER_UNIT)
+            phase_cost[-1] = tuple(np.concatenate(pair) for pair in zip(phase_cost[-1], extra))
         v.b.add_cost(*phase_cost[-1])
     migration_cost = [_migration(v, kk, current) for kk in range(len(intervals))
                       if not (intervals[kk] == 0 or (kk == 0 and current is None))]
     return Formulation(problem=v.b.build(), intervals=list(intervals), phases=phases, phase_cost=phase_cost,
-                       migration_cost=migration_cost)
+                       migration_cost=migration_cost, experts=v.experts)
 
 
 @dataclass(eq=False)
@@ -239,6 +248,7 @@ class _Model:
     f: np.ndarray  # (I, L, N) FFN
     e: np.ndarray  # (I, N) embed
     h: np.ndarray  # (I, N) lm_head
+    experts: ExpertChoice | None = None  # holding patterns of the MoE layers (one interval only)
 
     @property
     def sizes(self) -> tuple[int, int, int, int]:
@@ -320,6 +330,7 @@ def _memory(v: _Model, memory_margin: np.ndarray | None) -> None:
     for kk in range(I):
         memory = block_memory(instance, instance.precision, s_max[kk:kk + 1])
         rows_cols, rows_coefs = [], []
+        moved = None if v.experts is None else expert_memory_terms(v.experts, instance, memory.expert[0])
         for m in range(N):
             c_n, k_n = v.sum_n((np.full(L, kk), np.arange(L), np.full(L, m)), memory.group[0])
             cols = [c_n.ravel(), p[kk, :, m], f[kk, :, m], [e[kk, m]], [h[kk, m]]]
@@ -327,6 +338,8 @@ def _memory(v: _Model, memory_margin: np.ndarray | None) -> None:
             if tied:
                 cols.append([t[kk, m]])
                 coefs.append(-memory.embed)
+            if v.experts is not None:
+                cols.append(moved[0][m]), coefs.append(moved[1][m])
             rows_cols.append(np.concatenate(cols))
             rows_coefs.append(np.concatenate(coefs))
         b.constraints(f"memory{kk}", np.array(rows_cols), np.array(rows_coefs) / usable[:, None],

@@ -1,0 +1,305 @@
+"""Routed experts in the MILP: one holding pattern per MoE layer, with its exact expected cost (docs/moe.md).
+
+The expected expert stage of a layer is nonlinear in how many of its experts each
+device holds (the expectation of a maximum, or of a sum of link terms, under the
+multivariate hypergeometric law of `placement.cost.routing`). Under uniform routing
+it depends only on the FFN device ``f`` (the *home*: router, shared experts, combine)
+and the holdings ``h = (e_1 … e_N)``, so the MILP chooses, per MoE layer, one pair
+``(f, h)`` from an enumerated set with a binary ``z``, and charges the evaluator's own
+figure for that pair (`placement.experts.layer_expert_stage`):
+
+- ``Σ_j z[l, j] = 1`` for every MoE layer ``l``, and ``f[l, m] = Σ_{j: home_j = m} z[l, j]``;
+- the objective of a phase gains ``z[l, j] · (tokens · (router_f + stage_j) − ffn[l, f])``,
+  the placed stage in place of the FFN block the formulation charges for ``f``;
+- device ``m``'s memory gains ``z[l, j] · (h_j[m] − E·[m = f]) · expert_bytes[l]``.
+
+The set (`ExpertSpace`) is every holding in multiples of ``q = E / U`` experts
+(``U = E`` when ``E ≤ 8``, else the largest divisor of ``E`` up to 8) on at most ``s``
+devices, with every home: ``s`` is the largest for which a layer has at most
+`PATTERNS_PER_LAYER` pairs. The MILP is exact over that set. It applies when the
+formulation covers the whole generation in one interval (``counts``, uniform routing,
+``roofline``); otherwise experts stay with their FFN block.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from placement.cost.tables import phase_tables, prefill_step_costs, step_costs
+from placement.experts import layer_expert_stage
+from placement.instance import Instance
+from placement.plan import Placement
+
+__all__ = ["ExpertSpace", "ExpertChoice", "PATTERNS_PER_LAYER", "expert_space", "places_experts", "expert_choice",
+           "expert_memory_terms", "expert_phase_terms", "read_experts", "expert_start"]
+
+# Most (home, holding) pairs per MoE layer: 32 layers of 8 devices then give about 52,000 binaries.
+PATTERNS_PER_LAYER = 2048
+MAX_UNITS = 8
+
+
+@dataclass(frozen=True, eq=False)
+class ExpertSpace:
+    """The holdings a MoE layer may take in the MILP.
+
+    Attributes
+    ----------
+    unit : int
+        ``q``: every device holds a multiple of this many of a layer's experts.
+    max_devices : int
+        ``s``: the most devices that hold a layer's experts.
+    holdings : ndarray of int, shape (P, N)
+        Every holding: experts per device, rows summing to ``E``.
+    """
+
+    unit: int
+    max_devices: int
+    holdings: np.ndarray
+
+    def describe(self) -> str:
+        """The space in words, for results and docs."""
+        n = self.holdings.shape[1]
+        return (f"experts in multiples of {self.unit} on at most {self.max_devices} of {n} devices, "
+                f"{len(self.holdings)} holdings x {n} homes per MoE layer")
+
+
+def _holdings(units: int, n_devices: int, max_devices: int) -> np.ndarray:
+    """Every split of `units` over `n_devices` with at most `max_devices` non-zero parts, (P, N)."""
+    rows = []
+    for size in range(1, max_devices + 1):
+        for support in itertools.combinations(range(n_devices), size):
+            for bars in itertools.combinations(range(1, units), size - 1):  # positive parts on the support
+                parts = np.diff((0,) + bars + (units,))
+                row = np.zeros(n_devices, dtype=np.int64)
+                row[list(support)] = parts
+                rows.append(row)
+    return np.array(rows, dtype=np.int64).reshape(-1, n_devices)
+
+
+def expert_space(instance: Instance, cap: int = PATTERNS_PER_LAYER) -> ExpertSpace:
+    """The MILP's holdings for `instance`: multiples of ``q`` on at most ``s`` devices (module docstring).
+
+    Parameters
+    ----------
+    instance : Instance
+        An MoE model.
+    cap : int
+        Most (home, holding) pairs per layer.
+
+    Returns
+    -------
+    ExpertSpace
+    """
+    E, N = instance.model.experts, instance.n_devices
+    units = E if E <= MAX_UNITS else max(u for u in range(1, MAX_UNITS + 1) if E % u == 0)
+    best = None
+    for s in range(1, N + 1):
+        holdings = _holdings(units, N, s)
+        if best is not None and N * len(holdings) > cap:
+            break
+        best = ExpertSpace(E // units, s, holdings * (E // units))
+    return best
+
+
+def places_experts(instance: Instance, intervals: list[int], current: Placement | None, formulation: str) -> bool:
+    """Whether the MILP chooses expert holdings: MoE, ``roofline``, uniform routing, ``counts``, one interval in all.
+
+    Parameters
+    ----------
+    instance : Instance
+    intervals : list of int
+        The intervals the formulation covers.
+    current : Placement or None
+        The placement before them (``interval`` mode).
+    formulation : str
+
+    Returns
+    -------
+    bool
+    """
+    return (instance.model.is_moe and instance.workload.profile == "roofline" and instance.expert_routing is None
+            and formulation == "counts" and current is None and instance.workload.n_intervals == 1
+            and list(intervals) == [0])
+
+
+@dataclass(frozen=True, eq=False)
+class ExpertChoice:
+    """The pattern binaries of a formulation and what each stands for (one entry per column).
+
+    Attributes
+    ----------
+    space : ExpertSpace
+    z : ndarray of int, shape (C,)
+        Column indices.
+    layer, home, holding : ndarray of int, shape (C,)
+        The MoE layer, the FFN device and the row of ``space.holdings`` of each column.
+    decode_s, prefill_s : ndarray, shape (C,)
+        One decode token's and the prefill's seconds of the layer's FFN stage beyond the
+        hidden state's arrival (router and shared experts, then the expected expert stage).
+    """
+
+    space: ExpertSpace
+    z: np.ndarray
+    layer: np.ndarray
+    home: np.ndarray
+    holding: np.ndarray
+    decode_s: np.ndarray
+    prefill_s: np.ndarray
+
+
+def _stage_seconds(instance: Instance, costs, layer: np.ndarray, home: np.ndarray, owners: list[np.ndarray],
+                   holding: np.ndarray) -> np.ndarray:
+    """Router and shared experts plus the expected expert stage of every column, for step 0 of `costs`, (C,)."""
+    tables = phase_tables(instance, costs, np.array([0]))
+    flops, read = costs.expert_flops[0], costs.expert_read[0]
+    fixed_flops, fixed_read = costs.ffn_fixed_flops[0], costs.ffn_fixed_read[0]
+    done: dict[tuple, float] = {}  # layers with the same expert and router costs share every figure
+    out = np.zeros(len(layer))
+    for c, (l, f, j) in enumerate(zip(layer, home, holding)):
+        key = (flops[l], read[l], fixed_flops[l], fixed_read[l], f, j)
+        if key not in done:
+            total = layer_expert_stage(instance, costs, tables, 0, 0, int(l), int(f), owners[j])[0]
+            done[key] = float(tables.ffn_fixed_s[0, l, f]) + total
+        out[c] = done[key]
+    return out
+
+
+def expert_choice(builder, instance: Instance, ffn: np.ndarray, allowed_ffn: np.ndarray | None = None) -> ExpertChoice:
+    """Add the pattern binaries and their rows (one pattern per MoE layer, the FFN device its home).
+
+    Parameters
+    ----------
+    builder : ProblemBuilder
+    instance : Instance
+    ffn : ndarray of int, shape (L, N)
+        The FFN placement columns of the interval.
+    allowed_ffn : ndarray of bool, shape (L, N), optional
+        Devices the FFN may use (pins); patterns elsewhere are left out.
+
+    Returns
+    -------
+    ExpertChoice
+    """
+    model, N = instance.model, instance.n_devices
+    space = expert_space(instance)
+    P = len(space.holdings)
+    ok = np.ones((model.layers, N), bool) if allowed_ffn is None else np.asarray(allowed_ffn, bool)
+    moe = np.flatnonzero(model.moe_layers)
+    layer, home, holding = (a.ravel() for a in np.meshgrid(moe, np.arange(N), np.arange(P), indexing="ij"))
+    keep = ok[layer, home]
+    layer, home, holding = layer[keep], home[keep], holding[keep]
+    z = builder.variables("z_experts", (len(layer),), upper=1.0, integer=True)
+    position = np.searchsorted(moe, layer)
+    # the pattern's home is the FFN device: f[l, m] − Σ_{j: home_j = m} z_j = 0 (so one pattern per layer)
+    link = np.full((len(moe) * N, 1 + P), -1, dtype=np.int64)
+    link[:, 0] = ffn[moe].ravel()
+    coef = np.full(link.shape, -1.0)
+    coef[:, 0] = 1.0
+    row = position * N + home
+    link[row, 1 + holding] = z
+    builder.constraints("experts_home", link, coef, lower=0, upper=0)
+    owners = [np.repeat(np.arange(N), h) for h in space.holdings]
+    precision = instance.precision
+    decode = step_costs(instance, precision, instance.workload.contexts()[:1])
+    return ExpertChoice(space, z, layer, home, holding,
+                        _stage_seconds(instance, decode, layer, home, owners, holding),
+                        _stage_seconds(instance, prefill_step_costs(instance, precision), layer, home, owners, holding))
+
+
+def expert_memory_terms(choice: ExpertChoice, instance: Instance, expert_bytes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each device's memory row gains, per pattern: its experts there, less all ``E`` on its home.
+
+    Parameters
+    ----------
+    choice : ExpertChoice
+    instance : Instance
+    expert_bytes : ndarray, shape (L,)
+        One routed expert's weights in each layer, bytes.
+
+    Returns
+    -------
+    cols, coefs : ndarray, shape (N, C)
+        Columns and byte coefficients to append to the N memory rows.
+    """
+    N, E = instance.n_devices, instance.model.experts
+    held = choice.space.holdings[choice.holding].T - E * (np.arange(N)[:, None] == choice.home[None])  # (N, C)
+    return np.broadcast_to(choice.z, (N, len(choice.z))), held * np.asarray(expert_bytes)[choice.layer][None]
+
+
+def expert_phase_terms(choice: ExpertChoice, instance: Instance, steps: np.ndarray | None,
+                       seconds_per_unit: float) -> tuple[np.ndarray, np.ndarray]:
+    """The objective terms of a phase: each pattern's FFN stage in place of the FFN block charged for its home.
+
+    Parameters
+    ----------
+    choice : ExpertChoice
+    instance : Instance
+    steps : ndarray of int or None
+        The phase's decode steps; None for the prefill.
+    seconds_per_unit : float
+        The formulation's time unit.
+
+    Returns
+    -------
+    cols, coefs : ndarray, shape (C,)
+    """
+    precision = instance.precision
+    if steps is None:
+        costs, tokens, stage = prefill_step_costs(instance, precision), 1, choice.prefill_s
+    else:
+        costs, tokens, stage = step_costs(instance, precision, instance.workload.contexts()[steps[:1]]), len(steps), choice.decode_s
+    block = phase_tables(instance, costs, np.array([0])).ffn_s[0][choice.layer, choice.home]
+    return choice.z, tokens * (stage - block) / seconds_per_unit
+
+
+def read_experts(choice: ExpertChoice, x: np.ndarray, n_layers: int) -> np.ndarray:
+    """The device of every routed expert (L, E) in a solution `x`: -1 in dense layers.
+
+    Parameters
+    ----------
+    choice : ExpertChoice
+    x : ndarray
+        A point of the problem.
+    n_layers : int
+
+    Returns
+    -------
+    ndarray of int, shape (L, E)
+    """
+    holdings = choice.space.holdings
+    out = np.full((n_layers, int(holdings[0].sum())), -1, dtype=np.int64)
+    for c in np.flatnonzero(np.rint(x[choice.z]) == 1):
+        out[choice.layer[c]] = np.repeat(np.arange(holdings.shape[1]), holdings[choice.holding[c]])
+    return out
+
+
+def expert_start(choice: ExpertChoice, placement: Placement) -> tuple[np.ndarray, np.ndarray]:
+    """The pattern columns of a warm start: its holdings when the space has them, else all experts on the FFN device.
+
+    Parameters
+    ----------
+    choice : ExpertChoice
+    placement : Placement
+        Whole FFN blocks; `experts` optional.
+
+    Returns
+    -------
+    cols, values : ndarray, shape (C,)
+    """
+    holdings = choice.space.holdings
+    N, E = holdings.shape[1], int(holdings[0].sum())
+    home = np.asarray(placement.ffn).argmax(axis=1)
+    values = np.zeros(len(choice.z))
+    for l in np.unique(choice.layer):
+        here = np.eye(N, dtype=np.int64)[home[l]] * E
+        wanted = here if placement.experts is None else np.bincount(placement.experts[l], minlength=N)
+        for target in (wanted, here):
+            match = np.flatnonzero((choice.layer == l) & (choice.home == home[l])
+                                   & (holdings[choice.holding] == target).all(axis=1))
+            if len(match):
+                values[match[0]] = 1.0
+                break
+    return choice.z, values
