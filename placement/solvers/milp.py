@@ -290,12 +290,15 @@ def solve_milp(
     if mode == "horizon":
         current = None
     started = time.perf_counter()
-    problems = capacity_problems(instance, splittable=False)
+    # Placed experts (milp_experts) leave only the router whole; the configuration LP's space keeps them with the FFN.
+    placed = places_experts(instance, list(range(instance.workload.n_intervals)) if mode == "horizon" else [interval],
+                            current, formulation)
+    with_bound = with_bound and not placed
+    problems = capacity_problems(instance, splittable=placed)
     if problems:
         return Result("infeasible", "no placement fits: " + "; ".join(problems), None, None, stats={"diagnosis": problems})
     allowed = _allowed_masks(instance, pin, forbid) if (pin or forbid) else None
     intervals = list(range(instance.workload.n_intervals)) if mode == "horizon" else [interval]
-    with_bound = with_bound and not places_experts(instance, intervals, current, formulation)  # its space keeps experts whole
     start_placements = _warm_placements(instance, warm_start, current, len(intervals), deadline)
     warm_plan = None  # the warm start as a whole plan, returned if the solver finds nothing better in time
     if start_placements is not None and mode == "horizon" and allowed is None:  # pins may exclude it

@@ -1,0 +1,112 @@
+"""Routed experts placed by the MILP (holding patterns) and moved by myopic+, against brute force and by hand.
+
+The tiny model has one MoE layer (D=256, one KV head of 2 query heads, 4 experts of width
+2,048, top-2) so that every placement of every block and every holding of the experts
+can be enumerated and judged by the evaluator.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from brute_force import enumerate_space  # noqa: E402
+
+from placement import Plan, evaluate, solve  # noqa: E402
+from placement.instance import instance_from_dict  # noqa: E402
+from placement.plan import Placement  # noqa: E402
+from placement.solvers.milp_experts import expert_space  # noqa: E402
+
+MODEL = {"name": "moe1", "layers": 1, "hidden": 256, "heads": 2, "kv_heads": 1, "ffn_hidden": 256, "gated_ffn": True,
+         "vocab": 64, "tied_embeddings": False, "experts": 4, "experts_per_token": 2, "expert_ffn_hidden": 2048}
+
+
+def _instance(seed: int, n: int, *, network: str = "switched"):
+    rng = np.random.default_rng(seed)
+    devices = [{"name": f"d{i}", "memory": f"{rng.uniform(7, 16):.2f} MiB",
+                "peak_flops": f"{rng.uniform(0.5, 2):.3f} TFLOPS", "memory_bandwidth": f"{rng.uniform(1, 3):.3f} GB/s"}
+               for i in range(n)]
+    links = [{"between": [f"d{i}", f"d{j}"], "bandwidth": f"{rng.choice([1, 10, 40])} Gbit/s",
+              "latency": f"{rng.uniform(5, 200):.1f} us"} for i in range(n) for j in range(i + 1, n)]
+    return instance_from_dict({"model": MODEL, "devices": devices, "links": links, "network": network,
+                               "workload": {"prompt_tokens": 4, "generate_tokens": 3}}, check_capacity=False)
+
+
+def _brute_force(instance) -> tuple[float, np.ndarray]:
+    """The best feasible total over every placement and every holding of the experts, by the evaluator."""
+    space, N, E = enumerate_space(instance), instance.n_devices, instance.model.experts
+    holdings = [c for c in itertools.product(range(E + 1), repeat=N) if sum(c) == E]
+    best, where = np.inf, None
+    for i in range(len(space)):
+        p = space.placement(i, N)
+        for h in holdings:
+            experts = np.repeat(np.arange(N), h)[None]
+            plan = Plan(instance.cluster.names, [Placement(p.attention, p.projection, p.ffn, p.embed, p.lm_head, None,
+                                                           experts)])
+            report = evaluate(instance, plan)
+            if report.feasible and report.total_s < best:
+                best, where = report.total_s, experts
+    return best, where
+
+
+def _check_milp(instance) -> None:
+    optimum, _ = _brute_force(instance)
+    result = solve(instance, method="milp")
+    assert result.status == "optimal", result.message
+    assert result.objective == pytest.approx(optimum, rel=1e-9)
+    assert result.backend_objective == pytest.approx(result.report.total_s, rel=1e-9)  # its own figure is the evaluator's
+    assert result.bound <= optimum * (1 + 1e-9)  # a bound never above a feasible plan's figure
+    assert result.plan.intervals[0].experts is not None and "expert_space" in result.stats
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_milp_equals_brute_force_on_two_devices(seed: int) -> None:
+    _check_milp(_instance(seed, 2))
+
+
+@pytest.mark.parametrize("seed,network", [(4, "switched"), (5, "shared")])
+def test_milp_equals_brute_force_on_three_devices(seed: int, network: str) -> None:
+    _check_milp(_instance(seed, 3, network=network))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(10, 16))
+def test_milp_equals_brute_force_randomized(seed: int) -> None:
+    _check_milp(_instance(seed, 2 + seed % 2, network=("switched", "shared")[seed % 3 == 0]))
+
+
+def test_milp_spreads_experts_when_one_device_cannot_hold_them() -> None:
+    # d0 and d1 hold 8 MiB each; the 4 experts (3*256*2048 weights at 2 bytes = 3 MiB each) cannot
+    # sit together anywhere, so no plan keeps them with the FFN: the MILP still solves it
+    devices = [{"name": f"d{i}", "memory": "8 MiB", "peak_flops": "1 TFLOPS", "memory_bandwidth": "2 GB/s"}
+               for i in range(2)]
+    inst = instance_from_dict({"model": MODEL, "devices": devices,
+                               "links": [{"between": ["d0", "d1"], "bandwidth": "10 Gbit/s", "latency": "20 us"}],
+                               "workload": {"prompt_tokens": 4, "generate_tokens": 3}}, check_capacity=False)
+    assert solve(inst, method="pipeline-dp").status == "infeasible"
+    result = solve(inst, method="milp")
+    assert result.status == "optimal" and result.report.feasible
+    assert sorted(np.bincount(result.plan.intervals[0].experts[0], minlength=2)) == [2, 2]
+    assert result.objective == pytest.approx(_brute_force(inst)[0], rel=1e-9)
+
+
+def _count_holdings(units: int, n: int, most: int) -> int:
+    return sum(1 for c in itertools.product(range(units + 1), repeat=n) if sum(c) == units and np.count_nonzero(c) <= most)
+
+
+@pytest.mark.parametrize("model,n,unit,most", [("mixtral-8x7b", 4, 1, 4), ("mixtral-8x7b", 8, 1, 2),
+                                                ("qwen3-30b-a3b", 4, 16, 4), ("qwen3-30b-a3b", 8, 16, 2)])
+def test_expert_space_for_the_moe_table(model: str, n: int, unit: int, most: int) -> None:
+    from placement.experiments.moe_table import moe_instance
+    space = expert_space(moe_instance(model, n))
+    assert (space.unit, space.max_devices) == (unit, most)
+    # every holding once, in multiples of the unit, summing to E
+    units = space.holdings // unit
+    assert len(space.holdings) == _count_holdings(8, n, most) == len({tuple(h) for h in units})
+    assert (space.holdings % unit == 0).all() and (space.holdings.sum(axis=1) == 8 * unit).all()
