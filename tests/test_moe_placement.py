@@ -110,3 +110,40 @@ def test_expert_space_for_the_moe_table(model: str, n: int, unit: int, most: int
     units = space.holdings // unit
     assert len(space.holdings) == _count_holdings(8, n, most) == len({tuple(h) for h in units})
     assert (space.holdings % unit == 0).all() and (space.holdings.sum(axis=1) == 8 * unit).all()
+
+
+# --- myopic+ moves experts ---------------------------------------------------------------
+
+TWO = {"name": "moe2", "layers": 1, "hidden": 256, "heads": 2, "kv_heads": 1, "ffn_hidden": 256, "gated_ffn": True,
+       "vocab": 64, "tied_embeddings": False, "experts": 2, "experts_per_token": 1, "expert_ffn_hidden": 2048}
+
+
+def _big_and_small(link: str, latency: str):
+    return instance_from_dict({"model": TWO, "devices": [
+        {"name": "big", "memory": "64 MiB", "peak_flops": "1 TFLOPS", "memory_bandwidth": "1 GB/s"},
+        {"name": "small", "memory": "3.5 MiB", "peak_flops": "1 TFLOPS", "memory_bandwidth": "10 GB/s"}],
+        "links": [{"between": ["big", "small"], "bandwidth": link, "latency": latency}],
+        "workload": {"prompt_tokens": 4, "generate_tokens": 3}}, check_capacity=False)
+
+
+def test_myopic_plus_moves_an_expert_when_it_pays() -> None:
+    # One expert: 3*256*2048 = 1,572,864 weights, 3,145,728 bytes, memory-bound everywhere:
+    # 3.145728 ms on big (1 GB/s), 0.3145728 ms on small (10 GB/s). The FFN (6 MiB) fits only on
+    # big; small (3.5 MiB) holds one expert, not two. Top-1 of 2 experts, one on each device:
+    # half the tokens stay on big (3.145728 ms), half go to small and back, 2*(10 us + 512*8 bits /
+    # 10 Gbit/s) = 20.8192 us plus 0.3145728 ms: expected 1.740560 ms against 3.145728 ms with both
+    # on big, a gain of 1.405168 ms per decode token.
+    inst = _big_and_small("10 Gbit/s", "10 us")
+    result = solve(inst, method="myopic+")
+    p = result.plan.intervals[0]
+    assert p.ffn.argmax(axis=1).tolist() == [0] and sorted(p.experts[0].tolist()) == [0, 1]
+    kept = evaluate(inst, result.plan.replace(intervals=[Placement(p.attention, p.projection, p.ffn, p.embed,
+                                                                   p.lm_head)]))
+    assert kept.mean_token_s - result.report.mean_token_s == pytest.approx(1.405168e-3, rel=1e-9)
+    assert result.objective == result.report.total_s
+
+
+def test_myopic_plus_keeps_experts_home_when_the_link_is_slow() -> None:
+    # at 1 Mbit/s and 5 ms a round trip (10 ms + 2*4.096 ms) costs more than the 3.15 ms it saves
+    result = solve(_big_and_small("1 Mbit/s", "5 ms"), method="myopic+")
+    assert result.plan.intervals[0].experts is None

@@ -55,6 +55,7 @@ from placement.plan import Placement, Plan
 from placement.result import Result, judged
 from placement.solvers.myopic import decide
 from placement.solvers.online import check_current, run_online
+from placement.solvers.expert_moves import place_experts
 from placement.solvers.baselines import solve_pipeline_dp
 from placement.solvers.reference import pipeline_plan, single_plan
 
@@ -888,8 +889,8 @@ def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = 
     def one(k: int, before: Placement | None) -> DecisionPlus:
         if not baselines:  # computed within the first decision, whose time they count in
             baselines.update(baseline_placements(instance))
-        return decide_plus(instance, k, before, horizon=horizon, max_moves=max_moves, baselines=baselines,
-                           compound_limit=compound_limit)
+        return place_experts(instance, k, decide_plus(instance, k, before, horizon=horizon, max_moves=max_moves,
+                                                      baselines=baselines, compound_limit=compound_limit), before, horizon)
 
     decisions, placements, stats = run_online(instance, previous, one)
     plan = Plan(devices=instance.cluster.names, intervals=placements, method="myopic+")
