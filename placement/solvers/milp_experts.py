@@ -252,7 +252,9 @@ def expert_phase_terms(choice: ExpertChoice, instance: Instance, steps: np.ndarr
     else:
         costs, tokens, stage = step_costs(instance, precision, instance.workload.contexts()[steps[:1]]), len(steps), choice.decode_s
     block = phase_tables(instance, costs, np.array([0])).ffn_s[0][choice.layer, choice.home]
-    return choice.z, tokens * (stage - block) / seconds_per_unit
+    delta = tokens * (stage - block) / seconds_per_unit
+    # experts all on the home cost what the block costs up to rounding: no 1e-16 coefficients for the solver
+    return choice.z, np.where(np.abs(delta) > 1e-12 * np.abs(tokens * block / seconds_per_unit), delta, 0.0)
 
 
 def read_experts(choice: ExpertChoice, x: np.ndarray, n_layers: int) -> np.ndarray:
