@@ -85,16 +85,15 @@ def bench_milp(repeat: int) -> None:
 
 def bench_moves(repeat: int) -> None:
     """Seconds of myopic+'s expert moves after the pipeline-dp plan's blocks, and experts moved."""
-    from types import SimpleNamespace
-
     from placement import solve
     from placement.experiments.moe_table import WORKLOAD, moe_instance
     from placement.solvers.expert_moves import place_experts
+    from placement.solvers.myopic_plus import DecisionPlus
 
     for model in ("mixtral-8x7b", "qwen3-30b-a3b"):
         for n in (4, 8):
             inst = moe_instance(model, n, WORKLOAD["generate_tokens"])
-            decision = SimpleNamespace(placement=solve(inst, method="pipeline-dp").plan.intervals[0])
+            decision = DecisionPlus(solve(inst, method="pipeline-dp").plan.intervals[0], "pipeline-dp", 0, 0.0, 0.0)
             seconds, out = _median_s(lambda: place_experts(inst, 0, decision, None, 8), repeat)
             p = out.placement
             moved = 0 if p.experts is None else int(((p.experts >= 0) & (p.experts != p.ffn.argmax(1)[:, None])).sum())

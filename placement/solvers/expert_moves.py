@@ -47,7 +47,8 @@ class ExpertCosts:
     home : ndarray of int, shape (L,)
         Each layer's FFN device.
     before : ndarray of int, shape (L, E)
-        Where the experts were before the interval (their home then when none was placed; -1 in dense layers).
+        Where the experts were before the interval (their home then when none was placed, the decided home before
+        the first interval; -1 in dense layers).
     tokens : int
         Decode steps the placement is kept for (the horizon).
     prefill : bool
@@ -57,7 +58,7 @@ class ExpertCosts:
     expert_bytes : ndarray, shape (L,)
         One routed expert's weights.
     move_s : ndarray, shape (L, N, N)
-        One expert's migration message between each pair of devices.
+        One expert's migration message between each pair of devices (0 before the first interval).
     tables : tuple
         ``(costs, phase tables)`` of one decode step and of the prefill.
     """
@@ -136,7 +137,8 @@ def expert_costs(instance: Instance, k: int, placement: Placement, before: Place
                                                                                                     dtype=np.int64))
     memory = block_memory(instance, instance.precision, np.array([int(contexts.max())]))
     expert_bytes = memory.expert[0]
-    move_s = instance.cluster.message_time_s(expert_bytes[:, None, None] * np.ones((1, N, N)))
+    # nothing is in place before the first decision: no expert pays for a move then
+    move_s = instance.cluster.message_time_s(expert_bytes[:, None, None] * np.ones((1, N, N))) * (before is not None)
     return ExpertCosts(instance, home, np.asarray(previous), len(steps), k == 0, free, expert_bytes, move_s,
                        ((decode, phase_tables(instance, decode, np.array([0]))),
                         (prefill, phase_tables(instance, prefill, np.array([0])))))
