@@ -94,6 +94,9 @@ def test_milp_spreads_experts_when_one_device_cannot_hold_them() -> None:
     assert result.status == "optimal" and result.report.feasible
     assert sorted(np.bincount(result.plan.intervals[0].experts[0], minlength=2)) == [2, 2]
     assert result.objective == pytest.approx(_brute_force(inst)[0], rel=1e-9)
+    from placement.report.summary import device_blocks
+    words = device_blocks(inst, result.plan)
+    assert all(text.endswith("layer 0: 2/4 experts") or "+ FFN + 2/4 experts" in text for text in words.values())
 
 
 def _count_holdings(units: int, n: int, most: int) -> int:

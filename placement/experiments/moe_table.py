@@ -80,7 +80,8 @@ def _markdown(rows: list[dict[str, Any]]) -> str:
              "| model | devices | method | status | mean token (ms) | TTFT (s) | total (s) | experts moved | gap |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        gap = f"{row['total_s'] / row['bound_s'] - 1:.1%}" if row.get("bound_s") and "total_s" in row else ""
+        # a bound at or below zero (HiGHS stopped before its first LP) says nothing
+        gap = f"{row['total_s'] / row['bound_s'] - 1:.1%}" if (row.get("bound_s") or 0) > 0 and "total_s" in row else ""
         fig = (lambda key, fmt: format(row[key], fmt) if key in row else "—")  # noqa: E731
         lines.append(f"| {row['model']} | {row['devices']} | {row['method']} | {row['status']} | "
                      f"{fig('mean_token_ms', '.1f')} | {fig('ttft_s', '.2f')} | {fig('total_s', '.2f')} | "

@@ -26,7 +26,7 @@ from placement.options import Deadline
 from placement.solvers.backends import SOLVERS, SolverOutcome, solve_problem
 from placement.solvers.linear import LinearProblem
 from placement.solvers.milp_bounds import ConfigurationBound, configuration_bound
-from placement.solvers.milp_experts import expert_start, places_experts, read_experts
+from placement.solvers.milp_experts import expert_start, places_experts, read_experts, warm_holdings
 from placement.solvers.milp_model import SECONDS_PER_UNIT, Formulation, build_formulation, identical_devices
 from placement.solvers.warm_start import best_heuristic_placements
 
@@ -101,7 +101,9 @@ def _canonical(instance: Instance, placements: list[Placement]) -> list[Placemen
         perm[ordered] = group  # the heaviest takes the first index of its class
     relabel = lambda shares: shares[:, np.argsort(perm)]  # noqa: E731
     return [Placement(perm[p.attention], relabel(p.projection), relabel(p.ffn), int(perm[p.embed]),
-                      int(perm[p.lm_head]), p.precision) for p in placements]
+                      int(perm[p.lm_head]), p.precision,
+                      None if p.experts is None else np.where(p.experts >= 0, perm[np.maximum(p.experts, 0)], -1))
+            for p in placements]
 
 
 def _complete(problem: LinearProblem, columns: np.ndarray, values: np.ndarray,
@@ -432,12 +434,15 @@ def _refine(instance: Instance, setup: _Setup, blocks: dict[int, list[np.ndarray
     usable = np.array([d.usable_bytes for d in instance.devices])
     margin = np.zeros((len(setup.intervals), instance.n_devices))
     search = _Search()
+    # the expert pattern space keeps the warm start's holdings, as given and as `_canonical` relabels them
+    warm_experts = warm_holdings(None if start_placements is None else
+                                 list(start_placements) + _canonical(instance, start_placements), instance.n_devices)
     for refinement in range(setup.max_refinements + 1):
         if setup.deadline.expired and (search.outcome is not None or have_fallback):
             break  # building a model takes seconds on large instances: none is left
         form = build_formulation(instance, setup.intervals, blocks, current=setup.current, allowed=setup.allowed,
                                  formulation=setup.formulation, break_symmetry=setup.allowed is None,
-                                 memory_margin=margin)
+                                 memory_margin=margin, expert_holdings=warm_experts)
         rows, cols = form.problem.shape
         stats.update(rows=rows, columns=cols, integer_columns=int(form.problem.integer.sum()), blocks=len(form.phases))
         if form.experts is not None:
@@ -559,7 +564,9 @@ def _warm_placements(instance: Instance, warm_start, current: Placement | None, 
     if isinstance(warm_start, Plan):
         arrays = check_plan(instance, warm_start)  # in the instance's device order
         plan_placements = [Placement(arrays.attention[k], arrays.projection[k], arrays.ffn[k], int(arrays.embed[k]),
-                                     int(arrays.lm_head[k])) for k in range(arrays.attention.shape[0])]
+                                     int(arrays.lm_head[k]),
+                                     experts=None if arrays.experts is None else arrays.experts[k])
+                           for k in range(arrays.attention.shape[0])]
         return plan_placements[:count] if count == len(plan_placements) else [plan_placements[0]] * count
     if warm_start != "auto":
         raise InputError(f"`warm_start` must be a Plan, 'auto' or None, got {warm_start!r}")

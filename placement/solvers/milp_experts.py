@@ -16,7 +16,8 @@ figure for that pair (`placement.experts.layer_expert_stage`):
 The set (`ExpertSpace`) is every holding in multiples of ``q = E / U`` experts
 (``U = E`` when ``E ≤ 8``, else the largest divisor of ``E`` up to 8) on at most ``s``
 devices, with every home: ``s`` is the largest for which a layer has at most
-`PATTERNS_PER_LAYER` pairs. The MILP is exact over that set. It applies when the
+`PATTERNS_PER_LAYER` pairs; the warm start's holdings are added, so the MILP can keep
+it. The MILP is exact over that set. It applies when the
 formulation covers the whole generation in one interval (``counts``, uniform routing,
 ``roofline``); otherwise experts stay with their FFN block.
 """
@@ -34,7 +35,7 @@ from placement.instance import Instance
 from placement.plan import Placement
 
 __all__ = ["ExpertSpace", "ExpertChoice", "PATTERNS_PER_LAYER", "expert_space", "places_experts", "expert_choice",
-           "expert_memory_terms", "expert_phase_terms", "read_experts", "expert_start"]
+           "expert_memory_terms", "expert_phase_terms", "read_experts", "expert_start", "warm_holdings"]
 
 # Most (home, holding) pairs per MoE layer: 32 layers of 8 devices then give about 52,000 binaries.
 PATTERNS_PER_LAYER = 2048
@@ -53,17 +54,21 @@ class ExpertSpace:
         ``s``: the most devices that hold a layer's experts.
     holdings : ndarray of int, shape (P, N)
         Every holding: experts per device, rows summing to ``E``.
+    added : int
+        Holdings beyond those, taken from the warm start (so that the MILP can keep it).
     """
 
     unit: int
     max_devices: int
     holdings: np.ndarray
+    added: int = 0
 
     def describe(self) -> str:
         """The space in words, for results and docs."""
         n = self.holdings.shape[1]
+        extra = f" (with {self.added} from the warm start)" if self.added else ""
         return (f"experts in multiples of {self.unit} on at most {self.max_devices} of {n} devices, "
-                f"{len(self.holdings)} holdings x {n} homes per MoE layer")
+                f"{len(self.holdings)} holdings{extra} x {n} homes per MoE layer")
 
 
 def _holdings(units: int, n_devices: int, max_devices: int) -> np.ndarray:
@@ -79,7 +84,7 @@ def _holdings(units: int, n_devices: int, max_devices: int) -> np.ndarray:
     return np.array(rows, dtype=np.int64).reshape(-1, n_devices)
 
 
-def expert_space(instance: Instance, cap: int = PATTERNS_PER_LAYER) -> ExpertSpace:
+def expert_space(instance: Instance, cap: int = PATTERNS_PER_LAYER, extra: np.ndarray | None = None) -> ExpertSpace:
     """The MILP's holdings for `instance`: multiples of ``q`` on at most ``s`` devices (module docstring).
 
     Parameters
@@ -88,6 +93,8 @@ def expert_space(instance: Instance, cap: int = PATTERNS_PER_LAYER) -> ExpertSpa
         An MoE model.
     cap : int
         Most (home, holding) pairs per layer.
+    extra : ndarray of int, shape (M, N), optional
+        Holdings to add (a warm start's, `warm_holdings`).
 
     Returns
     -------
@@ -101,7 +108,29 @@ def expert_space(instance: Instance, cap: int = PATTERNS_PER_LAYER) -> ExpertSpa
         if best is not None and N * len(holdings) > cap:
             break
         best = ExpertSpace(E // units, s, holdings * (E // units))
-    return best
+    if extra is None or not len(extra):
+        return best
+    known = {tuple(h) for h in best.holdings}
+    new = [h for h in {tuple(h) for h in np.asarray(extra, dtype=np.int64)} if h not in known]
+    return ExpertSpace(best.unit, best.max_devices, np.concatenate([best.holdings, np.array(sorted(new), dtype=np.int64)
+                                                                    .reshape(-1, N)]), len(new))
+
+
+def warm_holdings(placements: list[Placement] | None, n_devices: int) -> np.ndarray | None:
+    """The holdings of every MoE layer of warm-start placements that place experts, (M, N); None when none do.
+
+    Parameters
+    ----------
+    placements : list of Placement or None
+    n_devices : int
+
+    Returns
+    -------
+    ndarray of int or None
+    """
+    rows = [np.bincount(row, minlength=n_devices) for p in placements or [] if p.experts is not None
+            for row in p.experts if (row >= 0).all()]
+    return np.array(rows, dtype=np.int64) if rows else None
 
 
 def places_experts(instance: Instance, intervals: list[int], current: Placement | None, formulation: str) -> bool:
@@ -167,7 +196,8 @@ def _stage_seconds(instance: Instance, costs, layer: np.ndarray, home: np.ndarra
     return out
 
 
-def expert_choice(builder, instance: Instance, ffn: np.ndarray, allowed_ffn: np.ndarray | None = None) -> ExpertChoice:
+def expert_choice(builder, instance: Instance, ffn: np.ndarray, allowed_ffn: np.ndarray | None = None,
+                  extra: np.ndarray | None = None) -> ExpertChoice:
     """Add the pattern binaries and their rows (one pattern per MoE layer, the FFN device its home).
 
     Parameters
@@ -178,13 +208,15 @@ def expert_choice(builder, instance: Instance, ffn: np.ndarray, allowed_ffn: np.
         The FFN placement columns of the interval.
     allowed_ffn : ndarray of bool, shape (L, N), optional
         Devices the FFN may use (pins); patterns elsewhere are left out.
+    extra : ndarray of int, shape (M, N), optional
+        Holdings added to the space (`expert_space`).
 
     Returns
     -------
     ExpertChoice
     """
     model, N = instance.model, instance.n_devices
-    space = expert_space(instance)
+    space = expert_space(instance, extra=extra)
     P = len(space.holdings)
     ok = np.ones((model.layers, N), bool) if allowed_ffn is None else np.asarray(allowed_ffn, bool)
     moe = np.flatnonzero(model.moe_layers)

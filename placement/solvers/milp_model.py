@@ -177,6 +177,7 @@ def build_formulation(
     formulation: str = "counts",
     break_symmetry: bool = True,
     memory_margin: np.ndarray | None = None,
+    expert_holdings: np.ndarray | None = None,
 ) -> Formulation:
     """Build the MILP over `intervals` of `instance`.
 
@@ -200,6 +201,8 @@ def build_formulation(
     memory_margin : ndarray, optional
         Bytes kept free on each device in each interval (len(intervals), N), to keep
         a solver's tolerance from packing a few bytes over a device's memory.
+    expert_holdings : ndarray of int, shape (M, N), optional
+        Holdings added to the MoE layers' pattern space (`placement.solvers.milp_experts`).
 
     Returns
     -------
@@ -208,7 +211,7 @@ def build_formulation(
     allowed = allowed or {}
     v = _placement_variables(instance, intervals, allowed, formulation)
     if places_experts(instance, intervals, current, formulation):
-        v.experts = expert_choice(v.b, instance, v.f[0], allowed.get("ffn"))
+        v.experts = expert_choice(v.b, instance, v.f[0], allowed.get("ffn"), expert_holdings)
     _assignment(v, allowed)
     _hosts(v)
     _memory(v, memory_margin)
