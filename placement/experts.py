@@ -164,6 +164,7 @@ def layer_expert_stage(instance, costs, tables, step: int, row: int, layer: int,
         One hidden state, bytes.
     """
     l, r, N, cluster = layer, row, instance.n_devices, instance.cluster
+    shared = cluster.network == "shared"
     holdings = np.bincount(owner, minlength=N)
     k = instance.model.experts_per_token
     fixed_flops, fixed_read = costs.ffn_fixed_flops[step, l], costs.ffn_fixed_read[step, l]
@@ -188,7 +189,7 @@ def layer_expert_stage(instance, costs, tables, step: int, row: int, layer: int,
         expert_s = tables.expert_s[r, l].copy()
         expert_s[home] = on_home(costs.expert_flops[step, l], costs.expert_read[step, l])
         sigma = None if weights is None else np.array([elementary_symmetric(weights[owner == n], k) for n in range(N)])
-        stage = expected_expert_stage(holdings, k, home, expert_s, hop[home], hop[:, home], cluster.network == "shared", sigma)
+        stage = expected_expert_stage(holdings, k, home, expert_s, hop[home], hop[:, home], shared, sigma)
         return stage.total_s, stage.compute_s, stage.touched, hidden
     # many tokens (prefill, batches): expected loads, the slowest device's expected chain
     flops = tokens * np.bincount(owner, chosen, minlength=N) * costs.expert_flops[step, l]
@@ -198,7 +199,7 @@ def layer_expert_stage(instance, costs, tables, step: int, row: int, layer: int,
     hop = transfer_times(cluster, hit * hidden)  # (N, N, N): device n's share of the tokens, by size
     away = (holdings > 0) & (np.arange(N) != home)
     links = np.where(away, [hop[n][home, n] + hop[n][n, home] for n in range(N)], 0.0)
-    if cluster.network == "shared":
+    if shared:
         total, part = links.sum() + compute.max(), compute.max()
     else:
         chains = np.where((holdings > 0) | (np.arange(N) == home), compute + links, -np.inf)

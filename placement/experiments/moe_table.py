@@ -5,7 +5,7 @@ on heterogeneous edge clusters of 4 and 8 devices (`CLUSTERS`, presets of the de
 catalog) on a switched 1 Gbit/s, 0.2 ms mesh (wired Ethernet). Every instance is solved by ``single``
 (the fastest device that holds the model), ``pipeline-dp`` (the exact layer
 pipeline), ``experts`` (the pipeline with each MoE layer's experts spread where the
-expected expert stage is least) and ``milp`` (head-level placement with one holding
+expected expert stage is least), ``myopic+`` (with its expert moves) and ``milp`` (head-level placement with one holding
 pattern of experts per MoE layer, under a time limit) for its lower bound. The gap
 column is the MILP's total over its bound: a bound over the MILP's space, which places
 experts (in multiples of ``q`` on at most ``s`` devices per layer,
@@ -34,7 +34,7 @@ CLUSTERS = {
     8: ("jetson-orin-nx-16gb", "mini-pc-intel-n100", "jetson-orin-nano-super", "raspberry-pi-5",
         "apple-m2-laptop", "jetson-orin-nano", "phone-snapdragon-8-gen-3", "raspberry-pi-4"),
 }
-METHODS = ("single", "pipeline-dp", "experts", "milp")
+METHODS = ("single", "pipeline-dp", "experts", "myopic+", "milp")
 MESH = {"bandwidth": "1 Gbit/s", "latency": "0.2 ms"}  # wired Ethernet through one switch
 WORKLOAD = {"prompt_tokens": 64, "generate_tokens": 32, "precision": {"weights": 4}}
 QUICK = {"generate_tokens": 8, "milp_time_limit": 10.0, "device_counts": (4,)}

@@ -144,7 +144,7 @@ def expert_costs(instance: Instance, k: int, placement: Placement, before: Place
                         (prefill, phase_tables(instance, prefill, np.array([0])))))
 
 
-def layer_candidates(owner: np.ndarray, home: int, before: np.ndarray, order: np.ndarray) -> list[np.ndarray]:
+def layer_candidates(owner: np.ndarray, before: np.ndarray, order: np.ndarray) -> list[np.ndarray]:
     """Every neighbour of one layer's expert devices `owner` (E,).
 
     One expert, half or all of a device's experts to another device (those going back to
@@ -154,7 +154,6 @@ def layer_candidates(owner: np.ndarray, home: int, before: np.ndarray, order: np
     Parameters
     ----------
     owner : ndarray of int, shape (E,)
-    home : int
     before : ndarray of int, shape (E,)
         Where each expert was before the interval.
     order : ndarray of int, shape (N,)
@@ -252,7 +251,7 @@ def _search(costs: ExpertCosts, owner: np.ndarray) -> tuple[np.ndarray, bool]:
             base_pairs = pairs - costs.pair_s(l, owner[l])
             now = costs.stage_s(l, here, cache) + migration(pairs)
             best, best_cost = None, now * (1 - GAIN)
-            for cand in layer_candidates(owner[l], f, costs.before[l], order):
+            for cand in layer_candidates(owner[l], costs.before[l], order):
                 h = np.bincount(cand, minlength=N)
                 more = extra + (h - here) * costs.expert_bytes[l]
                 if np.any(more > np.maximum(costs.free_bytes, extra) + 1e-9):
