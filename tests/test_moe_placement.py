@@ -99,6 +99,57 @@ def test_milp_spreads_experts_when_one_device_cannot_hold_them() -> None:
     assert all(text.endswith("layer 0: 2/4 experts") or "+ FFN + 2/4 experts" in text for text in words.values())
 
 
+def _two_intervals(network: str, d1_bandwidth: str):
+    # d0 (6.83 MB) holds the pinned blocks, the router and two experts while the cache is short: blocks
+    # 262,144 + 131,072 + 2*32,768 + 2,048 router + 2*3,145,728 = 6,752,256 bytes, plus 512 bytes of
+    # cache per token: 6,805,504 at context 104 (interval 0), 6,856,704 at 204 (interval 1) > 6.83 MB
+    return instance_from_dict({"model": MODEL, "devices": [
+        {"name": "d0", "memory": "6.83 MB", "peak_flops": "1 TFLOPS", "memory_bandwidth": "3 GB/s"},
+        {"name": "d1", "memory": "16 MiB", "peak_flops": "1 TFLOPS", "memory_bandwidth": d1_bandwidth}],
+        "links": [{"between": ["d0", "d1"], "bandwidth": "10 Gbit/s", "latency": "20 us"}], "network": network,
+        "workload": {"prompt_tokens": 4, "generate_tokens": 200, "interval": 100}}, check_capacity=False)
+
+
+def _brute_force_two_intervals(instance) -> float:
+    """Every FFN device and every expert's device in both intervals (the other blocks on d0), by the evaluator."""
+    states = [(h, o) for h in range(2) for o in itertools.product(range(2), repeat=4)]
+
+    def placement(state):
+        return Placement(np.array([[0]]), np.array([[1.0, 0.0]]), np.eye(2)[[state[0]]], 0, 0, None,
+                         np.array([state[1]]))
+
+    totals = [evaluate(instance, Plan(instance.cluster.names, [placement(a), placement(b)]))
+              for a in states for b in states]
+    return min(r.total_s for r in totals if r.feasible)
+
+
+PIN_BUT_FFN = {"attention": "d0", "projection": "d0", "embed": "d0", "lm_head": "d0"}
+
+
+def _check_two_intervals(network: str, d1_bandwidth: str):
+    inst = _two_intervals(network, d1_bandwidth)
+    result = solve(inst, method="milp", pin=PIN_BUT_FFN)
+    assert result.status == "optimal", result.message
+    assert result.objective == pytest.approx(_brute_force_two_intervals(inst), rel=1e-9)
+    assert result.backend_objective == pytest.approx(result.report.total_s, rel=1e-9)
+    return result
+
+
+def test_milp_migrates_an_expert_when_the_cache_grows() -> None:
+    # with d1 slower (2 GB/s) two experts stay on d0 for interval 0, and one moves to d1 when the
+    # cache grows: the optimum pays one expert's message (3 MiB over 10 Gbit/s + 20 us = 2.5366 ms)
+    result = _check_two_intervals("switched", "2 GB/s")
+    assert result.report.migration_s.sum() == pytest.approx(20e-6 + 3145728 * 8 / 10e9, rel=1e-9)
+    held = [np.bincount(p.experts[0], minlength=2).tolist() for p in result.plan.intervals]
+    assert held == [[2, 2], [1, 3]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("network,bandwidth", [("switched", "6 GB/s"), ("shared", "6 GB/s"), ("shared", "2 GB/s")])
+def test_milp_two_intervals_equals_brute_force(network: str, bandwidth: str) -> None:
+    _check_two_intervals(network, bandwidth)
+
+
 def _count_holdings(units: int, n: int, most: int) -> int:
     return sum(1 for c in itertools.product(range(units + 1), repeat=n) if sum(c) == units and np.count_nonzero(c) <= most)
 

@@ -136,7 +136,7 @@ def _start_vector(form: Formulation, instance: Instance, placements: list[Placem
             columns.append(fam[name][kk].ravel())
             values.append(np.asarray(value, dtype=float).ravel())
         if form.experts is not None:
-            pattern_cols, pattern_values = expert_start(form.experts, placement)
+            pattern_cols, pattern_values = expert_start(form.experts, placement, kk)
             columns.append(pattern_cols), values.append(pattern_values)
     return _complete(form.problem, np.concatenate(columns), np.concatenate(values), deadline)
 
@@ -179,7 +179,9 @@ def _placements(form: Formulation, instance: Instance, x: np.ndarray, current: P
         one_hot = lambda name: np.eye(N)[rounded(name)[kk].argmax(axis=-1)]  # noqa: E731
         placement = Placement(attention, one_hot("p"), one_hot("f"), int(rounded("e")[kk].argmax()),
                               int(rounded("h")[kk].argmax()),
-                              experts=None if form.experts is None else read_experts(form.experts, x, L))
+                              experts=None if form.experts is None else read_experts(
+                                  form.experts, x, L, kk, previous,
+                                  None if previous is None else rounded(f"move{kk}.experts")))
         placements.append(placement)
         previous = placement
     return placements
@@ -293,8 +295,7 @@ def solve_milp(
         current = None
     started = time.perf_counter()
     # Placed experts (milp_experts) leave only the router whole; the configuration LP's space keeps them with the FFN.
-    placed = places_experts(instance, list(range(instance.workload.n_intervals)) if mode == "horizon" else [interval],
-                            current, formulation)
+    placed = places_experts(instance, formulation)
     with_bound = with_bound and not placed
     problems = capacity_problems(instance, splittable=placed)
     if problems:

@@ -35,7 +35,8 @@ from placement.instance import Instance
 from placement.plan import Placement
 
 __all__ = ["ExpertSpace", "ExpertChoice", "PATTERNS_PER_LAYER", "expert_space", "places_experts", "expert_choice",
-           "expert_memory_terms", "expert_phase_terms", "read_experts", "expert_start", "warm_holdings"]
+           "expert_memory_terms", "expert_phase_terms", "expert_migration", "read_experts", "expert_start",
+           "warm_holdings"]
 
 # Most (home, holding) pairs per MoE layer: 32 layers of 8 devices then give about 52,000 binaries.
 PATTERNS_PER_LAYER = 2048
@@ -133,16 +134,12 @@ def warm_holdings(placements: list[Placement] | None, n_devices: int) -> np.ndar
     return np.array(rows, dtype=np.int64) if rows else None
 
 
-def places_experts(instance: Instance, intervals: list[int], current: Placement | None, formulation: str) -> bool:
-    """Whether the MILP chooses expert holdings: MoE, ``roofline``, uniform routing, ``counts``, one interval in all.
+def places_experts(instance: Instance, formulation: str) -> bool:
+    """Whether the MILP chooses expert holdings: an MoE model, ``roofline``, uniform routing, ``counts``.
 
     Parameters
     ----------
     instance : Instance
-    intervals : list of int
-        The intervals the formulation covers.
-    current : Placement or None
-        The placement before them (``interval`` mode).
     formulation : str
 
     Returns
@@ -150,8 +147,7 @@ def places_experts(instance: Instance, intervals: list[int], current: Placement 
     bool
     """
     return (instance.model.is_moe and instance.workload.profile == "roofline" and instance.expert_routing is None
-            and formulation == "counts" and current is None and instance.workload.n_intervals == 1
-            and list(intervals) == [0])
+            and formulation == "counts")
 
 
 @dataclass(frozen=True, eq=False)
@@ -161,10 +157,12 @@ class ExpertChoice:
     Attributes
     ----------
     space : ExpertSpace
-    z : ndarray of int, shape (C,)
-        Column indices.
+    z : ndarray of int, shape (I, C)
+        Column indices, per interval of the formulation.
     layer, home, holding : ndarray of int, shape (C,)
         The MoE layer, the FFN device and the row of ``space.holdings`` of each column.
+    slot : ndarray of int, shape (M, W)
+        Each MoE layer's columns (positions in ``C``), padded with -1.
     decode_s, prefill_s : ndarray, shape (C,)
         One decode token's and the prefill's seconds of the layer's FFN stage beyond the
         hidden state's arrival (router and shared experts, then the expected expert stage).
@@ -175,6 +173,7 @@ class ExpertChoice:
     layer: np.ndarray
     home: np.ndarray
     holding: np.ndarray
+    slot: np.ndarray
     decode_s: np.ndarray
     prefill_s: np.ndarray
 
@@ -204,8 +203,8 @@ def expert_choice(builder, instance: Instance, ffn: np.ndarray, allowed_ffn: np.
     ----------
     builder : ProblemBuilder
     instance : Instance
-    ffn : ndarray of int, shape (L, N)
-        The FFN placement columns of the interval.
+    ffn : ndarray of int, shape (I, L, N)
+        The FFN placement columns of every interval.
     allowed_ffn : ndarray of bool, shape (L, N), optional
         Devices the FFN may use (pins); patterns elsewhere are left out.
     extra : ndarray of int, shape (M, N), optional
@@ -223,25 +222,28 @@ def expert_choice(builder, instance: Instance, ffn: np.ndarray, allowed_ffn: np.
     layer, home, holding = (a.ravel() for a in np.meshgrid(moe, np.arange(N), np.arange(P), indexing="ij"))
     keep = ok[layer, home]
     layer, home, holding = layer[keep], home[keep], holding[keep]
-    z = builder.variables("z_experts", (len(layer),), upper=1.0, integer=True)
+    z = builder.variables("z_experts", (len(ffn), len(layer)), upper=1.0, integer=True)
     position = np.searchsorted(moe, layer)
+    slot = np.full((len(moe), N * P), -1, dtype=np.int64)
+    slot[position, np.arange(len(layer)) - np.searchsorted(position, position)] = np.arange(len(layer))
     # the pattern's home is the FFN device: f[l, m] − Σ_{j: home_j = m} z_j = 0 (so one pattern per layer)
-    link = np.full((len(moe) * N, 1 + P), -1, dtype=np.int64)
-    link[:, 0] = ffn[moe].ravel()
-    coef = np.full(link.shape, -1.0)
+    coef = np.full((len(moe) * N, 1 + P), -1.0)
     coef[:, 0] = 1.0
-    row = position * N + home
-    link[row, 1 + holding] = z
-    builder.constraints("experts_home", link, coef, lower=0, upper=0)
+    for kk in range(len(ffn)):
+        link = np.full((len(moe) * N, 1 + P), -1, dtype=np.int64)
+        link[:, 0] = ffn[kk, moe].ravel()
+        link[position * N + home, 1 + holding] = z[kk]
+        builder.constraints("experts_home", link, coef, lower=0, upper=0)
     owners = [np.repeat(np.arange(N), h) for h in space.holdings]
     precision = instance.precision
     decode = step_costs(instance, precision, instance.workload.contexts()[:1])
-    return ExpertChoice(space, z, layer, home, holding,
+    return ExpertChoice(space, z, layer, home, holding, slot,
                         _stage_seconds(instance, decode, layer, home, owners, holding),
                         _stage_seconds(instance, prefill_step_costs(instance, precision), layer, home, owners, holding))
 
 
-def expert_memory_terms(choice: ExpertChoice, instance: Instance, expert_bytes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def expert_memory_terms(choice: ExpertChoice, instance: Instance, expert_bytes: np.ndarray,
+                        kk: int) -> tuple[np.ndarray, np.ndarray]:
     """Each device's memory row gains, per pattern: its experts there, less all ``E`` on its home.
 
     Parameters
@@ -250,6 +252,8 @@ def expert_memory_terms(choice: ExpertChoice, instance: Instance, expert_bytes: 
     instance : Instance
     expert_bytes : ndarray, shape (L,)
         One routed expert's weights in each layer, bytes.
+    kk : int
+        The interval (position in the formulation).
 
     Returns
     -------
@@ -258,10 +262,10 @@ def expert_memory_terms(choice: ExpertChoice, instance: Instance, expert_bytes: 
     """
     N, E = instance.n_devices, instance.model.experts
     held = choice.space.holdings[choice.holding].T - E * (np.arange(N)[:, None] == choice.home[None])  # (N, C)
-    return np.broadcast_to(choice.z, (N, len(choice.z))), held * np.asarray(expert_bytes)[choice.layer][None]
+    return np.broadcast_to(choice.z[kk], (N, len(choice.layer))), held * np.asarray(expert_bytes)[choice.layer][None]
 
 
-def expert_phase_terms(choice: ExpertChoice, instance: Instance, steps: np.ndarray | None,
+def expert_phase_terms(choice: ExpertChoice, instance: Instance, kk: int, steps: np.ndarray | None,
                        seconds_per_unit: float) -> tuple[np.ndarray, np.ndarray]:
     """The objective terms of a phase: each pattern's FFN stage in place of the FFN block charged for its home.
 
@@ -269,6 +273,8 @@ def expert_phase_terms(choice: ExpertChoice, instance: Instance, steps: np.ndarr
     ----------
     choice : ExpertChoice
     instance : Instance
+    kk : int
+        The phase's interval (position in the formulation).
     steps : ndarray of int or None
         The phase's decode steps; None for the prefill.
     seconds_per_unit : float
@@ -286,11 +292,71 @@ def expert_phase_terms(choice: ExpertChoice, instance: Instance, steps: np.ndarr
     block = phase_tables(instance, costs, np.array([0])).ffn_s[0][choice.layer, choice.home]
     delta = tokens * (stage - block) / seconds_per_unit
     # experts all on the home cost what the block costs up to rounding: no 1e-16 coefficients for the solver
-    return choice.z, np.where(np.abs(delta) > 1e-12 * np.abs(tokens * block / seconds_per_unit), delta, 0.0)
+    return choice.z[kk], np.where(np.abs(delta) > 1e-12 * np.abs(tokens * block / seconds_per_unit), delta, 0.0)
 
 
-def read_experts(choice: ExpertChoice, x: np.ndarray, n_layers: int) -> np.ndarray:
-    """The device of every routed expert (L, E) in a solution `x`: -1 in dense layers.
+def _held_before(choice: ExpertChoice, current: Placement, n_devices: int) -> np.ndarray:
+    """Experts of each MoE layer on each device in `current` (M, N): its experts, or all on its FFN device."""
+    layers = np.unique(choice.layer)
+    if current.experts is not None:
+        return np.stack([np.bincount(current.experts[l], minlength=n_devices) for l in layers])
+    E = int(choice.space.holdings[0].sum())
+    return E * np.eye(n_devices, dtype=np.int64)[np.asarray(current.ffn).argmax(axis=1)[layers]]
+
+
+def expert_migration(builder, choice: ExpertChoice, instance: Instance, kk: int, current: Placement | None,
+                     move_s: np.ndarray, pairs: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Experts moving into interval `kk`: a transport of counts between devices, one message per expert.
+
+    ``g[l, u, v]`` experts of layer ``l`` go from ``u`` to ``v``: out of ``u`` as many as it
+    held before (the previous interval's pattern, or `current`), into ``v`` as many as it
+    holds now. The MILP chooses the cheapest transport; `read_experts` moves exactly those.
+
+    Parameters
+    ----------
+    builder : ProblemBuilder
+    choice : ExpertChoice
+    instance : Instance
+    kk : int
+        The interval (position in the formulation); 0 only with `current`.
+    current : Placement or None
+        The placement before the formulation's first interval.
+    move_s : ndarray, shape (pairs, L)
+        One expert's message between each pair of devices, in the formulation's unit.
+    pairs : tuple of ndarray
+        The sources and destinations of the pairs.
+
+    Returns
+    -------
+    cols, coefs : ndarray, shape (pairs, M)
+        The migration terms of each pair of devices.
+    """
+    N, E = instance.n_devices, int(choice.space.holdings[0].sum())
+    layers = np.unique(choice.layer)
+    M = len(layers)
+    g = builder.variables(f"move{kk}.experts", (M, N, N), upper=E, integer=True)
+    held = np.where(choice.slot[..., None] >= 0, choice.space.holdings[choice.holding[choice.slot]], 0)  # (M, W, N)
+    ones = np.ones((M * N, N))
+    for side, flows, kz in (("leave", g, kk - 1), ("arrive", g.transpose(0, 2, 1), kk)):
+        rows = flows.reshape(M * N, N)  # (layer, device) × the other device
+        if kz < 0:
+            prev = _held_before(choice, current, N).ravel()
+            builder.constraints(f"move{kk}.experts_{side}", rows, ones, lower=prev, upper=prev)
+            continue
+        zc = np.where(choice.slot >= 0, choice.z[kz][np.maximum(choice.slot, 0)], -1)  # (M, W)
+        cols = np.concatenate([rows, np.repeat(zc, N, axis=0)], axis=1)
+        coefs = np.concatenate([ones, -held.transpose(0, 2, 1).reshape(M * N, -1)], axis=1)
+        builder.constraints(f"move{kk}.experts_{side}", cols, coefs, lower=0, upper=0)
+    uu, vv = pairs
+    return g[:, uu, vv].T, move_s[:, layers]
+
+
+def read_experts(choice: ExpertChoice, x: np.ndarray, n_layers: int, kk: int, previous: Placement | None,
+                 flows: np.ndarray | None) -> np.ndarray:
+    """The device of every routed expert (L, E) in interval `kk` of a solution `x`: -1 in dense layers.
+
+    Without a previous placement the experts are listed in device order; else experts
+    follow the transport ``g`` of `expert_migration`, those that stay first.
 
     Parameters
     ----------
@@ -298,19 +364,37 @@ def read_experts(choice: ExpertChoice, x: np.ndarray, n_layers: int) -> np.ndarr
     x : ndarray
         A point of the problem.
     n_layers : int
+    kk : int
+        The interval (position in the formulation).
+    previous : Placement or None
+        The placement before the interval (None at the start of the generation).
+    flows : ndarray of int, shape (M, N, N) or None
+        The rounded transport into the interval (None with `previous`).
 
     Returns
     -------
     ndarray of int, shape (L, E)
     """
     holdings = choice.space.holdings
-    out = np.full((n_layers, int(holdings[0].sum())), -1, dtype=np.int64)
-    for c in np.flatnonzero(np.rint(x[choice.z]) == 1):
-        out[choice.layer[c]] = np.repeat(np.arange(holdings.shape[1]), holdings[choice.holding[c]])
+    N, E = holdings.shape[1], int(holdings[0].sum())
+    out = np.full((n_layers, E), -1, dtype=np.int64)
+    if previous is None:
+        for c in np.flatnonzero(np.rint(x[choice.z[kk]]) == 1):
+            out[choice.layer[c]] = np.repeat(np.arange(N), holdings[choice.holding[c]])
+        return out
+    layers = np.unique(choice.layer)
+    before = previous.experts if previous.experts is not None else \
+        np.asarray(previous.ffn).argmax(axis=1)[:, None] * np.ones((1, E), dtype=np.int64)
+    for i, l in enumerate(layers):
+        out[l] = before[l]
+        for u in range(N):
+            on_u = np.flatnonzero(before[l] == u)
+            destinations = np.repeat(np.arange(N), flows[i, u])
+            out[l, on_u] = destinations[np.argsort(destinations != u, kind="stable")]  # those that stay keep their place
     return out
 
 
-def expert_start(choice: ExpertChoice, placement: Placement) -> tuple[np.ndarray, np.ndarray]:
+def expert_start(choice: ExpertChoice, placement: Placement, kk: int) -> tuple[np.ndarray, np.ndarray]:
     """The pattern columns of a warm start: its holdings when the space has them, else all experts on the FFN device.
 
     Parameters
@@ -318,6 +402,8 @@ def expert_start(choice: ExpertChoice, placement: Placement) -> tuple[np.ndarray
     choice : ExpertChoice
     placement : Placement
         Whole FFN blocks; `experts` optional.
+    kk : int
+        Its interval (position in the formulation).
 
     Returns
     -------
@@ -326,7 +412,7 @@ def expert_start(choice: ExpertChoice, placement: Placement) -> tuple[np.ndarray
     holdings = choice.space.holdings
     N, E = holdings.shape[1], int(holdings[0].sum())
     home = np.asarray(placement.ffn).argmax(axis=1)
-    values = np.zeros(len(choice.z))
+    values = np.zeros(len(choice.layer))
     for l in np.unique(choice.layer):
         here = np.eye(N, dtype=np.int64)[home[l]] * E
         wanted = here if placement.experts is None else np.bincount(placement.experts[l], minlength=N)
@@ -336,4 +422,4 @@ def expert_start(choice: ExpertChoice, placement: Placement) -> tuple[np.ndarray
             if len(match):
                 values[match[0]] = 1.0
                 break
-    return choice.z, values
+    return choice.z[kk], values

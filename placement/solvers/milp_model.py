@@ -32,7 +32,7 @@ from placement.instance import Instance
 from placement.plan import Placement
 from placement.solvers.linear import LinearProblem, ProblemBuilder
 from placement.solvers.milp_experts import (
-    ExpertChoice, expert_choice, expert_memory_terms, expert_phase_terms, places_experts,
+    ExpertChoice, expert_choice, expert_memory_terms, expert_migration, expert_phase_terms, places_experts,
 )
 
 __all__ = ["Phase", "Formulation", "build_formulation", "identical_devices", "phase_terms", "output_routes",
@@ -210,8 +210,8 @@ def build_formulation(
     """
     allowed = allowed or {}
     v = _placement_variables(instance, intervals, allowed, formulation)
-    if places_experts(instance, intervals, current, formulation):
-        v.experts = expert_choice(v.b, instance, v.f[0], allowed.get("ffn"), expert_holdings)
+    if places_experts(instance, formulation):
+        v.experts = expert_choice(v.b, instance, v.f, allowed.get("ffn"), expert_holdings)
     _assignment(v, allowed)
     _hosts(v)
     _memory(v, memory_margin)
@@ -226,7 +226,7 @@ def build_formulation(
     for index_phase, phase in enumerate(phases):
         phase_cost.append(_phase_latency(v, f"phase{index_phase}", phase, products[phase.interval], route, varies))
         if v.experts is not None:  # each MoE layer's placed experts in place of its whole FFN block
-            extra = expert_phase_terms(v.experts, instance, phase.steps, SECONDS_PER_UNIT)
+            extra = expert_phase_terms(v.experts, instance, phase.interval, phase.steps, SECONDS_PER_UNIT)
             phase_cost[-1] = tuple(np.concatenate(pair) for pair in zip(phase_cost[-1], extra))
         v.b.add_cost(*phase_cost[-1])
     migration_cost = [_migration(v, kk, current) for kk in range(len(intervals))
@@ -251,7 +251,7 @@ class _Model:
     f: np.ndarray  # (I, L, N) FFN
     e: np.ndarray  # (I, N) embed
     h: np.ndarray  # (I, N) lm_head
-    experts: ExpertChoice | None = None  # holding patterns of the MoE layers (one interval only)
+    experts: ExpertChoice | None = None  # holding patterns of the MoE layers
 
     @property
     def sizes(self) -> tuple[int, int, int, int]:
@@ -333,7 +333,7 @@ def _memory(v: _Model, memory_margin: np.ndarray | None) -> None:
     for kk in range(I):
         memory = block_memory(instance, instance.precision, s_max[kk:kk + 1])
         rows_cols, rows_coefs = [], []
-        moved = None if v.experts is None else expert_memory_terms(v.experts, instance, memory.expert[0])
+        moved = None if v.experts is None else expert_memory_terms(v.experts, instance, memory.expert[0], kk)
         for m in range(N):
             c_n, k_n = v.sum_n((np.full(L, kk), np.arange(L), np.full(L, m)), memory.group[0])
             cols = [c_n.ravel(), p[kk, :, m], f[kk, :, m], [e[kk, m]], [h[kk, m]]]
@@ -508,7 +508,8 @@ def _migration(v: _Model, kk: int, current: Placement | None) -> tuple[np.ndarra
     group_cols, group_moves = _group_moves(v, kk, current, uu, vv)
     pair_cols, pair_coefs = [group_cols], [np.repeat(move_time(memory.group[0]), group_moves, axis=1)]
     # whole blocks: mu ≥ before_u + after_v − 1
-    for kind, var, nbytes in (("projection", v.p, memory.projection[0]), ("ffn", v.f, memory.ffn[0])):
+    apart = 0.0 if v.experts is None else instance.model.experts * memory.expert[0]  # placed experts move alone
+    for kind, var, nbytes in (("projection", v.p, memory.projection[0]), ("ffn", v.f, memory.ffn[0] - apart)):
         mu = b.variables(f"move{kk}.{kind}", (L, len(uu)), upper=1.0)
         ll, pp = (a.ravel() for a in np.indices((L, len(uu))))
         if kk == 0:
@@ -528,6 +529,10 @@ def _migration(v: _Model, kk: int, current: Placement | None) -> tuple[np.ndarra
             b.constraints(f"move{kk}.{kind}", np.stack([mu, var[kk - 1, uu], var[kk, vv]], 1), np.array([1.0, -1.0, -1.0]), lower=-1)
         pair_cols.append(mu[:, None])
         pair_coefs.append(move_time(nbytes)[:, None])
+    if v.experts is not None:
+        for part, terms in zip((pair_cols, pair_coefs), expert_migration(b, v.experts, instance, kk, current,
+                                                                           move_time(memory.expert[0]), (uu, vv))):
+            part.append(terms)
     cols, coefs = np.concatenate(pair_cols, 1), np.concatenate(pair_coefs, 1)
     if cluster.network == "shared":  # every move follows the others
         b.add_cost(cols, coefs)
