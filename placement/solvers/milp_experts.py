@@ -1,25 +1,27 @@
-"""Routed experts in the MILP: one holding pattern per MoE layer, with its exact expected cost (docs/moe.md).
+"""Routed experts in the MILP: one holding pattern per MoE layer and interval, with its exact expected cost.
 
 The expected expert stage of a layer is nonlinear in how many of its experts each
 device holds (the expectation of a maximum, or of a sum of link terms, under the
 multivariate hypergeometric law of `placement.cost.routing`). Under uniform routing
 it depends only on the FFN device ``f`` (the *home*: router, shared experts, combine)
-and the holdings ``h = (e_1 … e_N)``, so the MILP chooses, per MoE layer, one pair
-``(f, h)`` from an enumerated set with a binary ``z``, and charges the evaluator's own
-figure for that pair (`placement.experts.layer_expert_stage`):
+and the holdings ``h = (e_1 … e_N)``, so the MILP chooses, per MoE layer and interval,
+one pair ``(f, h)`` from an enumerated set with a binary ``z``, and charges the
+evaluator's own figure for that pair (`placement.experts.layer_expert_stage`):
 
-- ``Σ_j z[l, j] = 1`` for every MoE layer ``l``, and ``f[l, m] = Σ_{j: home_j = m} z[l, j]``;
-- the objective of a phase gains ``z[l, j] · (tokens · (router_f + stage_j) − ffn[l, f])``,
+- ``f[k, l, m] = Σ_{j: home_j = m} z[k, l, j]`` (so one pattern per layer and interval);
+- the objective of a phase gains ``z[k, l, j] · (tokens · (router_f + stage_j) − ffn[l, f])``,
   the placed stage in place of the FFN block the formulation charges for ``f``;
-- device ``m``'s memory gains ``z[l, j] · (h_j[m] − E·[m = f]) · expert_bytes[l]``.
+- device ``m``'s memory gains ``z[k, l, j] · (h_j[m] − E·[m = f]) · expert_bytes[l]``;
+- at an interval boundary a transport ``g[l, u, v]`` of expert counts (out of ``u`` what it
+  held, into ``v`` what it holds) pays one message per moved expert, and the FFN block
+  moves without its experts, as the evaluator charges them.
 
 The set (`ExpertSpace`) is every holding in multiples of ``q = E / U`` experts
 (``U = E`` when ``E ≤ 8``, else the largest divisor of ``E`` up to 8) on at most ``s``
 devices, with every home: ``s`` is the largest for which a layer has at most
 `PATTERNS_PER_LAYER` pairs; the warm start's holdings are added, so the MILP can keep
-it. The MILP is exact over that set. It applies when the
-formulation covers the whole generation in one interval (``counts``, uniform routing,
-``roofline``); otherwise experts stay with their FFN block.
+it. The MILP is exact over that set. It applies to the ``counts`` formulation under
+uniform routing and the ``roofline`` profile; otherwise experts stay with their FFN block.
 """
 
 from __future__ import annotations
