@@ -80,7 +80,7 @@ def bench_milp(repeat: int) -> None:
             seconds, form = _median_s(lambda: build_formulation(inst, [0], {0: [steps]}), repeat)
             rows, cols = form.problem.shape
             print(f"{model:14s} {n} devices  build median {seconds:6.2f} s over {repeat} runs, {rows} rows, "
-                  f"{cols} columns, {len(form.experts.z)} pattern binaries ({form.experts.space.describe()})")
+                  f"{cols} columns, {form.experts.z.size} pattern binaries ({form.experts.space.describe()})")
 
 
 def bench_moves(repeat: int) -> None:
