@@ -441,8 +441,10 @@ def _refine(instance: Instance, setup: _Setup, blocks: dict[int, list[np.ndarray
     for refinement in range(setup.max_refinements + 1):
         if setup.deadline.expired and (search.outcome is not None or have_fallback):
             break  # building a model takes seconds on large instances: none is left
+        # the warm start's holdings are not closed under swaps of identical devices: no symmetry rows with them
         form = build_formulation(instance, setup.intervals, blocks, current=setup.current, allowed=setup.allowed,
-                                 formulation=setup.formulation, break_symmetry=setup.allowed is None,
+                                 formulation=setup.formulation,
+                                 break_symmetry=setup.allowed is None and warm_experts is None,
                                  memory_margin=margin, expert_holdings=warm_experts)
         rows, cols = form.problem.shape
         stats.update(rows=rows, columns=cols, integer_columns=int(form.problem.integer.sum()), blocks=len(form.phases))
