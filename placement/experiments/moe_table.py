@@ -2,16 +2,16 @@
 
 Mixtral-8x7B and Qwen3-30B-A3B with 4-bit weights (16-bit KV cache and activations)
 on heterogeneous edge clusters of 4 and 8 devices (`CLUSTERS`, presets of the device
-catalog) on a switched 1 Gbit/s, 0.2 ms mesh (wired Ethernet). Every instance is solved by ``single``
-(the fastest device that holds the model), ``pipeline-dp`` (the exact layer
+catalog) on a switched 1 Gbit/s, 0.2 ms mesh (wired Ethernet). Every instance is solved
+by ``single`` (the fastest device that holds the model), ``pipeline-dp`` (the exact layer
 pipeline), ``experts`` (the pipeline with each MoE layer's experts spread where the
-expected expert stage is least), ``myopic+`` (with its expert moves) and ``milp`` (head-level placement with one holding
-pattern of experts per MoE layer, under a time limit) for its lower bound. The gap
-column is the MILP's total over its bound: a bound over the MILP's space, which places
-experts (in multiples of ``q`` on at most ``s`` devices per layer,
-`placement.solvers.milp_experts`; the MILP's ``stats["expert_space"]``). Figures are expected costs at
-batch 1 under uniform top-k routing (docs/moe.md). Outputs: ``moe-table.csv`` and
-``moe-table.md``.
+expected expert stage is least), ``myopic+`` (with its expert moves) and ``milp``
+(head-level placement with one holding pattern of experts per MoE layer, under a time
+limit) for its lower bound. The gap column is the MILP's total over its bound: a bound
+over the MILP's space (experts in multiples of ``q`` on at most ``s`` devices per layer,
+`placement.solvers.milp_experts`, stated in the MILP's ``stats["expert_space"]``).
+Figures are expected costs at batch 1 under uniform top-k routing (docs/moe.md).
+Outputs: ``moe-table.csv`` and ``moe-table.md``.
 """
 
 from __future__ import annotations
