@@ -22,7 +22,7 @@ from placement.cost.tables import add_route_bytes, block_times, transfer_times
 from placement.cost.tolerances import SHARE_ATOL
 from placement.errors import PlanError
 
-__all__ = ["expert_rows", "expert_memory", "expert_moves", "expert_stages", "expert_holdings"]
+__all__ = ["expert_rows", "expert_memory", "expert_moves", "expert_stages", "expert_holdings", "layer_expert_stage"]
 
 
 def expert_rows(instance, plan, remap: np.ndarray, ffn: list[np.ndarray]) -> list[np.ndarray] | None:
@@ -128,19 +128,50 @@ def expert_moves(before: np.ndarray, after: np.ndarray, memory) -> tuple[np.ndar
     return before[layers, experts], after[layers, experts], memory.expert[0][layers]
 
 
-def _stage(x, r: int, l: int, home: int, owner: np.ndarray, k: int) -> tuple[float, float, np.ndarray, float]:
-    """One layer's expert stage in row `r`: total and compute seconds, tokens sent to each device, bytes per token.
+def layer_expert_stage(instance, costs, tables, step: int, row: int, layer: int, home: int,
+                       owner: np.ndarray) -> tuple[float, float, np.ndarray, float]:
+    """One MoE layer's expected expert stage for one forward step, with its experts on `owner`.
 
-    `owner` is the device of each expert. The experts on the FFN device run in one block
-    with the router and shared experts (so that experts all on that device cost exactly
-    what the FFN block costs). Routing is uniform, or the instance's fitted weights.
+    The experts on the FFN device run in one block with the router and shared experts (so
+    that experts all on that device cost exactly what the FFN block costs). Routing is
+    uniform, or the instance's fitted weights. One routed token (batch-1 decode): the
+    exact expectation over the routing outcomes; more (prefill, batches): each device's
+    expected load, the slowest expected chain (docs/moe.md).
+
+    Parameters
+    ----------
+    instance : Instance
+    costs : StepCosts
+        The phase's per-step costs (`step_costs` or `prefill_step_costs`).
+    tables : PhaseTables
+        `phase_tables` of `costs`; `row` indexes its per-row fields.
+    step, row : int
+        The step of `costs` and the row of `tables` it belongs to.
+    layer, home : int
+        The MoE layer and its FFN device (router, shared experts, combine).
+    owner : ndarray of int, shape (E,)
+        The device of each routed expert.
+
+    Returns
+    -------
+    total_s : float
+        Expected seconds from the router's output to the combined result on `home`.
+    compute_s : float
+        Its expected compute part.
+    touched : ndarray, shape (N,)
+        Probability (one token) or expected share of the tokens (many) sent to each device.
+    hidden_bytes : float
+        One hidden state, bytes.
     """
-    costs, N = x.costs, x.counts.shape[-1]
+    l, r, N, cluster = layer, row, instance.n_devices, instance.cluster
+    shared = cluster.network == "shared"
     holdings = np.bincount(owner, minlength=N)
-    step = int(np.flatnonzero(x.row_of_step == r)[0])
+    k = instance.model.experts_per_token
     fixed_flops, fixed_read = costs.ffn_fixed_flops[step, l], costs.ffn_fixed_read[step, l]
-    hidden, tokens, E = float(x.sizes["hidden"][r]), costs.routed_tokens, int(holdings.sum())
-    weights = None if x.instance.expert_routing is None else x.instance.expert_routing[l]
+    hidden_all = np.asarray(costs.hidden_bytes, dtype=float)
+    hidden = float(hidden_all if hidden_all.ndim == 0 else hidden_all[step])
+    tokens, E = costs.routed_tokens, int(holdings.sum())
+    weights = None if instance.expert_routing is None else instance.expert_routing[l]
     if weights is None:
         hit = 1 - np.array([comb(E - int(e), k) / comb(E, k) for e in holdings])  # P(a token uses device n)
         chosen = np.full(E, k / E)  # each expert's probability of being chosen
@@ -150,25 +181,25 @@ def _stage(x, r: int, l: int, home: int, owner: np.ndarray, k: int) -> tuple[flo
 
     def on_home(flops: float, read: float) -> float:  # the home block's seconds beyond the router's
         both = block_times(np.array([fixed_flops, fixed_flops + flops]), np.array([fixed_read, fixed_read + read]),
-                           x.instance, costs.roofline, devices=[home])[:, 0]
+                           instance, costs.roofline, devices=[home])[:, 0]
         return float(both[1] - both[0])
 
     if tokens == 1:  # one token: the exact expectation over the routing outcomes
-        hop = x.tables.hidden_s[min(r, len(x.tables.hidden_s) - 1)]
-        expert_s = x.tables.expert_s[r, l].copy()
+        hop = tables.hidden_s[min(r, len(tables.hidden_s) - 1)]
+        expert_s = tables.expert_s[r, l].copy()
         expert_s[home] = on_home(costs.expert_flops[step, l], costs.expert_read[step, l])
         sigma = None if weights is None else np.array([elementary_symmetric(weights[owner == n], k) for n in range(N)])
-        stage = expected_expert_stage(holdings, k, home, expert_s, hop[home], hop[:, home], x.shared, sigma)
+        stage = expected_expert_stage(holdings, k, home, expert_s, hop[home], hop[:, home], shared, sigma)
         return stage.total_s, stage.compute_s, stage.touched, hidden
     # many tokens (prefill, batches): expected loads, the slowest device's expected chain
     flops = tokens * np.bincount(owner, chosen, minlength=N) * costs.expert_flops[step, l]
     read = np.bincount(owner, 1 - (1 - chosen) ** tokens, minlength=N) * costs.expert_read[step, l]
-    compute = np.diagonal(block_times(flops, read, x.instance, costs.roofline)).copy()
+    compute = np.diagonal(block_times(flops, read, instance, costs.roofline)).copy()
     compute[home] = on_home(flops[home], read[home])
-    hop = transfer_times(x.cluster, hit * hidden)  # (N, N, N): device n's share of the tokens, by size
+    hop = transfer_times(cluster, hit * hidden)  # (N, N, N): device n's share of the tokens, by size
     away = (holdings > 0) & (np.arange(N) != home)
     links = np.where(away, [hop[n][home, n] + hop[n][n, home] for n in range(N)], 0.0)
-    if x.shared:
+    if shared:
         total, part = links.sum() + compute.max(), compute.max()
     else:
         chains = np.where((holdings > 0) | (np.arange(N) == home), compute + links, -np.inf)
@@ -205,7 +236,8 @@ def expert_stages(x: Any, recv: np.ndarray, ffn_compute: np.ndarray, ffn_transfe
             key = (r, f, spread.tobytes(), x.tables.expert_s[r, l].tobytes(), x.tables.ffn_fixed_s[r, l].tobytes(),
                    None if x.instance.expert_routing is None else x.instance.expert_routing[l].tobytes())
             if key not in done:
-                done[key] = _stage(x, r, l, f, owner, model.experts_per_token)
+                step = int(np.flatnonzero(x.row_of_step == r)[0])
+                done[key] = layer_expert_stage(x.instance, x.costs, x.tables, step, r, l, f, owner)
             total, part, hit, hidden = done[key]
             ffn_compute[r, l] = x.tables.ffn_fixed_s[r, l, f] + part
             ffn_transfer[r, l] = recv[r, l] + total - part

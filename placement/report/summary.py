@@ -21,7 +21,7 @@ def _span(first: int, last: int) -> str:
     return f"layer {first}" if first == last else f"layers {first}–{last}"
 
 
-def _layer_text(groups: list[int], K: int, projection: float, ffn: float) -> str:
+def _layer_text(groups: list[int], K: int, projection: float, ffn: float, experts: str = "") -> str:
     parts = []
     if len(groups) == K:
         parts.append(f"all {K} groups")
@@ -30,7 +30,24 @@ def _layer_text(groups: list[int], K: int, projection: float, ffn: float) -> str
     for name, share in (("projection", projection), ("FFN", ffn)):
         if share > 0:
             parts.append(name if share == 1 else f"{name} {share:.0%}")
-    return " + ".join(parts)
+    return " + ".join(parts + ([experts] if experts else []))
+
+
+def _expert_texts(instance: Instance, plan: Plan, interval: int) -> np.ndarray:
+    """(L, N) words for the routed experts a device holds apart from the rule "all with the FFN" ("" elsewhere)."""
+    L, N, E = instance.model.layers, instance.n_devices, instance.model.experts
+    experts = plan.placement(interval).experts
+    out = np.full((L, N), "", dtype=object)
+    if experts is None:
+        return out
+    remap = np.array([instance.cluster.index(name) for name in plan.devices])
+    ffn = device_arrays(instance, plan.placement(interval), plan.devices)["ffn"]
+    for l in np.flatnonzero(instance.model.moe_layers):
+        held = np.bincount(remap[experts[l]], minlength=N)
+        for n in np.flatnonzero(held):
+            if held[n] < E or ffn[l, n] == 0:
+                out[l, n] = f"{held[n]}/{E} experts"
+    return out
 
 
 def device_blocks(instance: Instance, plan: Plan, interval: int = 0) -> dict[str, str]:
@@ -59,9 +76,11 @@ def device_blocks(instance: Instance, plan: Plan, interval: int = 0) -> dict[str
     arrays = device_arrays(instance, plan.placement(interval), plan.devices)
     K, L = instance.model.kv_heads, instance.model.layers
     out = {}
+    experts = _expert_texts(instance, plan, interval)
     for n, name in enumerate(instance.cluster.names):
         texts = [_layer_text([g for g in range(K) if arrays["attention"][l, g] == n], K,
-                             float(arrays["projection"][l, n]), float(arrays["ffn"][l, n])) for l in range(L)]
+                             float(arrays["projection"][l, n]), float(arrays["ffn"][l, n]), experts[l, n])
+                 for l in range(L)]
         parts = [kind for kind in ("embed", "lm_head") if int(arrays[kind]) == n]
         start = 0
         for l in range(1, L + 1):

@@ -26,6 +26,7 @@ from placement.options import Deadline
 from placement.solvers.backends import SOLVERS, SolverOutcome, solve_problem
 from placement.solvers.linear import LinearProblem
 from placement.solvers.milp_bounds import ConfigurationBound, configuration_bound
+from placement.solvers.milp_experts import expert_start, places_experts, read_experts, warm_holdings
 from placement.solvers.milp_model import SECONDS_PER_UNIT, Formulation, build_formulation, identical_devices
 from placement.solvers.warm_start import best_heuristic_placements
 
@@ -100,7 +101,9 @@ def _canonical(instance: Instance, placements: list[Placement]) -> list[Placemen
         perm[ordered] = group  # the heaviest takes the first index of its class
     relabel = lambda shares: shares[:, np.argsort(perm)]  # noqa: E731
     return [Placement(perm[p.attention], relabel(p.projection), relabel(p.ffn), int(perm[p.embed]),
-                      int(perm[p.lm_head]), p.precision) for p in placements]
+                      int(perm[p.lm_head]), p.precision,
+                      None if p.experts is None else np.where(p.experts >= 0, perm[np.maximum(p.experts, 0)], -1))
+            for p in placements]
 
 
 def _complete(problem: LinearProblem, columns: np.ndarray, values: np.ndarray,
@@ -132,6 +135,9 @@ def _start_vector(form: Formulation, instance: Instance, placements: list[Placem
         for name, value in fixed.items():
             columns.append(fam[name][kk].ravel())
             values.append(np.asarray(value, dtype=float).ravel())
+        if form.experts is not None:
+            pattern_cols, pattern_values = expert_start(form.experts, placement, kk)
+            columns.append(pattern_cols), values.append(pattern_values)
     return _complete(form.problem, np.concatenate(columns), np.concatenate(values), deadline)
 
 
@@ -172,7 +178,10 @@ def _placements(form: Formulation, instance: Instance, x: np.ndarray, current: P
                         attention[l, on_u] = destinations[order]
         one_hot = lambda name: np.eye(N)[rounded(name)[kk].argmax(axis=-1)]  # noqa: E731
         placement = Placement(attention, one_hot("p"), one_hot("f"), int(rounded("e")[kk].argmax()),
-                              int(rounded("h")[kk].argmax()))
+                              int(rounded("h")[kk].argmax()),
+                              experts=None if form.experts is None else read_experts(
+                                  form.experts, x, L, kk, previous,
+                                  None if previous is None else rounded(f"move{kk}.experts")))
         placements.append(placement)
         previous = placement
     return placements
@@ -285,7 +294,10 @@ def solve_milp(
     if mode == "horizon":
         current = None
     started = time.perf_counter()
-    problems = capacity_problems(instance, splittable=False)
+    # Placed experts (milp_experts) leave only the router whole; the configuration LP's space keeps them with the FFN.
+    placed = places_experts(instance, formulation)
+    with_bound = with_bound and not placed
+    problems = capacity_problems(instance, splittable=placed)
     if problems:
         return Result("infeasible", "no placement fits: " + "; ".join(problems), None, None, stats={"diagnosis": problems})
     allowed = _allowed_masks(instance, pin, forbid) if (pin or forbid) else None
@@ -423,21 +435,29 @@ def _refine(instance: Instance, setup: _Setup, blocks: dict[int, list[np.ndarray
     usable = np.array([d.usable_bytes for d in instance.devices])
     margin = np.zeros((len(setup.intervals), instance.n_devices))
     search = _Search()
+    # the expert pattern space keeps the warm start's holdings, as given and as `_canonical` relabels them
+    warm_experts = warm_holdings(None if start_placements is None else
+                                 list(start_placements) + _canonical(instance, start_placements), instance.n_devices)
     for refinement in range(setup.max_refinements + 1):
         if setup.deadline.expired and (search.outcome is not None or have_fallback):
             break  # building a model takes seconds on large instances: none is left
+        # the warm start's holdings are not closed under swaps of identical devices: no symmetry rows with them
         form = build_formulation(instance, setup.intervals, blocks, current=setup.current, allowed=setup.allowed,
-                                 formulation=setup.formulation, break_symmetry=setup.allowed is None,
-                                 memory_margin=margin)
+                                 formulation=setup.formulation,
+                                 break_symmetry=setup.allowed is None and warm_experts is None,
+                                 memory_margin=margin, expert_holdings=warm_experts)
         rows, cols = form.problem.shape
         stats.update(rows=rows, columns=cols, integer_columns=int(form.problem.integer.sum()), blocks=len(form.phases))
+        if form.experts is not None:
+            stats["expert_space"] = form.experts.space.describe()
         start = None
         if start_placements is not None and not setup.deadline.expired:
             if setup.allowed is None and setup.current is None and setup.formulation == "counts":
                 start_placements = _canonical(instance, start_placements)
             start = _start_vector(form, instance, start_placements, setup.deadline)
+        # HiGHS's presolve probes every expert-pattern binary: on Mixtral's 21,000 it spent a 30 s limit there
         outcome = solve_problem(form.problem, setup.solver, time_limit=setup.deadline.remaining_s(), gap=setup.gap,
-                                threads=setup.threads, start=start)
+                                threads=setup.threads, start=start, presolve=form.experts is None)
         stats.update(raw_status=outcome.raw_status, nodes=stats.get("nodes", 0) + outcome.nodes,
                      warm_start=start is not None)
         if outcome.x is None:
@@ -547,7 +567,9 @@ def _warm_placements(instance: Instance, warm_start, current: Placement | None, 
     if isinstance(warm_start, Plan):
         arrays = check_plan(instance, warm_start)  # in the instance's device order
         plan_placements = [Placement(arrays.attention[k], arrays.projection[k], arrays.ffn[k], int(arrays.embed[k]),
-                                     int(arrays.lm_head[k])) for k in range(arrays.attention.shape[0])]
+                                     int(arrays.lm_head[k]),
+                                     experts=None if arrays.experts is None else arrays.experts[k])
+                           for k in range(arrays.attention.shape[0])]
         return plan_placements[:count] if count == len(plan_placements) else [plan_placements[0]] * count
     if warm_start != "auto":
         raise InputError(f"`warm_start` must be a Plan, 'auto' or None, got {warm_start!r}")

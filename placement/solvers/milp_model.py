@@ -31,6 +31,9 @@ from placement.cost.tables import (
 from placement.instance import Instance
 from placement.plan import Placement
 from placement.solvers.linear import LinearProblem, ProblemBuilder
+from placement.solvers.milp_experts import (
+    ExpertChoice, expert_choice, expert_memory_terms, expert_migration, expert_phase_terms, places_experts,
+)
 
 __all__ = ["Phase", "Formulation", "build_formulation", "identical_devices", "phase_terms", "output_routes",
            "profile_sends_input", "SECONDS_PER_UNIT"]
@@ -58,6 +61,7 @@ class Formulation:
     phases: list[Phase]
     phase_cost: list[tuple[np.ndarray, np.ndarray]]  # per phase: columns and coefficients of its objective terms
     migration_cost: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    experts: ExpertChoice | None = None  # the MoE layers' holding patterns (placement.solvers.milp_experts)
 
 
 def identical_devices(instance: Instance) -> list[list[int]]:
@@ -173,6 +177,7 @@ def build_formulation(
     formulation: str = "counts",
     break_symmetry: bool = True,
     memory_margin: np.ndarray | None = None,
+    expert_holdings: np.ndarray | None = None,
 ) -> Formulation:
     """Build the MILP over `intervals` of `instance`.
 
@@ -196,6 +201,8 @@ def build_formulation(
     memory_margin : ndarray, optional
         Bytes kept free on each device in each interval (len(intervals), N), to keep
         a solver's tolerance from packing a few bytes over a device's memory.
+    expert_holdings : ndarray of int, shape (M, N), optional
+        Holdings added to the MoE layers' pattern space (`placement.solvers.milp_experts`).
 
     Returns
     -------
@@ -203,6 +210,8 @@ def build_formulation(
     """
     allowed = allowed or {}
     v = _placement_variables(instance, intervals, allowed, formulation)
+    if places_experts(instance, formulation):
+        v.experts = expert_choice(v.b, instance, v.f, allowed.get("ffn"), expert_holdings)
     _assignment(v, allowed)
     _hosts(v)
     _memory(v, memory_margin)
@@ -216,11 +225,14 @@ def build_formulation(
     phase_cost = []
     for index_phase, phase in enumerate(phases):
         phase_cost.append(_phase_latency(v, f"phase{index_phase}", phase, products[phase.interval], route, varies))
+        if v.experts is not None:  # each MoE layer's placed experts in place of its whole FFN block
+            extra = expert_phase_terms(v.experts, instance, phase.interval, phase.steps, SECONDS_PER_UNIT)
+            phase_cost[-1] = tuple(np.concatenate(pair) for pair in zip(phase_cost[-1], extra))
         v.b.add_cost(*phase_cost[-1])
     migration_cost = [_migration(v, kk, current) for kk in range(len(intervals))
                       if not (intervals[kk] == 0 or (kk == 0 and current is None))]
     return Formulation(problem=v.b.build(), intervals=list(intervals), phases=phases, phase_cost=phase_cost,
-                       migration_cost=migration_cost)
+                       migration_cost=migration_cost, experts=v.experts)
 
 
 @dataclass(eq=False)
@@ -239,6 +251,7 @@ class _Model:
     f: np.ndarray  # (I, L, N) FFN
     e: np.ndarray  # (I, N) embed
     h: np.ndarray  # (I, N) lm_head
+    experts: ExpertChoice | None = None  # holding patterns of the MoE layers
 
     @property
     def sizes(self) -> tuple[int, int, int, int]:
@@ -320,6 +333,7 @@ def _memory(v: _Model, memory_margin: np.ndarray | None) -> None:
     for kk in range(I):
         memory = block_memory(instance, instance.precision, s_max[kk:kk + 1])
         rows_cols, rows_coefs = [], []
+        moved = None if v.experts is None else expert_memory_terms(v.experts, instance, memory.expert[0], kk)
         for m in range(N):
             c_n, k_n = v.sum_n((np.full(L, kk), np.arange(L), np.full(L, m)), memory.group[0])
             cols = [c_n.ravel(), p[kk, :, m], f[kk, :, m], [e[kk, m]], [h[kk, m]]]
@@ -327,6 +341,8 @@ def _memory(v: _Model, memory_margin: np.ndarray | None) -> None:
             if tied:
                 cols.append([t[kk, m]])
                 coefs.append(-memory.embed)
+            if v.experts is not None:
+                cols.append(moved[0][m]), coefs.append(moved[1][m])
             rows_cols.append(np.concatenate(cols))
             rows_coefs.append(np.concatenate(coefs))
         b.constraints(f"memory{kk}", np.array(rows_cols), np.array(rows_coefs) / usable[:, None],
@@ -492,7 +508,8 @@ def _migration(v: _Model, kk: int, current: Placement | None) -> tuple[np.ndarra
     group_cols, group_moves = _group_moves(v, kk, current, uu, vv)
     pair_cols, pair_coefs = [group_cols], [np.repeat(move_time(memory.group[0]), group_moves, axis=1)]
     # whole blocks: mu ≥ before_u + after_v − 1
-    for kind, var, nbytes in (("projection", v.p, memory.projection[0]), ("ffn", v.f, memory.ffn[0])):
+    apart = 0.0 if v.experts is None else instance.model.experts * memory.expert[0]  # placed experts move alone
+    for kind, var, nbytes in (("projection", v.p, memory.projection[0]), ("ffn", v.f, memory.ffn[0] - apart)):
         mu = b.variables(f"move{kk}.{kind}", (L, len(uu)), upper=1.0)
         ll, pp = (a.ravel() for a in np.indices((L, len(uu))))
         if kk == 0:
@@ -512,6 +529,10 @@ def _migration(v: _Model, kk: int, current: Placement | None) -> tuple[np.ndarra
             b.constraints(f"move{kk}.{kind}", np.stack([mu, var[kk - 1, uu], var[kk, vv]], 1), np.array([1.0, -1.0, -1.0]), lower=-1)
         pair_cols.append(mu[:, None])
         pair_coefs.append(move_time(nbytes)[:, None])
+    if v.experts is not None:
+        for part, terms in zip((pair_cols, pair_coefs), expert_migration(b, v.experts, instance, kk, current,
+                                                                           move_time(memory.expert[0]), (uu, vv))):
+            part.append(terms)
     cols, coefs = np.concatenate(pair_cols, 1), np.concatenate(pair_coefs, 1)
     if cluster.network == "shared":  # every move follows the others
         b.add_cost(cols, coefs)

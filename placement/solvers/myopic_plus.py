@@ -53,6 +53,7 @@ from placement.plan import Placement, Plan
 from placement.result import Result, judged
 from placement.solvers.baselines import solve_pipeline_dp
 from placement.solvers.compound_moves import COMPOUND_LIMIT, FIRST_COMPOUND_LIMIT, compound_search, whole_move_count
+from placement.solvers.expert_moves import place_experts
 from placement.solvers.interval_costs import IMPROVEMENT, IntervalModel, placement_of, state_of
 from placement.solvers.lns_moves import lns_search
 from placement.solvers.local_moves import local_search
@@ -282,8 +283,9 @@ def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = 
     def one(k: int, before: Placement | None) -> DecisionPlus:
         if not baselines:  # computed within the first decision, whose time they count in
             baselines.update(baseline_placements(instance))
-        return decide_plus(instance, k, before, horizon=horizon, max_moves=max_moves, baselines=baselines,
-                           compound_limit=compound_limit, lns_time_s=lns_time_s, lns_layers=lns_layers)
+        return place_experts(instance, k, decide_plus(instance, k, before, horizon=horizon, max_moves=max_moves,
+                                                      baselines=baselines, compound_limit=compound_limit,
+                                                      lns_time_s=lns_time_s, lns_layers=lns_layers), before, horizon)
 
     decisions, placements, stats = run_online(instance, previous, one)
     plan = Plan(devices=instance.cluster.names, intervals=placements, method="myopic+")
