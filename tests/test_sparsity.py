@@ -209,3 +209,23 @@ def test_option_round_trips_through_yaml() -> None:
     again = instance_from_dict(yaml.safe_load(inst.to_yaml()))
     assert again.attention == inst.attention == DeltaSparsity(256, 0.5, "decode")
     assert json.loads(json.dumps(yaml.safe_load(inst.to_yaml())["attention"])) == {**HALF, "stages": "decode"}
+
+
+def test_table_quick_json_shape_and_monotonicity(tmp_path: Path) -> None:
+    proc = run_main("reproduce", "sparsity-table", "--quick", "--json", "--models", "bitnet-b1.58-2b-4t",
+                    "--out", str(tmp_path), timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)  # stdout is exactly one JSON document
+    assert [(r["model"], r["context"], r["sparsity"]) for r in rows] == [
+        ("bitnet-b1.58-2b-4t", P, s) for P in (512, 8192) for s in (0.0, 0.3, 0.57, 0.6)]
+    for r in rows:
+        assert r["method"] in ("milp", "pipeline-dp") and r["ttft_s"] > 0 and r["mean_token_ms"] > 0
+    for P in (512, 8192):
+        mine = [r for r in rows if r["context"] == P]
+        # the MILP starts from the previous s's best plan, which sparsity only makes faster
+        assert all(b["total_s"] <= a["total_s"] * (1 + 1e-9) for a, b in itertools.pairwise(mine))
+        # the dense optimum run with sparsity: every figure falls with s, as the cost model removes work
+        assert all(b["dense_plan_total_s"] <= a["dense_plan_total_s"] for a, b in itertools.pairwise(mine))
+    long = [r for r in rows if r["context"] == 8192]
+    assert long[-1]["total_s"] < 0.9 * long[0]["total_s"]  # at 8k the attention is a large share of the work
+    assert (tmp_path / "sparsity-table.md").is_file() and (tmp_path / "sparsity-table.csv").is_file()

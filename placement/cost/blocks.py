@@ -15,6 +15,10 @@ embed                     ``V·D``             0                               `
 lm_head                   ``V·D``             ``2B·V·D``                      ``V·D·w/8``
 ========================  ==================  ==============================  ==========================
 
+An instance's ``attention:`` option (DeltaLLM's temporal sparsity, `DeltaSparsity`)
+charges ``1 − s`` of the attention terms for positions outside a local window
+(`attended_positions`, `attended_pairs`; docs/sparsity.md).
+
 The ``kafetzis2025`` profile replaces these with the equations of Kafetzis et al.
 (arXiv 2505.02533); `placement.cost.profiles` maps each profile name to its functions,
 and `placement.cost.tables` turns them into the tables every consumer reads.
