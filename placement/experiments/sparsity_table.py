@@ -125,7 +125,8 @@ def _row(case: dict[str, Any], results: dict[str, Any], dense, instance) -> dict
 
     method, best = _best(results, METHODS)
     _, head = _best(results, HEAD_METHODS)
-    layer = results["pipeline-dp"].report if results["pipeline-dp"].report.feasible else None  # always run
+    _, layer = _best(results, ("pipeline-dp",))
+    layer = None if layer is None else layer.report
     milp = results["milp"]
     row = {**case, "method": method, "milp_status": milp.status, "milp_gap": milp.gap}
     if best is None:
@@ -135,6 +136,7 @@ def _row(case: dict[str, Any], results: dict[str, Any], dense, instance) -> dict
             "head_token_ms": None if head is None else head.report.mean_token_s * 1e3,
             "layer_token_ms": None if layer is None else layer.mean_token_s * 1e3,
             "head_speedup": None if head is None or layer is None else layer.total_s / head.report.total_s,
+            "crossover_tokens": None if head is None or layer is None else _crossover_tokens(head.report, layer),
             "dense_plan_total_s": report.total_s, "moved": False}
     if dense is not None:
         dense_instance, dense_best = dense
@@ -147,6 +149,18 @@ def _row(case: dict[str, Any], results: dict[str, Any], dense, instance) -> dict
     return row
 
 
+def _crossover_tokens(head, layer) -> float | None:
+    """Decode steps after which the layer plan's total would drop below the head-level plan's.
+
+    Both plans' mean per-token latencies are extrapolated as constants (they grow slowly
+    with the context); None when the layer plan is not faster per token.
+    """
+    per_token = head.mean_token_s - layer.mean_token_s
+    if per_token <= 0:
+        return None
+    return max(0.0, (layer.ttft_s - head.ttft_s) / per_token)
+
+
 def _markdown(rows: list[dict[str, Any]], milp_time_limit: float, generate_tokens: int) -> str:
     def fig(row, key, fmt):
         return "—" if row.get(key) is None else format(row[key], fmt)
@@ -154,16 +168,18 @@ def _markdown(rows: list[dict[str, Any]], milp_time_limit: float, generate_token
     lines = ["# sparsity-table: DeltaLLM temporal attention sparsity on four edge devices", "",
              f"Local window {LOCAL_WINDOW} tokens, sparsity in both stages; P prompt tokens then {generate_tokens} "
              f"decode steps; best of {', '.join(METHODS)} (MILP limit {milp_time_limit:g} s) by total latency. "
-             "Head speedup: pipeline-dp total / best head-level total. Dense plan: the best plan at s = 0 "
+             "Head speedup: pipeline-dp total / best head-level total. Crossover: decode steps after which the "
+             "layer plan, faster per token, would win (per-token latencies held constant). Dense plan: the best plan at s = 0 "
              f"evaluated with sparsity s; moved: re-optimising saves more than {MOVED_RTOL:.1%}.", "",
              "| model | P | s | TTFT (s) | mean token (ms) | total (s) | method | MILP | head-level token (ms) "
-             "| layer token (ms) | head speedup | dense plan total (s) | moved |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| layer token (ms) | head speedup | crossover (tokens) | dense plan total (s) | moved |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['model']} | {r['context']} | {r['sparsity']:g} | {fig(r, 'ttft_s', '.3f')} "
                      f"| {fig(r, 'mean_token_ms', '.2f')} | {fig(r, 'total_s', '.3f')} | {r['method'] or 'infeasible'} "
                      f"| {r['milp_status']} | {fig(r, 'head_token_ms', '.2f')} | {fig(r, 'layer_token_ms', '.2f')} "
-                     f"| {fig(r, 'head_speedup', '.2f')} | {fig(r, 'dense_plan_total_s', '.3f')} "
+                     f"| {fig(r, 'head_speedup', '.2f')} | {fig(r, 'crossover_tokens', ',.0f')} "
+                     f"| {fig(r, 'dense_plan_total_s', '.3f')} "
                      f"| {'yes' if r.get('moved') else 'no'} |")
     return "\n".join(lines) + "\n"
 
