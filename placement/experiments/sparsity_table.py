@@ -13,11 +13,13 @@ plan is the one of least total latency (the time to first token plus
 previous sparsity, which stays feasible and gets no slower as ``s`` grows (sparsity
 only removes work), so the best total is non-increasing in ``s``.
 
-Whether sparsity moves the optimal placement is read two ways: ``dense_plan_total_s``
-is the best plan at ``s = 0`` evaluated with sparsity ``s`` (``moved``: re-optimising
-for ``s`` saves more than `MOVED_RTOL` of it), and ``head_speedup`` (layer-based total
-over head-level total) says whether head-level placement still beats the layer
-pipeline. Outputs: ``sparsity-table.csv``, ``sparsity-table.md``, ``config.json``.
+Whether sparsity moves the optimal placement is read three ways: ``dense_plan_total_s``
+is the best plan at ``s = 0`` evaluated with sparsity ``s`` (``moved``: each of the two
+plans beats the other on its own instance by more than `MOVED_RTOL`), ``head_speedup``
+(layer-based total over head-level total) says whether head-level placement still
+beats the layer pipeline, and ``crossover_tokens`` how many decode steps the layer
+pipeline would need to overtake it when it is faster per token. ``--quick`` runs
+`QUICK`'s smaller grid without ``myopic+``. Outputs: ``sparsity-table.csv``, ``sparsity-table.md``, ``config.json``.
 docs/sparsity.md explains the cost model and shows the table.
 """
 
@@ -192,12 +194,13 @@ def reproduce_sparsity_table(*, quick: bool = False, out_dir: Path | str = "resu
     Parameters
     ----------
     quick : bool
-        Contexts 512 and 8192 only, 16 decode steps, a 2-second MILP (well under a minute).
+        Contexts 512 and 8192 only, 16 decode steps, ``milp`` (1-second limit) and ``pipeline-dp``
+        only (well under a minute).
     out_dir : Path or str
     models : list of str, optional
         Shipped model names; default `MODELS`.
     milp_time_limit : float, optional
-        Seconds per MILP; default `MILP_TIME_LIMIT_S` (2 s with `quick`).
+        Seconds per MILP; default `MILP_TIME_LIMIT_S` (1 s with `quick`).
     progress : callable, optional
         Called with (done, total) after each instance.
 
