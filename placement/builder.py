@@ -25,6 +25,7 @@ import numpy as np
 import yaml
 
 from placement.cost.model import ModelSpec, load_model, model_names
+from placement.cost.sparsity import sparsity_to_mapping
 from placement.cost.units import BYTES, BYTES_PER_S, FLOP_PER_S, SECONDS, parse_quantity
 from placement.errors import InputError
 from placement.files import write_text_atomic
@@ -143,7 +144,8 @@ def build_instance(model: str | ModelSpec | Mapping[str, Any], devices: Sequence
                    workload: Workload | Mapping[str, Any], links: Sequence[Mapping[str, Any]] = (),
                    mesh: Mapping[str, Any] | None = None, switches: Sequence[str] = (), network: str = "switched",
                    precision: Mapping[str, Any] | None = None, name: str | None = None, description: str = "",
-                   wireless: Mapping[str, Any] | None = None, check_capacity: bool = True) -> Instance:
+                   wireless: Mapping[str, Any] | None = None, attention: Mapping[str, Any] | None = None,
+                   check_capacity: bool = True) -> Instance:
     """An instance from Python objects, validated exactly as an instance file is.
 
     Parameters
@@ -167,6 +169,8 @@ def build_instance(model: str | ModelSpec | Mapping[str, Any], devices: Sequence
     name, description : str
     wireless : mapping, optional
         A ``wireless:`` section as in a file (docs/ota.md).
+    attention : mapping, optional
+        An ``attention:`` section as in a file: ``{"local_window": 256, "delta_sparsity": 0.57}`` (docs/sparsity.md).
     check_capacity : bool
         Raise `InfeasibleError` when the model cannot fit at all.
 
@@ -205,6 +209,8 @@ def build_instance(model: str | ModelSpec | Mapping[str, Any], devices: Sequence
         data["mesh"] = {key: _quantity(value) for key, value in dict(mesh).items()}
     if wireless is not None:
         data["wireless"] = {key: _quantity(value) for key, value in dict(wireless).items()}
+    if attention is not None:
+        data["attention"] = dict(attention)
     return instance_from_dict(data, source=name or "built instance", check_capacity=check_capacity)
 
 
@@ -309,6 +315,8 @@ def instance_to_dict(instance: Instance) -> dict[str, Any]:
     if instance.cluster.routing != "fastest":
         data["routing"] = instance.cluster.routing
     data["workload"] = workload
+    if instance.attention is not None:
+        data["attention"] = sparsity_to_mapping(instance.attention)
     return data
 
 
@@ -370,4 +378,5 @@ def instances_equal(a: Instance, b: Instance) -> bool:
     return (a.name == b.name and a.description == b.description and a.model == b.model
             and a.devices == b.devices and a.cluster.links == b.cluster.links
             and a.cluster.switches == b.cluster.switches and a.cluster.network == b.cluster.network
-            and a.workload == b.workload and precision_same and (a.wireless is None) == (b.wireless is None))
+            and a.workload == b.workload and precision_same and (a.wireless is None) == (b.wireless is None)
+            and a.attention == b.attention)

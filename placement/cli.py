@@ -213,7 +213,7 @@ def export(
 
 @app.command()
 def reproduce(
-    table: Annotated[str, typer.Argument(help="Which table: gap-table, head-vs-layer, split-table, tp-table, ota-table, serving-table, moe-table or parallel-table.")],
+    table: Annotated[str, typer.Argument(help="Which table: gap-table, head-vs-layer, split-table, tp-table, ota-table, serving-table, moe-table, parallel-table or sparsity-table.")],
     suite: Annotated[Optional[str], typer.Option(help="gap-table: instance suite, or a folder of instance files (default paper-small).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A subset that finishes in under two minutes.")] = False,
     methods: Annotated[Optional[str], typer.Option(help="gap-table: comma-separated methods (default: all).")] = None,
@@ -230,8 +230,8 @@ def reproduce(
     """Reproduce a table: gaps to the optimum (gap-table), head-level against layer-based partitioning
     (head-vs-layer), split computing with OPSC against its baselines (split-table), tensor parallel
     against pipeline and head-level placement across link latency (tp-table), the over-the-air
-    all-reduce against digital and analog baselines (ota-table), or MoE expert placement against a
-    layer pipeline and one device (moe-table)."""
+    all-reduce against digital and analog baselines (ota-table), MoE expert placement against a
+    layer pipeline and one device (moe-table), or DeltaLLM attention sparsity across contexts (sparsity-table)."""
     from rich.progress import Progress
 
     from placement.experiments.gap_table import reproduce_gap_table
@@ -257,7 +257,8 @@ def reproduce(
               "serving-table": ("gap-table", {"--suite": suite, "--methods": methods, "--devices": devices, "--dask": dask, **limit}),
               "moe-table": ("gap-table", {"--suite": suite, "--methods": methods, "--dask": dask}),
               "parallel-table": ("gap-table", {"--suite": suite, "--methods": methods, "--models": models,
-                                               "--devices": devices, "--dask": dask, **limit})}
+                                               "--devices": devices, "--dask": dask, **limit}),
+              "sparsity-table": ("gap-table", {"--suite": suite, "--methods": methods, "--devices": devices, "--dask": dask})}
     if table not in others:
         raise InputError(f"unknown table {table!r}; tables are: {', '.join(others)}")
     other, their_options = others[table]
@@ -297,6 +298,11 @@ def reproduce(
             from placement.experiments.parallel_table import reproduce_parallel_table
 
             result = reproduce_parallel_table(quick=quick, out_dir=out_dir, progress=options["progress"])
+        elif table == "sparsity-table":  # one process: every instance is solved by three methods in turn
+            from placement.experiments.sparsity_table import reproduce_sparsity_table
+
+            result = reproduce_sparsity_table(quick=quick, out_dir=out_dir, models=listed(models),
+                                              milp_time_limit=time_limit, progress=options["progress"])
         else:
             result = reproduce_head_vs_layer(models=listed(models), device_counts=counts and [int(c) for c in counts],
                                              **options)

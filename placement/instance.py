@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from placement.cost.hardware import Cluster, Device, Link
 from placement.cost.model import ModelSpec, load_model, spec_from_mapping
 from placement.cost.precision import Precision
+from placement.cost.sparsity import DeltaSparsity, check_sparsity_profile
 from placement.cost.units import BYTES, BYTES_PER_S, FLOP_PER_S, SECONDS, parse_quantity
 from placement.errors import InfeasibleError, InputError, InputWarning
 from placement.files import load_data_file, short
@@ -120,6 +121,15 @@ class WorkloadEntry(_Strict):
 PerDevice = Quantity | list[Quantity]
 
 
+class AttentionEntry(_Strict):
+    """DeltaLLM's temporal attention sparsity (docs/sparsity.md)."""
+
+    local_window: Count = Field(ge=0, description="Recent positions attended in full, W (tokens).")
+    delta_sparsity: Number = Field(ge=0, lt=1, description="Fraction s of the attention work outside the window "
+                                   "that the delta approximation skips, [0, 1).")
+    stages: Literal["both", "prefill", "decode"] = Field("both", description="Where it applies.")
+
+
 class WirelessEntry(_Strict):
     """The wireless uplink to an edge server, for over-the-air all-reduce (method `ota`, docs/ota.md)."""
 
@@ -161,6 +171,8 @@ class InstanceFile(_Strict):
     serving: dict[str, Any] | None = Field(None, description="Many requests: arrivals and a policy (docs/serving.md).")
     expert_routing: str | list[Any] | None = Field(None, description="MoE models: per-layer expert selection counts, "
                                              "a JSON/YAML file or inline (docs/moe.md).")
+    attention: AttentionEntry | None = Field(None, description="DeltaLLM temporal attention sparsity: full attention "
+                                             "in a local window, a fraction skipped outside it (docs/sparsity.md).")
 
 
 # ----------------------------------------------------------------------------- data
@@ -248,6 +260,7 @@ class Instance:
     wireless: Any = None
     serving: Any = None  # placement.serving.ServingSpec, from the file's `serving:` section (docs/serving.md)
     expert_routing: Any = None  # (L, E) fitted weights from the file's `expert_routing:` (docs/moe.md); None: uniform
+    attention: DeltaSparsity | None = None  # the file's `attention:` sparsity (docs/sparsity.md); None: dense attention
 
     @property
     def devices(self) -> tuple[Device, ...]:
@@ -528,7 +541,7 @@ def instance_from_dict(data: dict[str, Any], *, source: str = "instance", base: 
 
         expert_routing = routing_weights(spec.expert_routing, model, base)
     instance = Instance(spec.name or source, model, cluster, workload, precision, spec.description, wireless, serving,
-                        expert_routing)
+                        expert_routing, _attention(spec.attention, workload))
     _check_figures(instance, spec)
     _warn_implausible(instance, spec)
     if check_capacity:
@@ -536,6 +549,14 @@ def instance_from_dict(data: dict[str, Any], *, source: str = "instance", base: 
         if problems:
             raise InfeasibleError(f"{source}: no placement can fit: " + "; ".join(problems))
     return instance
+
+
+def _attention(entry: AttentionEntry | None, workload: Workload) -> DeltaSparsity | None:
+    """The file's `attention:` section, refused under a profile whose attention terms it cannot scale."""
+    if entry is None:
+        return None
+    check_sparsity_profile(workload.profile)
+    return DeltaSparsity(entry.local_window, entry.delta_sparsity, entry.stages)
 
 
 def load_instance(path: str | Path, *, check_capacity: bool = True) -> Instance:

@@ -15,6 +15,10 @@ embed                     ``V·D``             0                               `
 lm_head                   ``V·D``             ``2B·V·D``                      ``V·D·w/8``
 ========================  ==================  ==============================  ==========================
 
+An instance's ``attention:`` option (DeltaLLM's temporal sparsity, `DeltaSparsity`)
+charges ``1 − s`` of the attention terms for positions outside a local window
+(`attended_positions`, `attended_pairs`; docs/sparsity.md).
+
 The ``kafetzis2025`` profile replaces these with the equations of Kafetzis et al.
 (arXiv 2505.02533); `placement.cost.profiles` maps each profile name to its functions,
 and `placement.cost.tables` turns them into the tables every consumer reads.
@@ -28,9 +32,10 @@ import numpy as np
 
 from placement.cost.model import ModelSpec
 from placement.cost.precision import Precision
+from placement.cost.sparsity import DeltaSparsity
 
 __all__ = ["StepCosts", "BlockMemory", "decode_costs", "prefill_costs", "roofline_block_memory", "cached_positions",
-           "causal_pairs", "attend_flops_per_position", "ffn_read_params"]
+           "causal_pairs", "attended_positions", "attended_pairs", "attend_flops_per_position", "ffn_read_params"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -193,6 +198,59 @@ def causal_pairs(prompt_tokens: int, windows: np.ndarray) -> np.ndarray:
     return W * (W + 1) / 2 + (P - W) * W
 
 
+def attended_positions(positions: np.ndarray, sparsity: DeltaSparsity | None) -> np.ndarray:
+    """Positions a decode query pays for under DeltaLLM's sparsity: ``min(n, W) + (1 − s)·max(n − W, 0)``.
+
+    The ``W`` most recent of the ``n`` positions a query sees are attended in full; the
+    delta approximation skips a fraction ``s`` of the work on the older ones.
+
+    Parameters
+    ----------
+    positions : ndarray
+        ``n``: positions the query sees (`cached_positions`, already within a sliding window).
+    sparsity : DeltaSparsity or None
+        None, or an option whose `stages` leave out decode: every position counts in full.
+
+    Returns
+    -------
+    ndarray
+        Effective positions, the shape of `positions`; FLOPs and KV bytes read scale with them.
+    """
+    n = np.asarray(positions, dtype=float)
+    if sparsity is None or not sparsity.applies_to("decode"):
+        return n
+    inside = np.minimum(n, sparsity.local_window_tokens)
+    return inside + (1 - sparsity.delta_sparsity) * (n - inside)
+
+
+def attended_pairs(prompt_tokens: int, windows: np.ndarray, sparsity: DeltaSparsity | None) -> np.ndarray:
+    """Causal (query, key) pairs of the prefill a layer pays for under DeltaLLM's sparsity, (L,).
+
+    Query ``i`` sees ``min(i, W_l)`` positions and attends the ``min(i, W_l, w)`` most
+    recent of them in full (``w`` the local window), so the pairs inside the window are
+    ``causal_pairs(P, min(W_l, w))`` and the rest are outside; with full attention and
+    ``P > w`` those number ``(P − w)(P − w + 1)/2``. Pairs outside count ``1 − s``.
+
+    Parameters
+    ----------
+    prompt_tokens : int
+        ``P``.
+    windows : ndarray, shape (L,)
+        Each layer's sliding window ``W_l`` (``inf``: full attention).
+    sparsity : DeltaSparsity or None
+        None, or an option whose `stages` leave out prefill: `causal_pairs`.
+
+    Returns
+    -------
+    ndarray, shape (L,)
+    """
+    every = causal_pairs(prompt_tokens, windows)
+    if sparsity is None or not sparsity.applies_to("prefill"):
+        return every
+    inside = causal_pairs(prompt_tokens, np.minimum(np.asarray(windows, dtype=float), sparsity.local_window_tokens))
+    return inside + (1 - sparsity.delta_sparsity) * (every - inside)
+
+
 def attend_flops_per_position(model: ModelSpec, phase: str) -> float:
     """FLOPs one query spends on one cached position in one attention group.
 
@@ -258,12 +316,14 @@ def _expert_terms(model: ModelSpec, tokens: float, w_ffn: np.ndarray, steps: int
             "ffn_fixed_flops": ones * fixed_flops, "ffn_fixed_read": ones * fixed_read, "routed_tokens": float(tokens)}
 
 
-def decode_costs(model: ModelSpec, batch: int, precision: Precision, contexts: np.ndarray) -> StepCosts:
+def decode_costs(model: ModelSpec, batch: int, precision: Precision, contexts: np.ndarray,
+                 sparsity: DeltaSparsity | None = None) -> StepCosts:
     """Costs of decode steps at the given contexts (profile ``roofline``).
 
     A new token attends to ``min(S, W_l)`` positions in layer ``l`` and reads that
-    many cached positions (`cached_positions`); an MoE layer computes its top-k
-    experts and reads the experts its tokens chose (`ffn_read_params`).
+    many cached positions (`cached_positions`), or DeltaLLM's share of them
+    (`attended_positions`); an MoE layer computes its top-k experts and reads the
+    experts its tokens chose (`ffn_read_params`).
 
     Parameters
     ----------
@@ -274,13 +334,15 @@ def decode_costs(model: ModelSpec, batch: int, precision: Precision, contexts: n
         Bits of every block.
     contexts : ndarray of int, shape (steps,)
         Context length ``S`` of each step (the new token attends over ``S`` positions).
+    sparsity : DeltaSparsity, optional
+        The instance's ``attention:`` option (docs/sparsity.md); the cache held is unchanged.
 
     Returns
     -------
     StepCosts
     """
     B, D = batch, model.hidden
-    S = cached_positions(model, contexts)
+    S = attended_positions(cached_positions(model, contexts), sparsity)
     steps = len(S)
     ones = np.ones((steps, 1))
     w_att, w_proj, w_ffn, c = precision.attention, precision.projection, precision.ffn, precision.kv
@@ -303,13 +365,15 @@ def decode_costs(model: ModelSpec, batch: int, precision: Precision, contexts: n
     )
 
 
-def prefill_costs(model: ModelSpec, batch: int, precision: Precision, prompt_tokens: int) -> StepCosts:
+def prefill_costs(model: ModelSpec, batch: int, precision: Precision, prompt_tokens: int,
+                  sparsity: DeltaSparsity | None = None) -> StepCosts:
     """Costs of the prefill of a ``P``-token prompt, as one step (profile ``roofline``).
 
     Linear FLOPs are ×P; weights are read once; each group writes the positions its
     cache keeps once (``B·min(P, W)·v·c/8``, ``v`` values per position); causal
     attention costs ``B·f·pairs`` FLOPs with ``f`` from `attend_flops_per_position`
-    and ``pairs`` from `causal_pairs` (``2B·r·d·P(P+1)`` for full GQA attention);
+    and ``pairs`` from `causal_pairs` (``2B·r·d·P(P+1)`` for full GQA attention), or
+    DeltaLLM's share of them (`attended_pairs`; the cache written is unchanged);
     activation transfers carry P positions; ``lm_head`` runs for the last position only.
 
     Parameters
@@ -320,6 +384,8 @@ def prefill_costs(model: ModelSpec, batch: int, precision: Precision, prompt_tok
     precision : Precision
     prompt_tokens : int
         ``P``.
+    sparsity : DeltaSparsity, optional
+        The instance's ``attention:`` option (docs/sparsity.md).
 
     Returns
     -------
@@ -328,7 +394,7 @@ def prefill_costs(model: ModelSpec, batch: int, precision: Precision, prompt_tok
     """
     B, D, P = batch, model.hidden, prompt_tokens
     w_att, w_proj, w_ffn, c = (precision.attention[None], precision.projection[None], precision.ffn[None], precision.kv[None])
-    pairs = causal_pairs(P, model.windows)[None]
+    pairs = attended_pairs(P, model.windows, sparsity)[None]
     kept = cached_positions(model, np.array([P]))
     ffn_active = model.ffn_active_params_per_layer[None]
     return StepCosts(

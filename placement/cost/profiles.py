@@ -6,6 +6,10 @@ A profile supplies three functions with one signature each:
 - ``prefill(model, batch, precision, prompt_tokens) -> StepCosts``: the prefill as one step;
 - ``memory(model, batch, precision, contexts, prompt_tokens) -> BlockMemory``: resident bytes.
 
+The ``roofline`` decode and prefill also take ``sparsity=``, the instance's DeltaLLM
+``attention:`` option, which `placement.cost.tables` passes only when one is set (and
+refuses for other profiles; docs/sparsity.md).
+
 The mapping is a literal: adding a profile is one entry here, and no formula module
 imports another to dispatch (docs/cost-model.md describes both profiles).
 """

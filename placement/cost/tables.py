@@ -20,6 +20,7 @@ from placement.cost.blocks import BlockMemory, StepCosts
 from placement.cost.hardware import Cluster
 from placement.cost.precision import Precision
 from placement.cost.profiles import PROFILES
+from placement.cost.sparsity import DeltaSparsity, check_sparsity_profile
 from placement.cost.tolerances import MEMORY_RTOL
 
 __all__ = [
@@ -42,10 +43,12 @@ def step_costs(instance, precision: Precision, contexts: np.ndarray) -> StepCost
     Returns
     -------
     StepCosts
-        FLOPs, bytes read and bytes sent of every block, one row per step.
+        FLOPs, bytes read and bytes sent of every block, one row per step, with the
+        instance's ``attention:`` sparsity (docs/sparsity.md) applied.
     """
     workload = instance.workload
-    return PROFILES[workload.profile].decode(instance.model, workload.batch, precision, contexts)
+    return PROFILES[workload.profile].decode(instance.model, workload.batch, precision, contexts,
+                                             **_attention_option(instance))
 
 
 def prefill_step_costs(instance, precision: Precision) -> StepCosts:
@@ -59,10 +62,20 @@ def prefill_step_costs(instance, precision: Precision) -> StepCosts:
     Returns
     -------
     StepCosts
-        With one step.
+        With one step, with the instance's ``attention:`` sparsity applied.
     """
     workload = instance.workload
-    return PROFILES[workload.profile].prefill(instance.model, workload.batch, precision, workload.prompt_tokens)
+    return PROFILES[workload.profile].prefill(instance.model, workload.batch, precision, workload.prompt_tokens,
+                                              **_attention_option(instance))
+
+
+def _attention_option(instance) -> dict[str, DeltaSparsity]:
+    """The profile keyword that carries the instance's DeltaLLM sparsity; none without one."""
+    sparsity = instance.attention
+    if sparsity is None:
+        return {}
+    check_sparsity_profile(instance.workload.profile)  # loading checks it; an instance built by hand may not
+    return {"sparsity": sparsity}
 
 
 def block_memory(instance, precision: Precision, contexts: np.ndarray) -> BlockMemory:
