@@ -31,28 +31,36 @@ value evaluated.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.optimize import linprog
 
 from placement.cost.tables import block_memory, heads_share_memory, usable_bytes
+from placement.evaluate import evaluate
 from placement.instance import Instance
-from placement.solvers.milp_bounds import layer_classes
-from placement.solvers.milp_model import SECONDS_PER_UNIT, Phase, output_routes, phase_terms, profile_sends_input
+from placement.options import Deadline
+from placement.plan import Plan
+from placement.solvers.milp_bounds import ConfigurationBound, layer_classes
+from placement.solvers.milp_model import (
+    SECONDS_PER_UNIT, Phase, output_routes, phase_terms, profile_sends_input, skip_reason,
+)
 
-__all__ = ["ClassBound", "device_classes", "class_bound", "REPRESENTATIVES"]
+__all__ = ["ClassBound", "device_classes", "class_bound", "with_class_bound", "REPRESENTATIVES", "CLASS_BOUND_DEVICES"]
 
 # Devices kept per class in the path over layers: a closed walk whose costs depend only
 # on the classes and on which consecutive devices are equal can be list-coloured with
 # three devices per class (cycles are 3-choosable), so three lose nothing.
 REPRESENTATIVES = 3
-class _OutOfScope(Exception):
-    """The three-phase profile (``kafetzis2025``): its head outputs add up, which `_attention` does not model."""
-
-
+# Clusters of at least this many devices get the class bound even when the configuration LP
+# ran (its pricing per device is slow there, so its bound has seldom converged in time).
+CLASS_BOUND_DEVICES = 16
 # The bound given up to cover rounding in the sums of many small times.
 _ROUNDING = 1e-9
+
+
+class _OutOfScope(Exception):
+    """The three-phase profile (``kafetzis2025``): its head outputs add up, which `_attention` does not model."""
 
 
 @dataclass(frozen=True)
@@ -70,12 +78,15 @@ class ClassBound:
         Hardware classes of devices.
     evaluations : int
         Lagrangian evaluations (pricings) spent, over all intervals.
+    intervals_priced : int
+        Intervals whose bound was computed (the others count 0: the time ran out).
     """
 
     bound_s: float
     floor_s: float
     classes: int
     evaluations: int
+    intervals_priced: int
 
 
 def device_classes(instance: Instance) -> np.ndarray:
@@ -406,6 +417,8 @@ def _search(x: _Relaxed, layer_labels: np.ndarray, shared: bool, scale_ms: float
     floor = evaluate_at(np.zeros(C + 1))
     if use_sigma:  # the analytic floor: memory free, the devices row priced on its own
         for step in range(12):
+            if time.perf_counter() > deadline_s:
+                break
             sigma = float(cuts_z[int(np.argmax(cuts_v))][C])
             trial = sigma + scale_ms * 1e-3 * 2.0 ** step if cuts_g[-1][C] > 0 else sigma * 0.5
             floor = max(floor, evaluate_at(np.concatenate([np.zeros(C), [trial]])))
@@ -456,7 +469,7 @@ def class_bound(instance: Instance, *, time_limit_s: float, upper_bound_s: float
     -------
     ClassBound or None
         None for the three-phase profile (``kafetzis2025``), whose head outputs add up
-        differently, or when time ran out before every interval was priced once.
+        differently. Intervals the time limit leaves unpriced count zero.
     """
     started = time.perf_counter()
     deadline = started + time_limit_s
@@ -469,13 +482,59 @@ def class_bound(instance: Instance, *, time_limit_s: float, upper_bound_s: float
     shared = instance.cluster.network == "shared"
     scale = (upper_bound_s or 1.0) / SECONDS_PER_UNIT / I
     total = floor = 0.0
-    evaluations = 0
+    evaluations = priced = 0
     start = np.zeros(int(labels.max()) + 2)
     for k, x in enumerate(relaxed):
         if time.perf_counter() > deadline:
-            return None
+            break  # an interval not priced counts 0, a valid bound on its cost
         share = started + time_limit_s * (k + 1) / I
         value, lowest, start, spent = _search(x, layer_labels, shared, scale, start, share)
-        total, floor, evaluations = total + value, floor + lowest, evaluations + spent
+        total, floor, evaluations, priced = total + max(value, 0.0), floor + max(lowest, 0.0), evaluations + spent, k + 1
     to_s = SECONDS_PER_UNIT * (1 - _ROUNDING)
-    return ClassBound(max(total, 0.0) * to_s, max(floor, 0.0) * to_s, int(labels.max()) + 1, evaluations)
+    return ClassBound(total * to_s, floor * to_s, int(labels.max()) + 1, evaluations, priced)
+
+
+def with_class_bound(instance: Instance, columns: ConfigurationBound | None, warm_plan: Plan | None, *,
+                     deadline: Deadline, stats: dict) -> ConfigurationBound | None:
+    """`columns` (the configuration LP's result, or None) with the class bound when that is higher.
+
+    The MILP back end's hook, for clusters the configuration LP could not price (`columns`
+    None) or of `CLASS_BOUND_DEVICES` devices or more. The bound gets a fifth of the time
+    left, or nine tenths of it when the per-layer MILP will not be built anyway
+    (`milp_model.skip_reason`), a minute without a limit; its figures go to `stats`
+    (``class_bound_s``, ``class_floor_s``, ``device_classes``, ``class_intervals_priced``).
+
+    Parameters
+    ----------
+    instance : Instance
+    columns : ConfigurationBound or None
+    warm_plan : Plan or None
+        The incumbent, whose evaluator total sets the multipliers' scale.
+    deadline : Deadline
+        The end of the MILP call.
+    stats : dict
+        The result's statistics, updated in place.
+
+    Returns
+    -------
+    ConfigurationBound or None
+        `columns`, its bound raised to the class bound's when higher; a bound without a
+        plan when `columns` is None; None when neither exists.
+    """
+    if columns is not None and instance.n_devices < CLASS_BOUND_DEVICES:
+        return columns  # the configuration LP prices every device: the class bound would only add its time
+    remaining = deadline.remaining_s()
+    if remaining is None:
+        budget = 60.0
+    else:
+        skipped = skip_reason(instance, list(range(instance.workload.n_intervals)), 0.8 * remaining)
+        budget = (0.9 if skipped else 0.2) * remaining
+    upper = None if warm_plan is None else evaluate(instance, warm_plan).total_s
+    found = class_bound(instance, time_limit_s=budget, upper_bound_s=upper)
+    if found is None:
+        return columns
+    stats.update(class_bound_s=found.bound_s, class_floor_s=found.floor_s, device_classes=found.classes,
+                 class_intervals_priced=found.intervals_priced)
+    if columns is None:
+        return ConfigurationBound(found.bound_s, None, None, 0, int(layer_classes(instance).max()) + 1)
+    return replace(columns, bound_s=max(columns.bound_s, found.bound_s))
