@@ -92,8 +92,9 @@ class ClassBound:
 def device_classes(instance: Instance) -> np.ndarray:
     """The hardware class of every device: devices with equal compute times and usable memory share one.
 
-    Compared: each device's time for every block of every layer at the prefill and at
-    every decode step's context, and its usable bytes. Links are not compared: the
+    Compared: each device's time for every block of every layer summed over each
+    interval's tokens (with the prefill in interval 0), and its usable bytes: what the
+    relaxation reads of a device. Links are not compared: the
     bound relaxes them to each pair of classes' fastest (`class_bound`).
 
     Parameters
@@ -107,8 +108,8 @@ def device_classes(instance: Instance) -> np.ndarray:
     """
     route, varies = output_routes(instance)
     columns = [usable_bytes(instance)[None]]
-    for phase in (Phase(0, None), Phase(0, np.arange(instance.workload.generate_tokens))):
-        terms = phase_terms(instance, phase, route, varies)
+    for k in range(instance.workload.n_intervals):  # the sums the relaxation uses, interval by interval
+        terms = _interval_terms(instance, k, route, varies)
         columns += [terms["group"], terms["proj"], terms["ffn"], terms["embed"][None], terms["lm"][None]]
     table = np.concatenate(columns, 0).T  # (N, features)
     _, first, labels = np.unique(table, axis=0, return_index=True, return_inverse=True)
@@ -160,15 +161,20 @@ def _per_class(values: np.ndarray, labels: np.ndarray, C: int) -> np.ndarray:
     return np.asarray(values, dtype=float)[..., first]
 
 
+def _interval_terms(instance: Instance, k: int, route: np.ndarray, varies: np.ndarray) -> dict:
+    """`phase_terms` summed over interval `k`'s tokens, the prefill in interval 0 (ms; ``sum_gather`` if any)."""
+    steps = np.flatnonzero(instance.workload.interval_of_step() == k)
+    phases = ([Phase(0, None)] if k == 0 else []) + [Phase(0, steps)]
+    parts = [phase_terms(instance, phase, route, varies) for phase in phases]
+    terms = {key: sum(part[key] for part in parts) for key in parts[0] if key != "sum_gather"}
+    return {**terms, "sum_gather": any(part["sum_gather"] for part in parts)}
+
+
 def _relaxed_interval(instance: Instance, k: int, labels: np.ndarray, layer_labels: np.ndarray) -> _Relaxed:
     """Interval `k` of the relaxation (the prefill belongs to interval 0)."""
     workload, K, C = instance.workload, instance.model.kv_heads, int(labels.max()) + 1
-    route, varies = output_routes(instance)
-    steps = np.flatnonzero(workload.interval_of_step() == k)
-    phases = ([Phase(0, None)] if k == 0 else []) + [Phase(0, steps)]
-    parts = [phase_terms(instance, phase, route, varies) for phase in phases]
-    t = {key: sum(part[key] for part in parts) for key in parts[0] if key != "sum_gather"}
-    if any(part["sum_gather"] for part in parts):
+    t = _interval_terms(instance, k, *output_routes(instance))
+    if t["sum_gather"]:
         raise _OutOfScope
     count = np.arange(K + 1)
     out = (t["out_latency"][..., None] * (count > 0) + t["out_per_group"][..., None] * count
@@ -473,8 +479,8 @@ def class_bound(instance: Instance, *, time_limit_s: float, upper_bound_s: float
     """
     started = time.perf_counter()
     deadline = started + time_limit_s
-    labels, layer_labels = device_classes(instance), layer_classes(instance)
     I = instance.workload.n_intervals
+    labels, layer_labels = device_classes(instance), layer_classes(instance)
     try:
         relaxed = [_relaxed_interval(instance, k, labels, layer_labels) for k in range(I)]
     except _OutOfScope:
