@@ -6,8 +6,8 @@ devices. Real clusters are a few kinds of board repeated; this module bounds the
 optimum by a relaxation whose devices fall into *hardware classes* (docs/milp.md,
 "Device classes"):
 
-1. Devices whose every compute figure (time of each block at every context) and
-   usable memory are equal form one class (`device_classes`).
+1. Devices whose every compute figure (time of each block, summed over each
+   interval) and usable memory are equal form one class (`device_classes`).
 2. Every transfer time between two distinct devices is replaced by the least over the
    pairs of their two classes (`_class_transfers`). Each is at most the true time and
    every configuration's cost is non-decreasing in the transfer times, so every
@@ -24,8 +24,10 @@ optimum by a relaxation whose devices fall into *hardware classes* (docs/milp.md
 Each interval's tokens form one block (a sum of maxima is at least the maximum of
 sums), migration (≥ 0) is dropped, and a feasible plan satisfies the dualized rows,
 so the Lagrangian value at any multipliers bounds every feasible plan's evaluator
-total from below. The multipliers are searched by Nelder–Mead; the bound is the best
-value evaluated.
+total from below. The multipliers are searched by a cutting-plane method in a trust
+region (`_search`); the bound is the best value evaluated. With memory free
+(``π = 0``) the same relaxation is the analytic floor: every block at the best rate a
+device offers it, plus the messages that the memory forces.
 """
 
 from __future__ import annotations
@@ -94,8 +96,8 @@ def device_classes(instance: Instance) -> np.ndarray:
 
     Compared: each device's time for every block of every layer summed over each
     interval's tokens (with the prefill in interval 0), and its usable bytes: what the
-    relaxation reads of a device. Links are not compared: the
-    bound relaxes them to each pair of classes' fastest (`class_bound`).
+    relaxation reads of a device. Links are not compared: the bound relaxes them to
+    each pair of classes' fastest (`class_bound`).
 
     Parameters
     ----------
