@@ -405,17 +405,14 @@ def _search(x: _Relaxed, layer_labels: np.ndarray, shared: bool, scale_ms: float
     Each evaluation gives a value and a supergradient, hence a cut ``L(z') ≤ L(z) + g·(z' − z)``;
     the next point maximizes the cuts within a box around the best point, which shrinks
     when a step does not improve (Kelley's method, stabilized). Returns the best value
-    (ms), the floor (π = σ = 0 on memory, σ alone from the first cut), the best
+    (ms), the floor (the best value with π = 0, σ searched on a line first), the best
     multipliers and the evaluations spent.
     """
     C = len(x.size)
-    use_sigma = True
     cuts_z, cuts_v, cuts_g = [], [], []
 
     def evaluate_at(z: np.ndarray) -> float:
         z = np.maximum(z, 0.0)
-        if not use_sigma:
-            z[C] = 0.0
         v, g = _lagrangian(x, layer_labels, z[:C], float(z[C]), shared)
         cuts_z.append(z)
         cuts_v.append(v)
@@ -423,24 +420,19 @@ def _search(x: _Relaxed, layer_labels: np.ndarray, shared: bool, scale_ms: float
         return v
 
     floor = evaluate_at(np.zeros(C + 1))
-    if use_sigma:  # the analytic floor: memory free, the devices row priced on its own
-        for step in range(12):
-            if time.perf_counter() > deadline_s:
-                break
-            sigma = float(cuts_z[int(np.argmax(cuts_v))][C])
-            trial = sigma + scale_ms * 1e-3 * 2.0 ** step if cuts_g[-1][C] > 0 else sigma * 0.5
-            floor = max(floor, evaluate_at(np.concatenate([np.zeros(C), [trial]])))
-    best = int(np.argmax(cuts_v))
+    for step in range(12):  # the analytic floor: memory free, the devices row priced on its own
+        if time.perf_counter() > deadline_s:
+            break
+        sigma = float(cuts_z[int(np.argmax(cuts_v))][C])
+        trial = sigma + scale_ms * 1e-3 * 2.0 ** step if cuts_g[-1][C] > 0 else sigma * 0.5
+        floor = max(floor, evaluate_at(np.concatenate([np.zeros(C), [trial]])))
     z0 = np.maximum(start, 0.0)
     evaluate_at(z0)
     radius = scale_ms * 0.1
     while time.perf_counter() < deadline_s and radius > 1e-9 * scale_ms and len(cuts_v) < 40 * (C + 1):
         best = int(np.argmax(cuts_v))
         centre = cuts_z[best]
-        lower = np.maximum(centre - radius, 0.0)
-        upper = centre + radius
-        if not use_sigma:
-            upper[C] = 0.0
+        lower, upper = np.maximum(centre - radius, 0.0), centre + radius
         # maximize t subject to t ≤ v_i + g_i·(z − z_i) for every cut, z in the box: variables (z, t)
         G, V, Z = np.array(cuts_g), np.array(cuts_v), np.array(cuts_z)
         a_ub = np.hstack([-G, np.ones((len(V), 1))])
@@ -452,7 +444,7 @@ def _search(x: _Relaxed, layer_labels: np.ndarray, shared: bool, scale_ms: float
         predicted = -lp.fun
         value = evaluate_at(lp.x[:C + 1])
         if predicted - cuts_v[best] <= 1e-7 * max(abs(cuts_v[best]), scale_ms * 1e-3):
-            break  # the cuts prove no better value within the box... and the box is the whole region reached
+            break  # no point of the box beats the best one, so (L is concave) none anywhere does
         if value <= cuts_v[best] + 0.1 * (predicted - cuts_v[best]):
             radius *= 0.5  # the model promised more than the function gave: trust it less
         else:
