@@ -429,12 +429,12 @@ def _refine(instance: Instance, setup: _Setup, blocks: dict[int, list[np.ndarray
     margin = np.zeros((len(setup.intervals), instance.n_devices))
     search = _Search()
     for refinement in range(setup.max_refinements + 1):
-        if setup.deadline.expired and (search.outcome is not None or have_fallback):
-            break  # building a model takes seconds on large instances: none is left
         skipped = skip_reason(instance, setup.intervals, setup.deadline.remaining_s())
         if skipped and (search.outcome is not None or have_fallback):
             stats["milp_skipped"] = skipped
             break
+        if setup.deadline.expired and (search.outcome is not None or have_fallback):
+            break  # building a model takes seconds on large instances: none is left
         form = build_formulation(instance, setup.intervals, blocks, current=setup.current, allowed=setup.allowed,
                                  formulation=setup.formulation, break_symmetry=setup.allowed is None,
                                  memory_margin=margin)

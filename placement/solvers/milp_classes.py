@@ -531,8 +531,8 @@ def with_class_bound(instance: Instance, columns: ConfigurationBound | None, war
         budget = (0.9 if skipped else 0.2) * remaining
     upper = None if warm_plan is None else evaluate(instance, warm_plan).total_s
     found = class_bound(instance, time_limit_s=budget, upper_bound_s=upper)
-    if found is None:
-        return columns
+    if found is None or found.intervals_priced == 0:
+        return columns  # out of scope, or no time was left: no bound rather than a bound of 0
     stats.update(class_bound_s=found.bound_s, class_floor_s=found.floor_s, device_classes=found.classes,
                  class_intervals_priced=found.intervals_priced)
     if columns is None:
