@@ -26,8 +26,10 @@ from placement.options import Deadline
 from placement.solvers.backends import SOLVERS, SolverOutcome, solve_problem
 from placement.solvers.linear import LinearProblem
 from placement.solvers.milp_bounds import ConfigurationBound, configuration_bound
+from placement.solvers.milp_classes import with_class_bound
 from placement.solvers.milp_experts import expert_start, places_experts, read_experts, warm_holdings
 from placement.solvers.milp_model import SECONDS_PER_UNIT, Formulation, build_formulation, identical_devices
+from placement.solvers.milp_model import finishing_reserve_s, skip_reason
 from placement.solvers.warm_start import best_heuristic_placements
 
 __all__ = ["solve_milp", "MODES", "CONFIGURATION_LAYERS"]
@@ -314,12 +316,15 @@ def solve_milp(
         stats.update(configuration_bound_s=None if columns is None else columns.bound_s,
                      configuration_columns=None if columns is None else columns.columns,
                      layer_classes=None if columns is None else columns.classes)
+        columns = with_class_bound(instance, columns, warm_plan, deadline=deadline, stats=stats)
         if warm_plan is not None:
             start_placements = list(warm_plan.intervals) * (1 if len(warm_plan.intervals) > 1 else len(intervals))
             proven = _proven(instance, warm_plan, columns, started, stats)
             if proven is not None:
                 return proven
-    setup = _Setup(intervals, current, allowed, formulation, solver, gap, threads, deadline, max_refinements)
+    # time kept after the solve for reading its solution back (milp_model.finishing_reserve_s)
+    solving = deadline if deadline.end_s is None else Deadline(deadline.end_s - finishing_reserve_s(instance, intervals))
+    setup = _Setup(intervals, current, allowed, formulation, solver, gap, threads, solving, max_refinements)
     search = _refine(instance, setup, _initial_blocks(instance, intervals, token_blocks), start_placements, stats,
                      have_fallback=warm_plan is not None)
     result = _outcome_result(instance, setup, search, warm_plan, time_limit, time.perf_counter() - started, stats)
@@ -439,6 +444,10 @@ def _refine(instance: Instance, setup: _Setup, blocks: dict[int, list[np.ndarray
     warm_experts = warm_holdings(None if start_placements is None else
                                  list(start_placements) + _canonical(instance, start_placements), instance.n_devices)
     for refinement in range(setup.max_refinements + 1):
+        skipped = skip_reason(instance, setup.intervals, setup.deadline.remaining_s())
+        if skipped and (search.outcome is not None or have_fallback):
+            stats["milp_skipped"] = skipped
+            break
         if setup.deadline.expired and (search.outcome is not None or have_fallback):
             break  # building a model takes seconds on large instances: none is left
         # the warm start's holdings are not closed under swaps of identical devices: no symmetry rows with them
@@ -510,7 +519,8 @@ def _no_solution_result(instance: Instance, setup: _Setup, outcome: SolverOutcom
     if warm_report is not None and warm_report.feasible:
         if bound is not None:
             bound = min(bound, warm_report.total_s)
-        why = f"{solver} found no solution ({raw})" if outcome is not None else f"the time limit passed before {solver} ran"
+        why = f"{solver} found no solution ({raw})" if outcome is not None else \
+            stats.get("milp_skipped", f"the time limit passed before {solver} ran")
         return Result("time_limit" if time_limit is not None else "feasible",
                       f"{why}; the warm start is returned", warm_plan, warm_report,
                       objective=warm_report.total_s, bound=bound, solve_time_s=elapsed, stats=stats)

@@ -36,12 +36,95 @@ from placement.solvers.milp_experts import (
 )
 
 __all__ = ["Phase", "Formulation", "build_formulation", "identical_devices", "phase_terms", "output_routes",
-           "profile_sends_input", "SECONDS_PER_UNIT"]
+           "profile_sends_input", "SECONDS_PER_UNIT", "model_columns", "skip_reason", "finishing_reserve_s"]
 
 # The model measures time in milliseconds: latencies of a few microseconds then stay
 # well above the solvers' feasibility and optimality tolerances (about 1e-7), which
 # they would not in seconds.
 SECONDS_PER_UNIT = 1e-3
+
+
+# Columns of the per-layer MILP that HiGHS gets through per second of its time limit before
+# the first improvement over a warm start, measured on the loaded 2-core VM: the 570k-column
+# model of large/llama-3.1-8b-16dev-eth had not finished its root LP after 85 s (docs/milp.md,
+# "Model size"). A model larger than this rate times the time left is not built.
+SOLVE_COLUMNS_PER_S = 2e3
+# Models up to this size build in well under a second and HiGHS keeps to its time limit on
+# them: they are always built, whatever the time left.
+ALWAYS_BUILT_COLUMNS = 2e5
+# Columns per second of the work after the solve (the LP that recomputes the continuous
+# columns, reading the plan, the evaluator): 570k columns took about 10 s there.
+FINISH_COLUMNS_PER_S = 5e4
+
+
+def model_columns(instance: Instance, intervals: list[int]) -> int:
+    """Columns of the ``counts`` formulation over `intervals`, counted from its families without building it.
+
+    Placement variables ``n, y, p, f`` (``4·L·N`` per interval), ``e, h, t`` (``3N``), the
+    products ``psi, omega, nu, kappa`` (``4·L·N²``; no ``psi`` when the input does not
+    travel), the count choices ``lam`` (``L·N²·K`` when some pair's route depends on the
+    size), the two ends (``2N²``), and per interval boundary
+    the moves (``L·N²`` of groups, ``2·(L+1)·N(N−1)`` of whole blocks). The stage variables
+    (a few per layer and phase) are left out.
+
+    Parameters
+    ----------
+    instance : Instance
+    intervals : list of int
+
+    Returns
+    -------
+    int
+        Columns, within a few per cent of the built model's (tests check it).
+    """
+    I, L, K, N = len(intervals), instance.model.layers, instance.model.kv_heads, instance.n_devices
+    _, varies = output_routes(instance)
+    products = 4 if profile_sends_input(instance) else 3  # psi only when the layer input travels
+    per_interval = 4 * L * N + 3 * N + products * L * N * N + (L * N * N * K if varies.any() else 0) + 2 * N * N
+    boundaries = I - 1 if intervals[0] == 0 else I
+    return I * per_interval + boundaries * (L * N * N + 2 * (L + 1) * N * (N - 1))
+
+
+def skip_reason(instance: Instance, intervals: list[int], remaining_s: float | None) -> str | None:
+    """Why the per-layer MILP is not worth building in the time left, or None when it is.
+
+    Parameters
+    ----------
+    instance : Instance
+    intervals : list of int
+    remaining_s : float or None
+        Seconds left of the call's time limit (None: no limit, always built).
+
+    Returns
+    -------
+    str or None
+        One line naming the model's size and the time it would need (`SOLVE_COLUMNS_PER_S`);
+        None for models of at most `ALWAYS_BUILT_COLUMNS` columns.
+    """
+    if remaining_s is None:
+        return None
+    columns = model_columns(instance, intervals)
+    needed = columns / SOLVE_COLUMNS_PER_S
+    if columns <= ALWAYS_BUILT_COLUMNS or needed <= remaining_s:
+        return None
+    return (f"the per-layer MILP would have about {columns:,} columns, which needs about {needed:.0f} s before "
+            f"HiGHS improves on a warm start; {remaining_s:.0f} s were left, so it was not built")
+
+
+def finishing_reserve_s(instance: Instance, intervals: list[int]) -> float:
+    """Seconds to keep free after the MILP's solve for the work that reads and checks its solution.
+
+    Parameters
+    ----------
+    instance : Instance
+    intervals : list of int
+
+    Returns
+    -------
+    float
+        `model_columns` over `FINISH_COLUMNS_PER_S`, seconds.
+    """
+    return model_columns(instance, intervals) / FINISH_COLUMNS_PER_S
 
 
 @dataclass(frozen=True, eq=False)
