@@ -5,6 +5,7 @@
     python benchmarks/bench_milp.py scaling          # solve time against layers, groups, devices, intervals
     python benchmarks/bench_milp.py configurations   # configuration LP bound and plan on edge-real, large, milp
     python benchmarks/bench_milp.py configurations --suites milp,edge-real --repeats 1 --time-limit 15
+    python benchmarks/bench_milp.py deadline         # wall time against the time limit (three open edge-real instances)
     python benchmarks/bench_milp.py all
 
 Each case is solved `--repeats` times (default 3) with HiGHS; the median wall-clock
@@ -133,9 +134,23 @@ def configurations(repeats: int, limit: float, suites: tuple[str, ...] = ("milp"
               f"{found.columns} | {statistics.median(times):.1f} s |", flush=True)
 
 
+DEADLINE_CASES = ("edge-real/qwen2.5-7b-3dev-wifi", "edge-real/qwen2.5-7b-5dev-eth", "edge-real/llama-3.2-3b-5dev-wifi")
+
+
+def deadline(repeats: int, limit: float) -> None:
+    """Wall time of whole `solve_milp` calls against their `time_limit` (the overrun is the figure)."""
+    print(f"| instance | status | median wall | overrun past {limit:g} s | objective (s) | gap |")
+    print("|---|---|---|---|---|---|")
+    for name in DEADLINE_CASES:
+        seconds, result = _timed(placement.load_instance(name), repeats, time_limit=limit)
+        gap = "-" if result.gap is None else f"{100 * result.gap:.2f}%"
+        print(f"| {name} | {result.status} | {seconds:.1f} s | {max(seconds - limit, 0.0):.1f} s | "
+              f"{result.objective:.6g} | {gap} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("case", choices=("paper-small", "edge-1b", "scaling", "configurations", "all"))
+    parser.add_argument("case", choices=("paper-small", "edge-1b", "scaling", "configurations", "deadline", "all"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--time-limit", type=float, default=60.0)
     parser.add_argument("--suites", default="milp,edge-real,large", help="configurations: comma-separated suites")
@@ -150,6 +165,8 @@ def main() -> None:
         scaling(args.repeats, args.time_limit)
     if args.case in ("configurations", "all"):
         configurations(args.repeats, args.time_limit, tuple(args.suites.split(",")))
+    if args.case in ("deadline", "all"):
+        deadline(args.repeats, args.time_limit)
 
 
 if __name__ == "__main__":

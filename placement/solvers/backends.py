@@ -222,16 +222,19 @@ def _highs(problem: LinearProblem, time_limit, gap, threads, start, presolve: bo
             best["x"] = np.array(event.data_out.mip_solution, dtype=float)
 
     highs.cbMipImprovingSolution += improved
+    stop_s = None if time_limit is None else began + float(time_limit) + OVERRUN_GRACE_S
     if solver_log_wanted():
         with _stdout_fd_to("stderr"):  # HiGHS logs to stdout; the user's stdout stays for results
-            interrupted, finished = _run_interruptible(highs)
+            interrupted, finished = _run_interruptible(highs, stop_s)
     else:
-        interrupted, finished = _run_interruptible(highs)
+        interrupted, finished = _run_interruptible(highs, stop_s)
     seconds = time.perf_counter() - began
-    if not finished:  # HiGHS is inside a long LP that polls no interrupt: leave it, keep the incumbent
+    if not finished:  # HiGHS is inside a step that polls neither limit nor interrupt: leave it, keep the incumbent
         x = best["x"]
-        return SolverOutcome("time_limit", "interrupted (HiGHS still in an LP solve)", x,
-                             None if x is None else problem.objective(x), None, seconds, interrupted=True)
+        raw = "interrupted (HiGHS still in an LP solve)" if interrupted else \
+            f"abandoned {OVERRUN_GRACE_S:g} s past the time limit (HiGHS inside a step that checks no limit)"
+        return SolverOutcome("time_limit", raw, x, None if x is None else problem.objective(x), None, seconds,
+                             interrupted=interrupted)
     raw = highs.getModelStatus().name
     info = highs.getInfo()
     has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
@@ -278,20 +281,26 @@ def solve_lp_duals(problem: LinearProblem, time_limit: float | None = None) -> t
 
 
 INTERRUPT_GRACE_S = 0.5  # after Ctrl-C, how long HiGHS may take to stop by itself
+# How far past its time limit HiGHS may run before the solve is abandoned. HiGHS checks
+# its limit between steps, and one step can be long: on edge-real/qwen2.5-7b-3dev-wifi
+# (30k rows) one root round of its mod-k cut separator took 40-55 s on a loaded 2-core VM.
+OVERRUN_GRACE_S = 1.0
 
 
-def _run_interruptible(highs) -> tuple[bool, bool]:
-    """``highs.run()``, ended within about a second by Ctrl-C; returns (interrupted, finished).
+def _run_interruptible(highs, stop_s: float | None = None) -> tuple[bool, bool]:
+    """``highs.run()``, ended within about a second by Ctrl-C or at `stop_s`; returns (interrupted, finished).
 
     HiGHS holds the main thread in C++ for the whole solve, so Python sees Ctrl-C only
-    when it returns. In the main thread the solve runs in a worker thread instead; the
-    main thread waits in short steps, and on Ctrl-C asks HiGHS to stop at its next
-    interrupt check (highspy's user-interrupt callback). A root LP of a large model
-    can run for minutes without such a check: after `INTERRUPT_GRACE_S` the solve is
-    abandoned (the daemon thread ends with the process) and ``finished`` is False.
+    when it returns. The solve runs in a worker thread instead; the calling thread
+    waits in short steps, and on Ctrl-C (main thread only) or at `stop_s`
+    (`time.perf_counter` value) asks HiGHS to stop at its next interrupt check
+    (highspy's user-interrupt callback). A root LP or cut round of a large model can
+    run for minutes without such a check: after `INTERRUPT_GRACE_S` the solve is
+    abandoned (the daemon thread finishes its step in the background, then stops, or
+    ends with the process) and ``finished`` is False.
     """
-    if threading.current_thread() is not threading.main_thread():
-        highs.run()  # signals reach only the main thread
+    if stop_s is None and threading.current_thread() is not threading.main_thread():
+        highs.run()  # signals reach only the main thread, and there is no time to keep
         return False, True
     highs.HandleUserInterrupt = True
     finished = threading.Event()
@@ -299,7 +308,9 @@ def _run_interruptible(highs) -> tuple[bool, bool]:
     worker.start()
     try:
         while not finished.wait(0.05):
-            pass
+            if stop_s is not None and time.perf_counter() > stop_s:
+                highs.cancelSolve()
+                return False, finished.wait(INTERRUPT_GRACE_S)
         return False, True
     except KeyboardInterrupt:
         highs.cancelSolve()

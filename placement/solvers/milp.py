@@ -339,9 +339,10 @@ def _configurations_first(instance: Instance, deadline: Deadline, time_limit: fl
                           start: list[Placement] | None):
     """The configuration LP's bound and plan (milp_bounds), and the better of that plan and the warm start.
 
-    Gets a quarter of the time limit (a minute without one), before the MILP.
+    Gets a quarter of the time limit (a minute without one), before the MILP, and never
+    more than the warm start has left of the limit.
     """
-    budget = 0.25 * time_limit if time_limit is not None else 60.0
+    budget = min(0.25 * time_limit, deadline.remaining_s()) if time_limit is not None else 60.0
     warm_total = None if warm_plan is None else evaluate(instance, warm_plan).total_s
     columns = configuration_bound(instance, time_limit_s=budget, upper_bound_s=warm_total, start=start)
     if columns is not None and columns.plan is not None and (warm_total is None or columns.plan_total_s < warm_total):
