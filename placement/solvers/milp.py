@@ -356,7 +356,7 @@ def _proven(instance: Instance, plan: Plan, columns: ConfigurationBound | None, 
     report = evaluate(instance, plan)
     if columns is None or not report.feasible or report.total_s - columns.bound_s > 1e-6 * report.total_s:
         return None
-    return Result("optimal", f"the configuration LP bound {columns.bound_s:.6g} s proves the plan optimal", plan, report,
+    return Result("optimal", f"the relaxation bound {columns.bound_s:.6g} s proves the plan optimal", plan, report,
                   objective=report.total_s, bound=min(columns.bound_s, report.total_s),
                   solve_time_s=time.perf_counter() - started, stats=stats, backend_objective=report.total_s)
 
@@ -367,7 +367,7 @@ def _with_configurations(result: Result, columns: ConfigurationBound, started: f
         return result
     objective = result.report.total_s
     bound = min(max(result.bound or 0.0, columns.bound_s), objective)
-    status, message = result.status, f"{result.message}; configuration LP bound {columns.bound_s:.6g} s"
+    status, message = result.status, f"{result.message}; relaxation bound {columns.bound_s:.6g} s"
     if objective - bound <= 1e-6 * objective:
         status, message = "optimal", message + " proves the plan optimal"
     return replace(result, status=status, message=message, bound=bound, solve_time_s=time.perf_counter() - started)
