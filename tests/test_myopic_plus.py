@@ -32,6 +32,7 @@ from placement.experiments.suites.random_tiny import random_tiny_instance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from cli_run import error_line, run_main  # noqa: E402
 from test_myopic import FAST_MILP, SLOW_MILP, assert_valid
 
 JUDGED = ["paper-small/h8-3dev-low-s1-kafetzis", "paper-small/h16-5dev-medium-s1-roofline",
@@ -436,3 +437,9 @@ def test_never_above_a_feasible_baseline_on_random_tiny_instances(seed):
         other = solve(inst, method=method)
         if other.report.feasible:
             assert ours.objective <= other.objective * (1 + 1e-12), method
+
+
+def test_cli_bad_lns_time_is_one_line_exit_2():
+    line = error_line(run_main("solve", "paper-small/h8-3dev-low-s1-kafetzis", "--method", "myopic+",
+                               "-O", "lns_time_s=fast"))
+    assert "`lns_time_s` must be \"auto\" or a number of seconds" in line
