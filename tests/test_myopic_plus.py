@@ -24,7 +24,7 @@ from placement.solvers.compound_moves import (
     block_pairs, compound_count, compound_moves, layer_split_count, layer_splits, layers_to, swap_devices,
 )
 from placement.solvers.interval_costs import IntervalModel, placement_of, stack, state_of
-from placement.solvers.lns_moves import window_constraints, windows
+from placement.solvers.lns_moves import AUTO_LNS_CELLS, AUTO_LNS_TIME_S, lns_budget_s, window_constraints, windows
 from placement.solvers.local_moves import block_moves, group_moves, move_group, relocate
 from placement.solvers.milp import solve_milp
 from placement.solvers.myopic import decide
@@ -32,6 +32,7 @@ from placement.experiments.suites.random_tiny import random_tiny_instance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from cli_run import error_line, run_main  # noqa: E402
 from test_myopic import FAST_MILP, SLOW_MILP, assert_valid
 
 JUDGED = ["paper-small/h8-3dev-low-s1-kafetzis", "paper-small/h16-5dev-medium-s1-roofline",
@@ -341,13 +342,44 @@ def test_window_constraints_keep_the_layers_outside(window):
 def test_lns_reaches_an_optimum_the_moves_miss():
     """Tuning seed 148: local and compound moves stop 16.6 % above the MILP's optimum (which
     re-places layer 0 between the intervals); with the MILP neighbourhood (the whole 2-layer
-    model in one window) myopic+ reaches it."""
+    model in one window) myopic+ reaches it, by default too ("auto" turns it on here)."""
     inst = random_tiny_instance(148)
     best = solve_milp(inst)
     assert best.status == "optimal"
-    assert mp.solve_myopic_plus(inst).objective > best.objective * 1.1
+    off = mp.solve_myopic_plus(inst, lns_time_s=0)
+    assert off.objective > best.objective * 1.1
+    assert off.stats["lns_time_s"] == 0 and off.stats["lns_proven"] == [[], []]
     # a generous budget: the MILP proves this instance in well under a second
     assert mp.solve_myopic_plus(inst, lns_time_s=60.0).objective == pytest.approx(best.objective, rel=1e-6)
+    auto = mp.solve_myopic_plus(inst)
+    assert auto.stats["lns_time_s"] == AUTO_LNS_TIME_S  # 2 layers x 2 groups x 3 devices: small
+    windows_proven = auto.stats["lns_proven"] + [auto.stats["lns_static_proven"]]
+    assert [len(w) for w in windows_proven] == [1, 1, 1]  # one window (the whole model) a decision
+    if all(all(w) for w in windows_proven):  # then the run does not depend on the clock
+        assert auto.objective == pytest.approx(best.objective, rel=1e-6)
+    else:  # a machine so loaded that a window's MILP was stopped: its incumbent is judged, never worse
+        assert auto.objective <= off.objective * (1 + 1e-12)
+
+
+def test_lns_auto_rule():
+    """"auto": on (AUTO_LNS_TIME_S) up to AUTO_LNS_CELLS layers x groups x devices, off above;
+    explicit numbers pass through, 0 is off."""
+    tiny, large = random_tiny_instance(148), instance("edge/llama-3.1-8b-8dev")
+    assert tiny.model.layers * tiny.model.kv_heads * tiny.n_devices <= AUTO_LNS_CELLS
+    assert large.model.layers * large.model.kv_heads * large.n_devices == 32 * 8 * 8 > AUTO_LNS_CELLS
+    assert lns_budget_s(tiny, "auto") == AUTO_LNS_TIME_S and lns_budget_s(large, "auto") == 0.0
+    assert lns_budget_s(large, 0.25) == 0.25 and lns_budget_s(tiny, 0) == 0.0
+
+
+def test_lns_auto_is_off_on_a_large_instance():
+    """edge/llama-3.2-1b-2dev (16 layers x 8 groups x 2 devices = 256 cells): no MILP window runs,
+    and the run is the one with the step turned off."""
+    inst = instance("edge/llama-3.2-1b-2dev")
+    auto, off = mp.solve_myopic_plus(inst), mp.solve_myopic_plus(inst, lns_time_s=0)
+    assert auto.stats["lns_time_s"] == 0.0
+    assert all(w == [] for w in auto.stats["lns_proven"]) and auto.stats["lns_static_proven"] == []
+    assert auto.objective == off.objective
+    assert [p.attention.tolist() for p in auto.plan.intervals] == [p.attention.tolist() for p in off.plan.intervals]
 
 
 # ----------------------------------------------------------------------------- never below the optimum
@@ -376,7 +408,8 @@ def test_never_below_the_milp_optimum_slow(name):
     ({"max_moves": -1}, "`max_moves` must be a whole number, at least 0"),
     ({"compound_limit": -1}, "`compound_limit` must be a whole number, at least 0"),
     ({"lns_layers": 0}, "`lns_layers` must be a whole number, at least 1"),
-    ({"lns_time_s": -1.0}, "`lns_time_s` must be a number of seconds, at least 0"),
+    ({"lns_time_s": -1.0}, "`lns_time_s` must be \"auto\" or a number of seconds, at least 0"),
+    ({"lns_time_s": "fast"}, "`lns_time_s` must be \"auto\""),
     ({"lns_time_s": "1"}, "`lns_time_s`"),
     ({"lns_time_s": float("nan")}, "`lns_time_s`"),
 ])
@@ -404,3 +437,9 @@ def test_never_above_a_feasible_baseline_on_random_tiny_instances(seed):
         other = solve(inst, method=method)
         if other.report.feasible:
             assert ours.objective <= other.objective * (1 + 1e-12), method
+
+
+def test_cli_bad_lns_time_is_one_line_exit_2():
+    line = error_line(run_main("solve", "paper-small/h8-3dev-low-s1-kafetzis", "--method", "myopic+",
+                               "-O", "lns_time_s=fast"))
+    assert "`lns_time_s` must be \"auto\" or a number of seconds" in line

@@ -386,16 +386,16 @@ def compound_search(iv: IntervalModel, s: State, max_moves: int, limit: int) -> 
         Cap on the moves made (local and compound).
     limit : int
         No compound moves when the layer ranges, swaps and ends moves alone are more
-        candidates than this.
+        candidates than this; then `s` is returned as it is (it is a local search's result).
 
     Returns
     -------
     State, int
         The best state found and the moves made.
     """
-    s, moves = local_search(iv, s, max_moves)
     if whole_move_count(iv.L, iv.N) > limit:
-        return s, moves
+        return s, 0  # `s` is a local search's result: searching it again only re-scores its neighbourhood
+    s, moves = local_search(iv, s, max_moves)
     while moves < max_moves:
         cost = iv.cost(s)
         batch = compound_moves(s, iv.L, iv.N)

@@ -26,8 +26,9 @@ model and the request's token budget, never the tokens' content. Each decision:
    of layers whole to one device, two devices' loads swapped, ``embed`` with
    ``lm_head``, layer splits, block pairs; failing an improving one, the fastest few
    followed by local search (ejection chains, plateaus);
-4. given a time budget (``lns_time_s``), windows of layers re-solved exactly by the
-   interval MILP (`placement.solvers.lns_moves`);
+4. given a time budget (``lns_time_s``; by default ``"auto"``: one second on a small
+   instance, none on a large one), windows of layers re-solved exactly by the interval
+   MILP (`placement.solvers.lns_moves`);
 5. hands the placements to the evaluator, like every back end; a run from nothing
    commits to a static plan instead (a baseline, or a whole-run search's placement)
    when that is cheaper over the whole run (`solve_myopic_plus`).
@@ -55,7 +56,7 @@ from placement.solvers.baselines import solve_pipeline_dp
 from placement.solvers.compound_moves import COMPOUND_LIMIT, FIRST_COMPOUND_LIMIT, compound_search, whole_move_count
 from placement.solvers.expert_moves import place_experts
 from placement.solvers.interval_costs import IMPROVEMENT, IntervalModel, placement_of, state_of
-from placement.solvers.lns_moves import lns_search
+from placement.solvers.lns_moves import lns_budget_s, lns_search
 from placement.solvers.local_moves import local_search
 from placement.solvers.myopic import decide
 from placement.solvers.online import check_current, run_online
@@ -74,16 +75,17 @@ class _Search:
     lns_layers: int
 
 
-def _search_options(horizon, max_moves, compound_limit, lns_time_s, lns_layers) -> _Search:
-    """The options checked: one line naming a bad one and what it must be."""
+def _search_options(instance, horizon, max_moves, compound_limit, lns_time_s, lns_layers) -> _Search:
+    """The options checked (one line naming a bad one and what it must be), ``"auto"`` resolved for `instance`."""
     for name, value, least in (("horizon", horizon, 1), ("max_moves", max_moves, 0),
                                ("compound_limit", compound_limit, 0), ("lns_layers", lns_layers, 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
             raise InputError(f"`{name}` must be a whole number, at least {least}, got {value!r}")
-    if isinstance(lns_time_s, bool) or not isinstance(lns_time_s, (int, float)) or not 0 <= lns_time_s < np.inf:
-        raise InputError(f"`lns_time_s` must be a number of seconds, at least 0 (0: no MILP neighbourhood), "
-                         f"got {lns_time_s!r}")
-    return _Search(int(max_moves), int(compound_limit), float(lns_time_s), int(lns_layers))
+    if lns_time_s != "auto" and (isinstance(lns_time_s, bool) or not isinstance(lns_time_s, (int, float))
+                                 or not 0 <= lns_time_s < np.inf):
+        raise InputError(f"`lns_time_s` must be \"auto\" or a number of seconds, at least 0 (0: no MILP "
+                         f"neighbourhood), got {lns_time_s!r}")
+    return _Search(int(max_moves), int(compound_limit), lns_budget_s(instance, lns_time_s), int(lns_layers))
 
 
 @dataclass(frozen=True, eq=False)
@@ -106,6 +108,9 @@ class DecisionPlus:
         and the price of the memory missing by the horizon's end.
     overflow_bytes : float
         Memory over the devices' limits at the interval's largest context (0 when it fits).
+    lns_proven : tuple of bool
+        For every window of the MILP neighbourhood, whether its MILP was proven optimal
+        (empty when the step did not run).
     """
 
     placement: Placement
@@ -113,6 +118,7 @@ class DecisionPlus:
     moves: int
     cost_s: float
     overflow_bytes: float
+    lns_proven: tuple[bool, ...] = ()
 
 
 def _device_of(name: str, instance: Instance) -> int:
@@ -142,7 +148,8 @@ def baseline_placements(instance: Instance) -> dict[str, Placement]:
 
 def decide_plus(instance: Instance, k: int, previous: Placement | None = None, *, horizon: int = 8,
                 max_moves: int = 10_000, baselines: dict[str, Placement] | None = None,
-                compound_limit: int = COMPOUND_LIMIT, lns_time_s: float = 0.0, lns_layers: int = 2) -> DecisionPlus:
+                compound_limit: int = COMPOUND_LIMIT, lns_time_s: float | str = "auto", lns_layers: int = 2
+                ) -> DecisionPlus:
     """One ``myopic+`` decision for interval `k`, from the placement in use (`previous`).
 
     Parameters
@@ -168,7 +175,7 @@ def decide_plus(instance: Instance, k: int, previous: Placement | None = None, *
         placement that does not fit the instance.
     """
     previous = check_current(instance, previous)
-    search = _search_options(horizon, max_moves, compound_limit, lns_time_s, lns_layers)
+    search = _search_options(instance, horizon, max_moves, compound_limit, lns_time_s, lns_layers)
     if not 0 <= k < instance.workload.n_intervals:
         raise InputError(f"`k` must be an interval of the instance, 0..{instance.workload.n_intervals - 1}, got {k!r}")
     iv = IntervalModel(instance, k, previous, horizon)
@@ -210,17 +217,18 @@ def _decide(instance: Instance, iv: IntervalModel, k: int, previous: Placement |
     limit = FIRST_COMPOUND_LIMIT if previous is None else search.compound_limit
     state, more = compound_search(iv, state, max_moves - moves, limit)
     moves += more
+    proven: tuple[bool, ...] = ()
     if search.lns_time_s > 0:
-        state, more = lns_search(instance, iv, k, previous, state, search.lns_time_s, search.lns_layers,
-                                 max_moves - moves)
+        state, more, proven = lns_search(instance, iv, k, previous, state, search.lns_time_s, search.lns_layers,
+                                         max_moves - moves)
         moves += more
     overflow, cost = iv.cost(state)
-    return DecisionPlus(placement_of(state, previous, K), name, moves, cost, overflow)
+    return DecisionPlus(placement_of(state, previous, K), name, moves, cost, overflow, proven)
 
 
 def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = None,
                       horizon: int = 8, max_moves: int = 10_000, compound_limit: int = COMPOUND_LIMIT,
-                      lns_time_s: float = 0.0, lns_layers: int = 2) -> Result:
+                      lns_time_s: float | str = "auto", lns_layers: int = 2) -> Result:
     """Re-decide every interval from the current state: greedy start, migration-aware local search.
 
     Parameters
@@ -242,10 +250,12 @@ def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = 
         embed with lm_head, ejection chains) only when a round has at most this many
         candidates; the first decision makes them up to 1,000 (docs/methods.md has the
         count). 0 turns them off after the first decision.
-    lns_time_s : float
+    lns_time_s : float or "auto"
         Wall-clock seconds each decision may give the interval MILP to re-solve windows
         of `lns_layers` layers exactly (the large-neighbourhood step,
-        `placement.solvers.lns_moves`); 0, the default, turns it off (docs/online.md).
+        `placement.solvers.lns_moves`); 0 turns it off. ``"auto"``, the default: 1 s
+        when layers × attention groups × devices is at most 128, else off
+        (`placement.solvers.lns_moves.lns_budget_s`; docs/online.md).
     lns_layers : int
         Layers a window of the large-neighbourhood step holds (default 2).
 
@@ -260,14 +270,18 @@ def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = 
         ``greedy`` or a baseline's name, ``single:<device>``, ``pipeline-dp``,
         ``memory-proportional``), ``blocks_moved`` (between intervals, charged by the
         evaluator), ``horizon``, ``static`` (the static plan kept for the whole run when
-        it beat re-deciding: a baseline's name or ``static-search``; else None).
+        it beat re-deciding: a baseline's name or ``static-search``; else None),
+        ``lns_time_s`` (the MILP neighbourhood's budget a decision, seconds, ``"auto"``
+        resolved; 0: it did not run), ``lns_proven`` (per decision, for every MILP window,
+        whether it was proven optimal; a result depends on the wall clock only when one
+        of them is False) and ``lns_static_proven`` (the same for the whole-run search).
 
     Raises
     ------
     InputError
-        On a `horizon` or `lns_layers` below 1, a negative `max_moves`,
-        `compound_limit` or `lns_time_s`, or a `current` placement that does not fit
-        the instance.
+        On a `horizon` or `lns_layers` below 1, a negative `max_moves` or
+        `compound_limit`, an `lns_time_s` neither ``"auto"`` nor a number at least 0, or
+        a `current` placement that does not fit the instance.
 
     Examples
     --------
@@ -277,7 +291,7 @@ def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = 
     True
     """
     previous = check_current(instance, current)
-    search = _search_options(horizon, max_moves, compound_limit, lns_time_s, lns_layers)
+    search = _search_options(instance, horizon, max_moves, compound_limit, lns_time_s, lns_layers)
     baselines: dict[str, Placement] = {}
 
     def one(k: int, before: Placement | None) -> DecisionPlus:
@@ -285,12 +299,14 @@ def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = 
             baselines.update(baseline_placements(instance))
         return place_experts(instance, k, decide_plus(instance, k, before, horizon=horizon, max_moves=max_moves,
                                                       baselines=baselines, compound_limit=compound_limit,
-                                                      lns_time_s=lns_time_s, lns_layers=lns_layers), before, horizon)
+                                                      lns_time_s=search.lns_time_s, lns_layers=lns_layers),
+                             before, horizon)
 
     decisions, placements, stats = run_online(instance, previous, one)
     plan = Plan(devices=instance.cluster.names, intervals=placements, method="myopic+")
     stats.update(moves=[d.moves for d in decisions], starts=[d.start for d in decisions], horizon=horizon,
-                 static=None)
+                 static=None, lns_time_s=search.lns_time_s, lns_proven=[list(d.lns_proven) for d in decisions],
+                 lns_static_proven=[])
     note = (f"myopic+: {len(decisions)} decision(s), {sum(stats['moves'])} local-search move(s), "
             f"{stats['blocks_moved']} block move(s) between intervals")
     result = judged(instance, plan, note, stats)
@@ -300,7 +316,9 @@ def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = 
     # can foresee its total: it commits to a static baseline when one is cheaper (its time is
     # counted in the first decision's).
     began = time.perf_counter()
-    static = _cheaper_static(instance, {**baselines, **_whole_run_search(instance, placements[0], baselines, search)},
+    searched = _whole_run_search(instance, placements[0], baselines, search)
+    stats["lns_static_proven"] = [] if searched is None else list(searched.lns_proven)
+    static = _cheaper_static(instance, {**baselines, **({} if searched is None else {"static-search": searched.placement})},
                              result)
     stats["decision_times_s"][0] += time.perf_counter() - began
     stats["decision_time_max_s"] = max(stats["decision_times_s"])
@@ -314,9 +332,9 @@ def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = 
 
 
 def _whole_run_search(instance: Instance, first: Placement, baselines: dict[str, Placement],
-                      search: _Search) -> dict[str, Placement]:
-    """``{"static-search": placement}``: a first decision whose placement must fit the whole
-    run's memory and is costed over the whole run; empty for one interval, and on an instance
+                      search: _Search) -> DecisionPlus | None:
+    """A first decision whose placement must fit the whole run's memory and is costed over
+    the whole run (the ``static-search`` plan); None for one interval, and on an instance
     too large for the first decision's compound moves when the online run's first placement
     fits the whole run (only caches that outgrow it force later decisions to move)."""
     n = instance.workload.n_intervals
@@ -325,8 +343,8 @@ def _whole_run_search(instance: Instance, first: Placement, baselines: dict[str,
     # more first decision); on a larger one only when the caches outgrow the first placement.
     small = whole_move_count(instance.model.layers, instance.n_devices) <= FIRST_COMPOUND_LIMIT
     if n == 1 or (not small and iv.cost(state_of(first, None, instance.n_devices))[0] <= iv.tolerance):
-        return {}
-    return {"static-search": _decide(instance, iv, 0, None, baselines, search).placement}
+        return None
+    return _decide(instance, iv, 0, None, baselines, search)
 
 
 def _cheaper_static(instance: Instance, baselines: dict[str, Placement], online: Result) -> tuple[str, Plan] | None:

@@ -45,7 +45,8 @@ def best_heuristic_placements(instance: Instance, *, whole_generation: bool,
             continue
         if expired() and any(r.report is not None and r.report.feasible for r in results):
             break
-        results.append(heuristic(instance))
+        # myopic+ without its MILP neighbourhood: the MILP it warm-starts is that exact search, whole
+        results.append(heuristic(instance, lns_time_s=0) if heuristic is solve_myopic_plus else heuristic(instance))
     candidates = [r for r in results if r.report is not None and r.report.feasible]
     if not candidates:
         return None
