@@ -19,6 +19,7 @@ import pytest
 import placement
 from placement.instance import instance_from_dict
 from placement.solvers.milp_bounds import configuration_bound
+from placement.solvers import milp_signatures
 from placement.solvers.milp_signatures import _sweep, tracked_devices
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -56,10 +57,12 @@ def test_tracked_devices_keep_the_tightest_within_the_state_limit():
     assert tracked_devices(ffn, layers=8, limit=100).tolist() == [1, 2]
 
 
-def _random_instance(seed: int):
-    """2-3 devices, 2-3 layers (sometimes sliding-window), 2-3 intervals, tight memory, slow links."""
+def _random_instance(seed: int, switched_pair: bool = False):
+    """2-3 devices, 2-3 layers (sometimes sliding-window), 2-3 intervals, tight memory, slow links;
+    `switched_pair`: two devices on a switched network (the same draws otherwise)."""
     rng = np.random.default_rng(1000 + seed)
     N, layers, kv = int(rng.integers(2, 4)), int(rng.integers(2, 4)), int(rng.choice([1, 2]))
+    N = 2 if switched_pair else N
     model = {"name": f"sig-{seed}", "layers": layers, "hidden": 128, "heads": 2 * kv, "kv_heads": kv,
              "head_dim": 128 // (2 * kv), "ffn_hidden": 256, "gated_ffn": bool(rng.integers(2)), "vocab": 256,
              "tied_embeddings": bool(rng.integers(2))}
@@ -71,7 +74,7 @@ def _random_instance(seed: int):
     devices[0]["memory"] = f"{rng.uniform(0.5, 1.5):.2f} MiB"  # often too small for the whole model
     generate = int(rng.integers(4, 10))
     spec = {"name": f"sig-{seed}", "model": model, "devices": devices,
-            "network": "shared" if rng.integers(2) else "switched",
+            "network": "shared" if rng.integers(2) and not switched_pair else "switched",
             "mesh": {"bandwidth": f"{int(rng.integers(5, 200))} Mbit/s", "latency": f"{rng.uniform(0.05, 2):.2f} ms"},
             "workload": {"prompt_tokens": int(rng.integers(2, 40)), "generate_tokens": generate,
                          "interval": int(rng.integers(max(2, generate // 3), generate))}}
@@ -89,6 +92,22 @@ def test_signature_bound_never_above_the_exact_optimum_and_often_above_the_path_
         assert found.path_bound_s <= found.bound_s <= exact.objective * (1 + 1e-9), seed
         raised += found.bound_s > found.path_bound_s * (1 + 1e-6)
     assert raised >= 4  # the memory the signature holds, and the migration, show on these instances
+
+
+def test_switched_two_device_migration_is_charged_per_boundary_and_stays_below_the_optimum(monkeypatch):
+    # λ = 0, ½, 1 per boundary is never below the old bound (the same three λ for the whole run);
+    # nine λ never below three; neither above the exact MILP's optimum (migration included)
+    for seed in range(8):
+        inst = _random_instance(seed, switched_pair=True)
+        exact = placement.solve(inst, method="milp", bound=None)
+        assert exact.status == "optimal", (seed, exact.message)
+        figures = {}
+        for shares in (3, 9):
+            monkeypatch.setattr(milp_signatures, "_SWITCHED_SHARES", shares)
+            figures[shares] = configuration_bound(inst, time_limit_s=10.0, upper_bound_s=exact.objective,
+                                                  start=list(exact.plan.intervals)).bound_s
+        assert figures[3] <= figures[9] * (1 + 1e-12) + 1e-12, seed
+        assert figures[9] <= exact.objective * (1 + 1e-9), seed
 
 
 def test_mixture_of_experts_models_are_declined():

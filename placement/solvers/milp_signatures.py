@@ -38,6 +38,7 @@ _PATH_WORK = 1e7
 # Most elementary steps of one boundary of the DP over intervals (N² S² + N⁴ S).
 _TRANSPORT_WORK = 3e7
 _FITS = 1e-9  # a memory fraction this far over 1 still counts as fitting (rounding of the fractions)
+_SWITCHED_SHARES = 9  # λ = 0, ⅛, …, 1 on a switched two-device network (includes ½, 0 and 1: never below the old three)
 
 
 @dataclass(frozen=True)
@@ -266,14 +267,16 @@ def _two_device_moves(instance: Instance, k: int, group_units: int,
 
 
 def _two_device_bound(instance: Instance, tables: SignatureTables, values: list[np.ndarray], migration: bool,
-                      into: np.ndarray) -> float:
+                      shares: np.ndarray) -> float:
     """The signature bound on two devices, FFNs and memory units counted, their transport between intervals (ms).
 
     Gains of device 0 arrive from device 1 one message each, and its losses go the other
-    way; a move towards device ``m`` is charged ``into[m]`` of its time: on a shared
-    network every message counts (1, 1); on a switched one the two directions overlap, so
-    the slower direction is charged ((1, 0), (0, 1): each at least its own time; (½, ½): at
-    least the mean), each choice a valid bound.
+    way. Each row ``into`` of `shares` charges a move towards device ``m`` ``into[m]`` of its
+    time: on a shared network every message counts (one row, (1, 1)); on a switched one the
+    two directions overlap and the slower one counts, ``max(A, B) ≥ λ A + (1 − λ) B`` for
+    every ``λ`` in [0, 1] (rows ``(λ, 1 − λ)``). The least over the previous signatures is
+    taken under every row and the largest kept, target signature by target signature and
+    boundary by boundary: ``min_σ max(A, B) ≥ max_λ min_σ (λ A + (1 − λ) B)``.
     """
     best = None
     for k, value in enumerate(values):
@@ -281,10 +284,13 @@ def _two_device_bound(instance: Instance, tables: SignatureTables, values: list[
             best = value if best is None else best.min() + value
             continue
         ffn, unit, embed, head = _two_device_moves(instance, k, tables.group_units, tables.projection_units)
-        moved = _sweep(_sweep(best, 1, into[0] * ffn[0], into[1] * ffn[1]), 2, into[0] * unit[0], into[1] * unit[1])
-        ends = (embed * into)[:, None, :, None] + (head * into)[None, :, None, :]  # [e, h, e', h']
-        moved = (moved[:, :, :, :, None, None] + ends[:, None, None]).min(axis=(0, 3))  # [f, g, e', h']
-        best = value + moved.transpose(2, 0, 1, 3)
+        reached = None
+        for into in shares:
+            moved = _sweep(_sweep(best, 1, into[0] * ffn[0], into[1] * ffn[1]), 2, into[0] * unit[0], into[1] * unit[1])
+            ends = (embed * into)[:, None, :, None] + (head * into)[None, :, None, :]  # [e, h, e', h']
+            moved = (moved[:, :, :, :, None, None] + ends[:, None, None]).min(axis=(0, 3))  # [f, g, e', h']
+            reached = moved if reached is None else np.maximum(reached, moved)
+        best = value + reached.transpose(2, 0, 1, 3)
     bound = float(np.min(best))
     return bound if np.isfinite(bound) else -np.inf
 
@@ -354,8 +360,9 @@ def signature_bound(instance: Instance, priced: list[SignatureTables], *, migrat
         values = [np.max([_two_device_values(t.group_arcs[k], t.ends[k], t.ffn_memory[k],
                                              t.group_memory[k] / t.group_units, t.ends_memory[k]) for t in priced], axis=0)
                   for k in range(I)]
-        shares = [(1.0, 1.0)] if instance.cluster.network == "shared" else [(0.5, 0.5), (1.0, 0.0), (0.0, 1.0)]
-        return max(_two_device_bound(instance, first, values, migration, np.array(into)) for into in shares)
+        lam = np.linspace(0.0, 1.0, _SWITCHED_SHARES)
+        shares = np.array([[1.0, 1.0]]) if instance.cluster.network == "shared" else np.stack([lam, 1.0 - lam], axis=1)
+        return _two_device_bound(instance, first, values, migration, shares)
     L = first.arcs[0].shape[0]
     kept = tracked_devices(first.ffn_memory.max(axis=0), L, limit=work_limit / (I * len(priced) * L * N ** 3))
     part = np.full(N, len(kept), dtype=np.int64)
