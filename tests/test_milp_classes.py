@@ -20,7 +20,8 @@ from placement.evaluate import evaluate
 from placement.instance import instance_from_dict
 from placement.solvers.baselines import solve_pipeline_dp
 from placement.solvers.milp import _initial_blocks
-from placement.solvers.milp_classes import class_bound, device_classes
+from placement.options import Deadline
+from placement.solvers.milp_classes import class_bound, device_classes, with_class_bound
 from placement.solvers.milp_model import ALWAYS_BUILT_COLUMNS, build_formulation, model_columns, skip_reason
 from placement.solvers.myopic_plus import solve_myopic_plus
 from placement.solvers.reference import solve_pipeline, solve_single
@@ -76,6 +77,16 @@ def test_bound_never_above_the_brute_force_optimum_on_the_test_problems(name):
         assert inst.workload.profile == "kafetzis2025"
         return
     assert 0.0 < found.floor_s <= found.bound_s <= optimum * (1 + 1e-9)
+
+
+def test_the_milp_hook_alone_gives_the_class_bound_when_no_configuration_lp_ran():
+    # the path `solve_milp` takes on clusters the configuration LP cannot price
+    inst = problem("two-layers-switch")
+    optimum = brute_force(inst).total_s
+    stats: dict = {}
+    found = with_class_bound(inst, None, None, deadline=Deadline(None), stats=stats)
+    assert found.plan is None and found.bound_s == found.path_bound_s == stats["class_bound_s"]
+    assert 0.0 < found.bound_s <= optimum * (1 + 1e-9)
 
 
 def test_bound_is_the_optimum_when_memory_does_not_bind():

@@ -536,5 +536,7 @@ def with_class_bound(instance: Instance, columns: ConfigurationBound | None, war
     stats.update(class_bound_s=found.bound_s, class_floor_s=found.floor_s, device_classes=found.classes,
                  class_intervals_priced=found.intervals_priced)
     if columns is None:
-        return ConfigurationBound(found.bound_s, None, None, 0, int(layer_classes(instance).max()) + 1)
+        # no configuration LP ran: the class bound is the only (path) bound there is
+        return ConfigurationBound(found.bound_s, None, None, 0, int(layer_classes(instance).max()) + 1,
+                                  path_bound_s=found.bound_s)
     return replace(columns, bound_s=max(columns.bound_s, found.bound_s))
