@@ -8,6 +8,8 @@
     python benchmarks/bench_myopic.py random --lns-time 0   # ... without the MILP neighbourhood (default "auto")
     python benchmarks/bench_myopic.py edge-real    # gap to the best plan known on edge-real
     python benchmarks/bench_myopic.py all
+    python benchmarks/bench_myopic.py time-limit --repeats 1   # wall time of `placement solve` under
+                                   # --time-limit on large/llama-2-13b-48dev-eth (not in `all`: minutes)
 
 Decision times are wall-clock seconds of one decision (``stats["decision_times_s"]``),
 the median over every decision of `--repeats` runs. Gaps are to the MILP's proven
@@ -21,6 +23,8 @@ import json
 import math
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -49,6 +53,27 @@ def decision(repeats: int) -> None:
             first.append(result.stats["decision_times_s"][0])
         print(f"  {method:8s} median decision {statistics.median(times) * 1e3:7.2f} ms, "
               f"first decision {statistics.median(first) * 1e3:7.1f} ms, total {result.objective:.3f} s")
+
+
+TIME_LIMIT_INSTANCE = "large/llama-2-13b-48dev-eth"
+
+
+def time_limit(repeats: int) -> None:
+    """Wall seconds of the whole CLI call (start-up, loading, solve, evaluation, JSON) under a time limit."""
+    for method, limit_s in (("myopic+", 5), ("milp", 60)):
+        walls, solves = [], []
+        for _ in range(repeats):
+            began = time.perf_counter()
+            proc = subprocess.run([sys.executable, "-m", "placement.cli", "solve", TIME_LIMIT_INSTANCE, "--method",
+                                   method, "--time-limit", str(limit_s), "--json"], capture_output=True, text=True,
+                                  check=True)
+            walls.append(time.perf_counter() - began)
+            out = json.loads(proc.stdout)
+            solves.append(out["solve_time_s"])
+        cut = out["stats"].get("cut_short")
+        print(f"  {method:8s} --time-limit {limit_s:3d}: wall {statistics.median(walls):6.1f} s, solve_time_s "
+              f"{statistics.median(solves):6.1f} s (median of {repeats}), status {out['status']}, "
+              f"objective {out['objective_s']:.4f} s" + ("" if cut is None else f", cut_short {cut}"))
 
 
 def decision_cpu(repeats: int) -> None:
@@ -197,7 +222,7 @@ def _lns_time(text: str) -> float | str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("case", choices=["decision", "gap", "horizon", "random", "edge-real", "all"])
+    parser.add_argument("case", choices=["decision", "gap", "horizon", "random", "edge-real", "time-limit", "all"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seeds", type=_seed_range, default=REPORT_SEEDS, help="random seeds START:STOP")
     parser.add_argument("--verbose", action="store_true", help="one line per random seed")
@@ -217,6 +242,8 @@ def main() -> None:
         random_tiny(args.seeds, verbose=args.verbose, **lns)
     if args.case in ("edge-real", "all"):
         edge_real(**lns)
+    if args.case == "time-limit":
+        time_limit(args.repeats)
 
 
 if __name__ == "__main__":

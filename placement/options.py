@@ -266,7 +266,7 @@ def method_options(method: str) -> list[OptionDoc]:
     Examples
     --------
     >>> [o.name for o in method_options("myopic+")]
-    ['current', 'horizon', 'max_moves', 'compound_limit', 'lns_time_s', 'lns_layers']
+    ['current', 'horizon', 'max_moves', 'compound_limit', 'lns_time_s', 'lns_layers', 'time_limit']
     """
     _, backend = backend_of(method)
     docs = _parameter_docs(backend.__doc__ or "")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,9 @@ from placement.solvers.interval_costs import IntervalModel, placement_of, stack,
 from placement.solvers.lns_moves import AUTO_LNS_CELLS, AUTO_LNS_TIME_S, lns_budget_s, window_constraints, windows
 from placement.solvers.local_moves import block_moves, group_moves, move_group, relocate
 from placement.solvers.milp import solve_milp
+from placement.solvers.warm_start import best_heuristic_placements
+from placement.options import Deadline
+from placement.result import check_result
 from placement.solvers.myopic import decide
 from placement.experiments.suites.random_tiny import random_tiny_instance
 
@@ -412,6 +416,9 @@ def test_never_below_the_milp_optimum_slow(name):
     ({"lns_time_s": "fast"}, "`lns_time_s` must be \"auto\""),
     ({"lns_time_s": "1"}, "`lns_time_s`"),
     ({"lns_time_s": float("nan")}, "`lns_time_s`"),
+    ({"time_limit": -1.0}, "`time_limit` must be a number of seconds, at least 0, or null"),
+    ({"time_limit": "5"}, "`time_limit`"),
+    ({"time_limit": float("inf")}, "`time_limit`"),
 ])
 def test_bad_options(options, match):
     with pytest.raises(InputError, match=match):
@@ -443,3 +450,52 @@ def test_cli_bad_lns_time_is_one_line_exit_2():
     line = error_line(run_main("solve", "paper-small/h8-3dev-low-s1-kafetzis", "--method", "myopic+",
                                "-O", "lns_time_s=fast"))
     assert "`lns_time_s` must be \"auto\" or a number of seconds" in line
+
+
+@pytest.mark.parametrize("name", ["edge/llama-3.1-8b-8dev", "paper-small/h16-5dev-medium-s1-roofline"])
+def test_an_expired_time_limit_keeps_the_greedy_start_then_the_placement_in_use(name):
+    """time_limit=0: no search at all. The first decision is Algorithm 1's greedy one, every later
+    one keeps the placement in use when it fits the interval (else a fresh greedy decision);
+    the plan is the evaluator's, status time_limit, every decision counted as cut short."""
+    inst = instance(name)
+    result = mp.solve_myopic_plus(inst, time_limit=0)
+    assert result.stats["cut_short"] == inst.workload.n_intervals
+    expected = [decide(inst, 0, None, scoring="max", weights=(0.4, 0.3, 0.3)).placement]
+    for k in range(1, inst.workload.n_intervals):
+        iv = IntervalModel(inst, k, expected[-1], 8)
+        fits = iv.cost(state_of(expected[-1], expected[-1], inst.n_devices))[0] <= iv.tolerance
+        expected.append(expected[-1] if fits else decide(inst, k, expected[-1], scoring="max",
+                                                         weights=(0.4, 0.3, 0.3)).placement)
+    for got, want in zip(result.plan.intervals, expected, strict=True):
+        np.testing.assert_array_equal(got.attention, want.attention)
+        np.testing.assert_array_equal(got.ffn, want.ffn)
+    assert result.objective == evaluate(inst, result.plan).total_s
+    assert result.status == ("time_limit" if result.report.feasible else "infeasible")
+    assert "time limit (0 s) cut" in result.message
+    assert check_result(inst, result, 0.0).status == result.status
+
+
+def test_a_generous_time_limit_gives_the_plan_without_one():
+    inst = instance("edge/llama-2-13b-3dev")
+    free = mp.solve_myopic_plus(inst, lns_time_s=0)
+    limited = mp.solve_myopic_plus(inst, lns_time_s=0, time_limit=1e6)
+    assert (limited.status, limited.stats["cut_short"], limited.objective) == (free.status, 0, free.objective)
+    for a, b in zip(limited.plan.intervals, free.plan.intervals, strict=True):
+        np.testing.assert_array_equal(a.attention, b.attention)
+
+
+def test_the_warm_start_gives_myopic_plus_a_share_of_the_time_left():
+    """With the MILP's time already up, the warm start still returns a feasible plan (myopic+
+    cut short at once is one candidate), no better than the one without a limit."""
+    inst = instance("edge/llama-3.1-8b-4dev")
+    free = best_heuristic_placements(inst, whole_generation=True)
+    rushed = best_heuristic_placements(inst, whole_generation=True, deadline=Deadline(time.perf_counter()))
+    total = {key: evaluate(inst, Plan(inst.cluster.names, p, method="milp")) for key, p in (("free", free),
+                                                                                           ("rushed", rushed))}
+    assert total["rushed"].feasible and total["free"].total_s <= total["rushed"].total_s * (1 + 1e-12)
+
+
+def test_cli_time_limit_zero_is_one_line_exit_2():
+    line = error_line(run_main("solve", "paper-small/h8-3dev-low-s1-kafetzis", "--method", "myopic+",
+                               "--time-limit", "0"))
+    assert "`time_limit` must be a positive, finite number of seconds" in line

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from placement.options import Deadline
 from placement.solvers.interval_costs import IntervalModel, State, States, concat, stack
 from placement.solvers.local_moves import local_search
 
@@ -369,7 +370,8 @@ def _repair(iv: IntervalModel, s: State, max_moves: int) -> State:
     return s
 
 
-def compound_search(iv: IntervalModel, s: State, max_moves: int, limit: int) -> tuple[State, int]:
+def compound_search(iv: IntervalModel, s: State, max_moves: int, limit: int,
+                    deadline: Deadline = Deadline()) -> tuple[State, int]:
     """Local search, then compound moves while one improves.
 
     The best improving one is taken; failing that, the few fastest ones (those that
@@ -387,6 +389,9 @@ def compound_search(iv: IntervalModel, s: State, max_moves: int, limit: int) -> 
     limit : int
         No compound moves when the layer ranges, swaps and ends moves alone are more
         candidates than this; then `s` is returned as it is (it is a local search's result).
+    deadline : Deadline, optional
+        Checked before every round (and by the local searches): once it has passed, the
+        best state found so far is returned (default: none).
 
     Returns
     -------
@@ -395,8 +400,8 @@ def compound_search(iv: IntervalModel, s: State, max_moves: int, limit: int) -> 
     """
     if whole_move_count(iv.L, iv.N) > limit:
         return s, 0  # `s` is a local search's result: searching it again only re-scores its neighbourhood
-    s, moves = local_search(iv, s, max_moves)
-    while moves < max_moves:
+    s, moves = local_search(iv, s, max_moves, deadline)
+    while moves < max_moves and not deadline.expired:
         cost = iv.cost(s)
         batch = compound_moves(s, iv.L, iv.N)
         over, seconds, order = _ranked(iv, batch)
@@ -413,6 +418,6 @@ def compound_search(iv: IntervalModel, s: State, max_moves: int, limit: int) -> 
                     break
         if taken is None:
             break
-        s, more = local_search(iv, taken, max_moves - moves - 1)
+        s, more = local_search(iv, taken, max_moves - moves - 1, deadline)
         moves += 1 + more
     return s, moves

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from placement.options import Deadline
 from placement.solvers.interval_costs import IMPROVEMENT, IntervalModel, State
 
 __all__ = ["block_moves", "group_moves", "local_search", "move_group", "relocate"]
@@ -297,7 +298,7 @@ def _swaps(iv: IntervalModel, s: State, held: np.ndarray, d: np.ndarray) -> tupl
 
 
 # ----------------------------------------------------------------------------- one decision
-def local_search(iv: IntervalModel, s: State, max_moves: int) -> tuple[State, int]:
+def local_search(iv: IntervalModel, s: State, max_moves: int, deadline: Deadline = Deadline()) -> tuple[State, int]:
     """Local search from `s`: the best candidate of every neighbourhood, the best rank first, until none improves.
 
     Parameters
@@ -306,6 +307,9 @@ def local_search(iv: IntervalModel, s: State, max_moves: int) -> tuple[State, in
     s : State
     max_moves : int
         Cap on the moves made.
+    deadline : Deadline, optional
+        Checked before every round of moves: once it has passed, the state reached so far
+        is returned (default: none).
 
     Returns
     -------
@@ -315,7 +319,7 @@ def local_search(iv: IntervalModel, s: State, max_moves: int) -> tuple[State, in
     cost = iv.cost(s)
     iv.scale = max(cost[1], 1e-12)
     moves = 0
-    while moves < max_moves:
+    while moves < max_moves and not deadline.expired:
         held = iv.held(s)
         mig = iv.migration_of(s)
         dov, dlat, origin = group_moves(iv, s, held, mig)

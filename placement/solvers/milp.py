@@ -587,7 +587,7 @@ def _warm_placements(instance: Instance, warm_start, current: Placement | None, 
     if current is not None:
         return [current] * count
     placements = best_heuristic_placements(instance, whole_generation=count == instance.workload.n_intervals,
-                                           expired=lambda: deadline.expired)
+                                           expired=lambda: deadline.expired, deadline=deadline)
     if placements is None:
         return None
     return placements if len(placements) == count else [placements[0]] * count

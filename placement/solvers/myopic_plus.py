@@ -43,13 +43,14 @@ docs/online.md describes them all.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from placement.errors import InputError
 from placement.evaluate import evaluate
 from placement.instance import Instance
+from placement.options import Deadline
 from placement.plan import Placement, Plan
 from placement.result import Result, judged
 from placement.solvers.baselines import solve_pipeline_dp
@@ -73,9 +74,11 @@ class _Search:
     compound_limit: int
     lns_time_s: float
     lns_layers: int
+    deadline: Deadline = Deadline()
 
 
-def _search_options(instance, horizon, max_moves, compound_limit, lns_time_s, lns_layers) -> _Search:
+def _search_options(instance, horizon, max_moves, compound_limit, lns_time_s, lns_layers,
+                    time_limit=None) -> _Search:
     """The options checked (one line naming a bad one and what it must be), ``"auto"`` resolved for `instance`."""
     for name, value, least in (("horizon", horizon, 1), ("max_moves", max_moves, 0),
                                ("compound_limit", compound_limit, 0), ("lns_layers", lns_layers, 1)):
@@ -85,7 +88,11 @@ def _search_options(instance, horizon, max_moves, compound_limit, lns_time_s, ln
                                  or not 0 <= lns_time_s < np.inf):
         raise InputError(f"`lns_time_s` must be \"auto\" or a number of seconds, at least 0 (0: no MILP "
                          f"neighbourhood), got {lns_time_s!r}")
-    return _Search(int(max_moves), int(compound_limit), lns_budget_s(instance, lns_time_s), int(lns_layers))
+    if time_limit is not None and (isinstance(time_limit, bool) or not isinstance(time_limit, (int, float))
+                                   or not 0 <= time_limit < np.inf):
+        raise InputError(f"`time_limit` must be a number of seconds, at least 0, or null for none, got {time_limit!r}")
+    return _Search(int(max_moves), int(compound_limit), lns_budget_s(instance, lns_time_s), int(lns_layers),
+                   Deadline.after(time_limit))
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,6 +118,9 @@ class DecisionPlus:
     lns_proven : tuple of bool
         For every window of the MILP neighbourhood, whether its MILP was proven optimal
         (empty when the step did not run).
+    cut_short : bool
+        True when the time limit passed during the decision (or before it): its search
+        stopped at the best placement found so far.
     """
 
     placement: Placement
@@ -119,6 +129,7 @@ class DecisionPlus:
     cost_s: float
     overflow_bytes: float
     lns_proven: tuple[bool, ...] = ()
+    cut_short: bool = False
 
 
 def _device_of(name: str, instance: Instance) -> int:
@@ -186,14 +197,14 @@ def decide_plus(instance: Instance, k: int, previous: Placement | None = None, *
 def _decide(instance: Instance, iv: IntervalModel, k: int, previous: Placement | None,
             baselines: dict[str, Placement], search: _Search) -> DecisionPlus:
     """`decide_plus` on the interval model `iv`: local search from every start, compound moves from the best."""
-    N, K, max_moves = instance.n_devices, instance.model.kv_heads, search.max_moves
+    N, K, max_moves, deadline = instance.n_devices, instance.model.kv_heads, search.max_moves, search.deadline
     starts = [] if previous is None else [("current", state_of(previous, previous, N))]
     # A fresh greedy packing migrates nearly every block: it is a start only when nothing
     # is placed yet or the placement in use no longer fits.
     if not starts or iv.cost(starts[0][1])[0] > iv.tolerance:
         greedy = decide(instance, k, previous, scoring="max", weights=(0.4, 0.3, 0.3)).placement
         starts.append(("greedy", state_of(greedy, previous, N)))
-    searched = [(name, *local_search(iv, state, max_moves)) for name, state in starts]
+    searched = [(name, *local_search(iv, state, max_moves, deadline)) for name, state in starts]
     # The baselines, by the same horizon cost. The first decision searches from each (of the
     # single-device plans, the best one); later ones from those that start below the best so far.
     best = min(iv.cost(item[1]) for item in searched)
@@ -206,29 +217,32 @@ def _decide(instance: Instance, iv: IntervalModel, k: int, previous: Placement |
     raw.sort(key=lambda item: item[0])
     single_seen = False
     for cost, name, state in raw:
+        if deadline.expired:
+            break
         first = previous is None and not (single_seen and name.startswith("single:"))
         single_seen |= name.startswith("single:")
         if first or iv.better(cost, best):
-            searched.append((name, *local_search(iv, state, max_moves)))
+            searched.append((name, *local_search(iv, state, max_moves, deadline)))
             best = min(best, iv.cost(searched[-1][1]))
     name, state, moves = min(searched, key=lambda item: iv.cost(item[1]))
     # Compound moves from the best of them (the first decision may score more candidates),
     # then, given a budget, windows of layers re-solved by the interval MILP.
     limit = FIRST_COMPOUND_LIMIT if previous is None else search.compound_limit
-    state, more = compound_search(iv, state, max_moves - moves, limit)
+    state, more = compound_search(iv, state, max_moves - moves, limit, deadline)
     moves += more
     proven: tuple[bool, ...] = ()
-    if search.lns_time_s > 0:
-        state, more, proven = lns_search(instance, iv, k, previous, state, search.lns_time_s, search.lns_layers,
+    if search.lns_time_s > 0 and not deadline.expired:
+        budget_s = search.lns_time_s if deadline.end_s is None else min(search.lns_time_s, deadline.remaining_s())
+        state, more, proven = lns_search(instance, iv, k, previous, state, budget_s, search.lns_layers,
                                          max_moves - moves)
         moves += more
     overflow, cost = iv.cost(state)
-    return DecisionPlus(placement_of(state, previous, K), name, moves, cost, overflow, proven)
+    return DecisionPlus(placement_of(state, previous, K), name, moves, cost, overflow, proven, deadline.expired)
 
 
 def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = None,
                       horizon: int = 8, max_moves: int = 10_000, compound_limit: int = COMPOUND_LIMIT,
-                      lns_time_s: float | str = "auto", lns_layers: int = 2) -> Result:
+                      lns_time_s: float | str = "auto", lns_layers: int = 2, time_limit: float | None = None) -> Result:
     """Re-decide every interval from the current state: greedy start, migration-aware local search.
 
     Parameters
@@ -258,6 +272,12 @@ def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = 
         (`placement.solvers.lns_moves.lns_budget_s`; docs/online.md).
     lns_layers : int
         Layers a window of the large-neighbourhood step holds (default 2).
+    time_limit : float, optional
+        Wall-clock seconds for the whole run (None, the default: no limit; 0: already
+        up). Checked before every round of moves and every decision: once it has passed,
+        the decision under way keeps the best placement it has found and every later one
+        keeps the placement in use when it fits (else Algorithm 1's greedy decision). The
+        plan is still judged by the evaluator; status ``time_limit`` when it fits.
 
     Returns
     -------
@@ -274,14 +294,18 @@ def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = 
         ``lns_time_s`` (the MILP neighbourhood's budget a decision, seconds, ``"auto"``
         resolved; 0: it did not run), ``lns_proven`` (per decision, for every MILP window,
         whether it was proven optimal; a result depends on the wall clock only when one
-        of them is False) and ``lns_static_proven`` (the same for the whole-run search).
+        of them is False), ``lns_static_proven`` (the same for the whole-run search),
+        ``time_limit`` (seconds, or None) and ``cut_short`` (decisions the time limit cut
+        short or skipped; 0 when it was not reached, and then the plan is the one without
+        a limit).
 
     Raises
     ------
     InputError
         On a `horizon` or `lns_layers` below 1, a negative `max_moves` or
-        `compound_limit`, an `lns_time_s` neither ``"auto"`` nor a number at least 0, or
-        a `current` placement that does not fit the instance.
+        `compound_limit`, an `lns_time_s` neither ``"auto"`` nor a number at least 0, a
+        `time_limit` neither None nor a number at least 0, or a `current` placement that
+        does not fit the instance.
 
     Examples
     --------
@@ -291,27 +315,25 @@ def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = 
     True
     """
     previous = check_current(instance, current)
-    search = _search_options(instance, horizon, max_moves, compound_limit, lns_time_s, lns_layers)
+    search = _search_options(instance, horizon, max_moves, compound_limit, lns_time_s, lns_layers, time_limit)
     baselines: dict[str, Placement] = {}
 
     def one(k: int, before: Placement | None) -> DecisionPlus:
-        if not baselines:  # computed within the first decision, whose time they count in
+        if not baselines and not search.deadline.expired:  # computed within the first decision (its time)
             baselines.update(baseline_placements(instance))
-        return place_experts(instance, k, decide_plus(instance, k, before, horizon=horizon, max_moves=max_moves,
-                                                      baselines=baselines, compound_limit=compound_limit,
-                                                      lns_time_s=search.lns_time_s, lns_layers=lns_layers),
-                             before, horizon)
+        iv = IntervalModel(instance, k, before, horizon)
+        return place_experts(instance, k, _decide(instance, iv, k, before, baselines, search), before, horizon)
 
     decisions, placements, stats = run_online(instance, previous, one)
     plan = Plan(devices=instance.cluster.names, intervals=placements, method="myopic+")
     stats.update(moves=[d.moves for d in decisions], starts=[d.start for d in decisions], horizon=horizon,
                  static=None, lns_time_s=search.lns_time_s, lns_proven=[list(d.lns_proven) for d in decisions],
-                 lns_static_proven=[])
+                 lns_static_proven=[], time_limit=time_limit, cut_short=sum(d.cut_short for d in decisions))
     note = (f"myopic+: {len(decisions)} decision(s), {sum(stats['moves'])} local-search move(s), "
             f"{stats['blocks_moved']} block move(s) between intervals")
     result = judged(instance, plan, note, stats)
-    if previous is not None:
-        return result
+    if previous is not None or search.deadline.expired:
+        return _limited(result, time_limit)
     # The run is deterministic given the cost model and the token budget, so the first decision
     # can foresee its total: it commits to a static baseline when one is cheaper (its time is
     # counted in the first decision's).
@@ -323,12 +345,23 @@ def solve_myopic_plus(instance: Instance, *, current: Placement | Plan | None = 
     stats["decision_times_s"][0] += time.perf_counter() - began
     stats["decision_time_max_s"] = max(stats["decision_times_s"])
     stats["decision_time_median_s"] = float(np.median(stats["decision_times_s"]))
+    stats["cut_short"] += int(searched is not None and searched.cut_short)  # no decision was cut before it
     if static is None:
-        return result
+        return _limited(result, time_limit)
     name, static_plan = static
     stats.update(static=name, blocks_moved=0)
-    return judged(instance, static_plan, f"myopic+: the static {name} plan, cheaper over the whole run than "
-                  f"re-deciding ({result.objective:.6g} s)", stats)
+    return _limited(judged(instance, static_plan, f"myopic+: the static {name} plan, cheaper over the whole run "
+                           f"than re-deciding ({result.objective:.6g} s)", stats), time_limit)
+
+
+def _limited(result: Result, time_limit: float | None) -> Result:
+    """`result` with status ``time_limit`` (when its plan fits) and a message saying so, if the limit cut a search short."""
+    cut = result.stats["cut_short"]
+    if not cut:
+        return result
+    why = f"; the time limit ({time_limit:g} s) cut {cut} decision(s) short: they kept the best placement found"
+    return replace(result, status="time_limit" if result.status == "feasible" else result.status,
+                   message=result.message + why)
 
 
 def _whole_run_search(instance: Instance, first: Placement, baselines: dict[str, Placement],

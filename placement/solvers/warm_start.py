@@ -9,16 +9,22 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from placement.instance import Instance
+from placement.options import Deadline
 from placement.plan import Placement
 from placement.solvers.baselines import solve_pipeline_dp
 from placement.solvers.myopic_plus import solve_myopic_plus
 from placement.solvers.reference import solve_pipeline, solve_single
 
-__all__ = ["best_heuristic_placements"]
+__all__ = ["MYOPIC_SHARE", "best_heuristic_placements"]
+
+# The share of the time left that myopic+ may take as a warm start: the MILP it warm-starts,
+# and its bound, need the rest.
+MYOPIC_SHARE = 0.25
 
 
 def best_heuristic_placements(instance: Instance, *, whole_generation: bool,
-                              expired: Callable[[], bool] = lambda: False) -> list[Placement] | None:
+                              expired: Callable[[], bool] = lambda: False,
+                              deadline: Deadline = Deadline()) -> list[Placement] | None:
     """The placements of the fastest feasible heuristic plan, by the evaluator's total latency.
 
     The candidates are the single-device and reference pipeline plans, the best layer
@@ -33,6 +39,9 @@ def best_heuristic_placements(instance: Instance, *, whole_generation: bool,
     expired : callable, optional
         True once the caller's time limit has passed: the candidates stop at the first
         feasible plan (the warm start's time counts against the limit).
+    deadline : Deadline, optional
+        The caller's time limit: myopic+ gets `MYOPIC_SHARE` of the time left when it
+        starts as its own ``time_limit`` (default: none).
 
     Returns
     -------
@@ -46,7 +55,11 @@ def best_heuristic_placements(instance: Instance, *, whole_generation: bool,
         if expired() and any(r.report is not None and r.report.feasible for r in results):
             break
         # myopic+ without its MILP neighbourhood: the MILP it warm-starts is that exact search, whole
-        results.append(heuristic(instance, lns_time_s=0) if heuristic is solve_myopic_plus else heuristic(instance))
+        if heuristic is solve_myopic_plus:
+            left_s = deadline.remaining_s()
+            results.append(heuristic(instance, lns_time_s=0, time_limit=None if left_s is None else MYOPIC_SHARE * left_s))
+        else:
+            results.append(heuristic(instance))
     candidates = [r for r in results if r.report is not None and r.report.feasible]
     if not candidates:
         return None
