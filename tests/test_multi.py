@@ -11,8 +11,10 @@ import pytest
 from placement.errors import InputError, PlanError
 from placement.evaluate import evaluate
 from placement.multi import JointPlan, METHODS, evaluate_joint, load_multi, multi_from_dict, solve
-from placement.multi.chains import NETWORK, Chain, layer_plan
+from placement.multi.chains import NETWORK, Chain, layer_devices, layer_plan
 from placement.multi.dags import NONE, Dag, head_dag
+from placement.multi.response import best_response, memory_left
+from placement.cost.tables import usable_bytes
 from placement.multi.evaluate import model_tables
 from placement.multi.schedule import simulate, simulate_dags
 from placement.plan import Placement, Plan
@@ -182,22 +184,61 @@ def test_head_level_schedule_by_hand():
 
 
 # ----------------------------------------------------------------------------- joint methods
+def _is_layer_plan(inst, plan) -> bool:
+    try:
+        layer_devices(inst, plan)
+    except PlanError:
+        return False
+    return True
+
+
+def test_memory_left_sets_the_other_models_bytes_aside():
+    multi = load_multi("ppn-2x2")
+    inst = multi.instances[0]
+    usable = np.array([d.memory_bytes - d.reserved_bytes for d in inst.devices])
+    others = np.array([0.25, 0.5, 0.0, 2.0])[: inst.n_devices] * usable
+    left = np.array([d.memory_bytes - d.reserved_bytes for d in memory_left(inst, others).devices])
+    expected = np.maximum(usable - others, 1.0)  # a device overfull by the others keeps one byte
+    np.testing.assert_allclose(left, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize(("seed", "solver"), [(0, "myopic+"), (1, "myopic+"), (2, "milp"), (3, "myopic+")])
+def test_best_response_never_worse_than_its_start_and_fits_the_shared_memory(seed, solver):
+    multi = random_multi(seed)
+    tables = model_tables(multi)
+    start = solve(multi, "disjoint").plan
+    if start is None or not evaluate_joint(multi, start, tables).feasible:
+        pytest.skip("no feasible disjoint start on this instance")
+    plan, report, stats = best_response(multi, start, tables, solver, max_rounds=2)
+    fresh = evaluate_joint(multi, plan)
+    assert fresh.feasible and fresh.objective(multi.objective) == report.objective(multi.objective)
+    assert fresh.objective(multi.objective) <= evaluate_joint(multi, start).objective(multi.objective)
+    assert stats["responses"] >= multi.n_models
+    # every model's plan fits the memory the others leave it
+    for m, inst in enumerate(multi.instances):
+        others = fresh.needed_bytes.sum(axis=0) - fresh.needed_bytes[m]
+        assert (fresh.needed_bytes[m] <= usable_bytes(memory_left(inst, others)) * (1 + 1e-12)).all()
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_joint_methods_never_worse_than_the_better_baseline_and_above_the_milp_bound(seed):
     multi = random_multi(seed)
-    results = {m: solve(multi, m, **({"time_limit": 20.0} if m == "milp" else {})) for m in METHODS}
+    results = {m: solve(multi, m, **({"time_limit": 20.0} if m == "milp" else {}))
+               for m in METHODS if m != "best-response-milp"}  # that one: test_best_response_*
     baselines = [results[m].objective for m in ("sequential", "disjoint") if results[m].status == "feasible"]
     best_baseline = min(baselines)
-    for method in ("pipeline-dp", "local-search", "milp"):
+    for method in ("pipeline-dp", "local-search", "milp", "best-response"):
         assert results[method].status in ("feasible", "optimal")
         assert results[method].objective <= best_baseline * (1 + 1e-12)
     bound = results["milp"].bound
     if results["milp"].stats["milp_status"] == "infeasible":  # proven: no concurrent layer plan fits
         bound = np.inf
     assert bound is not None and bound > 0
-    # The bound holds for every concurrent plan any method returns, and for random feasible layer plans.
+    # The bound holds for every concurrent layer plan any method returns, and for random feasible layer plans
+    # (not for head-level plans: the joint MILP places whole layers).
     for result in results.values():
-        if result.plan is not None and result.plan.schedule == "concurrent" and result.report.feasible:
+        if result.plan is not None and result.plan.schedule == "concurrent" and result.report.feasible \
+                and all(_is_layer_plan(i, p) for i, p in zip(multi.instances, result.plan.plans)):
             assert bound <= result.objective * (1 + 1e-7)
     rng = np.random.default_rng(seed)
     tables = model_tables(multi)

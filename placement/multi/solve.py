@@ -10,7 +10,10 @@ plan that overflows a device's shared memory is ``infeasible``. Methods:
 - ``local-search``: ``pipeline-dp``'s best concurrent plan improved by single-model
   moves (`placement.multi.search`);
 - ``milp``: the joint MILP (`placement.multi.milp`) for a plan and a lower bound,
-  then the best of its plan and ``local-search``'s.
+  then the best of its plan and ``local-search``'s;
+- ``best-response``, ``best-response-milp``: head-level joint plans, each model
+  re-placed in turn by the single-model ``myopic+`` or ``milp`` under the memory the
+  others leave (`placement.multi.response`), from the best concurrent start.
 
 Each joint method starts from both baselines and keeps the best plan it has seen, so
 it is never worse than the better baseline.
@@ -35,6 +38,8 @@ METHODS = {
     "pipeline-dp": {"max_exact_devices": 6},
     "local-search": {"max_exact_devices": 6, "max_rounds": 20},
     "milp": {"max_exact_devices": 6, "max_rounds": 20, "time_limit": 30.0},
+    "best-response": {"max_exact_devices": 6, "max_rounds": 3},
+    "best-response-milp": {"max_exact_devices": 6, "max_rounds": 3},
 }
 
 
@@ -131,6 +136,15 @@ def _run(multi: MultiInstance, method: str, options: dict[str, Any]) -> tuple[Jo
             improved, _, search_stats = local_search(multi, start, tables, max_rounds=options["max_rounds"])
             candidates.append(improved)
             stats |= search_stats
+    if method.startswith("best-response"):
+        from placement.multi.response import best_response
+
+        start, _ = _best(multi, [p for p in candidates if p.schedule == "concurrent"], tables)
+        if start is not None:
+            solver = "milp" if method == "best-response-milp" else "myopic+"
+            improved, _, response_stats = best_response(multi, start, tables, solver, max_rounds=options["max_rounds"])
+            candidates.append(improved)
+            stats |= response_stats
     best, _ = _best(multi, candidates, tables)
     stats |= {"candidates": len(candidates), "dp_calls": b.calls}
     if best is None and candidates:
