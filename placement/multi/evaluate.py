@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from placement.cost.tables import over_memory, usable_bytes
+from placement.evaluate import evaluate
 from placement.cost.units import format_bytes
 from placement.errors import PlanError
 from placement.multi.chains import NETWORK, Chain, ChainTables, chain, chain_tables, layer_devices, needed_bytes
@@ -270,7 +271,8 @@ def evaluate_joint(multi: MultiInstance, joint: JointPlan, tables: tuple[ChainTa
         on = resource >= 0
         busy += np.bincount(resource[on], weights=duration[on], minlength=N)
         medium += float(duration[resource == NETWORK].sum()) if shared else 0.0
-        alone[m] = duration.sum() if c is not None else simulate_dags([dag], N)[0]
+        # alone, a head-level DAG takes exactly the single-model evaluator's total (tested): use its vectorized figure
+        alone[m] = duration.sum() if c is not None else evaluate(multi.instances[m], joint.plans[m]).total_s
     if joint.schedule == "concurrent":
         if all(c is not None for c, _, _ in tasks):  # layer plans: the chain simulation, as before
             finish = simulate([c for c, _, _ in tasks], N, shared)
