@@ -36,7 +36,7 @@ from placement.instance import Instance
 from placement.multi.chains import NETWORK, Chain
 from placement.plan import Plan
 
-__all__ = ["Dag", "NONE", "head_dag", "chain_dag", "head_needed_bytes"]
+__all__ = ["Dag", "NONE", "static_arrays", "head_dag", "chain_dag", "head_needed_bytes"]
 
 NONE = -2  # resource id of a task that needs no resource (a transfer on a switched network, a barrier)
 
@@ -60,7 +60,23 @@ class Dag:
     duration_s: np.ndarray
 
 
-def _static_arrays(instance: Instance, plan: Plan):
+def static_arrays(instance: Instance, plan: Plan):
+    """`placement.evaluate.check_plan`'s arrays of a plan the joint evaluator simulates.
+
+    Parameters
+    ----------
+    instance : Instance
+    plan : Plan
+
+    Returns
+    -------
+    PlanArrays
+
+    Raises
+    ------
+    PlanError
+        On several intervals, windows, a client, precision overrides, placed experts or a split projection or FFN.
+    """
     from placement.evaluate import check_plan  # checks devices, shapes and shares
 
     if not plan.static or plan.windows or plan.client is not None or plan.intervals[0].precision:
@@ -157,7 +173,7 @@ def head_dag(instance: Instance, plan: Plan) -> Dag:
     PlanError
         On several intervals, windows, a client, precision overrides, placed experts or split blocks.
     """
-    arrays = _static_arrays(instance, plan)
+    arrays = static_arrays(instance, plan)
     shared, precision = instance.cluster.network == "shared", arrays.precision[0]
     parts = [_phase(instance, arrays, c, shared) for c in
              (prefill_step_costs(instance, precision), step_costs(instance, precision, instance.workload.contexts()))]
@@ -196,7 +212,7 @@ def head_needed_bytes(instance: Instance, plan: Plan) -> np.ndarray:
     ndarray, shape (N,)
         Groups' weights and KV caches, projections, FFNs, ``embed`` and ``lm_head`` (a tied pair on one device once).
     """
-    arrays = _static_arrays(instance, plan)
+    arrays = static_arrays(instance, plan)
     precision = arrays.precision[0]
     memory = block_memory(instance, precision, instance.workload.interval_max_context()[-1:])
     needed = arrays.counts[0].T @ memory.group[0] + arrays.projection[0].T @ memory.projection[0] + arrays.ffn[0].T @ memory.ffn[0]
