@@ -4,6 +4,9 @@
    every model generating `--tokens` tokens, all three models' layer pipelines sharing
    devices (the `local-search` plan): chain building, shared memory and the event
    simulation of ``3 × tokens`` forward steps.
+1b. The same with head-level plans: every layer's attention groups split over its
+   device and the next one (`head_split`), so every step is a task DAG
+   (`placement.multi.dags`).
 2. Every joint method (`placement.multi.METHODS`) on every shipped case as shipped
    (milp with a 30 s limit).
 
@@ -28,15 +31,25 @@ def _median(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
+def head_split(inst, plan):
+    """`plan` with the second half of every layer's groups on the next device (a head-level plan)."""
+    p = plan.intervals[0]
+    attention = p.attention.copy()
+    half = attention.shape[1] // 2
+    attention[:, half:] = (attention[:, half:] + 1) % inst.n_devices
+    return plan.replace(intervals=[type(p)(attention, p.projection, p.ffn, p.embed, p.lm_head)])
+
+
 def main() -> None:
     from placement.experiments.parallel_table import CASES
     from placement.files import load_data_file
-    from placement.multi import METHODS, evaluate_joint, load_multi, multi_from_dict, solve
+    from placement.multi import METHODS, JointPlan, evaluate_joint, load_multi, multi_from_dict, solve
     from placement.multi.instance import multi_instances_dir
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=1000)
+    parser.add_argument("--evaluator-only", action="store_true", help="skip the joint methods")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     path = multi_instances_dir() / "three-llms-8dev.yaml"
@@ -47,6 +60,11 @@ def main() -> None:
     plan = solve(multi, "local-search").plan
     seconds = _median(lambda: evaluate_joint(multi, plan), args.repeat)
     print(f"evaluate_joint three-llms-8dev, 3 x {args.tokens} tokens ({plan.schedule}): median {seconds * 1e3:.1f} ms")
+    heads = JointPlan(tuple(head_split(inst, p) for inst, p in zip(multi.instances, plan.plans)))
+    seconds = _median(lambda: evaluate_joint(multi, heads), args.repeat)
+    print(f"evaluate_joint three-llms-8dev, 3 x {args.tokens} tokens, head-level plans: median {seconds * 1e3:.1f} ms")
+    if args.evaluator_only:
+        return
     for case in CASES:
         multi = load_multi(case)
         for method in METHODS:

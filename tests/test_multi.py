@@ -11,9 +11,13 @@ import pytest
 from placement.errors import InputError, PlanError
 from placement.evaluate import evaluate
 from placement.multi import JointPlan, METHODS, evaluate_joint, load_multi, multi_from_dict, solve
-from placement.multi.chains import NETWORK, Chain, layer_plan
+from placement.multi.chains import NETWORK, Chain, layer_devices, layer_plan
+from placement.multi.dags import NONE, Dag, head_dag
+from placement.multi.response import best_response, memory_left
+from placement.cost.tables import usable_bytes
 from placement.multi.evaluate import model_tables
-from placement.multi.schedule import simulate
+from placement.multi.schedule import simulate, simulate_dags
+from placement.plan import Placement, Plan
 from placement.solvers.baselines import solve_pipeline_dp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -79,7 +83,7 @@ def test_two_models_on_one_device_serialize_by_hand():
     multi = random_multi(3)
     plans = tuple(layer_plan(inst, np.zeros(inst.model.layers, dtype=int)) for inst in multi.instances)
     report = evaluate_joint(multi, JointPlan(plans))
-    alone = [evaluate(inst, p).total_s for inst, p in zip(multi.instances, plans)]
+    alone = [simulate_dags([head_dag(inst, p)], multi.n_devices)[0] for inst, p in zip(multi.instances, plans)]
     assert report.makespan_s == pytest.approx(sum(alone), rel=RTOL)
     assert report.finish_s[0] == pytest.approx(alone[0], rel=RTOL)
     assert report.lower_bound_s == pytest.approx(sum(alone), rel=RTOL)  # device 0's busy time
@@ -114,34 +118,127 @@ def test_shared_memory_violation_is_named():
     assert evaluate_joint(multi, JointPlan(plans, "sequential")).feasible
 
 
-def test_a_split_layer_is_a_plan_error_naming_the_model():
+def test_a_split_ffn_or_several_intervals_is_a_plan_error_naming_the_model():
     multi = load_multi("ppn-2x2")
     inst = multi.instances[1]
     plan = layer_plan(inst, np.zeros(inst.model.layers, dtype=int))
-    att = plan.intervals[0].attention.copy()
-    att[3, 0] = 1
-    split = plan.replace(intervals=[type(plan.intervals[0])(att, plan.intervals[0].projection, plan.intervals[0].ffn, 0, 0)])
-    with pytest.raises(PlanError, match=r"model 'net-b': layer 3: a joint plan runs each layer whole"):
+    p = plan.intervals[0]
+    ffn = p.ffn.copy()
+    ffn[3] = 0.0
+    ffn[3, :2] = 0.5
+    split = plan.replace(intervals=[Placement(p.attention, p.projection, ffn, 0, 0)])
+    with pytest.raises(PlanError, match=r"model 'net-b': layer 3: a joint plan runs the ffn whole on one device"):
         evaluate_joint(multi, JointPlan((plan, split)))
+    with pytest.raises(PlanError, match=r"model 'net-b': a joint plan gives every model one static plan"):
+        evaluate_joint(multi, JointPlan((plan, plan.replace(intervals=[p, p]))))
+
+
+def random_head_plan(inst, rng) -> Plan:
+    """Groups on random devices (several per layer), projection, FFN, embed and lm_head each whole somewhere."""
+    L, K, N = inst.model.layers, inst.model.kv_heads, inst.n_devices
+    eye = np.eye(N)
+    placement = Placement(rng.integers(0, N, (L, K)), eye[rng.integers(0, N, L)], eye[rng.integers(0, N, L)],
+                          int(rng.integers(N)), int(rng.integers(N)))
+    return Plan(devices=inst.cluster.names, intervals=[placement])
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_head_level_model_alone_takes_its_evaluate_total(seed):
+    # The DAG alone must reproduce the single-model evaluator (switched: latest arrival; shared: transfers add up).
+    multi = random_multi(seed)
+    rng = np.random.default_rng(seed)
+    for inst in multi.instances:
+        plan = random_head_plan(inst, rng)
+        assert simulate_dags([head_dag(inst, plan)], inst.n_devices)[0] == pytest.approx(evaluate(inst, plan).total_s, rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_head_level_joint_plans_between_their_bound_and_the_sequential_sum(seed):
+    multi = random_multi(seed + 100)
+    rng = np.random.default_rng(seed)
+    plans = tuple(random_head_plan(inst, rng) for inst in multi.instances)
+    report = evaluate_joint(multi, JointPlan(plans))
+    alone = [simulate_dags([head_dag(inst, p)], multi.n_devices)[0] for inst, p in zip(multi.instances, plans)]
+    np.testing.assert_allclose(report.alone_s, alone, rtol=1e-12)
+    assert report.lower_bound_s <= report.makespan_s * (1 + 1e-12)
+    assert report.makespan_s <= sum(alone) * (1 + 1e-12)  # work-conserving: never worse than one after another
+    # memory: the single-model evaluator's peak per device, summed over the models
+    peaks = sum(evaluate(inst, p).peak_memory_bytes.max(axis=0) for inst, p in zip(multi.instances, plans))
+    np.testing.assert_allclose(report.needed_bytes.sum(axis=0), peaks, rtol=1e-12)
+
+
+def test_head_level_schedule_by_hand():
+    # One step, hand-made DAGs. A: embed on d0 (1 s) → groups on d0 (2 s) and d1 (2 s) → projection on d0 (1 s).
+    # B: a 1 s switched transfer (no resource), then d1 for 3 s. Both want d1 at t=1; A is listed first:
+    # A's d1 group runs 1–3, B's task 3–6; A's projection 3–4.
+    a = Dag(np.array([0, 0, 1, 0]), ((), (0,), (0,), (1, 2)), np.array([[1.0, 2.0, 2.0, 1.0]]))
+    b = Dag(np.array([NONE, 1]), ((), (0,)), np.array([[1.0, 3.0]]))
+    assert simulate_dags([a, b], 2).tolist() == [4.0, 6.0]
+    # B first: B holds d1 1–4, A's d1 group runs 4–6, its projection 6–7.
+    assert simulate_dags([b, a], 2).tolist() == [4.0, 7.0]
+    # Two steps of B: the second starts when the first ends.
+    assert simulate_dags([Dag(b.resource, b.preds, np.array([[1.0, 3.0], [0.5, 2.0]]))], 2).tolist() == [6.5]
+    # A shared medium: two 1 s transfers (NETWORK) after embed go one after the other; NONE tasks overlap.
+    c = Dag(np.array([0, NETWORK, NETWORK, NONE, NONE]), ((), (0,), (0,), (1, 2), (3,)), np.array([[1.0, 1, 1, 0, 1]]))
+    assert simulate_dags([c], 1).tolist() == [4.0]
 
 
 # ----------------------------------------------------------------------------- joint methods
+def _is_layer_plan(inst, plan) -> bool:
+    try:
+        layer_devices(inst, plan)
+    except PlanError:
+        return False
+    return True
+
+
+def test_memory_left_sets_the_other_models_bytes_aside():
+    multi = load_multi("ppn-2x2")
+    inst = multi.instances[0]
+    usable = np.array([d.memory_bytes - d.reserved_bytes for d in inst.devices])
+    others = np.array([0.25, 0.5, 0.0, 2.0])[: inst.n_devices] * usable
+    left = np.array([d.memory_bytes - d.reserved_bytes for d in memory_left(inst, others).devices])
+    expected = np.maximum(usable - others, 1.0)  # a device overfull by the others keeps one byte
+    np.testing.assert_allclose(left, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize(("seed", "solver"), [(0, "myopic+"), (1, "myopic+"), (2, "milp"), (3, "myopic+")])
+def test_best_response_never_worse_than_its_start_and_fits_the_shared_memory(seed, solver):
+    multi = random_multi(seed)
+    tables = model_tables(multi)
+    start = solve(multi, "disjoint").plan
+    if start is None or not evaluate_joint(multi, start, tables).feasible:
+        pytest.skip("no feasible disjoint start on this instance")
+    plan, report, stats = best_response(multi, start, tables, solver, max_rounds=2)
+    fresh = evaluate_joint(multi, plan)
+    assert fresh.feasible and fresh.objective(multi.objective) == report.objective(multi.objective)
+    assert fresh.objective(multi.objective) <= evaluate_joint(multi, start).objective(multi.objective)
+    assert stats["responses"] >= multi.n_models
+    # every model's plan fits the memory the others leave it
+    for m, inst in enumerate(multi.instances):
+        others = fresh.needed_bytes.sum(axis=0) - fresh.needed_bytes[m]
+        assert (fresh.needed_bytes[m] <= usable_bytes(memory_left(inst, others)) * (1 + 1e-12)).all()
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_joint_methods_never_worse_than_the_better_baseline_and_above_the_milp_bound(seed):
     multi = random_multi(seed)
-    results = {m: solve(multi, m, **({"time_limit": 20.0} if m == "milp" else {})) for m in METHODS}
+    results = {m: solve(multi, m, **({"time_limit": 20.0} if m == "milp" else {}))
+               for m in METHODS if m != "best-response-milp"}  # that one: test_best_response_*
     baselines = [results[m].objective for m in ("sequential", "disjoint") if results[m].status == "feasible"]
     best_baseline = min(baselines)
-    for method in ("pipeline-dp", "local-search", "milp"):
+    for method in ("pipeline-dp", "local-search", "milp", "best-response"):
         assert results[method].status in ("feasible", "optimal")
         assert results[method].objective <= best_baseline * (1 + 1e-12)
     bound = results["milp"].bound
     if results["milp"].stats["milp_status"] == "infeasible":  # proven: no concurrent layer plan fits
         bound = np.inf
     assert bound is not None and bound > 0
-    # The bound holds for every concurrent plan any method returns, and for random feasible layer plans.
+    # The bound holds for every concurrent layer plan any method returns, and for random feasible layer plans
+    # (not for head-level plans: the joint MILP places whole layers).
     for result in results.values():
-        if result.plan is not None and result.plan.schedule == "concurrent" and result.report.feasible:
+        if result.plan is not None and result.plan.schedule == "concurrent" and result.report.feasible \
+                and all(_is_layer_plan(i, p) for i, p in zip(multi.instances, result.plan.plans)):
             assert bound <= result.objective * (1 + 1e-7)
     rng = np.random.default_rng(seed)
     tables = model_tables(multi)

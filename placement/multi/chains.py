@@ -128,14 +128,9 @@ def layer_devices(instance: Instance, plan: Plan) -> tuple[np.ndarray, int, int]
     PlanError
         When the plan is not a static layer plan (docs/parallel.md, "Plans"), naming the layer.
     """
-    from placement.evaluate import check_plan  # checks devices, shapes and shares
+    from placement.multi.dags import static_arrays  # dags builds on this module's chains
 
-    if not plan.static or plan.windows or plan.client is not None or plan.intervals[0].precision:
-        raise PlanError("a joint plan gives every model one static layer plan (one interval, no windows, client or "
-                        "precision overrides); see docs/parallel.md")
-    arrays = check_plan(instance, plan)
-    if arrays.experts is not None:
-        raise PlanError("a joint plan keeps MoE experts with their FFN (no `experts` placement); see docs/parallel.md")
+    arrays = static_arrays(instance, plan)
     att, proj, ffn = arrays.attention[0], arrays.projection[0], arrays.ffn[0]
     devices = att[:, 0]
     for l in range(instance.model.layers):

@@ -1,7 +1,9 @@
 """The multi-model evaluator: memory shared per device, a simulated concurrent schedule, its lower bound.
 
-A `JointPlan` gives every model of a `MultiInstance` a static layer plan and says how
-the models run:
+A `JointPlan` gives every model of a `MultiInstance` a static plan — a layer plan
+(`placement.multi.chains`, each model's step a chain) or a head-level plan
+(`placement.multi.dags`, each step a DAG: groups of a layer on several devices) — and
+says how the models run:
 
 - ``concurrent``: all models start at time 0 and run together. Every device serves one
   task at a time, so work of different models on one device serializes, and so do all
@@ -28,11 +30,13 @@ from typing import Any
 import numpy as np
 
 from placement.cost.tables import over_memory, usable_bytes
+from placement.evaluate import evaluate
 from placement.cost.units import format_bytes
 from placement.errors import PlanError
-from placement.multi.chains import NETWORK, ChainTables, chain, chain_tables, layer_devices, needed_bytes
+from placement.multi.chains import NETWORK, Chain, ChainTables, chain, chain_tables, layer_devices, needed_bytes
+from placement.multi.dags import Dag, chain_dag, head_dag, head_needed_bytes
 from placement.multi.instance import MultiInstance
-from placement.multi.schedule import simulate
+from placement.multi.schedule import simulate, simulate_dags
 from placement.plan import Plan
 
 __all__ = ["JointPlan", "JointReport", "SharedViolation", "evaluate_joint", "model_tables", "SCHEDULES",
@@ -44,7 +48,7 @@ JOINT_PLAN_FORMAT = "placement-joint-plan/1"
 
 @dataclass(frozen=True, eq=False)
 class JointPlan:
-    """One layer plan per model and how the models run together.
+    """One static plan per model (layer or head-level) and how the models run together.
 
     Attributes
     ----------
@@ -216,6 +220,16 @@ def _violations(multi: MultiInstance, needed: np.ndarray, limits: np.ndarray, jo
             for m, n in zip(*np.nonzero(over_memory(needed, limits[None, :])))]
 
 
+def _model_tasks(inst, plan: Plan, tables: ChainTables) -> tuple[Chain | None, Dag, np.ndarray]:
+    """A model's chain (layer plans; None otherwise), its DAG (always) and its bytes per device (N,)."""
+    try:
+        devices, embed, lm_head = layer_devices(inst, plan)
+    except PlanError:  # not a layer plan: a head-level one, or a clear refusal from `head_dag`
+        return None, head_dag(inst, plan), head_needed_bytes(inst, plan)
+    c = chain(tables, devices, embed, lm_head)
+    return c, chain_dag(c, tables.layer_s.shape[0]), needed_bytes(tables, devices, embed, lm_head, inst.n_devices)
+
+
 def evaluate_joint(multi: MultiInstance, joint: JointPlan, tables: tuple[ChainTables, ...] | None = None) -> JointReport:
     """Judge a joint plan: shared memory, each model's finish time, makespan, weighted sum, lower bound.
 
@@ -234,7 +248,7 @@ def evaluate_joint(multi: MultiInstance, joint: JointPlan, tables: tuple[ChainTa
     ------
     PlanError
         When the plan count, a schedule or order is wrong, or a model's plan is not a
-        static layer plan of its instance (naming the model).
+        static plan of its instance with whole projections and FFNs (naming the model).
     """
     M, N = multi.n_models, multi.n_devices
     if len(joint.plans) != M:
@@ -242,24 +256,28 @@ def evaluate_joint(multi: MultiInstance, joint: JointPlan, tables: tuple[ChainTa
     if joint.schedule not in SCHEDULES:
         raise PlanError(f"joint plan `schedule` {joint.schedule!r} is unknown; use one of {', '.join(SCHEDULES)}")
     tables = tables or model_tables(multi)
-    chains, needed = [], np.zeros((M, N))
+    tasks, needed = [], np.zeros((M, N))
     for m, (inst, plan) in enumerate(zip(multi.instances, joint.plans)):
         try:
-            devices, embed, lm_head = layer_devices(inst, plan)
+            tasks.append(_model_tasks(inst, plan, tables[m]))
         except PlanError as exc:
             raise PlanError(f"model {multi.names[m]!r}: {exc}") from None
-        chains.append(chain(tables[m], devices, embed, lm_head))
-        needed[m] = needed_bytes(tables[m], devices, embed, lm_head, N)
-    alone = np.array([c.duration_s.sum() for c in chains])
+        needed[m] = tasks[-1][2]
     shared = multi.cluster.network == "shared"
-    busy = np.zeros(N)
-    medium = 0.0
-    for c in chains:
-        on = c.resource != NETWORK
-        busy += np.bincount(c.resource[on], weights=c.duration_s[on], minlength=N)
-        medium += float(c.duration_s[~on].sum()) if shared else 0.0
+    busy, medium, alone = np.zeros(N), 0.0, np.zeros(M)
+    for m, (c, dag, _) in enumerate(tasks):
+        resource = np.tile(dag.resource, len(dag.duration_s)) if c is None else c.resource
+        duration = dag.duration_s.ravel() if c is None else c.duration_s
+        on = resource >= 0
+        busy += np.bincount(resource[on], weights=duration[on], minlength=N)
+        medium += float(duration[resource == NETWORK].sum()) if shared else 0.0
+        # alone, a head-level DAG takes exactly the single-model evaluator's total (tested): use its vectorized figure
+        alone[m] = duration.sum() if c is not None else evaluate(multi.instances[m], joint.plans[m]).total_s
     if joint.schedule == "concurrent":
-        finish = simulate(chains, N, shared)
+        if all(c is not None for c, _, _ in tasks):  # layer plans: the chain simulation, as before
+            finish = simulate([c for c, _, _ in tasks], N, shared)
+        else:
+            finish = simulate_dags([dag for _, dag, _ in tasks], N)
         bound = float(max(alone.max(), busy.max(), medium))
     else:
         order = _order(joint, M)

@@ -18,8 +18,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from placement.multi.chains import NETWORK, Chain
+from placement.multi.dags import NONE, Dag
 
-__all__ = ["simulate"]
+__all__ = ["simulate", "simulate_dags"]
 
 
 def _advance(resources: list[int], durations: list[float], i: int, ready: float, free_run: bool) -> tuple[int, float]:
@@ -84,4 +85,80 @@ def simulate(chains: Sequence[Chain], n_devices: int, shared_network: bool) -> n
             heapq.heappush(heap, (max(ready[m], free[resources[m][index[m]]]), m))
         else:
             finish[m] = ready[m]
+    return finish
+
+
+def simulate_dags(dags: Sequence[Dag], n_devices: int) -> np.ndarray:
+    """Finish time of every model's task DAG when they run together from time 0, seconds.
+
+    The rules of `simulate`, for graphs: a task is ready when every task it waits for
+    has ended; a task needing no resource (`NONE`) runs as soon as it is ready; a device
+    or the medium (`NETWORK`) serves one task at a time, the one that can start
+    earliest first, ties to the model listed first, then to the task listed first.
+
+    Parameters
+    ----------
+    dags : sequence of Dag
+        In priority order (first: highest).
+    n_devices : int
+
+    Returns
+    -------
+    ndarray, shape (len(dags),)
+        When each model's last step ends, seconds.
+    """
+    free = [0.0] * (n_devices + 1)  # the last entry: the shared medium
+    res = [[n_devices if r == NETWORK else int(r) for r in d.resource] for d in dags]
+    succ = [[[] for _ in d.preds] for d in dags]
+    for m, d in enumerate(dags):
+        for t, preds in enumerate(d.preds):
+            for p in preds:
+                succ[m][p].append(t)
+    n_preds = [[len(p) for p in d.preds] for d in dags]
+    dur = [d.duration_s.tolist() for d in dags]
+    step, left, ready = [0] * len(dags), [list(n) for n in n_preds], [[0.0] * len(n) for n in n_preds]
+    finish = np.zeros(len(dags))
+    heap: list[tuple[float, int, int]] = []
+
+    def done(m: int, t: int, end: float) -> None:
+        stack = [(t, end)]
+        while stack:
+            t, end = stack.pop()
+            if t == len(res[m]) - 1:  # the step's last task: the next step's first task is ready
+                step[m] += 1
+                if step[m] == len(dur[m]):
+                    finish[m] = end
+                    continue
+                left[m], ready[m] = list(n_preds[m]), [0.0] * len(res[m])
+                ready[m][0], t_next = end, [0]
+            else:
+                t_next = []
+                for s in succ[m][t]:
+                    ready[m][s] = max(ready[m][s], end)
+                    left[m][s] -= 1
+                    if left[m][s] == 0:
+                        t_next.append(s)
+            for s in t_next:
+                r = res[m][s]
+                if r == NONE:
+                    stack.append((s, ready[m][s] + dur[m][step[m]][s]))
+                else:
+                    heapq.heappush(heap, (max(ready[m][s], free[r]), m, s))
+
+    for m in range(len(dags)):
+        r = res[m][0]
+        if r == NONE:
+            done(m, 0, dur[m][0][0])
+        else:
+            heapq.heappush(heap, (0.0, m, 0))
+    while heap:
+        start, m, t = heapq.heappop(heap)
+        r = res[m][t]
+        actual = max(ready[m][t], free[r])
+        if actual > start:  # the resource was taken since this entry was pushed: wait again
+            heapq.heappush(heap, (actual, m, t))
+            continue
+        end = actual + dur[m][step[m]][t]
+        free[r] = end
+        done(m, t, end)
     return finish

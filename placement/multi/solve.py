@@ -10,7 +10,11 @@ plan that overflows a device's shared memory is ``infeasible``. Methods:
 - ``local-search``: ``pipeline-dp``'s best concurrent plan improved by single-model
   moves (`placement.multi.search`);
 - ``milp``: the joint MILP (`placement.multi.milp`) for a plan and a lower bound,
-  then the best of its plan and ``local-search``'s.
+  then the best of its plan and ``local-search``'s;
+- ``best-response``, ``best-response-milp``: head-level joint plans, each model
+  re-placed in turn by the single-model ``myopic+`` or ``milp`` under the memory the
+  others leave (`placement.multi.response`), from the best concurrent plan after
+  ``local-search``.
 
 Each joint method starts from both baselines and keeps the best plan it has seen, so
 it is never worse than the better baseline.
@@ -35,6 +39,8 @@ METHODS = {
     "pipeline-dp": {"max_exact_devices": 6},
     "local-search": {"max_exact_devices": 6, "max_rounds": 20},
     "milp": {"max_exact_devices": 6, "max_rounds": 20, "time_limit": 30.0},
+    "best-response": {"max_exact_devices": 6, "max_rounds": 20, "response_rounds": 3},
+    "best-response-milp": {"max_exact_devices": 6, "max_rounds": 20, "response_rounds": 3},
 }
 
 
@@ -124,13 +130,22 @@ def _run(multi: MultiInstance, method: str, options: dict[str, Any]) -> tuple[Jo
         if devices is not None:
             plans = tuple(layer_plan(inst, d, "milp") for inst, d in zip(multi.instances, devices))
             candidates.append(JointPlan(plans, "concurrent", method="milp"))
-    if method in ("local-search", "milp"):
+    if method in ("local-search", "milp") or method.startswith("best-response"):
         concurrent = [p for p in candidates if p.schedule == "concurrent"]
         start, _ = _best(multi, concurrent, tables)
         if start is not None:
             improved, _, search_stats = local_search(multi, start, tables, max_rounds=options["max_rounds"])
             candidates.append(improved)
             stats |= search_stats
+    if method.startswith("best-response"):
+        from placement.multi.response import best_response
+
+        start, _ = _best(multi, [p for p in candidates if p.schedule == "concurrent"], tables)
+        if start is not None:
+            solver = "milp" if method == "best-response-milp" else "myopic+"
+            improved, _, response_stats = best_response(multi, start, tables, solver, max_rounds=options["response_rounds"])
+            candidates.append(improved)
+            stats |= response_stats
     best, _ = _best(multi, candidates, tables)
     stats |= {"candidates": len(candidates), "dp_calls": b.calls}
     if best is None and candidates:
@@ -174,7 +189,8 @@ def solve(multi: MultiInstance, method: str = "local-search", **options: Any) ->
         One of `METHODS`.
     **options
         ``max_exact_devices`` (disjoint split by enumeration up to this many devices),
-        ``max_rounds`` (local-search passes), ``time_limit`` (seconds, milp).
+        ``max_rounds`` (local-search passes), ``time_limit`` (seconds, milp), ``response_rounds``
+        (best-response passes over the models).
 
     Returns
     -------
