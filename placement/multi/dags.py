@@ -30,8 +30,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from placement.cost.tables import block_memory, heads_share_memory, phase_tables, prefill_step_costs, step_costs, transfer_times
+from placement.cost.tables import phase_tables, prefill_step_costs, step_costs, transfer_times
 from placement.errors import PlanError
+from placement.evaluate import evaluate
 from placement.instance import Instance
 from placement.multi.chains import NETWORK, Chain
 from placement.plan import Plan
@@ -202,6 +203,9 @@ def chain_dag(c: Chain, steps: int) -> Dag:
 def head_needed_bytes(instance: Instance, plan: Plan) -> np.ndarray:
     """Bytes a static head-level plan keeps on each device at the largest context: (N,).
 
+    The single-model evaluator's own peak (its memory rule, stated once), which for a
+    static plan is the last interval's.
+
     Parameters
     ----------
     instance : Instance
@@ -212,12 +216,5 @@ def head_needed_bytes(instance: Instance, plan: Plan) -> np.ndarray:
     ndarray, shape (N,)
         Groups' weights and KV caches, projections, FFNs, ``embed`` and ``lm_head`` (a tied pair on one device once).
     """
-    arrays = static_arrays(instance, plan)
-    precision = arrays.precision[0]
-    memory = block_memory(instance, precision, instance.workload.interval_max_context()[-1:])
-    needed = arrays.counts[0].T @ memory.group[0] + arrays.projection[0].T @ memory.projection[0] + arrays.ffn[0].T @ memory.ffn[0]
-    embed, lm_head = int(arrays.embed[0]), int(arrays.lm_head[0])
-    needed[embed] += memory.embed[0]
-    if not (embed == lm_head and heads_share_memory(instance.model, precision)):
-        needed[lm_head] += memory.lm_head[0]
-    return needed
+    static_arrays(instance, plan)  # the joint evaluator's refusals come first, with their own messages
+    return evaluate(instance, plan).peak_memory_bytes.max(axis=0)
