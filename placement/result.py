@@ -17,7 +17,7 @@ from placement.errors import PlanError
 from placement.evaluate import Report, evaluate
 from placement.plan import Plan
 
-__all__ = ["Result", "STATUSES", "STATS", "judged", "check_result"]
+__all__ = ["Result", "STATUSES", "STATS", "judged", "check_result", "relative_gap"]
 
 # optimal: proven optimal; feasible: a valid plan, optimality not proven; time_limit: stopped by
 # the time limit (the incumbent, if any, is in `plan`); infeasible: no plan fits; error: the back
@@ -39,6 +39,22 @@ STATS: dict[str, str] = {
 # An error figure meets its target up to rounding (the figure is recomputed from the stored design).
 _TARGET_RTOL = 1e-9
 
+
+def relative_gap(objective: float | None, bound: float | None) -> float | None:
+    """``(objective - bound) / objective``, at least 0; None without a bound or a nonzero objective.
+
+    Parameters
+    ----------
+    objective, bound : float or None
+        Seconds.
+
+    Returns
+    -------
+    float or None
+    """
+    if objective is None or bound is None or objective == 0:
+        return None
+    return max(0.0, (objective - bound) / objective)
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Result:
@@ -88,10 +104,8 @@ class Result:
 
     @property
     def gap(self) -> float | None:
-        """Relative gap ``(objective - bound) / objective`` where a bound exists."""
-        if self.objective is None or self.bound is None or self.objective == 0:
-            return None
-        return max(0.0, (self.objective - self.bound) / self.objective)
+        """Relative gap ``(objective - bound) / objective`` where a bound exists (`relative_gap`)."""
+        return relative_gap(self.objective, self.bound)
 
     @property
     def success(self) -> bool:

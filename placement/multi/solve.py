@@ -30,6 +30,7 @@ from placement.errors import InputError
 from placement.multi.baselines import Budgeted, budget_split_plans, disjoint_plan, sequential_plan
 from placement.multi.evaluate import JointPlan, JointReport, evaluate_joint, model_tables
 from placement.multi.instance import MultiInstance
+from placement.result import relative_gap
 
 __all__ = ["solve", "MultiResult", "METHODS"]
 
@@ -79,10 +80,8 @@ class MultiResult:
 
     @property
     def gap(self) -> float | None:
-        """``(objective - bound) / objective`` where a bound exists."""
-        if self.objective is None or self.bound is None or self.objective == 0:
-            return None
-        return max(0.0, (self.objective - self.bound) / self.objective)
+        """``(objective - bound) / objective`` where a bound exists (`placement.result.relative_gap`)."""
+        return relative_gap(self.objective, self.bound)
 
     def to_dict(self, names: tuple[str, ...]) -> dict[str, Any]:
         """JSON-ready: status, message, figures, the report and the joint plan."""

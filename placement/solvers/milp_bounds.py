@@ -39,7 +39,7 @@ from placement.solvers.linear import LinearProblem
 from placement.solvers.milp_model import SECONDS_PER_UNIT, Phase, output_routes, phase_terms, profile_sends_input
 from placement.solvers.milp_signatures import Refinement, SignatureTables, signature_bound
 
-__all__ = ["ConfigurationBound", "layer_classes", "configuration_bound", "pricing_work"]
+__all__ = ["row_classes", "ConfigurationBound", "layer_classes", "configuration_bound", "pricing_work"]
 
 # Above this many elementary DP operations per evaluation of the relaxation the bound is
 # not computed (a 48-device cluster with 40 groups per layer would take hours per step).
@@ -109,10 +109,22 @@ def layer_classes(instance: Instance) -> np.ndarray:
     rows += [memory.group.T, memory.projection.T, memory.ffn.T]
     p = instance.precision
     rows += [np.stack([p.attention, p.projection, p.ffn, p.kv], 1)]
-    table = np.concatenate([np.asarray(r, dtype=float).reshape(instance.model.layers, -1) for r in rows], 1)
+    return row_classes(np.concatenate([np.asarray(r, dtype=float).reshape(instance.model.layers, -1) for r in rows], 1))
+
+
+def row_classes(table: np.ndarray) -> np.ndarray:
+    """The class of every row of `table`: equal rows share one, numbered in order of first appearance.
+
+    Parameters
+    ----------
+    table : ndarray, shape (rows, features)
+
+    Returns
+    -------
+    ndarray of int, shape (rows,)
+    """
     _, first, labels = np.unique(table, axis=0, return_index=True, return_inverse=True)
-    order = np.argsort(np.argsort(first))  # number classes by their first layer
-    return order[labels.ravel()]
+    return np.argsort(np.argsort(first))[labels.ravel()]
 
 
 def pricing_work(instance: Instance) -> float:

@@ -43,7 +43,7 @@ from placement.evaluate import evaluate
 from placement.instance import Instance
 from placement.options import Deadline
 from placement.plan import Plan
-from placement.solvers.milp_bounds import ConfigurationBound, layer_classes
+from placement.solvers.milp_bounds import ConfigurationBound, layer_classes, row_classes
 from placement.solvers.milp_model import (
     SECONDS_PER_UNIT, Phase, output_routes, phase_terms, profile_sends_input, skip_reason,
 )
@@ -113,9 +113,7 @@ def device_classes(instance: Instance) -> np.ndarray:
     for k in range(instance.workload.n_intervals):  # the sums the relaxation uses, interval by interval
         terms = _interval_terms(instance, k, route, varies)
         columns += [terms["group"], terms["proj"], terms["ffn"], terms["embed"][None], terms["lm"][None]]
-    table = np.concatenate(columns, 0).T  # (N, features)
-    _, first, labels = np.unique(table, axis=0, return_index=True, return_inverse=True)
-    return np.argsort(np.argsort(first))[labels.ravel()]
+    return row_classes(np.concatenate(columns, 0).T)  # rows: devices
 
 
 @dataclass(frozen=True, eq=False)
