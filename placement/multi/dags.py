@@ -32,12 +32,11 @@ import numpy as np
 
 from placement.cost.tables import phase_tables, prefill_step_costs, step_costs, transfer_times
 from placement.errors import PlanError
-from placement.evaluate import evaluate
 from placement.instance import Instance
 from placement.multi.chains import NETWORK, Chain
 from placement.plan import Plan
 
-__all__ = ["Dag", "NONE", "static_arrays", "head_dag", "chain_dag", "head_needed_bytes"]
+__all__ = ["Dag", "NONE", "static_arrays", "head_dag", "chain_dag"]
 
 NONE = -2  # resource id of a task that needs no resource (a transfer on a switched network, a barrier)
 
@@ -198,23 +197,3 @@ def chain_dag(c: Chain, steps: int) -> Dag:
     """
     T = len(c.resource) // steps
     return Dag(c.resource[:T].copy(), tuple(() if i == 0 else (i - 1,) for i in range(T)), c.duration_s.reshape(steps, T))
-
-
-def head_needed_bytes(instance: Instance, plan: Plan) -> np.ndarray:
-    """Bytes a static head-level plan keeps on each device at the largest context: (N,).
-
-    The single-model evaluator's own peak (its memory rule, stated once), which for a
-    static plan is the last interval's.
-
-    Parameters
-    ----------
-    instance : Instance
-    plan : Plan
-
-    Returns
-    -------
-    ndarray, shape (N,)
-        Groups' weights and KV caches, projections, FFNs, ``embed`` and ``lm_head`` (a tied pair on one device once).
-    """
-    static_arrays(instance, plan)  # the joint evaluator's refusals come first, with their own messages
-    return evaluate(instance, plan).peak_memory_bytes.max(axis=0)

@@ -34,7 +34,7 @@ from placement.evaluate import evaluate
 from placement.cost.units import format_bytes
 from placement.errors import PlanError
 from placement.multi.chains import NETWORK, Chain, ChainTables, chain, chain_tables, layer_devices, needed_bytes
-from placement.multi.dags import Dag, chain_dag, head_dag, head_needed_bytes
+from placement.multi.dags import Dag, chain_dag, head_dag
 from placement.multi.instance import MultiInstance
 from placement.multi.schedule import simulate, simulate_dags
 from placement.plan import Plan
@@ -220,14 +220,21 @@ def _violations(multi: MultiInstance, needed: np.ndarray, limits: np.ndarray, jo
             for m, n in zip(*np.nonzero(over_memory(needed, limits[None, :])))]
 
 
-def _model_tasks(inst, plan: Plan, tables: ChainTables) -> tuple[Chain | None, Dag, np.ndarray]:
-    """A model's chain (layer plans; None otherwise), its DAG (always) and its bytes per device (N,)."""
+def _model_tasks(inst, plan: Plan, tables: ChainTables) -> tuple[Chain | None, Dag, np.ndarray, float]:
+    """A model's chain (layer plans; None otherwise), its DAG (always), its bytes per device (N,) and its time alone, s.
+
+    A head-level plan's memory and time alone are the single-model evaluator's (one call):
+    its peak, and its total, which the DAG alone reproduces exactly (tested).
+    """
     try:
         devices, embed, lm_head = layer_devices(inst, plan)
     except PlanError:  # not a layer plan: a head-level one, or a clear refusal from `head_dag`
-        return None, head_dag(inst, plan), head_needed_bytes(inst, plan)
+        dag = head_dag(inst, plan)
+        report = evaluate(inst, plan)
+        return None, dag, report.peak_memory_bytes.max(axis=0), report.total_s
     c = chain(tables, devices, embed, lm_head)
-    return c, chain_dag(c, tables.layer_s.shape[0]), needed_bytes(tables, devices, embed, lm_head, inst.n_devices)
+    needed = needed_bytes(tables, devices, embed, lm_head, inst.n_devices)
+    return c, chain_dag(c, tables.layer_s.shape[0]), needed, float(c.duration_s.sum())
 
 
 def evaluate_joint(multi: MultiInstance, joint: JointPlan, tables: tuple[ChainTables, ...] | None = None) -> JointReport:
@@ -265,19 +272,18 @@ def evaluate_joint(multi: MultiInstance, joint: JointPlan, tables: tuple[ChainTa
         needed[m] = tasks[-1][2]
     shared = multi.cluster.network == "shared"
     busy, medium, alone = np.zeros(N), 0.0, np.zeros(M)
-    for m, (c, dag, _) in enumerate(tasks):
+    for m, (c, dag, _, alone_s) in enumerate(tasks):
+        alone[m] = alone_s
         resource = np.tile(dag.resource, len(dag.duration_s)) if c is None else c.resource
         duration = dag.duration_s.ravel() if c is None else c.duration_s
         on = resource >= 0
         busy += np.bincount(resource[on], weights=duration[on], minlength=N)
         medium += float(duration[resource == NETWORK].sum()) if shared else 0.0
-        # alone, a head-level DAG takes exactly the single-model evaluator's total (tested): use its vectorized figure
-        alone[m] = duration.sum() if c is not None else evaluate(multi.instances[m], joint.plans[m]).total_s
     if joint.schedule == "concurrent":
-        if all(c is not None for c, _, _ in tasks):  # layer plans: the chain simulation, as before
-            finish = simulate([c for c, _, _ in tasks], N, shared)
+        if all(c is not None for c, *_ in tasks):  # layer plans: the chain simulation, as before
+            finish = simulate([c for c, *_ in tasks], N, shared)
         else:
-            finish = simulate_dags([dag for _, dag, _ in tasks], N)
+            finish = simulate_dags([dag for _, dag, *_ in tasks], N)
         bound = float(max(alone.max(), busy.max(), medium))
     else:
         order = _order(joint, M)
