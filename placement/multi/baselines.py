@@ -29,13 +29,27 @@ from placement.multi.chains import ChainTables, layer_devices, layer_plan
 from placement.multi.evaluate import JointPlan
 from placement.multi.instance import MultiInstance
 
-__all__ = ["Budgeted", "sequential_plan", "disjoint_plan", "budget_split_plans"]
+__all__ = ["with_usable_bytes", "Budgeted", "sequential_plan", "disjoint_plan", "budget_split_plans"]
 
 _NOTHING_BYTES = 1.0  # the usable memory of a device a model may not use: no block fits in one byte
 
 
-def _budgeted_instance(instance: Instance, budget_bytes: np.ndarray) -> Instance:
-    """`instance` with each device's usable memory lowered to `budget_bytes` (where lower)."""
+def with_usable_bytes(instance: Instance, budget_bytes: np.ndarray) -> Instance:
+    """`instance` with each device's usable memory lowered to `budget_bytes` where that is lower.
+
+    Parameters
+    ----------
+    instance : Instance
+    budget_bytes : ndarray, shape (N,)
+        Bytes the model may use on each device.
+
+    Returns
+    -------
+    Instance
+        The same model, workload and links, the reservations grown to match (a budget
+        below one byte counts as one: a `Device` needs a reservation below its memory,
+        and one byte holds no block).
+    """
     devices = tuple(
         d if b >= d.usable_bytes else replace(d, reserved_bytes=d.memory_bytes - max(b, _NOTHING_BYTES))
         for d, b in zip(instance.devices, budget_bytes)
@@ -73,7 +87,7 @@ class Budgeted:
         if key not in self._seen:
             self.calls += 1
             instance = self.multi.instances[m]
-            result = solve_pipeline_dp(_budgeted_instance(instance, budget_bytes))
+            result = solve_pipeline_dp(with_usable_bytes(instance, budget_bytes))
             if result.status != "feasible":
                 self._seen[key] = (None, np.inf)
             else:

@@ -17,8 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from placement.cost.tables import usable_bytes
 from placement.errors import PlanError
 from placement.instance import Instance
+from placement.multi.baselines import with_usable_bytes
 from placement.multi.evaluate import JointPlan, JointReport, evaluate_joint
 from placement.multi.instance import MultiInstance
 
@@ -42,9 +44,7 @@ def memory_left(instance: Instance, others_bytes: np.ndarray) -> Instance:
         The same model, workload and links; usable memory ``memory - reserved - others``
         (at least one byte: a `Device` needs a reservation below its memory, and one byte holds no block).
     """
-    devices = tuple(replace(d, reserved_bytes=min(d.reserved_bytes + float(o), d.memory_bytes - 1.0))
-                    for d, o in zip(instance.devices, others_bytes))
-    return replace(instance, cluster=replace(instance.cluster, devices=devices))
+    return with_usable_bytes(instance, usable_bytes(instance) - np.asarray(others_bytes, dtype=float))
 
 
 def _respond(multi: MultiInstance, joint: JointPlan, report: JointReport, m: int, solver: str) -> JointPlan | None:
