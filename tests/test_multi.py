@@ -118,18 +118,14 @@ def test_shared_memory_violation_is_named():
     assert evaluate_joint(multi, JointPlan(plans, "sequential")).feasible
 
 
-def test_a_split_ffn_or_several_intervals_is_a_plan_error_naming_the_model():
+def test_a_client_or_a_wrong_interval_count_is_a_plan_error_naming_the_model():
     multi = load_multi("ppn-2x2")
     inst = multi.instances[1]
     plan = layer_plan(inst, np.zeros(inst.model.layers, dtype=int))
     p = plan.intervals[0]
-    ffn = p.ffn.copy()
-    ffn[3] = 0.0
-    ffn[3, :2] = 0.5
-    split = plan.replace(intervals=[Placement(p.attention, p.projection, ffn, 0, 0)])
-    with pytest.raises(PlanError, match=r"model 'net-b': layer 3: a joint plan runs the ffn whole on one device"):
-        evaluate_joint(multi, JointPlan((plan, split)))
-    with pytest.raises(PlanError, match=r"model 'net-b': a joint plan gives every model one static plan"):
+    with pytest.raises(PlanError, match=r"model 'net-b': a joint plan has no sliding `windows` and no `client`"):
+        evaluate_joint(multi, JointPlan((plan, plan.replace(client=inst.cluster.names[1]))))
+    with pytest.raises(PlanError, match=r"model 'net-b': plan has 2 intervals, the instance has 1"):
         evaluate_joint(multi, JointPlan((plan, plan.replace(intervals=[p, p]))))
 
 

@@ -33,10 +33,10 @@ from placement.cost.tables import over_memory, usable_bytes
 from placement.evaluate import evaluate
 from placement.cost.units import format_bytes
 from placement.errors import PlanError
-from placement.multi.chains import NETWORK, Chain, ChainTables, chain, chain_tables, layer_devices, needed_bytes
-from placement.multi.dags import Dag, chain_dag, head_dag
+from placement.multi.chains import NETWORK, ChainTables, chain, chain_tables, layer_devices, needed_bytes
+from placement.multi.dags import Dag, model_dags
 from placement.multi.instance import MultiInstance
-from placement.multi.schedule import simulate, simulate_dags
+from placement.multi.schedule import simulate_dags
 from placement.plan import Plan
 
 __all__ = ["JointPlan", "JointReport", "SharedViolation", "evaluate_joint", "model_tables", "SCHEDULES",
@@ -220,21 +220,21 @@ def _violations(multi: MultiInstance, needed: np.ndarray, limits: np.ndarray, jo
             for m, n in zip(*np.nonzero(over_memory(needed, limits[None, :])))]
 
 
-def _model_tasks(inst, plan: Plan, tables: ChainTables) -> tuple[Chain | None, Dag, np.ndarray, float]:
-    """A model's chain (layer plans; None otherwise), its DAG (always), its bytes per device (N,) and its time alone, s.
+def _model_tasks(inst, plan: Plan, tables: ChainTables) -> tuple[tuple[Dag, ...], np.ndarray, float]:
+    """A model's DAG segments, its bytes per device (N,) and its time alone, seconds.
 
-    A head-level plan's memory and time alone are the single-model evaluator's (one call):
-    its peak, and its total, which the DAG alone reproduces exactly (tested).
+    A layer plan's memory and time alone come from its chain (`placement.multi.chains`);
+    any other plan's from the single-model evaluator (one call): its peak over the
+    intervals, and its total, which the DAG alone reproduces exactly (tested).
     """
+    dags = model_dags(inst, plan)
     try:
         devices, embed, lm_head = layer_devices(inst, plan)
-    except PlanError:  # not a layer plan: a head-level one, or a clear refusal from `head_dag`
-        dag = head_dag(inst, plan)
+    except PlanError:  # not a static layer plan
         report = evaluate(inst, plan)
-        return None, dag, report.peak_memory_bytes.max(axis=0), report.total_s
+        return dags, report.peak_memory_bytes.max(axis=0), report.total_s
     c = chain(tables, devices, embed, lm_head)
-    needed = needed_bytes(tables, devices, embed, lm_head, inst.n_devices)
-    return c, chain_dag(c, tables.layer_s.shape[0]), needed, float(c.duration_s.sum())
+    return dags, needed_bytes(tables, devices, embed, lm_head, inst.n_devices), float(c.duration_s.sum())
 
 
 def evaluate_joint(multi: MultiInstance, joint: JointPlan, tables: tuple[ChainTables, ...] | None = None) -> JointReport:
@@ -269,21 +269,16 @@ def evaluate_joint(multi: MultiInstance, joint: JointPlan, tables: tuple[ChainTa
             tasks.append(_model_tasks(inst, plan, tables[m]))
         except PlanError as exc:
             raise PlanError(f"model {multi.names[m]!r}: {exc}") from None
-        needed[m] = tasks[-1][2]
-    shared = multi.cluster.network == "shared"
-    busy, medium, alone = np.zeros(N), 0.0, np.zeros(M)
-    for m, (c, dag, _, alone_s) in enumerate(tasks):
-        alone[m] = alone_s
-        resource = np.tile(dag.resource, len(dag.duration_s)) if c is None else c.resource
-        duration = dag.duration_s.ravel() if c is None else c.duration_s
-        on = resource >= 0
-        busy += np.bincount(resource[on], weights=duration[on], minlength=N)
-        medium += float(duration[resource == NETWORK].sum()) if shared else 0.0
+        needed[m] = tasks[-1][1]
+    busy, medium, alone = np.zeros(N), 0.0, np.array([a for *_, a in tasks])
+    for dags, *_ in tasks:
+        for d in dags:
+            seconds = d.duration_s.sum(axis=0)
+            on = d.resource >= 0
+            busy += np.bincount(d.resource[on], weights=seconds[on], minlength=N)
+            medium += float(seconds[d.resource == NETWORK].sum())
     if joint.schedule == "concurrent":
-        if all(c is not None for c, *_ in tasks):  # layer plans: the chain simulation, as before
-            finish = simulate([c for c, *_ in tasks], N, shared)
-        else:
-            finish = simulate_dags([dag for _, dag, *_ in tasks], N)
+        finish = simulate_dags([dags for dags, *_ in tasks], N)
         bound = float(max(alone.max(), busy.max(), medium))
     else:
         order = _order(joint, M)
