@@ -250,14 +250,15 @@ def _ffn(c: _Step, b: _Builder, l: int, holders: np.ndarray, after) -> tuple[np.
     """Layer ``l``'s FFN (shares, or the router and placed experts) after `after`; holders and task(s) as `_attention`."""
     a, t, k = c.arrays, c.tables, c.k
     shares = a.ffn[k, l]
+    if a.experts is not None and a.experts[k, l, 0] >= 0:  # placed experts: the evaluator's stage on the FFN's device
+        f = int(shares.argmax())
+        total, part, _, _ = layer_expert_stage(c.instance, c.costs, t, 0, 0, l, f, a.experts[k, l])
+        compute = b.add(f, c.receive(b, holders, f, t.hidden_s, c.costs.hidden_bytes, after),
+                        t.ffn_fixed_s[:, l, f] + part)
+        return np.array([f]), (b.add(NONE, (compute,), total - part),)
     devices = [int(f) for f in np.flatnonzero(shares > 0)]
     recvs = [c.receive(b, holders, f, t.hidden_s, c.costs.hidden_bytes, after) for f in devices]
     gate = b.join([p for r in recvs for p in r]) if c.shared else None
-    if a.experts is not None and a.experts[k, l, 0] >= 0:  # placed experts (a whole FFN on its home device)
-        f = devices[0]
-        total, part, _, _ = layer_expert_stage(c.instance, c.costs, t, 0, 0, l, f, a.experts[k, l])
-        compute = b.add(f, gate if c.shared else recvs[0], t.ffn_fixed_s[:, l, f] + part)
-        return np.array([f]), (b.add(NONE, (compute,), total - part),)
     comps = [b.add(f, gate if c.shared else r, shares[f] * t.ffn_s[:, l, f]) for f, r in zip(devices, recvs)]
     if len(devices) > 1:
         return c.reduce(b, shares, comps)
