@@ -500,3 +500,23 @@ def test_joint_plans_of_every_kind_between_their_bound_and_the_sequential_sum(se
     assert report.lower_bound_s <= report.makespan_s * (1 + 1e-12)
     assert report.makespan_s <= sum(report.alone_s) * (1 + 1e-12)  # work-conserving: never worse than one after another
     assert (report.finish_s >= report.alone_s * (1 - 1e-12)).all()  # sharing the cluster never speeds a model up
+
+
+def test_joint_myopic_plus_repartitions_once_the_short_model_is_done():
+    # Two equal devices on a fast link; a short and a long job of one model. Alone, the long job is fastest with its
+    # heads over both devices; while the short job runs, one device each is best. Only a plan that changes at an
+    # interval boundary has both: the joint myopic+ finds it and beats every static joint plan.
+    model = _tiny_model("tiny", 4, 512, False)
+    multi = multi_from_dict({
+        "models": [{"name": "short", "model": model, "workload": {"prompt_tokens": 8, "generate_tokens": 16}},
+                   {"name": "long", "model": model, "workload": {"prompt_tokens": 8, "generate_tokens": 96, "interval": 16}}],
+        "devices": [{"name": n, "memory": "64 MiB", "peak_flops": "2 GFLOPS", "memory_bandwidth": "2 GB/s"} for n in "ab"],
+        "mesh": {"bandwidth": "10 Gbit/s", "latency": "5 us"}}, source="short-long")
+    static = min(solve(multi, m).objective for m in ("sequential", "disjoint", "local-search", "best-response"))
+    result = solve(multi, "myopic+")
+    assert result.status == "feasible" and result.objective < static * (1 - 1e-3)
+    long = result.plan.plans[1]
+    assert len(long.intervals) == multi.instances[1].workload.n_intervals
+    assert evaluate_joint(multi, result.plan).objective("makespan") == pytest.approx(result.objective, rel=1e-12)
+    # the short model's finish is untouched by the long one's re-partitioning: it still ends first
+    assert result.report.finish_s[0] < result.report.finish_s[1]
