@@ -472,7 +472,7 @@ def test_two_models_sending_into_one_device_collide_on_its_switch_link():
     star, mesh = (multi_from_dict({"models": entries, **_star(kind)}, source=kind) for kind in ("star", "mesh"))
     cluster = star.cluster
     # d0 → d2 crosses d0–s from its d0 end (id 0) and s–d2 from its s end (d2–s is link 2, crossed v → u: id 5).
-    from placement.multi.dags import directed_links
+    from placement.multi.chains import directed_links
     assert directed_links(cluster, 0, 2, 0) == (0, 5) and directed_links(cluster, 1, 2, 0) == (2, 5)
     assert directed_links(cluster, 2, 0, 0) == (4, 1)
     np.testing.assert_allclose(cluster.route_time_s(np.array([1e4])), mesh.cluster.route_time_s(np.array([1e4])))

@@ -49,10 +49,10 @@ from placement.errors import PlanError
 from placement.evaluate import PlanArrays, check_plan, migration_messages
 from placement.experts import layer_expert_stage
 from placement.instance import Instance
-from placement.multi.chains import NETWORK
+from placement.multi.chains import NETWORK, Chain, directed_links
 from placement.plan import Plan
 
-__all__ = ["Dag", "NONE", "static_arrays", "head_dag", "model_dags", "compact", "directed_links"]
+__all__ = ["Dag", "NONE", "static_arrays", "head_dag", "model_dags", "compact", "chain_dags"]
 
 NONE = -2  # resource id of a task that needs no device and not the medium (a switched transfer, a barrier)
 
@@ -78,30 +78,6 @@ class Dag:
     preds: tuple[tuple[int, ...], ...]
     duration_s: np.ndarray
     links: tuple[tuple[int, ...], ...] = ()
-
-
-def directed_links(cluster, u: int, v: int, route: int) -> tuple[int, ...]:
-    """The directed links a message from device `u` to `v` on candidate route `route` crosses.
-
-    Parameters
-    ----------
-    cluster : Cluster
-    u, v : int
-        Device indices.
-    route : int
-        Index into the cluster's candidate routes (`Cluster.route_index`).
-
-    Returns
-    -------
-    tuple of int
-        ``2·i`` for link ``i`` crossed from its ``u`` end to its ``v`` end, ``2·i + 1`` the other way.
-    """
-    node, out = cluster.names[u], []
-    for i in cluster.candidate_links[route, u, v]:
-        link = cluster.links[i]
-        out.append(2 * i if link.u == node else 2 * i + 1)
-        node = link.v if link.u == node else link.u
-    return tuple(out)
 
 
 def static_arrays(instance: Instance, plan: Plan):
@@ -403,3 +379,28 @@ def compact(dag: Dag) -> Dag:
     preds = tuple(tuple(dict.fromkeys(new(p) for p in dag.preds[t] if new(p) != index[t])) for t in keep)
     kept_links = tuple(links[t] for t in keep) if dag.links else ()
     return Dag(dag.resource[keep], preds, duration, kept_links)
+
+
+def chain_dags(c: Chain, links, steps: int, shared: bool) -> tuple[Dag, Dag]:
+    """A layer plan's chain (`placement.multi.chains.chain`) as its prefill and decode segments.
+
+    Parameters
+    ----------
+    c : Chain
+    links : tuple of two tuples
+        `placement.multi.chains.chain_links` of the plan.
+    steps : int
+        Forward steps of the chain (the prefill and every decode step).
+    shared : bool
+        A ``shared`` network: transfers take the medium; otherwise they hold their links.
+
+    Returns
+    -------
+    tuple of Dag
+        The same tasks as `model_dags` gives the plan (compacted).
+    """
+    T = len(c.resource) // steps
+    resource = c.resource[:T] if shared else np.where(c.resource[:T] == NETWORK, NONE, c.resource[:T])
+    preds = tuple(() if i == 0 else (i - 1,) for i in range(T))
+    duration = c.duration_s.reshape(steps, T)
+    return tuple(Dag(resource, preds, d, () if shared else ls) for d, ls in ((duration[:1], links[0]), (duration[1:], links[1])))

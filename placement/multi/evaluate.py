@@ -33,8 +33,8 @@ from placement.cost.tables import over_memory, usable_bytes
 from placement.evaluate import evaluate
 from placement.cost.units import format_bytes
 from placement.errors import PlanError
-from placement.multi.chains import NETWORK, ChainTables, chain, chain_tables, layer_devices, needed_bytes
-from placement.multi.dags import Dag, model_dags
+from placement.multi.chains import NETWORK, ChainTables, chain_links, chain_tables, layer_devices, needed_bytes
+from placement.multi.dags import Dag, chain_dags, model_dags
 from placement.multi.instance import MultiInstance
 from placement.multi.schedule import simulate_dags
 from placement.plan import Plan
@@ -227,13 +227,13 @@ def _model_tasks(inst, plan: Plan, tables: ChainTables) -> tuple[tuple[Dag, ...]
     any other plan's from the single-model evaluator (one call): its peak over the
     intervals, and its total, which the DAG alone reproduces exactly (tested).
     """
-    dags = model_dags(inst, plan)
     try:
         devices, embed, lm_head = layer_devices(inst, plan)
     except PlanError:  # not a static layer plan
         report = evaluate(inst, plan)
-        return dags, report.peak_memory_bytes.max(axis=0), report.total_s
-    c = chain(tables, devices, embed, lm_head)
+        return model_dags(inst, plan), report.peak_memory_bytes.max(axis=0), report.total_s
+    c, links = chain_links(tables, devices, embed, lm_head)
+    dags = chain_dags(c, links, tables.layer_s.shape[0], inst.cluster.network == "shared")
     return dags, needed_bytes(tables, devices, embed, lm_head, inst.n_devices), float(c.duration_s.sum())
 
 
