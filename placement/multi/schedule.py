@@ -230,12 +230,13 @@ def simulate_dags(models: Sequence[Dag | Sequence[Dag]], n_devices: int) -> np.n
 
     for m in range(M):
         begin(m, 0.0)
-    while heap:
+    while heap:  # the hot path: `available`, `arrive` and a device's `release` inlined
         key, m, v = pop(heap)
         c, rdy = current[m], ready[m]
         kind, start = c.resource[v], rdy[v]
         if kind >= 0:
-            start = max(start, free[kind])
+            if free[kind] > start:
+                start = free[kind]
         else:
             start = max(start, links_free(m, c.links[v]))
         if start > key:  # the resource was taken since this entry was pushed: wait again
@@ -249,14 +250,19 @@ def simulate_dags(models: Sequence[Dag | Sequence[Dag]], n_devices: int) -> np.n
             for e in c.links[v]:
                 h = held.setdefault(e, [0.0] * M)
                 h[m] = max(h[m], end)
-        lag, lf = c.lag[st], left[m]
-        for w, e in c.out[v]:  # (arrive, inlined: the loop's hot path)
+        lag, lf, resource = c.lag[st], left[m], c.resource
+        for w, e in c.out[v]:
             t = end + lag[e]
             if t > rdy[w]:
                 rdy[w] = t
             lf[w] -= 1
             if not lf[w]:
-                release(m, c, w)
+                r = resource[w]
+                if r >= 0:
+                    t = rdy[w]
+                    push(heap, (t if t > free[r] else free[r], m, w))
+                else:
+                    release(m, c, w)
     return finish
 
 
