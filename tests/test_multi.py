@@ -12,7 +12,7 @@ from placement.errors import InputError, PlanError
 from placement.evaluate import evaluate
 from placement.multi import JointPlan, METHODS, evaluate_joint, load_multi, multi_from_dict, solve
 from placement.multi.chains import NETWORK, Chain, layer_devices, layer_plan
-from placement.multi.dags import NONE, Dag, head_dag, model_dags
+from placement.multi.dags import NONE, Dag, model_dags
 from placement.multi.response import best_response, memory_left
 from placement.cost.tables import usable_bytes
 from placement.multi.evaluate import model_tables
@@ -83,7 +83,7 @@ def test_two_models_on_one_device_serialize_by_hand():
     multi = random_multi(3)
     plans = tuple(layer_plan(inst, np.zeros(inst.model.layers, dtype=int)) for inst in multi.instances)
     report = evaluate_joint(multi, JointPlan(plans))
-    alone = [simulate_dags([head_dag(inst, p)], multi.n_devices)[0] for inst, p in zip(multi.instances, plans)]
+    alone = [simulate_dags([model_dags(inst, p)], multi.n_devices)[0] for inst, p in zip(multi.instances, plans)]
     assert report.makespan_s == pytest.approx(sum(alone), rel=RTOL)
     assert report.finish_s[0] == pytest.approx(alone[0], rel=RTOL)
     assert report.lower_bound_s == pytest.approx(sum(alone), rel=RTOL)  # device 0's busy time
@@ -145,7 +145,7 @@ def test_a_head_level_model_alone_takes_its_evaluate_total(seed):
     rng = np.random.default_rng(seed)
     for inst in multi.instances:
         plan = random_head_plan(inst, rng)
-        assert simulate_dags([head_dag(inst, plan)], inst.n_devices)[0] == pytest.approx(evaluate(inst, plan).total_s, rel=1e-12)
+        assert simulate_dags([model_dags(inst, plan)], inst.n_devices)[0] == pytest.approx(evaluate(inst, plan).total_s, rel=1e-12)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -154,7 +154,7 @@ def test_head_level_joint_plans_between_their_bound_and_the_sequential_sum(seed)
     rng = np.random.default_rng(seed)
     plans = tuple(random_head_plan(inst, rng) for inst in multi.instances)
     report = evaluate_joint(multi, JointPlan(plans))
-    alone = [simulate_dags([head_dag(inst, p)], multi.n_devices)[0] for inst, p in zip(multi.instances, plans)]
+    alone = [simulate_dags([model_dags(inst, p)], multi.n_devices)[0] for inst, p in zip(multi.instances, plans)]
     np.testing.assert_allclose(report.alone_s, alone, rtol=1e-12)
     assert report.lower_bound_s <= report.makespan_s * (1 + 1e-12)
     assert report.makespan_s <= sum(alone) * (1 + 1e-12)  # work-conserving: never worse than one after another

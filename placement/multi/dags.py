@@ -52,7 +52,7 @@ from placement.instance import Instance
 from placement.multi.chains import NETWORK, Chain, directed_links
 from placement.plan import Plan
 
-__all__ = ["Dag", "NONE", "static_arrays", "head_dag", "model_dags", "compact", "chain_dags"]
+__all__ = ["Dag", "NONE", "static_arrays", "model_dags", "compact", "chain_dags"]
 
 NONE = -2  # resource id of a task that needs no device and not the medium (a switched transfer, a barrier)
 
@@ -71,7 +71,7 @@ class Dag:
     duration_s : ndarray, shape (steps, T)
         Seconds of each task at each step.
     links : tuple of tuple of int
-        The directed links (`directed_links`) each task holds; empty: none (the default).
+        The directed links (`placement.multi.chains.directed_links`) each task holds; empty: none (the default).
     """
 
     resource: np.ndarray
@@ -81,7 +81,10 @@ class Dag:
 
 
 def static_arrays(instance: Instance, plan: Plan):
-    """`placement.evaluate.check_plan`'s arrays of a plan the joint evaluator simulates.
+    """`placement.evaluate.check_plan`'s arrays of a static plan with whole blocks (a layer plan, or a head-level one).
+
+    The joint evaluator takes any plan (`model_dags`); this narrower check tells layer
+    plans apart (`placement.multi.chains.layer_devices`) and serves the head-level MILP.
 
     Parameters
     ----------
@@ -97,8 +100,6 @@ def static_arrays(instance: Instance, plan: Plan):
     PlanError
         On several intervals, windows, a client, precision overrides, placed experts or a split projection or FFN.
     """
-    from placement.evaluate import check_plan  # checks devices, shapes and shares
-
     if not plan.static or plan.windows or plan.client is not None or plan.intervals[0].precision:
         raise PlanError("a joint plan gives every model one static plan (one interval, no windows, client or "
                         "precision overrides); see docs/parallel.md")
@@ -151,7 +152,7 @@ class _Step:
     arrays: PlanArrays
     k: int  # the plan row (interval)
     costs: object  # StepCosts of the segment's steps
-    tables: object  # PhaseTables of every step (no `at`)
+    tables: object  # PhaseTables: groups at every step, the rest at the first (at every step when sizes vary)
     shared: bool
     routes: dict = field(default_factory=dict)  # message bytes → (N, N) candidate route index, filled on use
     outs: dict = field(default_factory=dict)  # groups → (R, N, N) seconds of their head outputs, filled on use
@@ -182,9 +183,10 @@ class _Step:
         a, cluster = self.arrays, self.instance.cluster
         root = int(np.argmax(shares)) if a.root is None else a.root
         hidden = np.broadcast_to(np.asarray(self.costs.hidden_bytes, dtype=float), (b.steps,))
-        costs = {h: all_reduce(a.collective, shares > 0, root, h, cluster, ota=a.ota) for h in np.unique(hidden)}
-        seconds = np.array([costs[h].time_s for h in hidden])
-        cost = costs[hidden[0]]
+        sizes, which = np.unique(hidden, return_inverse=True)
+        costs = [all_reduce(a.collective, shares > 0, root, h, cluster, ota=a.ota) for h in sizes]
+        seconds = np.array([x.time_s for x in costs])[which]
+        cost = costs[which[0]]
         holders = np.flatnonzero(cost.holders)
         if not seconds.any():
             return holders, tuple(preds)
@@ -327,21 +329,6 @@ def _same_row(arrays: PlanArrays, i: int, k: int) -> bool:
                for f in ("counts", "attention", "projection", "ffn", "embed", "lm_head"))
     experts = arrays.experts is None or np.array_equal(arrays.experts[i], arrays.experts[k])
     return same and experts and arrays.precision[i] is arrays.precision[k]
-
-
-def head_dag(instance: Instance, plan: Plan) -> tuple[Dag, ...]:
-    """`model_dags` of a plan (kept for callers of the static head-level builder).
-
-    Parameters
-    ----------
-    instance : Instance
-    plan : Plan
-
-    Returns
-    -------
-    tuple of Dag
-    """
-    return model_dags(instance, plan)
 
 
 def compact(dag: Dag) -> Dag:
