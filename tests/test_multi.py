@@ -368,6 +368,11 @@ MOE_MODEL = {"name": "tiny-moe", "layers": 3, "hidden": 64, "heads": 4, "kv_head
 
 def random_single(seed: int, moe: bool = False, models: int = 1):
     """Tiny models (dense or MoE) on 3–4 devices, each with several re-decision intervals, switched or shared."""
+    return multi_from_dict(random_single_data(seed, moe, models), source=f"single-{seed}")
+
+
+def random_single_data(seed: int, moe: bool = False, models: int = 1) -> dict:
+    """The multi-model file `random_single` loads."""
     rng = np.random.default_rng(seed)
     entries = []
     for _ in range(models):
@@ -380,7 +385,7 @@ def random_single(seed: int, moe: bool = False, models: int = 1):
                 "memory_bandwidth": f"{rng.uniform(0.4, 3):.2f} GB/s"} for n in range(int(rng.integers(3, 5)))]
     data = {"models": entries, "devices": devices, "network": str(rng.choice(["switched", "shared"])),
             "mesh": {"bandwidth": f"{int(rng.integers(50, 500))} Mbit/s", "latency": "0.2 ms"}}
-    return multi_from_dict(data, source=f"single-{seed}")
+    return data
 
 
 def random_any_plan(inst, rng) -> Plan:
@@ -520,3 +525,28 @@ def test_joint_myopic_plus_repartitions_once_the_short_model_is_done():
     assert evaluate_joint(multi, result.plan).objective("makespan") == pytest.approx(result.objective, rel=1e-12)
     # the short model's finish is untouched by the long one's re-partitioning: it still ends first
     assert result.report.finish_s[0] < result.report.finish_s[1]
+
+
+def test_cli_multi_evaluate_a_joint_plan_with_intervals_and_one_with_a_client(tmp_path):
+    import json
+
+    import yaml
+
+    # A multi-interval joint plan with split blocks evaluates through the CLI exactly as through the API.
+    data = random_single_data(7, models=2)
+    multi = multi_from_dict(data, source="cli")
+    rng = np.random.default_rng(7)
+    joint = JointPlan(tuple(random_any_plan(inst, rng) for inst in multi.instances))
+    (tmp_path / "multi.yaml").write_text(yaml.safe_dump(data))
+    (tmp_path / "joint.json").write_text(json.dumps(joint.to_dict(multi.names)))
+    proc = run_main("multi-evaluate", str(tmp_path / "multi.yaml"), str(tmp_path / "joint.json"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["makespan_s"] == pytest.approx(evaluate_joint(multi, joint).makespan_s, rel=1e-12)
+    # A client: exit 2, one line naming the model.
+    shipped = load_multi("ppn-2x2")
+    inst = shipped.instances[1]
+    plan = layer_plan(inst, np.zeros(inst.model.layers, dtype=int))
+    bad = JointPlan((plan, plan.replace(client=inst.cluster.names[1])))
+    (tmp_path / "bad.json").write_text(json.dumps(bad.to_dict(shipped.names)))
+    line = error_line(run_main("multi-evaluate", "ppn-2x2", str(tmp_path / "bad.json")))
+    assert "model 'net-b': a joint plan has no sliding `windows` and no `client`" in line
