@@ -1,8 +1,9 @@
 """Each model's generation as a chain of tasks on devices and the network.
 
-A joint plan gives every model a *layer plan*: each layer (its attention groups,
-projection and FFN) runs whole on one device, ``embed`` and ``lm_head`` on one device
-each, one placement for the whole generation. One forward step of such a plan is a
+A *layer plan* runs each layer (its attention groups, projection and FFN) whole on one
+device, ``embed`` and ``lm_head`` on one device each, one placement for the whole
+generation; the joint methods search these (other plans: `placement.multi.dags`). One
+forward step of such a plan is a
 chain (DESIGN.md, "One decode step"): ``embed`` → the hidden state to layer 0's device
 → a run of consecutive layers on one device → the hidden state to the next run's
 device → … → ``lm_head`` → the token id back to ``embed``. Consecutive blocks on one
@@ -11,6 +12,8 @@ task. The generation is the prefill's chain followed by the chain of every decod
 step, in order. Every duration comes from the cost layer's tables
 (`placement.cost.tables.phase_tables`), the ones the single-model evaluator reads, so
 the sum of one model's chain is its `placement.evaluate` total (a test checks this).
+Each transfer also knows the directed links of its route (`directed_links`), which it
+holds on a ``switched`` network (`placement.multi.schedule`).
 """
 
 from __future__ import annotations

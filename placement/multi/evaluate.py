@@ -1,16 +1,17 @@
 """The multi-model evaluator: memory shared per device, a simulated concurrent schedule, its lower bound.
 
-A `JointPlan` gives every model of a `MultiInstance` a static plan — a layer plan
-(`placement.multi.chains`, each model's step a chain) or a head-level plan
-(`placement.multi.dags`, each step a DAG: groups of a layer on several devices) — and
-says how the models run:
+A `JointPlan` gives every model of a `MultiInstance` a plan — any plan the
+single-model evaluator accepts but sliding windows and a client: a static layer plan
+(`placement.multi.chains`, each step a chain), or any other (`placement.multi.dags`:
+several intervals with migration, head-level groups, split blocks, placed experts,
+each step a DAG) — and says how the models run:
 
 - ``concurrent``: all models start at time 0 and run together. Every device serves one
   task at a time, so work of different models on one device serializes, and so do all
-  transfers on a ``shared`` network (one medium); on a ``switched`` network transfers
-  take their time without waiting for each other. The makespan is the
-  event simulation's (`placement.multi.schedule.simulate`): an achievable schedule
-  with a fixed priority (the order of the models). Memory: every model's blocks stay
+  transfers on a ``shared`` network (one medium); on a ``switched`` network a directed
+  link carries one model's transfers at a time. The makespan is the event
+  simulation's (`placement.multi.schedule.simulate_dags`): an achievable schedule with
+  a fixed priority (the order of the models). Memory: every model's blocks stay
   resident together, so a device must hold the sum of every model's bytes at its
   largest context.
 - ``sequential``: the models run one after another in ``order``, each alone on the
@@ -48,7 +49,7 @@ JOINT_PLAN_FORMAT = "placement-joint-plan/1"
 
 @dataclass(frozen=True, eq=False)
 class JointPlan:
-    """One static plan per model (layer or head-level) and how the models run together.
+    """One plan per model (any the joint evaluator accepts) and how the models run together.
 
     Attributes
     ----------
@@ -255,7 +256,7 @@ def evaluate_joint(multi: MultiInstance, joint: JointPlan, tables: tuple[ChainTa
     ------
     PlanError
         When the plan count, a schedule or order is wrong, or a model's plan is not a
-        static plan of its instance with whole projections and FFNs (naming the model).
+        plan of its instance the joint evaluator takes (naming the model).
     """
     M, N = multi.n_models, multi.n_devices
     if len(joint.plans) != M:
