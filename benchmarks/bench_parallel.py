@@ -7,6 +7,8 @@
 1b. The same with head-level plans: every layer's attention groups split over its
    device and the next one (`head_split`), so every step is a task DAG
    (`placement.multi.dags`).
+1c. The event simulation of 1b alone (`placement.multi.schedule.simulate_dags`), its
+   DAGs built once.
 2. Every joint method (`placement.multi.METHODS`) on every shipped case as shipped
    (milp with a 30 s limit).
 
@@ -63,6 +65,12 @@ def main() -> None:
     heads = JointPlan(tuple(head_split(inst, p) for inst, p in zip(multi.instances, plan.plans)))
     seconds = _median(lambda: evaluate_joint(multi, heads), args.repeat)
     print(f"evaluate_joint three-llms-8dev, 3 x {args.tokens} tokens, head-level plans: median {seconds * 1e3:.1f} ms")
+    from placement.multi.dags import model_dags  # 1c. the event simulation alone, the DAGs built once
+    from placement.multi.schedule import simulate_dags
+
+    dags = [model_dags(inst, p) for inst, p in zip(multi.instances, heads.plans)]
+    seconds = _median(lambda: simulate_dags(dags, multi.n_devices), args.repeat)
+    print(f"simulate_dags three-llms-8dev, 3 x {args.tokens} tokens, head-level plans: median {seconds * 1e3:.1f} ms")
     if args.evaluator_only:
         return
     for case in CASES:

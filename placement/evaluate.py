@@ -38,7 +38,7 @@ from placement.errors import PlanError
 from placement.instance import Instance
 from placement.plan import COLLECTIVES, Plan
 
-__all__ = ["evaluate", "check_plan", "PlanArrays", "Report", "Violation"]
+__all__ = ["evaluate", "check_plan", "migration_messages", "PlanArrays", "Report", "Violation"]
 
 
 @dataclass(frozen=True)
@@ -595,40 +595,63 @@ def _share_flows(old: np.ndarray, new: np.ndarray) -> np.ndarray:
     return np.outer(loss, gain / total) if total > SHARE_ATOL else np.zeros((len(old), len(old)))
 
 
+def migration_messages(instance: Instance, arrays: PlanArrays, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The blocks moved at the start of interval ``k`` (≥ 1): one message per moved block or share.
+
+    Parameters
+    ----------
+    instance : Instance
+    arrays : PlanArrays
+        `check_plan`'s arrays.
+    k : int
+        The interval that starts.
+
+    Returns
+    -------
+    src, dst : ndarray of int, shape (M,)
+        The device each message leaves and reaches.
+    size : ndarray, shape (M,)
+        Its bytes (the block's memory at the interval's first context); all empty when nothing moves.
+    """
+    moved = arrays.attention[k] != arrays.attention[k - 1]
+    experts_moved = arrays.experts is not None and np.any(arrays.experts[k] != arrays.experts[k - 1])
+    if not (moved.any() or experts_moved or np.any(arrays.projection[k] != arrays.projection[k - 1])
+            or np.any(arrays.ffn[k] != arrays.ffn[k - 1]) or arrays.embed[k] != arrays.embed[k - 1]
+            or arrays.lm_head[k] != arrays.lm_head[k - 1]):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
+    workload = instance.workload
+    context = workload.prompt_tokens + k * workload.tau
+    memory = block_memory(instance, arrays.precision[k], np.array([context]))
+    layers, groups = np.nonzero(moved)
+    src = [arrays.attention[k - 1][layers, groups]]
+    dst = [arrays.attention[k][layers, groups]]
+    size = [memory.group[0][layers]]
+    apart = 0.0 if arrays.experts is None else instance.model.experts * memory.expert[0]  # experts move alone
+    for kind, block in (("projection", memory.projection[0]), ("ffn", memory.ffn[0] - apart)):
+        old, new = getattr(arrays, kind)[k - 1], getattr(arrays, kind)[k]
+        for l in np.flatnonzero(np.abs(old - new).max(axis=1) > SHARE_ATOL):
+            flows = _share_flows(old[l], new[l])
+            u, v = np.nonzero(flows > 0)
+            src.append(u), dst.append(v), size.append(flows[u, v] * block[l])
+    for kind in ("embed", "lm_head"):
+        a, b = getattr(arrays, kind)[k - 1], getattr(arrays, kind)[k]
+        if a != b:
+            src.append([a]), dst.append([b]), size.append(getattr(memory, kind)[:1])
+    if arrays.experts is not None:
+        for part, values in zip((src, dst, size), expert_moves(arrays.experts[k - 1], arrays.experts[k], memory)):
+            part.append(values)
+    src, dst = (np.concatenate(x).astype(np.int64) for x in (src, dst))
+    return src, dst, np.concatenate(size).astype(float)
+
+
 def _migration(instance: Instance, arrays: PlanArrays) -> tuple[np.ndarray, np.ndarray]:
     """Migration time at the start of each interval (I,) and the bytes moved on every candidate route (B, N, N)."""
-    workload, cluster = instance.workload, instance.cluster
+    cluster = instance.cluster
     I = arrays.counts.shape[0]
     times = np.zeros(I)
     route_total = np.zeros(cluster.candidate_latency_s.shape)
     for k in range(1, I):
-        moved = arrays.attention[k] != arrays.attention[k - 1]
-        experts_moved = arrays.experts is not None and np.any(arrays.experts[k] != arrays.experts[k - 1])
-        if not (moved.any() or experts_moved or np.any(arrays.projection[k] != arrays.projection[k - 1])
-                or np.any(arrays.ffn[k] != arrays.ffn[k - 1]) or arrays.embed[k] != arrays.embed[k - 1]
-                or arrays.lm_head[k] != arrays.lm_head[k - 1]):
-            continue
-        context = workload.prompt_tokens + k * workload.tau
-        memory = block_memory(instance, arrays.precision[k], np.array([context]))
-        layers, groups = np.nonzero(moved)
-        src = [arrays.attention[k - 1][layers, groups]]
-        dst = [arrays.attention[k][layers, groups]]
-        size = [memory.group[0][layers]]
-        apart = 0.0 if arrays.experts is None else instance.model.experts * memory.expert[0]  # experts move alone
-        for kind, block in (("projection", memory.projection[0]), ("ffn", memory.ffn[0] - apart)):
-            old, new = getattr(arrays, kind)[k - 1], getattr(arrays, kind)[k]
-            for l in np.flatnonzero(np.abs(old - new).max(axis=1) > SHARE_ATOL):
-                flows = _share_flows(old[l], new[l])
-                u, v = np.nonzero(flows > 0)
-                src.append(u), dst.append(v), size.append(flows[u, v] * block[l])
-        for kind in ("embed", "lm_head"):
-            a, b = getattr(arrays, kind)[k - 1], getattr(arrays, kind)[k]
-            if a != b:
-                src.append([a]), dst.append([b]), size.append(getattr(memory, kind)[:1])
-        if arrays.experts is not None:
-            for part, values in zip((src, dst, size), expert_moves(arrays.experts[k - 1], arrays.experts[k], memory)):
-                part.append(values)
-        src, dst, size = (np.concatenate(x) for x in (src, dst, size))
+        src, dst, size = migration_messages(instance, arrays, k)
         if len(src):
             pair_time = migration_times(cluster, src, dst, size)
             times[k] = pair_time.sum() if cluster.network == "shared" else pair_time.max()

@@ -12,7 +12,7 @@ from placement.errors import InputError, PlanError
 from placement.evaluate import evaluate
 from placement.multi import JointPlan, METHODS, evaluate_joint, load_multi, multi_from_dict, solve
 from placement.multi.chains import NETWORK, Chain, layer_devices, layer_plan
-from placement.multi.dags import NONE, Dag, head_dag
+from placement.multi.dags import NONE, Dag, model_dags
 from placement.multi.response import best_response, memory_left
 from placement.cost.tables import usable_bytes
 from placement.multi.evaluate import model_tables
@@ -83,7 +83,7 @@ def test_two_models_on_one_device_serialize_by_hand():
     multi = random_multi(3)
     plans = tuple(layer_plan(inst, np.zeros(inst.model.layers, dtype=int)) for inst in multi.instances)
     report = evaluate_joint(multi, JointPlan(plans))
-    alone = [simulate_dags([head_dag(inst, p)], multi.n_devices)[0] for inst, p in zip(multi.instances, plans)]
+    alone = [simulate_dags([model_dags(inst, p)], multi.n_devices)[0] for inst, p in zip(multi.instances, plans)]
     assert report.makespan_s == pytest.approx(sum(alone), rel=RTOL)
     assert report.finish_s[0] == pytest.approx(alone[0], rel=RTOL)
     assert report.lower_bound_s == pytest.approx(sum(alone), rel=RTOL)  # device 0's busy time
@@ -118,18 +118,14 @@ def test_shared_memory_violation_is_named():
     assert evaluate_joint(multi, JointPlan(plans, "sequential")).feasible
 
 
-def test_a_split_ffn_or_several_intervals_is_a_plan_error_naming_the_model():
+def test_a_client_or_a_wrong_interval_count_is_a_plan_error_naming_the_model():
     multi = load_multi("ppn-2x2")
     inst = multi.instances[1]
     plan = layer_plan(inst, np.zeros(inst.model.layers, dtype=int))
     p = plan.intervals[0]
-    ffn = p.ffn.copy()
-    ffn[3] = 0.0
-    ffn[3, :2] = 0.5
-    split = plan.replace(intervals=[Placement(p.attention, p.projection, ffn, 0, 0)])
-    with pytest.raises(PlanError, match=r"model 'net-b': layer 3: a joint plan runs the ffn whole on one device"):
-        evaluate_joint(multi, JointPlan((plan, split)))
-    with pytest.raises(PlanError, match=r"model 'net-b': a joint plan gives every model one static plan"):
+    with pytest.raises(PlanError, match=r"model 'net-b': a joint plan has no sliding `windows` and no `client`"):
+        evaluate_joint(multi, JointPlan((plan, plan.replace(client=inst.cluster.names[1]))))
+    with pytest.raises(PlanError, match=r"model 'net-b': plan has 2 intervals, the instance has 1"):
         evaluate_joint(multi, JointPlan((plan, plan.replace(intervals=[p, p]))))
 
 
@@ -149,7 +145,7 @@ def test_a_head_level_model_alone_takes_its_evaluate_total(seed):
     rng = np.random.default_rng(seed)
     for inst in multi.instances:
         plan = random_head_plan(inst, rng)
-        assert simulate_dags([head_dag(inst, plan)], inst.n_devices)[0] == pytest.approx(evaluate(inst, plan).total_s, rel=1e-12)
+        assert simulate_dags([model_dags(inst, plan)], inst.n_devices)[0] == pytest.approx(evaluate(inst, plan).total_s, rel=1e-12)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -158,7 +154,7 @@ def test_head_level_joint_plans_between_their_bound_and_the_sequential_sum(seed)
     rng = np.random.default_rng(seed)
     plans = tuple(random_head_plan(inst, rng) for inst in multi.instances)
     report = evaluate_joint(multi, JointPlan(plans))
-    alone = [simulate_dags([head_dag(inst, p)], multi.n_devices)[0] for inst, p in zip(multi.instances, plans)]
+    alone = [simulate_dags([model_dags(inst, p)], multi.n_devices)[0] for inst, p in zip(multi.instances, plans)]
     np.testing.assert_allclose(report.alone_s, alone, rtol=1e-12)
     assert report.lower_bound_s <= report.makespan_s * (1 + 1e-12)
     assert report.makespan_s <= sum(alone) * (1 + 1e-12)  # work-conserving: never worse than one after another
@@ -362,3 +358,195 @@ def test_joint_plan_round_trips_through_json_and_multi_evaluate(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["makespan_s"] == pytest.approx(result.objective, rel=1e-12)
     assert "`plans` must give one plan for each of net-a, net-b" in error_line(run_main("multi-evaluate", "ppn-2x2", str(path)))
+
+
+# ----------------------------------------------------------------------------- every plan kind (issue 19, part 2)
+MOE_MODEL = {"name": "tiny-moe", "layers": 3, "hidden": 64, "heads": 4, "kv_heads": 2, "head_dim": 16, "ffn_hidden": 128,
+             "gated_ffn": True, "vocab": 256, "tied_embeddings": False, "experts": 4, "experts_per_token": 2,
+             "expert_ffn_hidden": 32, "dense_layers": 1}
+
+
+def random_single(seed: int, moe: bool = False, models: int = 1):
+    """Tiny models (dense or MoE) on 3–4 devices, each with several re-decision intervals, switched or shared."""
+    return multi_from_dict(random_single_data(seed, moe, models), source=f"single-{seed}")
+
+
+def random_single_data(seed: int, moe: bool = False, models: int = 1) -> dict:
+    """The multi-model file `random_single` loads."""
+    rng = np.random.default_rng(seed)
+    entries = []
+    for _ in range(models):
+        model = MOE_MODEL if moe else _tiny_model("tiny", int(rng.integers(2, 5)), int(rng.choice([64, 128])),
+                                                  bool(rng.integers(2)))
+        generate = int(rng.integers(4, 12))
+        entries.append({"model": model, "workload": {"prompt_tokens": int(rng.integers(2, 9)), "generate_tokens": generate,
+                                                     "interval": int(rng.integers(2, generate // 2 + 2))}})
+    devices = [{"name": f"d{n}", "memory": "64 MiB", "peak_flops": f"{rng.uniform(0.5, 4):.2f} GFLOPS",
+                "memory_bandwidth": f"{rng.uniform(0.4, 3):.2f} GB/s"} for n in range(int(rng.integers(3, 5)))]
+    data = {"models": entries, "devices": devices, "network": str(rng.choice(["switched", "shared"])),
+            "mesh": {"bandwidth": f"{int(rng.integers(50, 500))} Mbit/s", "latency": "0.2 ms"}}
+    return data
+
+
+def random_any_plan(inst, rng) -> Plan:
+    """Every interval its own placement: groups anywhere, projections whole or split by the heads, FFNs whole or split
+    over two devices, placed experts (MoE), precision overrides, a random collective."""
+    L, K, N = inst.model.layers, inst.model.kv_heads, inst.n_devices
+    eye, moe = np.eye(N), inst.model.is_moe
+    intervals = []
+    for _ in range(rng.choice([1, inst.workload.n_intervals])):
+        att = rng.integers(0, N, (L, K))
+        counts = np.stack([np.bincount(row, minlength=N) for row in att]) / K
+        proj = np.where(rng.random((L, 1)) < 0.4, counts, eye[rng.integers(0, N, L)])
+        ffn = eye[rng.integers(0, N, L)]
+        experts = None
+        if moe and rng.random() < 0.7:  # experts placed anywhere; their layer's FFN stays whole
+            experts = np.where(inst.model.moe_layers[:, None], rng.integers(0, N, (L, inst.model.experts)), -1)
+        else:
+            for l in np.flatnonzero(rng.random(L) < 0.4):
+                a, b = rng.choice(N, 2, replace=False)
+                ffn[l] = 0.0
+                ffn[l, a], ffn[l, b] = 0.25, 0.75
+        precision = {"ffn": 8, "attention": 8} if rng.random() < 0.3 else None
+        intervals.append(Placement(att, proj, ffn, int(rng.integers(N)), int(rng.integers(N)), precision, experts))
+    return Plan(devices=inst.cluster.names, intervals=intervals, collective=str(rng.choice(["ring", "star", "gather"])))
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_any_plan_alone_takes_its_evaluate_total_and_peak(seed):
+    # Several intervals (migration between them), split projections and FFNs, placed experts: one model alone in the
+    # joint evaluator is the single-model evaluator, time to 1e-12 and memory (its peak over the intervals).
+    multi = random_single(seed, moe=seed % 4 == 3)
+    inst, rng = multi.instances[0], np.random.default_rng(seed)
+    for _ in range(3):
+        plan = random_any_plan(inst, rng)
+        single = evaluate(inst, plan)
+        assert simulate_dags([model_dags(inst, plan)], inst.n_devices)[0] == pytest.approx(single.total_s, rel=1e-12)
+        report = evaluate_joint(multi, JointPlan((plan,)))
+        assert report.makespan_s == pytest.approx(single.total_s, rel=1e-12)
+        np.testing.assert_allclose(report.needed_bytes[0], single.peak_memory_bytes.max(axis=0), rtol=1e-12)
+
+
+def test_the_random_plans_cover_every_kind():
+    # The invariant above is only as good as its plans: they hold every feature at least once.
+    seen = set()
+    for seed in range(16):
+        multi = random_single(seed, moe=seed % 4 == 3)
+        inst, rng = multi.instances[0], np.random.default_rng(seed)
+        for _ in range(3):
+            plan = random_any_plan(inst, rng)
+            seen |= {"intervals"} if len(plan.intervals) > 1 else set()
+            seen |= {"migration"} if evaluate(inst, plan).migration_s.sum() > 0 else set()
+            for p in plan.intervals:
+                seen |= {"split projection"} if ((p.projection > 0).sum(axis=1) > 1).any() else set()
+                seen |= {"split ffn"} if ((p.ffn > 0).sum(axis=1) > 1).any() else set()
+                seen |= {"experts"} if p.experts is not None else set()
+                seen |= {"precision"} if p.precision else set()
+            seen.add(inst.cluster.network)
+    assert seen == {"intervals", "migration", "split projection", "split ffn", "experts", "precision", "switched", "shared"}
+
+
+def test_switched_links_carry_one_model_at_a_time_by_hand():
+    # A: d0 1 s → a 2 s send on directed link 0 → d1 1 s.  B: d2 1 s → a 2 s send on link 0 → d3 1 s.
+    a = Dag(np.array([0, NONE, 1]), ((), (0,), (1,)), np.array([[1.0, 2.0, 1.0]]), ((), (0,), ()))
+    b = Dag(np.array([2, NONE, 3]), ((), (0,), (1,)), np.array([[1.0, 2.0, 1.0]]), ((), (0,), ()))
+    # Both sends are ready at t=1; A is listed first: A's send 1–3, B's 3–5, B's last task 5–6.
+    assert simulate_dags([a, b], 4).tolist() == [4.0, 6.0]
+    assert simulate_dags([b, a], 4).tolist() == [4.0, 6.0]  # B listed first: B ends at 4, A at 6
+    # The other direction of the same link (id 1) does not collide.
+    b_back = Dag(b.resource, b.preds, b.duration_s, ((), (1,), ()))
+    assert simulate_dags([a, b_back], 4).tolist() == [4.0, 4.0]
+    # A model's own sends share a link (as in the single-model evaluator): two parallel 2 s sends on link 0, a join.
+    c = Dag(np.array([0, NONE, NONE, 0]), ((), (0,), (0,), (1, 2)), np.array([[1.0, 2.0, 2.0, 1.0]]), ((), (0,), (0,), ()))
+    assert simulate_dags([c], 1).tolist() == [4.0]
+    # ... but another model's send waits for both: B's send starts at 3.
+    assert simulate_dags([c, b], 4).tolist() == [4.0, 6.0]
+
+
+def _star(links: str) -> dict:
+    devices = [{"name": f"d{n}", "memory": "64 MiB", "peak_flops": "2 GFLOPS", "memory_bandwidth": "2 GB/s"} for n in range(3)]
+    if links == "star":  # every device on one switch: d0 → d2 and d1 → d2 both cross s → d2
+        return {"devices": devices, "switches": ["s"],
+                "links": [{"between": [f"d{n}", "s"], "bandwidth": "100 Mbit/s", "latency": "0.1 ms"} for n in range(3)]}
+    return {"devices": devices, "mesh": {"bandwidth": "100 Mbit/s", "latency": "0.2 ms"}}  # the same route times, own links
+
+
+def test_two_models_sending_into_one_device_collide_on_its_switch_link():
+    model = _tiny_model("tiny", 2, 128, False)
+    entries = [{"name": n, "model": model, "workload": {"prompt_tokens": 4, "generate_tokens": 6}} for n in ("a", "b")]
+    star, mesh = (multi_from_dict({"models": entries, **_star(kind)}, source=kind) for kind in ("star", "mesh"))
+    cluster = star.cluster
+    # d0 → d2 crosses d0–s from its d0 end (id 0) and s–d2 from its s end (d2–s is link 2, crossed v → u: id 5).
+    from placement.multi.chains import directed_links
+    assert directed_links(cluster, 0, 2, 0) == (0, 5) and directed_links(cluster, 1, 2, 0) == (2, 5)
+    assert directed_links(cluster, 2, 0, 0) == (4, 1)
+    np.testing.assert_allclose(cluster.route_time_s(np.array([1e4])), mesh.cluster.route_time_s(np.array([1e4])))
+    # Model a runs on d0, b on d1, both send their last hidden state to lm_head on d2 (and the token back).
+    plans = []
+    for inst, home in zip(star.instances, (0, 1)):
+        p = layer_plan(inst, np.full(inst.model.layers, home)).intervals[0]
+        plans.append(Plan(devices=cluster.names, intervals=[Placement(p.attention, p.projection, p.ffn, home, 2)]))
+    joint = JointPlan(tuple(plans))
+    on_star, on_mesh = evaluate_joint(star, joint), evaluate_joint(mesh, joint)
+    np.testing.assert_allclose(on_star.alone_s, on_mesh.alone_s, rtol=1e-12)  # alone: the link model changes nothing
+    # On the mesh only d2 is shared; on the star the sends into d2 also queue for link s → d2.
+    assert on_star.makespan_s > on_mesh.makespan_s * (1 + 1e-9)
+    assert on_star.makespan_s <= sum(on_star.alone_s) * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_joint_plans_of_every_kind_between_their_bound_and_the_sequential_sum(seed):
+    multi = random_single(seed + 50, moe=seed % 4 == 1, models=2)
+    rng = np.random.default_rng(seed)
+    plans = tuple(random_any_plan(inst, rng) for inst in multi.instances)
+    report = evaluate_joint(multi, JointPlan(plans))
+    singles = [evaluate(inst, p) for inst, p in zip(multi.instances, plans)]
+    np.testing.assert_allclose(report.alone_s, [s.total_s for s in singles], rtol=1e-12)
+    assert report.lower_bound_s <= report.makespan_s * (1 + 1e-12)
+    assert report.makespan_s <= sum(report.alone_s) * (1 + 1e-12)  # work-conserving: never worse than one after another
+    assert (report.finish_s >= report.alone_s * (1 - 1e-12)).all()  # sharing the cluster never speeds a model up
+
+
+def test_joint_myopic_plus_repartitions_once_the_short_model_is_done():
+    # Two equal devices on a fast link; a short and a long job of one model. Alone, the long job is fastest with its
+    # heads over both devices; while the short job runs, one device each is best. Only a plan that changes at an
+    # interval boundary has both: the joint myopic+ finds it and beats every static joint plan.
+    model = _tiny_model("tiny", 4, 512, False)
+    multi = multi_from_dict({
+        "models": [{"name": "short", "model": model, "workload": {"prompt_tokens": 8, "generate_tokens": 16}},
+                   {"name": "long", "model": model, "workload": {"prompt_tokens": 8, "generate_tokens": 96, "interval": 16}}],
+        "devices": [{"name": n, "memory": "64 MiB", "peak_flops": "2 GFLOPS", "memory_bandwidth": "2 GB/s"} for n in "ab"],
+        "mesh": {"bandwidth": "10 Gbit/s", "latency": "5 us"}}, source="short-long")
+    static = min(solve(multi, m).objective for m in ("sequential", "disjoint", "local-search", "best-response"))
+    result = solve(multi, "myopic+")
+    assert result.status == "feasible" and result.objective < static * (1 - 1e-3)
+    long = result.plan.plans[1]
+    assert len(long.intervals) == multi.instances[1].workload.n_intervals
+    assert evaluate_joint(multi, result.plan).objective("makespan") == pytest.approx(result.objective, rel=1e-12)
+    # the short model's finish is untouched by the long one's re-partitioning: it still ends first
+    assert result.report.finish_s[0] < result.report.finish_s[1]
+
+
+def test_cli_multi_evaluate_a_joint_plan_with_intervals_and_one_with_a_client(tmp_path):
+    import json
+
+    import yaml
+
+    # A multi-interval joint plan with split blocks evaluates through the CLI exactly as through the API.
+    data = random_single_data(7, models=2)
+    multi = multi_from_dict(data, source="cli")
+    rng = np.random.default_rng(7)
+    joint = JointPlan(tuple(random_any_plan(inst, rng) for inst in multi.instances))
+    (tmp_path / "multi.yaml").write_text(yaml.safe_dump(data))
+    (tmp_path / "joint.json").write_text(json.dumps(joint.to_dict(multi.names)))
+    proc = run_main("multi-evaluate", str(tmp_path / "multi.yaml"), str(tmp_path / "joint.json"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["makespan_s"] == pytest.approx(evaluate_joint(multi, joint).makespan_s, rel=1e-12)
+    # A client: exit 2, one line naming the model.
+    shipped = load_multi("ppn-2x2")
+    inst = shipped.instances[1]
+    plan = layer_plan(inst, np.zeros(inst.model.layers, dtype=int))
+    bad = JointPlan((plan, plan.replace(client=inst.cluster.names[1])))
+    (tmp_path / "bad.json").write_text(json.dumps(bad.to_dict(shipped.names)))
+    line = error_line(run_main("multi-evaluate", "ppn-2x2", str(tmp_path / "bad.json")))
+    assert "model 'net-b': a joint plan has no sliding `windows` and no `client`" in line

@@ -1,16 +1,17 @@
 """The multi-model evaluator: memory shared per device, a simulated concurrent schedule, its lower bound.
 
-A `JointPlan` gives every model of a `MultiInstance` a static plan — a layer plan
-(`placement.multi.chains`, each model's step a chain) or a head-level plan
-(`placement.multi.dags`, each step a DAG: groups of a layer on several devices) — and
-says how the models run:
+A `JointPlan` gives every model of a `MultiInstance` a plan — any plan the
+single-model evaluator accepts but sliding windows and a client: a static layer plan
+(`placement.multi.chains`, each step a chain), or any other (`placement.multi.dags`:
+several intervals with migration, head-level groups, split blocks, placed experts,
+each step a DAG) — and says how the models run:
 
 - ``concurrent``: all models start at time 0 and run together. Every device serves one
   task at a time, so work of different models on one device serializes, and so do all
-  transfers on a ``shared`` network (one medium); on a ``switched`` network transfers
-  take their time without waiting for each other. The makespan is the
-  event simulation's (`placement.multi.schedule.simulate`): an achievable schedule
-  with a fixed priority (the order of the models). Memory: every model's blocks stay
+  transfers on a ``shared`` network (one medium); on a ``switched`` network a directed
+  link carries one model's transfers at a time. The makespan is the event
+  simulation's (`placement.multi.schedule.simulate_dags`): an achievable schedule with
+  a fixed priority (the order of the models). Memory: every model's blocks stay
   resident together, so a device must hold the sum of every model's bytes at its
   largest context.
 - ``sequential``: the models run one after another in ``order``, each alone on the
@@ -33,10 +34,10 @@ from placement.cost.tables import over_memory, usable_bytes
 from placement.evaluate import evaluate
 from placement.cost.units import format_bytes
 from placement.errors import PlanError
-from placement.multi.chains import NETWORK, Chain, ChainTables, chain, chain_tables, layer_devices, needed_bytes
-from placement.multi.dags import Dag, chain_dag, head_dag
+from placement.multi.chains import NETWORK, ChainTables, chain_links, chain_tables, layer_devices, needed_bytes
+from placement.multi.dags import Dag, chain_dags, model_dags
 from placement.multi.instance import MultiInstance
-from placement.multi.schedule import simulate, simulate_dags
+from placement.multi.schedule import simulate_dags
 from placement.plan import Plan
 
 __all__ = ["JointPlan", "JointReport", "SharedViolation", "evaluate_joint", "model_tables", "SCHEDULES",
@@ -48,7 +49,7 @@ JOINT_PLAN_FORMAT = "placement-joint-plan/1"
 
 @dataclass(frozen=True, eq=False)
 class JointPlan:
-    """One static plan per model (layer or head-level) and how the models run together.
+    """One plan per model (any the joint evaluator accepts) and how the models run together.
 
     Attributes
     ----------
@@ -220,21 +221,21 @@ def _violations(multi: MultiInstance, needed: np.ndarray, limits: np.ndarray, jo
             for m, n in zip(*np.nonzero(over_memory(needed, limits[None, :])))]
 
 
-def _model_tasks(inst, plan: Plan, tables: ChainTables) -> tuple[Chain | None, Dag, np.ndarray, float]:
-    """A model's chain (layer plans; None otherwise), its DAG (always), its bytes per device (N,) and its time alone, s.
+def _model_tasks(inst, plan: Plan, tables: ChainTables) -> tuple[tuple[Dag, ...], np.ndarray, float]:
+    """A model's DAG segments, its bytes per device (N,) and its time alone, seconds.
 
-    A head-level plan's memory and time alone are the single-model evaluator's (one call):
-    its peak, and its total, which the DAG alone reproduces exactly (tested).
+    A layer plan's memory and time alone come from its chain (`placement.multi.chains`);
+    any other plan's from the single-model evaluator (one call): its peak over the
+    intervals, and its total, which the DAG alone reproduces exactly (tested).
     """
     try:
         devices, embed, lm_head = layer_devices(inst, plan)
-    except PlanError:  # not a layer plan: a head-level one, or a clear refusal from `head_dag`
-        dag = head_dag(inst, plan)
+    except PlanError:  # not a static layer plan
         report = evaluate(inst, plan)
-        return None, dag, report.peak_memory_bytes.max(axis=0), report.total_s
-    c = chain(tables, devices, embed, lm_head)
-    needed = needed_bytes(tables, devices, embed, lm_head, inst.n_devices)
-    return c, chain_dag(c, tables.layer_s.shape[0]), needed, float(c.duration_s.sum())
+        return model_dags(inst, plan), report.peak_memory_bytes.max(axis=0), report.total_s
+    c, links = chain_links(tables, devices, embed, lm_head)
+    dags = chain_dags(c, links, tables.layer_s.shape[0], inst.cluster.network == "shared")
+    return dags, needed_bytes(tables, devices, embed, lm_head, inst.n_devices), float(c.duration_s.sum())
 
 
 def evaluate_joint(multi: MultiInstance, joint: JointPlan, tables: tuple[ChainTables, ...] | None = None) -> JointReport:
@@ -255,7 +256,7 @@ def evaluate_joint(multi: MultiInstance, joint: JointPlan, tables: tuple[ChainTa
     ------
     PlanError
         When the plan count, a schedule or order is wrong, or a model's plan is not a
-        static plan of its instance with whole projections and FFNs (naming the model).
+        plan of its instance the joint evaluator takes (naming the model).
     """
     M, N = multi.n_models, multi.n_devices
     if len(joint.plans) != M:
@@ -269,21 +270,16 @@ def evaluate_joint(multi: MultiInstance, joint: JointPlan, tables: tuple[ChainTa
             tasks.append(_model_tasks(inst, plan, tables[m]))
         except PlanError as exc:
             raise PlanError(f"model {multi.names[m]!r}: {exc}") from None
-        needed[m] = tasks[-1][2]
-    shared = multi.cluster.network == "shared"
-    busy, medium, alone = np.zeros(N), 0.0, np.zeros(M)
-    for m, (c, dag, _, alone_s) in enumerate(tasks):
-        alone[m] = alone_s
-        resource = np.tile(dag.resource, len(dag.duration_s)) if c is None else c.resource
-        duration = dag.duration_s.ravel() if c is None else c.duration_s
-        on = resource >= 0
-        busy += np.bincount(resource[on], weights=duration[on], minlength=N)
-        medium += float(duration[resource == NETWORK].sum()) if shared else 0.0
+        needed[m] = tasks[-1][1]
+    busy, medium, alone = np.zeros(N), 0.0, np.array([a for *_, a in tasks])
+    for dags, *_ in tasks:
+        for d in dags:
+            seconds = d.duration_s.sum(axis=0)
+            on = d.resource >= 0
+            busy += np.bincount(d.resource[on], weights=seconds[on], minlength=N)
+            medium += float(seconds[d.resource == NETWORK].sum())
     if joint.schedule == "concurrent":
-        if all(c is not None for c, *_ in tasks):  # layer plans: the chain simulation, as before
-            finish = simulate([c for c, *_ in tasks], N, shared)
-        else:
-            finish = simulate_dags([dag for _, dag, *_ in tasks], N)
+        finish = simulate_dags([dags for dags, *_ in tasks], N)
         bound = float(max(alone.max(), busy.max(), medium))
     else:
         order = _order(joint, M)

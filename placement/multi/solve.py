@@ -15,6 +15,9 @@ plan that overflows a device's shared memory is ``infeasible``. Methods:
   re-placed in turn by the single-model ``myopic+`` or ``milp`` under the memory the
   others leave (`placement.multi.response`), from the best concurrent plan after
   ``local-search``.
+- ``myopic+``: the single-model ``myopic+`` placed jointly, interval by interval: each
+  model switched to its ``myopic+`` placements from an interval on, or for one interval
+  (`placement.multi.intervals`), from the best concurrent plan after ``local-search``.
 
 Each joint method starts from both baselines and keeps the best plan it has seen, so
 it is never worse than the better baseline.
@@ -42,6 +45,7 @@ METHODS = {
     "milp": {"max_exact_devices": 6, "max_rounds": 20, "time_limit": 30.0},
     "best-response": {"max_exact_devices": 6, "max_rounds": 20, "response_rounds": 3},
     "best-response-milp": {"max_exact_devices": 6, "max_rounds": 20, "response_rounds": 3},
+    "myopic+": {"max_exact_devices": 6, "max_rounds": 20, "response_rounds": 3},
 }
 
 
@@ -129,7 +133,7 @@ def _run(multi: MultiInstance, method: str, options: dict[str, Any]) -> tuple[Jo
         if devices is not None:
             plans = tuple(layer_plan(inst, d, "milp") for inst, d in zip(multi.instances, devices))
             candidates.append(JointPlan(plans, "concurrent", method="milp"))
-    if method in ("local-search", "milp") or method.startswith("best-response"):
+    if method in ("local-search", "milp", "myopic+") or method.startswith("best-response"):
         concurrent = [p for p in candidates if p.schedule == "concurrent"]
         start, _ = _best(multi, concurrent, tables)
         if start is not None:
@@ -145,6 +149,14 @@ def _run(multi: MultiInstance, method: str, options: dict[str, Any]) -> tuple[Jo
             improved, _, response_stats = best_response(multi, start, tables, solver, max_rounds=options["response_rounds"])
             candidates.append(improved)
             stats |= response_stats
+    if method == "myopic+":
+        from placement.multi.intervals import interval_search
+
+        start, _ = _best(multi, [p for p in candidates if p.schedule == "concurrent"], tables)
+        if start is not None:
+            improved, _, interval_stats = interval_search(multi, start, tables, max_rounds=options["response_rounds"])
+            candidates.append(improved)
+            stats |= interval_stats
     best, _ = _best(multi, candidates, tables)
     stats |= {"candidates": len(candidates), "dp_calls": b.calls}
     if best is None and candidates:
@@ -189,7 +201,7 @@ def solve(multi: MultiInstance, method: str = "local-search", **options: Any) ->
     **options
         ``max_exact_devices`` (disjoint split by enumeration up to this many devices),
         ``max_rounds`` (local-search passes), ``time_limit`` (seconds, milp), ``response_rounds``
-        (best-response passes over the models).
+        (best-response and myopic+ passes over the models).
 
     Returns
     -------
