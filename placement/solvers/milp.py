@@ -26,6 +26,7 @@ from placement.options import Deadline
 from placement.solvers.backends import SOLVERS, SolverOutcome, solve_problem
 from placement.solvers.linear import LinearProblem
 from placement.solvers.milp_bounds import ConfigurationBound, configuration_bound
+from placement.solvers.milp_branching import exact_signature_bound
 from placement.solvers.milp_classes import with_class_bound
 from placement.solvers.milp_experts import expert_start, places_experts, read_experts, warm_holdings
 from placement.solvers.milp_model import SECONDS_PER_UNIT, Formulation, build_formulation, identical_devices
@@ -317,6 +318,7 @@ def solve_milp(
                      configuration_columns=None if columns is None else columns.columns,
                      layer_classes=None if columns is None else columns.classes)
         columns = with_class_bound(instance, columns, warm_plan, deadline=deadline, stats=stats)
+        columns, warm_plan = _branch_over_signatures(instance, columns, warm_plan, deadline, time_limit, stats)
         if warm_plan is not None:
             start_placements = list(warm_plan.intervals) * (1 if len(warm_plan.intervals) > 1 else len(intervals))
             proven = _proven(instance, warm_plan, columns, started, stats)
@@ -348,6 +350,35 @@ def _configurations_first(instance: Instance, deadline: Deadline, time_limit: fl
     if columns is not None and columns.plan is not None and (warm_total is None or columns.plan_total_s < warm_total):
         warm_plan = columns.plan
     return columns, warm_plan
+
+
+def _branch_over_signatures(instance: Instance, columns: ConfigurationBound | None, warm_plan: Plan | None,
+                            deadline: Deadline, time_limit: float | None,
+                            stats: dict[str, Any]) -> tuple[ConfigurationBound | None, Plan | None]:
+    """With one interval and a gap left: the branch over signatures at exact per-token costs (milp_branching).
+
+    Gets a quarter of the time limit (a minute without one), never more than is left.
+    Returns the configuration bound raised to the branch's bound, and the better of
+    `warm_plan` and the fitting placements the branch met.
+    """
+    if columns is None or warm_plan is None or instance.workload.n_intervals != 1:
+        return columns, warm_plan
+    report = evaluate(instance, warm_plan)
+    if not report.feasible or report.total_s - columns.bound_s <= 1e-6 * report.total_s:
+        return columns, warm_plan
+    budget = min(0.25 * time_limit, deadline.remaining_s()) if time_limit is not None else 60.0
+    branched = exact_signature_bound(instance, report.total_s, time_limit_s=budget)
+    if branched is None:
+        return columns, warm_plan
+    bound_s, found = branched
+    stats.update(branch_bound_s=bound_s, branch_plans=len(found))
+    best, best_s = warm_plan, report.total_s
+    for placement in found:
+        candidate = Plan(instance.cluster.names, [placement], method="milp")
+        candidate_report = evaluate(instance, candidate)
+        if candidate_report.feasible and candidate_report.total_s < best_s:
+            best, best_s = candidate, candidate_report.total_s
+    return replace(columns, bound_s=max(columns.bound_s, bound_s)), best
 
 
 def _proven(instance: Instance, plan: Plan, columns: ConfigurationBound | None, started: float,
@@ -413,6 +444,7 @@ class _Setup:
     threads: int | None
     deadline: Deadline
     max_refinements: int
+    restrict: Any = None  # optional LinearProblem -> LinearProblem adding rows (a signature's, milp_branching)
 
 
 @dataclass(frozen=True)
@@ -454,15 +486,17 @@ def _refine(instance: Instance, setup: _Setup, blocks: dict[int, list[np.ndarray
         # the warm start's holdings are not closed under swaps of identical devices: no symmetry rows with them
         form = build_formulation(instance, setup.intervals, blocks, current=setup.current, allowed=setup.allowed,
                                  formulation=setup.formulation,
-                                 break_symmetry=setup.allowed is None and warm_experts is None,
+                                 break_symmetry=setup.allowed is None and warm_experts is None and setup.restrict is None,
                                  memory_margin=margin, expert_holdings=warm_experts)
+        if setup.restrict is not None:
+            form = replace(form, problem=setup.restrict(form.problem))
         rows, cols = form.problem.shape
         stats.update(rows=rows, columns=cols, integer_columns=int(form.problem.integer.sum()), blocks=len(form.phases))
         if form.experts is not None:
             stats["expert_space"] = form.experts.space.describe()
         start = None
         if start_placements is not None and not setup.deadline.expired:
-            if setup.allowed is None and setup.current is None and setup.formulation == "counts":
+            if setup.allowed is None and setup.current is None and setup.formulation == "counts" and setup.restrict is None:
                 start_placements = _canonical(instance, start_placements)
             start = _start_vector(form, instance, start_placements, setup.deadline)
         # HiGHS's presolve probes every expert-pattern binary: on Mixtral's 21,000 it spent a 30 s limit there

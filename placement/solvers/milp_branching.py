@@ -1,0 +1,242 @@
+"""Branching over signatures with exact per-token costs (docs/milp.md, "Branching over signatures").
+
+The signature bound (`milp_signatures`) splits the plans by signature — FFNs per device,
+the embedding's device and `lm_head`'s — and bounds each signature's plans by a
+Lagrangian over priced paths. Priced with one token block per interval, it cannot see
+that the evaluator charges each token its own maximum over the chains of a layer's
+group devices (docs/milp.md, "Token blocks"): on `milp/llama-3.2-1b-6dev-tight` it stops
+0.06 % short. Here every configuration of a layer (input device, projection device, FFN
+device, groups per device) is enumerated and costed **exactly**, token by token, as the
+evaluator does; the same branch over signatures then runs on these exact costs: the
+signatures are taken best bound first, each below the incumbent gets its own memory
+multipliers (a Lagrangian bound on its plans), signatures whose bound reaches the
+incumbent are pruned, and any cheapest path that fits every device is a real placement
+whose exact cost is its evaluator figure.
+
+Only for one interval (the refinement of `milp_signatures` is per interval), clusters
+whose count vectors of a layer's groups are few enough to enumerate
+(`MAX_COMPOSITIONS`), and profiles whose head outputs are not gathered in a third phase.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from itertools import combinations
+from math import comb
+
+import numpy as np
+
+from placement.cost.tables import block_memory, heads_share_memory, usable_bytes
+from placement.instance import Instance
+from placement.plan import Placement
+from placement.solvers.milp_bounds import layer_classes
+from placement.solvers.milp_model import SECONDS_PER_UNIT, Phase, output_routes, phase_terms, profile_sends_input
+from placement.solvers.milp_signatures import Refinement, SignatureTables, signature_bound
+
+__all__ = ["ExactTables", "MAX_COMPOSITIONS", "exact_tables", "exact_signature_bound", "compositions"]
+
+# Most count vectors of one layer's groups over the devices (C(K+N−1, N−1)): 6,435 for 8 groups on 8 devices.
+MAX_COMPOSITIONS = 20_000
+# Elementary operations a second the signature DPs get through (numpy, the loaded 2-core VM): sizes their work.
+_OPS_PER_S = 3e7
+_ROUNDING = 1e-9  # the bound is lowered by this (relative) for rounding, as `milp_bounds` does
+
+
+def compositions(total: int, parts: int) -> np.ndarray:
+    """Every vector of `parts` non-negative integers summing to `total`, shape (C(total+parts−1, parts−1), parts)."""
+    rows = []
+    for bars in combinations(range(total + parts - 1), parts - 1):
+        edges = np.array((-1,) + bars + (total + parts - 1,))
+        rows.append(np.diff(edges) - 1)
+    return np.array(rows, dtype=np.int64).reshape(-1, parts)
+
+
+@dataclass(frozen=True, eq=False)
+class ExactTables:
+    """One interval's configurations, costed token by token, and the memory of every block.
+
+    Attributes
+    ----------
+    counts : ndarray of int, shape (C, N)
+        Every split of a layer's groups over the devices.
+    stage : ndarray, shape (classes, N_u, N_q, C)
+        The attention stage summed over the interval's tokens (and the prefill), each token
+        its own maximum over the chains of the group devices, ms; input on ``u``,
+        projection on ``q``.
+    rest : ndarray, shape (classes, N_q, N_v)
+        Projection on ``q``, its output to the FFN on ``v``, the FFN: summed, ms.
+    ends : ndarray, shape (N_e, N_v, N_h)
+        Embedding on ``e``, the last layer's output on ``v`` sent to ``lm_head`` on ``h``,
+        ``lm_head``, the token id back: summed, ms.
+    group, projection, ffn : ndarray, shape (classes, N)
+        One group (with its cache at the interval's largest context), the projection, the
+        FFN, as fractions of each device's usable memory.
+    ends_memory : ndarray, shape (N_e, N_h, N)
+        The embedding and ``lm_head`` as fractions of each device (tied tables counted once).
+    labels : ndarray of int, shape (L,)
+        The class of each layer (`milp_bounds.layer_classes`).
+    """
+
+    counts: np.ndarray
+    stage: np.ndarray
+    rest: np.ndarray
+    ends: np.ndarray
+    group: np.ndarray
+    projection: np.ndarray
+    ffn: np.ndarray
+    ends_memory: np.ndarray
+    labels: np.ndarray
+
+
+def _token_stage(terms: dict, layer: int, counts: np.ndarray, shared: bool, sends_input: bool) -> np.ndarray:
+    """The attention stage of one token (or one summed phase) for every ``(u, q, counts)``: (N_u, N_q, C), ms.
+
+    Switched: the slowest group device's chain (input, its groups, its outputs to ``q``);
+    shared: the slowest compute plus every transfer (docs/milp.md, "The attention stage").
+    """
+    C, N = counts.shape
+    K = int(counts[0].sum())
+    k = np.arange(K + 1)
+    by_count = terms["out_latency"][..., None] * (k > 0) + terms["out_per_group"][..., None] * k \
+        + np.moveaxis(terms["out_by_count"], 0, -1)  # (m, q, c): head outputs of c groups
+    out = by_count[np.arange(N)[None, :], :, counts]  # (C, m, q)
+    compute = terms["group"][layer][None] * counts  # (C, m)
+    t_in = terms["t_in"] if sends_input else np.zeros((N, N))
+    used = counts > 0
+    recv = t_in[:, None, :] * used[None]  # (u, C, m)
+    moved = recv[:, :, :, None] + out[None] * used[None, :, :, None]  # (u, C, m, q)
+    if shared:
+        stage = compute.max(axis=1)[None, :, None] + moved.sum(axis=2)  # (u, C, q)
+    else:
+        stage = np.where(used[None, :, :, None], moved + compute[None, :, :, None], 0.0).max(axis=2)
+    return stage.transpose(0, 2, 1)
+
+
+def exact_tables(instance: Instance, k: int = 0) -> ExactTables | None:
+    """Interval `k`'s configurations costed token by token (`ExactTables`), or None when out of scope.
+
+    Parameters
+    ----------
+    instance : Instance
+    k : int
+        The interval (its decode steps; the prefill too when ``k = 0``).
+
+    Returns
+    -------
+    ExactTables or None
+        None when the group splits exceed `MAX_COMPOSITIONS` or the profile gathers head
+        outputs in a third phase (``sum_gather``).
+    """
+    K, N = instance.model.kv_heads, instance.n_devices
+    if comb(K + N - 1, N - 1) > MAX_COMPOSITIONS or instance.model.is_moe:
+        return None
+    counts = compositions(K, N)
+    route, varies = output_routes(instance)
+    steps = np.flatnonzero(instance.workload.interval_of_step() == k)
+    phases = ([Phase(0, None)] if k == 0 else []) + [Phase(0, steps[i:i + 1]) for i in range(len(steps))]
+    labels = layer_classes(instance)
+    firsts = [int(np.flatnonzero(labels == c)[0]) for c in range(int(labels.max()) + 1)]
+    shared, sends_input = instance.cluster.network == "shared", profile_sends_input(instance)
+    stage = np.zeros((len(firsts), N, N, len(counts)))
+    totals: dict = {}
+    for phase in phases:  # each token its own maximum: the stage is summed after the max, everything else before
+        terms = phase_terms(instance, phase, route, varies)
+        if terms["sum_gather"]:
+            return None
+        for c, layer in enumerate(firsts):
+            stage[c] += _token_stage(terms, layer, counts, shared, sends_input)
+        for key in ("proj", "ffn", "t_hidden", "embed", "t_lm", "lm", "t_token"):
+            totals[key] = totals.get(key, 0.0) + terms[key]
+    rest = np.stack([totals["proj"][layer][:, None] + totals["t_hidden"] + totals["ffn"][layer][None, :]
+                     for layer in firsts])
+    ends = totals["embed"][:, None, None] + totals["t_lm"][None] + totals["lm"][None, None] \
+        + totals["t_token"].T[:, None, :]
+    usable = usable_bytes(instance)
+    memory = block_memory(instance, instance.precision, instance.workload.interval_max_context()[k:k + 1])
+    per = lambda a: np.asarray(a, dtype=float)[0][firsts][:, None] / usable[None, :]  # noqa: E731
+    embed = float(np.ravel(memory.embed)[0]) / usable
+    lm_head = float(np.ravel(memory.lm_head)[0]) / usable
+    eye = np.eye(N)
+    tied = heads_share_memory(instance.model, instance.precision)
+    ends_memory = eye[:, None, :] * embed + eye[None, :, :] * lm_head \
+        - (eye[:, :, None] * eye[:, None, :]) * (embed if tied else 0.0)
+    return ExactTables(counts, stage, rest, ends, per(memory.group), per(memory.projection), per(memory.ffn),
+                       ends_memory, labels)
+
+
+def _pricer(tables: ExactTables):
+    """``price(pi)`` for `milp_signatures.Refinement`: arcs (L, N, N) and ends (N, N, N) at memory multipliers
+    `pi` (ms), each arc's memory (L, N, N, N), and the chosen configurations (for `_placement`)."""
+    N = tables.counts.shape[1]
+    eye = np.eye(N)
+
+    def price(pi: np.ndarray):
+        arcs, memory, choices = [], [], []
+        for c in range(tables.stage.shape[0]):
+            groups = tables.counts * tables.group[c]  # (C, m) memory fractions
+            priced = tables.stage[c] + (groups @ pi)[None, None] + (pi * tables.projection[c])[None, :, None]
+            best = priced.argmin(axis=2)  # (u, q)
+            through = np.take_along_axis(priced, best[..., None], axis=2)[..., 0][:, :, None] \
+                + tables.rest[c][None] + (pi * tables.ffn[c])[None, None, :]  # (u, q, v)
+            q = through.argmin(axis=1)  # (u, v)
+            arcs.append(np.take_along_axis(through, q[:, None], axis=1)[:, 0])
+            chosen = best[np.arange(N)[:, None], q]  # (u, v): the configuration's index
+            memory.append(groups[chosen] + eye[q] * tables.projection[c] + eye[None, :, :] * tables.ffn[c])
+            choices.append((q, chosen))
+        ends = tables.ends + np.einsum("ehm,m->eh", tables.ends_memory, pi)[:, None, :] - pi.sum()
+        labels = tables.labels
+        return (np.stack([arcs[c] for c in labels]), np.stack([memory[c] for c in labels]), ends, choices)
+    return price
+
+
+def _placement(tables: ExactTables, e: int, h: int, path: list[tuple[int, int]], choices: list) -> Placement:
+    """The placement of a cheapest path: each layer's arc ``(u, v)`` with the configuration the pricing chose."""
+    N = tables.counts.shape[1]
+    attention, projection, ffn = [], np.zeros((len(path), N)), np.zeros((len(path), N))
+    for l, (u, v) in enumerate(path):
+        q, chosen = choices[int(tables.labels[l])]
+        attention.append(np.repeat(np.arange(N), tables.counts[chosen[u, v]]))
+        projection[l, q[u, v]] = ffn[l, v] = 1.0
+    return Placement(np.stack(attention), projection, ffn, e, h)
+
+
+def exact_signature_bound(instance: Instance, incumbent_s: float, *, time_limit_s: float,
+                          tables: ExactTables | None = None) -> tuple[float, list[Placement]] | None:
+    """A lower bound on every feasible plan at exact per-token costs, by branching over signatures (one interval).
+
+    Parameters
+    ----------
+    instance : Instance
+        One interval (``workload.n_intervals == 1``).
+    incumbent_s : float
+        Total of a known feasible plan, s: signatures whose bound reaches it are pruned.
+    time_limit_s : float
+        Seconds for the whole call; the signatures not refined by then keep their bound at
+        memory multipliers zero, which is still valid.
+    tables : ExactTables, optional
+        `exact_tables` of interval 0, if already built.
+
+    Returns
+    -------
+    (float, list of Placement) or None
+        The bound, s (never above any feasible plan's evaluator total), and the placements
+        met on the way that fit every device (real plans, for the caller to judge); None
+        when out of scope (several intervals, or `exact_tables` declines).
+    """
+    started = time.perf_counter()
+    if instance.workload.n_intervals != 1:
+        return None
+    tables = tables if tables is not None else exact_tables(instance)
+    if tables is None:
+        return None
+    N = tables.counts.shape[1]
+    price = _pricer(tables)
+    arcs, _, ends, _ = price(np.zeros(N))
+    ffn_memory = tables.ffn[tables.labels].min(axis=0)
+    free = SignatureTables([arcs], ends[None], ffn_memory[None], tables.ends_memory[None])
+    refine = Refinement(price, incumbent_s / SECONDS_PER_UNIT, started + 0.9 * time_limit_s)
+    work = 0.3 * time_limit_s * _OPS_PER_S
+    bound_ms = signature_bound(instance, [free], migration=False, work_limit=work, refine=refine)
+    found = [_placement(tables, e, h, path, choices) for e, h, path, choices in refine.found]
+    return max(bound_ms, 0.0) * SECONDS_PER_UNIT * (1 - _ROUNDING), found
