@@ -26,14 +26,14 @@ from placement.options import Deadline
 from placement.solvers.backends import SOLVERS, SolverOutcome, solve_problem
 from placement.solvers.linear import LinearProblem
 from placement.solvers.milp_bounds import ConfigurationBound, configuration_bound
-from placement.solvers.milp_branching import exact_signature_bound
+from placement.solvers.milp_branching import Signature, close_signatures, exact_signature_bound, restrict_to_signature
 from placement.solvers.milp_classes import with_class_bound
 from placement.solvers.milp_experts import expert_start, places_experts, read_experts, warm_holdings
 from placement.solvers.milp_model import SECONDS_PER_UNIT, Formulation, build_formulation, identical_devices
 from placement.solvers.milp_model import finishing_reserve_s, skip_reason
 from placement.solvers.warm_start import best_heuristic_placements
 
-__all__ = ["solve_milp", "MODES", "CONFIGURATION_LAYERS"]
+__all__ = ["solve_milp", "branch_over_signatures", "Branched", "MODES", "CONFIGURATION_LAYERS"]
 
 MODES = ("horizon", "interval")
 # `bound="auto"` runs the configuration LP for models with at least this many layers.
@@ -355,30 +355,109 @@ def _configurations_first(instance: Instance, deadline: Deadline, time_limit: fl
 def _branch_over_signatures(instance: Instance, columns: ConfigurationBound | None, warm_plan: Plan | None,
                             deadline: Deadline, time_limit: float | None,
                             stats: dict[str, Any]) -> tuple[ConfigurationBound | None, Plan | None]:
-    """With one interval and a gap left: the branch over signatures at exact per-token costs (milp_branching).
-
-    Gets a quarter of the time limit (a minute without one), never more than is left.
-    Returns the configuration bound raised to the branch's bound, and the better of
-    `warm_plan` and the fitting placements the branch met.
-    """
+    """`branch_over_signatures` when the configuration stage left a gap on one interval: the configuration
+    bound raised to the branch's, and the better plan. Half the time limit (two minutes without one)."""
     if columns is None or warm_plan is None or instance.workload.n_intervals != 1:
         return columns, warm_plan
-    report = evaluate(instance, warm_plan)
-    if not report.feasible or report.total_s - columns.bound_s <= 1e-6 * report.total_s:
+    total_s = evaluate(instance, warm_plan).total_s
+    if total_s - columns.bound_s <= 1e-6 * total_s:
         return columns, warm_plan
-    budget = min(0.25 * time_limit, deadline.remaining_s()) if time_limit is not None else 60.0
-    branched = exact_signature_bound(instance, report.total_s, time_limit_s=budget)
+    budget = min(0.5 * time_limit, deadline.remaining_s()) if time_limit is not None else 120.0
+    branched = branch_over_signatures(instance, warm_plan, time_limit_s=budget)
     if branched is None:
         return columns, warm_plan
-    bound_s, found = branched
-    stats.update(branch_bound_s=bound_s, branch_plans=len(found))
-    best, best_s = warm_plan, report.total_s
-    for placement in found:
+    stats.update(branched.stats)
+    return replace(columns, bound_s=max(columns.bound_s, branched.bound_s)), branched.plan
+
+
+@dataclass(frozen=True)
+class Branched:
+    """What `branch_over_signatures` established.
+
+    Attributes
+    ----------
+    bound_s : float
+        A lower bound on every feasible plan's evaluator total, s.
+    plan : Plan
+        The best plan known after branching (the given one when nothing beat it).
+    total_s : float
+        Its evaluator total, s.
+    stats : dict
+        ``branch_bound_s`` (the signature bound at exact costs), ``branch_open`` (signatures
+        it left below the incumbent), ``branch_solved`` (restricted MILPs run),
+        ``branch_closed_bound_s`` (the bound after them).
+    """
+
+    bound_s: float
+    plan: Plan
+    total_s: float
+    stats: dict
+
+
+def branch_over_signatures(instance: Instance, incumbent: Plan, *, time_limit_s: float) -> Branched | None:
+    """Branch over the signatures below `incumbent` at exact per-token costs (one interval; docs/milp.md).
+
+    First the signature bound on exact tables (`milp_branching.exact_signature_bound`, half
+    the time); then the signatures it leaves below the incumbent, best bound first, each
+    by the per-layer MILP restricted to it with adaptive token blocks (`_solve_signature`),
+    until the gap closes or the time is up.
+
+    Parameters
+    ----------
+    instance : Instance
+        One interval, no mixture-of-experts layers.
+    incumbent : Plan
+        A feasible plan.
+    time_limit_s : float
+        Seconds for the whole call.
+
+    Returns
+    -------
+    Branched or None
+        None when out of scope (several intervals, an infeasible incumbent, or too many
+        group splits to enumerate: `milp_branching.MAX_COMPOSITIONS`).
+    """
+    started = time.perf_counter()
+    report = evaluate(instance, incumbent)
+    if not report.feasible:
+        return None
+    exact = exact_signature_bound(instance, report.total_s, time_limit_s=0.5 * time_limit_s)
+    if exact is None:
+        return None
+    best, best_s = incumbent, report.total_s
+    for placement in exact.found:
         candidate = Plan(instance.cluster.names, [placement], method="milp")
         candidate_report = evaluate(instance, candidate)
         if candidate_report.feasible and candidate_report.total_s < best_s:
             best, best_s = candidate, candidate_report.total_s
-    return replace(columns, bound_s=max(columns.bound_s, bound_s)), best
+    solve = lambda signature, incumbent_s, end_s: _solve_signature(instance, signature, end_s)  # noqa: E731
+    bound_s, plan, total_s, solved = close_signatures(exact, (best, best_s), solve, started + time_limit_s)
+    if plan is not None:
+        best, best_s = plan, total_s
+    stats = dict(branch_bound_s=exact.bound_s, branch_open=len(exact.open), branch_solved=solved,
+                 branch_closed_bound_s=bound_s)
+    return Branched(min(bound_s, best_s), best, best_s, stats)
+
+
+def _solve_signature(instance: Instance, signature: Signature, end_s: float) -> tuple[float, Plan | None, float | None]:
+    """The per-layer MILP of the one interval restricted to `signature`, with adaptive token blocks.
+
+    Returns a lower bound on the signature's plans, s (``inf`` when none fits), and the
+    best plan found with its evaluator total. The bound is the restricted optimum when
+    every token block is exact, else the solver's bound (every block is a relaxation).
+    """
+    setup = _Setup([0], None, None, "counts", "highs", 1e-6, None, Deadline(end_s), 12,
+                   restrict=lambda problem: restrict_to_signature(problem, signature))
+    search = _refine(instance, setup, _initial_blocks(instance, [0], "adaptive"), None, {})
+    outcome = search.outcome
+    if outcome is not None and outcome.status == "infeasible":
+        return float("inf"), None, None
+    feasible = search.report is not None and search.report.feasible and not search.over
+    plan, total = (search.plan, search.report.total_s) if feasible else (None, None)
+    if feasible and outcome.status == "optimal" and not search.inexact:
+        return total, plan, total
+    low = -np.inf if outcome is None or outcome.bound is None else outcome.bound * SECONDS_PER_UNIT
+    return low, plan, total
 
 
 def _proven(instance: Instance, plan: Plan, columns: ConfigurationBound | None, started: float,

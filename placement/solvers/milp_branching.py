@@ -22,19 +22,23 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 from itertools import combinations
 from math import comb
 
 import numpy as np
+import scipy.sparse as sp
 
 from placement.cost.tables import block_memory, heads_share_memory, usable_bytes
 from placement.instance import Instance
-from placement.plan import Placement
+from placement.plan import Placement, Plan
+from placement.solvers.linear import LinearProblem
 from placement.solvers.milp_bounds import layer_classes
 from placement.solvers.milp_model import SECONDS_PER_UNIT, Phase, output_routes, phase_terms, profile_sends_input
 from placement.solvers.milp_signatures import Refinement, SignatureTables, signature_bound
 
-__all__ = ["ExactTables", "MAX_COMPOSITIONS", "exact_tables", "exact_signature_bound", "compositions"]
+__all__ = ["ExactTables", "ExactBound", "Signature", "MAX_COMPOSITIONS", "exact_tables", "exact_signature_bound",
+           "compositions", "restrict_to_signature", "close_signatures"]
 
 # Most count vectors of one layer's groups over the devices (C(K+N−1, N−1)): 6,435 for 8 groups on 8 devices.
 MAX_COMPOSITIONS = 20_000
@@ -201,9 +205,68 @@ def _placement(tables: ExactTables, e: int, h: int, path: list[tuple[int, int]],
     return Placement(np.stack(attention), projection, ffn, e, h)
 
 
+@dataclass(frozen=True, eq=False)
+class Signature:
+    """What a signature fixes, and a lower bound on its plans.
+
+    Attributes
+    ----------
+    embed, lm_head : int
+        Devices of the embedding and of ``lm_head``.
+    ffn_counts : ndarray of int, shape (P,)
+        FFNs held by each part of the devices (summing to the layers).
+    part : ndarray of int, shape (N,)
+        The part of each device (each tracked device its own part, the untracked rest one).
+    bound_s : float
+        A lower bound on the total of every feasible plan of this signature, s.
+    """
+
+    embed: int
+    lm_head: int
+    ffn_counts: np.ndarray
+    part: np.ndarray
+    bound_s: float
+
+    def describe(self, names: list[str]) -> str:
+        """``embed@laptop lm_head@laptop ffn orin-nano×8 phone×8`` (an untracked part as ``rest×n``)."""
+        ffn = []
+        for p, count in enumerate(self.ffn_counts):
+            members = np.flatnonzero(self.part == p)
+            if count and len(members):
+                ffn.append(f"{names[members[0]] if len(members) == 1 else 'rest'}×{int(count)}")
+        return f"embed@{names[self.embed]} lm_head@{names[self.lm_head]} ffn " + " ".join(ffn)
+
+
+@dataclass(frozen=True)
+class ExactBound:
+    """The signature bound at exact per-token costs.
+
+    Attributes
+    ----------
+    bound_s : float
+        A lower bound on every feasible plan, s.
+    found : list of Placement
+        Cheapest paths met that fit every device: real placements.
+    open : list of Signature
+        The refined signatures whose bound is still below the incumbent given, best first.
+    unreached_s : float
+        The least bound of the signatures not refined (``inf`` when every one below the
+        incumbent was), s.
+    """
+
+    bound_s: float
+    found: list
+    open: list
+    unreached_s: float
+
+
 def exact_signature_bound(instance: Instance, incumbent_s: float, *, time_limit_s: float,
-                          tables: ExactTables | None = None) -> tuple[float, list[Placement]] | None:
-    """A lower bound on every feasible plan at exact per-token costs, by branching over signatures (one interval).
+                          tables: ExactTables | None = None) -> ExactBound | None:
+    """A lower bound on every feasible plan at exact per-token costs, over signatures (one interval).
+
+    Every signature below `incumbent_s` is refined (its own memory multipliers,
+    `milp_signatures.refined_bound`) on the exact tables, best bound first, until
+    90 % of `time_limit_s`.
 
     Parameters
     ----------
@@ -212,17 +275,15 @@ def exact_signature_bound(instance: Instance, incumbent_s: float, *, time_limit_
     incumbent_s : float
         Total of a known feasible plan, s: signatures whose bound reaches it are pruned.
     time_limit_s : float
-        Seconds for the whole call; the signatures not refined by then keep their bound at
-        memory multipliers zero, which is still valid.
+        Seconds for the whole call; signatures not refined by then keep their bound at
+        memory multipliers zero, still valid.
     tables : ExactTables, optional
         `exact_tables` of interval 0, if already built.
 
     Returns
     -------
-    (float, list of Placement) or None
-        The bound, s (never above any feasible plan's evaluator total), and the placements
-        met on the way that fit every device (real plans, for the caller to judge); None
-        when out of scope (several intervals, or `exact_tables` declines).
+    ExactBound or None
+        None when out of scope (several intervals, or `exact_tables` declines).
     """
     started = time.perf_counter()
     if instance.workload.n_intervals != 1:
@@ -233,10 +294,89 @@ def exact_signature_bound(instance: Instance, incumbent_s: float, *, time_limit_
     N = tables.counts.shape[1]
     price = _pricer(tables)
     arcs, _, ends, _ = price(np.zeros(N))
-    ffn_memory = tables.ffn[tables.labels].min(axis=0)
-    free = SignatureTables([arcs], ends[None], ffn_memory[None], tables.ends_memory[None])
-    refine = Refinement(price, incumbent_s / SECONDS_PER_UNIT, started + 0.9 * time_limit_s)
-    work = 0.3 * time_limit_s * _OPS_PER_S
-    bound_ms = signature_bound(instance, [free], migration=False, work_limit=work, refine=refine)
+    free = SignatureTables([arcs], ends[None], tables.ffn[tables.labels].min(axis=0)[None], tables.ends_memory[None])
+    refine = Refinement(price, incumbent_s / SECONDS_PER_UNIT, started + 0.9 * time_limit_s, exhaustive=True)
+    bound_ms = signature_bound(instance, [free], migration=False, work_limit=0.3 * time_limit_s * _OPS_PER_S,
+                               refine=refine)
+    to_s = SECONDS_PER_UNIT * (1 - _ROUNDING)
     found = [_placement(tables, e, h, path, choices) for e, h, path, choices in refine.found]
-    return max(bound_ms, 0.0) * SECONDS_PER_UNIT * (1 - _ROUNDING), found
+    refined = [Signature(e, h, np.asarray(c), np.asarray(part), value * to_s)
+               for e, h, c, part, value in refine.signatures if e is not None and value * to_s < incumbent_s]
+    unreached = min([value for e, *_, value in refine.signatures if e is None], default=bound_ms)
+    return ExactBound(max(bound_ms, 0.0) * to_s, found, sorted(refined, key=lambda s: s.bound_s),
+                      max(unreached, 0.0) * to_s)
+
+
+def restrict_to_signature(problem: LinearProblem, signature: Signature) -> LinearProblem:
+    """The one-interval per-layer MILP (`milp_model`) restricted to the plans of `signature`.
+
+    Adds one row per part, ``Σ_l Σ_{v ∈ part} f[0, l, v] = ffn_counts[part]``, and fixes
+    ``e[0, embed] = h[0, lm_head] = 1`` by column bounds (the assignment rows zero the rest).
+
+    Parameters
+    ----------
+    problem : LinearProblem
+        A formulation of one interval, with families ``f`` (1, L, N), ``e`` and ``h`` (1, N).
+    signature : Signature
+
+    Returns
+    -------
+    LinearProblem
+        The problem with the rows appended (row family ``signature``) and the bounds fixed.
+    """
+    fam = problem.families
+    f = fam["f"][0]  # (L, N)
+    parts = len(signature.ffn_counts)
+    rows = [np.full(f[:, signature.part == p].size, p) for p in range(parts)]
+    cols = [f[:, signature.part == p].ravel() for p in range(parts)]
+    rows, cols = np.concatenate(rows), np.concatenate(cols)
+    extra = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(parts, problem.shape[1]))
+    counts = np.asarray(signature.ffn_counts, dtype=float)
+    lower = problem.col_lower.copy()
+    lower[fam["e"][0][signature.embed]] = lower[fam["h"][0][signature.lm_head]] = 1.0
+    start = problem.shape[0]
+    return LinearProblem(problem.cost, sp.vstack([problem.matrix, extra], format="csr"),
+                         np.concatenate([problem.row_lower, counts]), np.concatenate([problem.row_upper, counts]),
+                         lower, problem.col_upper, problem.integer, problem.offset, problem.families,
+                         {**problem.row_families, "signature": (start, start + parts)})
+
+
+def close_signatures(bound: ExactBound, incumbent: tuple[Plan | None, float],
+                     solve: Callable[[Signature, float, float], tuple[float, Plan | None, float | None]],
+                     deadline_s: float, gap: float = 1e-6) -> tuple[float, Plan | None, float, int]:
+    """Branch: each open signature, best bound first, solved exactly (`solve`) until the gap closes or time runs out.
+
+    Parameters
+    ----------
+    bound : ExactBound
+    incumbent : (Plan or None, float)
+        The best plan known and its evaluator total, s.
+    solve : callable
+        ``solve(signature, incumbent_s, deadline_s) -> (bound_s, plan, total_s)``: a lower
+        bound on the signature's plans (``inf`` when it has none) and the best plan of it
+        found (None) with its total; the per-layer MILP restricted to the signature (`milp`).
+    deadline_s : float
+        ``time.perf_counter()`` value after which no signature is started.
+    gap : float
+        A signature whose bound is within this relative gap of the incumbent is pruned
+        (the optimality tolerance `milp` proves plans to).
+
+    Returns
+    -------
+    (float, Plan or None, float, int)
+        The global bound, s (the least of the incumbent, the signatures not refined and the
+        open signatures' bounds), the best plan (None if none beat `incumbent`), its total,
+        and how many signatures were solved.
+    """
+    plan, best_s = None, incumbent[1]
+    lows, solved = [], 0
+    for index, signature in enumerate(bound.open):
+        if signature.bound_s >= best_s * (1 - gap) or time.perf_counter() > deadline_s:
+            lows.append(signature.bound_s)  # the least of the rest (sorted): pruned within the gap, or not reached
+            break
+        low, found, total = solve(signature, best_s, deadline_s)
+        solved += 1
+        if found is not None and total < best_s:
+            plan, best_s = found, total
+        lows.append(max(signature.bound_s, low))
+    return float(min([best_s, bound.unreached_s, *lows])), plan, best_s, solved
