@@ -6,6 +6,7 @@
     python benchmarks/bench_milp.py configurations   # configuration LP bound and plan on edge-real, large, milp
     python benchmarks/bench_milp.py configurations --suites milp,edge-real --repeats 1 --time-limit 15
     python benchmarks/bench_milp.py deadline         # wall time against the time limit (three open edge-real instances)
+    python benchmarks/bench_milp.py tight            # the tight 6-device instance proven: the branch over signatures
     python benchmarks/bench_milp.py all
 
 Each case is solved `--repeats` times (default 3) with HiGHS; the median wall-clock
@@ -148,9 +149,28 @@ def deadline(repeats: int, limit: float) -> None:
               f"{result.objective:.6g} | {gap} |")
 
 
+TIGHT_CASES = ("milp/llama-3.2-1b-6dev-tight",)
+
+
+def tight(repeats: int, limit: float) -> None:
+    """Whole `solve_milp` calls on the one-interval instances the branch over signatures proves (target: ≤ 60 s)."""
+    print(f"| instance | status | median wall (limit {limit:g} s) | objective (s) | bound (s) | gap | "
+          "exact signature bound (s) | open / solved signatures |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in TIGHT_CASES:
+        seconds, result = _timed(placement.load_instance(name), repeats, time_limit=limit)
+        gap = "-" if result.gap is None else f"{result.gap:.1e}"
+        stats = result.stats
+        exact = stats.get("branch_bound_s")
+        print(f"| {name} | {result.status} | {seconds:.1f} s | {result.objective:.6f} | {result.bound:.6f} | {gap} | "
+              f"{'-' if exact is None else f'{exact:.6f}'} | "
+              f"{stats.get('branch_open', '-')} / {stats.get('branch_solved', '-')} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("case", choices=("paper-small", "edge-1b", "scaling", "configurations", "deadline", "all"))
+    parser.add_argument("case", choices=("paper-small", "edge-1b", "scaling", "configurations", "deadline", "tight",
+                                         "all"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--time-limit", type=float, default=60.0)
     parser.add_argument("--suites", default="milp,edge-real,large", help="configurations: comma-separated suites")
@@ -167,6 +187,8 @@ def main() -> None:
         configurations(args.repeats, args.time_limit, tuple(args.suites.split(",")))
     if args.case in ("deadline", "all"):
         deadline(args.repeats, args.time_limit)
+    if args.case in ("tight", "all"):
+        tight(args.repeats, args.time_limit)
 
 
 if __name__ == "__main__":
