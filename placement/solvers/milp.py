@@ -430,7 +430,7 @@ def branch_over_signatures(instance: Instance, incumbent: Plan, *, time_limit_s:
         candidate_report = evaluate(instance, candidate)
         if candidate_report.feasible and candidate_report.total_s < best_s:
             best, best_s = candidate, candidate_report.total_s
-    solve = lambda signature, incumbent_s, end_s: _solve_signature(instance, signature, end_s)  # noqa: E731
+    solve = lambda signature, end_s: _solve_signature(instance, signature, end_s)  # noqa: E731
     bound_s, plan, total_s, solved = close_signatures(exact, (best, best_s), solve, started + time_limit_s)
     if plan is not None:
         best, best_s = plan, total_s
@@ -443,8 +443,9 @@ def _solve_signature(instance: Instance, signature: Signature, end_s: float) -> 
     """The per-layer MILP of the one interval restricted to `signature`, with adaptive token blocks.
 
     Returns a lower bound on the signature's plans, s (``inf`` when none fits), and the
-    best plan found with its evaluator total. The bound is the restricted optimum when
-    every token block is exact, else the solver's bound (every block is a relaxation).
+    best plan found with its evaluator total. The bound is the solver's on the last model
+    solved: every token block is a relaxation, so it bounds the signature's plans whether
+    or not the blocks were exact by then (once they are, it is the optimum within the gap).
     """
     setup = _Setup([0], None, None, "counts", "highs", 1e-6, None, Deadline(end_s), 12,
                    restrict=lambda problem: restrict_to_signature(problem, signature))
@@ -454,10 +455,8 @@ def _solve_signature(instance: Instance, signature: Signature, end_s: float) -> 
         return float("inf"), None, None
     feasible = search.report is not None and search.report.feasible and not search.over
     plan, total = (search.plan, search.report.total_s) if feasible else (None, None)
-    if feasible and outcome.status == "optimal" and not search.inexact:
-        return total, plan, total
     low = -np.inf if outcome is None or outcome.bound is None else outcome.bound * SECONDS_PER_UNIT
-    return low, plan, total
+    return (low if total is None else min(low, total)), plan, total
 
 
 def _proven(instance: Instance, plan: Plan, columns: ConfigurationBound | None, started: float,

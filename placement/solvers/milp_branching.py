@@ -342,7 +342,7 @@ def restrict_to_signature(problem: LinearProblem, signature: Signature) -> Linea
 
 
 def close_signatures(bound: ExactBound, incumbent: tuple[Plan | None, float],
-                     solve: Callable[[Signature, float, float], tuple[float, Plan | None, float | None]],
+                     solve: Callable[[Signature, float], tuple[float, Plan | None, float | None]],
                      deadline_s: float, gap: float = 1e-6) -> tuple[float, Plan | None, float, int]:
     """Branch: each open signature, best bound first, solved exactly (`solve`) until the gap closes or time runs out.
 
@@ -352,7 +352,7 @@ def close_signatures(bound: ExactBound, incumbent: tuple[Plan | None, float],
     incumbent : (Plan or None, float)
         The best plan known and its evaluator total, s.
     solve : callable
-        ``solve(signature, incumbent_s, deadline_s) -> (bound_s, plan, total_s)``: a lower
+        ``solve(signature, deadline_s) -> (bound_s, plan, total_s)``: a lower
         bound on the signature's plans (``inf`` when it has none) and the best plan of it
         found (None) with its total; the per-layer MILP restricted to the signature (`milp`).
     deadline_s : float
@@ -374,7 +374,7 @@ def close_signatures(bound: ExactBound, incumbent: tuple[Plan | None, float],
         if signature.bound_s >= best_s * (1 - gap) or time.perf_counter() > deadline_s:
             lows.append(signature.bound_s)  # the least of the rest (sorted): pruned within the gap, or not reached
             break
-        low, found, total = solve(signature, best_s, deadline_s)
+        low, found, total = solve(signature, deadline_s)
         solved += 1
         if found is not None and total < best_s:
             plan, best_s = found, total
