@@ -44,6 +44,9 @@ __all__ = ["ExactTables", "ExactBound", "Signature", "MAX_COMPOSITIONS", "exact_
 MAX_COMPOSITIONS = 20_000
 # Elementary operations a second the signature DPs get through (numpy, the loaded 2-core VM): sizes their work.
 _OPS_PER_S = 3e7
+# Elements of the per-token stage arrays built a second (tokens × N³ × splits; 4·10⁷ measured on the tight
+# instance, loaded 2-core VM, halved for safety): tables that would take over a third of the time are declined.
+_TABLE_ELEMENTS_PER_S = 2e7
 _ROUNDING = 1e-9  # the bound is lowered by this (relative) for rounding, as `milp_bounds` does
 
 
@@ -117,7 +120,7 @@ def _token_stage(terms: dict, layer: int, counts: np.ndarray, shared: bool, send
     return stage.transpose(0, 2, 1)
 
 
-def exact_tables(instance: Instance, k: int = 0) -> ExactTables | None:
+def exact_tables(instance: Instance, k: int = 0, time_limit_s: float | None = None) -> ExactTables | None:
     """Interval `k`'s configurations costed token by token (`ExactTables`), or None when out of scope.
 
     Parameters
@@ -125,21 +128,28 @@ def exact_tables(instance: Instance, k: int = 0) -> ExactTables | None:
     instance : Instance
     k : int
         The interval (its decode steps; the prefill too when ``k = 0``).
+    time_limit_s : float, optional
+        Seconds the caller has: tables estimated to need more than a third of it are declined.
 
     Returns
     -------
     ExactTables or None
-        None when the group splits exceed `MAX_COMPOSITIONS` or the profile gathers head
-        outputs in a third phase (``sum_gather``).
+        None when the group splits exceed `MAX_COMPOSITIONS`, the tables would not fit a
+        third of `time_limit_s`, the model has experts, or the profile gathers head outputs
+        in a third phase (``sum_gather``).
     """
     K, N = instance.model.kv_heads, instance.n_devices
-    if comb(K + N - 1, N - 1) > MAX_COMPOSITIONS or instance.model.is_moe:
+    splits = comb(K + N - 1, N - 1)
+    if splits > MAX_COMPOSITIONS or instance.model.is_moe:
         return None
-    counts = compositions(K, N)
-    route, varies = output_routes(instance)
     steps = np.flatnonzero(instance.workload.interval_of_step() == k)
     phases = ([Phase(0, None)] if k == 0 else []) + [Phase(0, steps[i:i + 1]) for i in range(len(steps))]
     labels = layer_classes(instance)
+    work = len(phases) * (int(labels.max()) + 1) * N ** 3 * splits
+    if time_limit_s is not None and work / _TABLE_ELEMENTS_PER_S > time_limit_s / 3:
+        return None
+    counts = compositions(K, N)
+    route, varies = output_routes(instance)
     firsts = [int(np.flatnonzero(labels == c)[0]) for c in range(int(labels.max()) + 1)]
     shared, sends_input = instance.cluster.network == "shared", profile_sends_input(instance)
     stage = np.zeros((len(firsts), N, N, len(counts)))
@@ -283,12 +293,13 @@ def exact_signature_bound(instance: Instance, incumbent_s: float, *, time_limit_
     Returns
     -------
     ExactBound or None
-        None when out of scope (several intervals, or `exact_tables` declines).
+        None when out of scope (several intervals, or `exact_tables` declines, also when its
+        tables would take over a third of `time_limit_s`).
     """
     started = time.perf_counter()
     if instance.workload.n_intervals != 1:
         return None
-    tables = tables if tables is not None else exact_tables(instance)
+    tables = tables if tables is not None else exact_tables(instance, time_limit_s=time_limit_s)
     if tables is None:
         return None
     N = tables.counts.shape[1]
