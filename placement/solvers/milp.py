@@ -267,7 +267,8 @@ def solve_milp(
         best single placement over the generated configurations (price-and-branch)
         becomes the warm start when it is faster; the better of the two bounds is
         reported, and a plan the LP bound already proves optimal is returned without
-        running the MILP. ``auto``: ``configurations`` for models of at least
+        running the MILP; with one interval and a gap left, `branch_over_signatures`
+        follows (half the time left). ``auto``: ``configurations`` for models of at least
         `CONFIGURATION_LAYERS` layers (the chain of layers is what the configuration LP
         exploits; with fewer the MILP closes alone). None: the MILP alone.
 
