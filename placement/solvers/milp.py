@@ -26,7 +26,8 @@ from placement.options import Deadline
 from placement.solvers.backends import SOLVERS, SolverOutcome, solve_problem
 from placement.solvers.linear import LinearProblem
 from placement.solvers.milp_bounds import ConfigurationBound, configuration_bound
-from placement.solvers.milp_branching import Signature, close_signatures, exact_signature_bound, restrict_to_signature
+from placement.solvers.milp_branching import Signature, close_signatures, exact_signature_bound, interval_exact_bound
+from placement.solvers.milp_branching import restrict_to_signature
 from placement.solvers.milp_classes import with_class_bound
 from placement.solvers.milp_experts import expert_start, places_experts, read_experts, warm_holdings
 from placement.solvers.milp_model import SECONDS_PER_UNIT, Formulation, build_formulation, identical_devices
@@ -320,6 +321,7 @@ def solve_milp(
                      layer_classes=None if columns is None else columns.classes)
         columns = with_class_bound(instance, columns, warm_plan, deadline=deadline, stats=stats)
         columns, warm_plan = _branch_over_signatures(instance, columns, warm_plan, deadline, time_limit, stats)
+        columns, warm_plan = _interval_bounds(instance, columns, warm_plan, deadline, time_limit, stats)
         if warm_plan is not None:
             start_placements = list(warm_plan.intervals) * (1 if len(warm_plan.intervals) > 1 else len(intervals))
             proven = _proven(instance, warm_plan, columns, started, stats)
@@ -369,6 +371,35 @@ def _branch_over_signatures(instance: Instance, columns: ConfigurationBound | No
         return columns, warm_plan
     stats.update(branched.stats)
     return replace(columns, bound_s=max(columns.bound_s, branched.bound_s)), branched.plan
+
+
+def _interval_bounds(instance: Instance, columns: ConfigurationBound | None, warm_plan: Plan | None,
+                     deadline: Deadline, time_limit: float | None,
+                     stats: dict[str, Any]) -> tuple[ConfigurationBound | None, Plan | None]:
+    """Several intervals, a gap left: the configuration bound raised to the sum of the intervals' exact signature
+    bounds (`milp_branching.interval_exact_bound`), and the better of `warm_plan` and the static plans it met.
+    A quarter of the time limit (a minute without one)."""
+    I = instance.workload.n_intervals
+    if columns is None or warm_plan is None or I == 1:
+        return columns, warm_plan
+    report = evaluate(instance, warm_plan)
+    if not report.feasible or report.total_s - columns.bound_s <= 1e-6 * report.total_s:
+        return columns, warm_plan
+    costs = np.bincount(instance.workload.interval_of_step(), weights=report.decode_s, minlength=I)
+    costs[0] += report.ttft_s
+    budget = min(0.25 * time_limit, deadline.remaining_s()) if time_limit is not None else 60.0
+    found = interval_exact_bound(instance, costs, time_limit_s=budget)
+    if found is None:
+        return columns, warm_plan
+    bound_s, placements = found
+    best, best_s = warm_plan, report.total_s
+    for placement in placements:
+        candidate = Plan(instance.cluster.names, [placement] * I, method="milp")
+        candidate_report = evaluate(instance, candidate)
+        if candidate_report.feasible and candidate_report.total_s < best_s:
+            best, best_s = candidate, candidate_report.total_s
+    stats["interval_exact_bound_s"] = bound_s
+    return replace(columns, bound_s=max(columns.bound_s, bound_s)), best
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from placement.solvers.milp_model import SECONDS_PER_UNIT, Phase, output_routes,
 from placement.solvers.milp_signatures import Refinement, SignatureTables, signature_bound
 
 __all__ = ["ExactTables", "ExactBound", "Signature", "MAX_COMPOSITIONS", "exact_tables", "exact_signature_bound",
-           "compositions", "restrict_to_signature", "close_signatures"]
+           "interval_exact_bound", "compositions", "restrict_to_signature", "close_signatures"]
 
 # Most count vectors of one layer's groups over the devices (C(K+N−1, N−1)): 6,435 for 8 groups on 8 devices.
 MAX_COMPOSITIONS = 20_000
@@ -270,6 +270,17 @@ class ExactBound:
     unreached_s: float
 
 
+def _refined(instance: Instance, tables: ExactTables, incumbent_ms: float, deadline_s: float, work: float,
+             exhaustive: bool) -> tuple[float, Refinement]:
+    """The signature bound of one interval on exact tables (ms), signatures below `incumbent_ms` refined."""
+    N = tables.counts.shape[1]
+    price = _pricer(tables)
+    arcs, _, ends, _ = price(np.zeros(N))
+    free = SignatureTables([arcs], ends[None], tables.ffn[tables.labels].min(axis=0)[None], tables.ends_memory[None])
+    refine = Refinement(price, incumbent_ms, deadline_s, exhaustive=exhaustive)
+    return signature_bound(instance, [free], migration=False, work_limit=work, refine=refine), refine
+
+
 def exact_signature_bound(instance: Instance, incumbent_s: float, *, time_limit_s: float,
                           tables: ExactTables | None = None) -> ExactBound | None:
     """A lower bound on every feasible plan at exact per-token costs, over signatures (one interval).
@@ -302,13 +313,8 @@ def exact_signature_bound(instance: Instance, incumbent_s: float, *, time_limit_
     tables = tables if tables is not None else exact_tables(instance, time_limit_s=time_limit_s)
     if tables is None:
         return None
-    N = tables.counts.shape[1]
-    price = _pricer(tables)
-    arcs, _, ends, _ = price(np.zeros(N))
-    free = SignatureTables([arcs], ends[None], tables.ffn[tables.labels].min(axis=0)[None], tables.ends_memory[None])
-    refine = Refinement(price, incumbent_s / SECONDS_PER_UNIT, started + 0.9 * time_limit_s, exhaustive=True)
-    bound_ms = signature_bound(instance, [free], migration=False, work_limit=0.3 * time_limit_s * _OPS_PER_S,
-                               refine=refine)
+    bound_ms, refine = _refined(instance, tables, incumbent_s / SECONDS_PER_UNIT, started + 0.9 * time_limit_s,
+                                0.3 * time_limit_s * _OPS_PER_S, exhaustive=True)
     to_s = SECONDS_PER_UNIT * (1 - _ROUNDING)
     found = [_placement(tables, e, h, path, choices) for e, h, path, choices in refine.found]
     refined = [Signature(e, h, np.asarray(c), np.asarray(part), value * to_s)
@@ -316,6 +322,49 @@ def exact_signature_bound(instance: Instance, incumbent_s: float, *, time_limit_
     unreached = min([value for e, *_, value in refine.signatures if e is None], default=bound_ms)
     return ExactBound(max(bound_ms, 0.0) * to_s, found, sorted(refined, key=lambda s: s.bound_s),
                       max(unreached, 0.0) * to_s)
+
+
+def interval_exact_bound(instance: Instance, interval_costs_s: np.ndarray, *,
+                         time_limit_s: float) -> tuple[float, list[Placement]] | None:
+    """Several intervals: the sum over intervals of each one's signature bound at exact per-token costs.
+
+    Every interval's cost (its decode steps, and the prefill in interval 0) is bounded by
+    the one-interval signature bound on its exact tables, signatures refined while below
+    the known plan's cost of that interval; migration (≥ 0) is dropped. Each interval's
+    placement must fit at that interval's largest context, so the sum bounds every
+    feasible plan's total.
+
+    Parameters
+    ----------
+    instance : Instance
+    interval_costs_s : ndarray, shape (I,)
+        A feasible plan's cost of each interval without migration, s: the refinement's targets
+        (any values keep the bound valid; a plan's make it stop where it can no longer help).
+    time_limit_s : float
+        Seconds for the whole call, shared by the intervals in turn.
+
+    Returns
+    -------
+    (float, list of Placement) or None
+        The bound, s, and the placements of the last interval met on the way that fit every
+        device there (caches only grow: they fit every interval, static plans for the
+        caller to judge); None when some interval's tables are out of scope or out of time.
+    """
+    started = time.perf_counter()
+    I = instance.workload.n_intervals
+    total_ms, found = 0.0, []
+    for k in range(I):
+        share_end = started + time_limit_s * (k + 1) / I
+        tables = exact_tables(instance, k, time_limit_s=share_end - time.perf_counter())
+        if tables is None:
+            return None
+        left = max(share_end - time.perf_counter(), 0.0)
+        bound_ms, refine = _refined(instance, tables, interval_costs_s[k] / SECONDS_PER_UNIT,
+                                    time.perf_counter() + 0.9 * left, 0.3 * left * _OPS_PER_S, exhaustive=False)
+        total_ms += max(bound_ms, 0.0)
+        if k == I - 1:
+            found = [_placement(tables, e, h, path, choices) for e, h, path, choices in refine.found]
+    return total_ms * SECONDS_PER_UNIT * (1 - _ROUNDING), found
 
 
 def restrict_to_signature(problem: LinearProblem, signature: Signature) -> LinearProblem:
