@@ -20,6 +20,7 @@ from placement.instance import instance_from_dict
 from placement.plan import Placement, Plan
 from placement.solvers.milp import branch_over_signatures
 from placement.solvers.milp_branching import ExactTables, compositions, exact_signature_bound, exact_tables
+from placement.solvers.milp_branching import interval_exact_bound
 
 sys.path.insert(0, str(Path(__file__).parent))
 from brute_force import brute_force  # noqa: E402
@@ -77,8 +78,8 @@ def test_exact_tables_price_a_placement_at_its_evaluator_total(name):
         assert _table_cost(tables, p) * 1e-3 == pytest.approx(report.total_s, rel=1e-9)
 
 
-def _random_instance(seed: int):
-    """One interval; 2-3 devices, 2-4 layers, 1-2 groups per layer, tight memory, slow links."""
+def _random_instance(seed: int, intervals: int = 1):
+    """`intervals` intervals; 2-3 devices, 2-4 layers, 1-2 groups per layer, tight memory, slow links."""
     rng = np.random.default_rng(500 + seed)
     N, layers, kv = int(rng.integers(2, 4)), int(rng.integers(2, 5)), int(rng.choice([1, 2]))
     model = {"name": f"br-{seed}", "layers": layers, "hidden": 128, "heads": 2 * kv, "kv_heads": kv,
@@ -92,6 +93,8 @@ def _random_instance(seed: int):
             "network": "shared" if rng.integers(2) else "switched",
             "mesh": {"bandwidth": f"{int(rng.integers(5, 200))} Mbit/s", "latency": f"{rng.uniform(0.05, 2):.2f} ms"},
             "workload": {"prompt_tokens": int(rng.integers(2, 60)), "generate_tokens": int(rng.integers(3, 12))}}
+    if intervals > 1:  # the caches grow over more tokens, so that later intervals may need other placements
+        spec["workload"] |= {"generate_tokens": 4 * intervals, "interval": 4}
     return instance_from_dict(spec, source=spec["name"])
 
 
@@ -149,3 +152,38 @@ def test_a_signature_pruned_by_its_own_multiplier_worked_by_hand():
             assert signature.bound_s == pytest.approx(0.004, rel=1e-8)
     assert sum(s.ffn_counts[1] == 1 for s in exact.open) == 4  # every (embed, lm_head) pair of "FFN on 1"
     assert exact.found and all(p.attention.tolist() == [[0]] and p.ffn.tolist() == [[0.0, 1.0]] for p in exact.found)
+
+
+def _interval_costs(inst, plan: Plan) -> np.ndarray:
+    report = evaluate(inst, plan)
+    costs = np.bincount(inst.workload.interval_of_step(), weights=report.decode_s, minlength=inst.workload.n_intervals)
+    costs[0] += report.ttft_s
+    return costs
+
+
+@pytest.mark.parametrize("name", ["kv-growth-two-intervals", "shared-three-intervals"])
+def test_interval_bound_never_above_the_brute_force_optimum(name):
+    inst = problem(name)
+    optimum = brute_force(inst)
+    bound, found = interval_exact_bound(inst, _interval_costs(inst, optimum.plan), time_limit_s=20.0)
+    assert 0.0 < bound <= optimum.total_s * (1 + 1e-9)
+    for p in found:  # a static plan of a fitting last-interval placement fits every interval
+        assert evaluate(inst, Plan(inst.cluster.names, [p] * inst.workload.n_intervals)).feasible
+
+
+def test_interval_bound_never_above_the_exact_milp_nor_a_random_plan():
+    rng = np.random.default_rng(11)
+    checked = 0
+    for seed in range(8):
+        inst = _random_instance(seed, intervals=int(rng.integers(2, 4)))
+        exact = placement.solve(inst, method="milp", bound=None)
+        assert exact.status == "optimal", (seed, exact.message)
+        bound, _ = interval_exact_bound(inst, _interval_costs(inst, exact.plan), time_limit_s=20.0)
+        assert bound <= exact.objective * (1 + 1e-9), seed
+        for _ in range(30):
+            placements = [_random_placement(inst, rng) for _ in range(inst.workload.n_intervals)]
+            report = evaluate(inst, Plan(inst.cluster.names, placements))
+            if report.feasible:
+                assert bound <= report.total_s * (1 + 1e-9), seed
+                checked += 1
+    assert checked >= 20
