@@ -27,7 +27,7 @@ from placement.solvers.backends import SOLVERS, SolverOutcome, solve_problem
 from placement.solvers.linear import LinearProblem
 from placement.solvers.milp_bounds import ConfigurationBound, configuration_bound
 from placement.solvers.milp_branching import Signature, close_signatures, exact_signature_bound, interval_exact_bound
-from placement.solvers.milp_branching import restrict_to_signature
+from placement.solvers.milp_branching import least_move_s, restrict_to_signature, static_exact_bound
 from placement.solvers.milp_classes import with_class_bound
 from placement.solvers.milp_experts import expert_start, places_experts, read_experts, warm_holdings
 from placement.solvers.milp_model import SECONDS_PER_UNIT, Formulation, build_formulation, identical_devices
@@ -376,8 +376,8 @@ def _branch_over_signatures(instance: Instance, columns: ConfigurationBound | No
 def _interval_bounds(instance: Instance, columns: ConfigurationBound | None, warm_plan: Plan | None,
                      deadline: Deadline, time_limit: float | None,
                      stats: dict[str, Any]) -> tuple[ConfigurationBound | None, Plan | None]:
-    """Several intervals, a gap left: the configuration bound raised to the sum of the intervals' exact signature
-    bounds (`milp_branching.interval_exact_bound`), and the better of `warm_plan` and the static plans it met.
+    """Several intervals, a gap left: the configuration bound raised to the exact-cost bound over static and
+    switching plans (`_horizon_exact_bound`), and the better of `warm_plan` and the static plans met.
     A quarter of the time limit (a minute without one)."""
     I = instance.workload.n_intervals
     if columns is None or warm_plan is None or I == 1:
@@ -385,10 +385,8 @@ def _interval_bounds(instance: Instance, columns: ConfigurationBound | None, war
     report = evaluate(instance, warm_plan)
     if not report.feasible or report.total_s - columns.bound_s <= 1e-6 * report.total_s:
         return columns, warm_plan
-    costs = np.bincount(instance.workload.interval_of_step(), weights=report.decode_s, minlength=I)
-    costs[0] += report.ttft_s
     budget = min(0.25 * time_limit, deadline.remaining_s()) if time_limit is not None else 60.0
-    found = interval_exact_bound(instance, costs, time_limit_s=budget)
+    found = _horizon_exact_bound(instance, report, budget, stats)
     if found is None:
         return columns, warm_plan
     bound_s, placements = found
@@ -398,8 +396,27 @@ def _interval_bounds(instance: Instance, columns: ConfigurationBound | None, war
         candidate_report = evaluate(instance, candidate)
         if candidate_report.feasible and candidate_report.total_s < best_s:
             best, best_s = candidate, candidate_report.total_s
-    stats["interval_exact_bound_s"] = bound_s
     return replace(columns, bound_s=max(columns.bound_s, bound_s)), best
+
+
+def _horizon_exact_bound(instance: Instance, report, budget_s: float,
+                         stats: dict[str, Any]) -> tuple[float, list[Placement]] | None:
+    """The least of a bound on static plans and one on plans that change placement (docs/milp.md).
+
+    Static plans: `static_exact_bound` (half the budget). Changing plans: the sum of every
+    interval's exact signature bound (`interval_exact_bound`) plus the least migration any
+    change pays (`least_move_s`). Every plan is one or the other.
+    """
+    I = instance.workload.n_intervals
+    costs = np.bincount(instance.workload.interval_of_step(), weights=report.decode_s, minlength=I)
+    costs[0] += report.ttft_s
+    static = static_exact_bound(instance, report.total_s, time_limit_s=0.5 * budget_s)
+    switching = interval_exact_bound(instance, costs, time_limit_s=0.5 * budget_s)
+    if static is None or switching is None:
+        return None
+    move_s = least_move_s(instance)
+    stats.update(static_exact_bound_s=static[0], interval_exact_bound_s=switching[0], least_move_s=move_s)
+    return min(static[0], switching[0] + move_s), static[1] + switching[1]
 
 
 @dataclass(frozen=True)

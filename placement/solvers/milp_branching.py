@@ -38,7 +38,8 @@ from placement.solvers.milp_model import SECONDS_PER_UNIT, Phase, output_routes,
 from placement.solvers.milp_signatures import Refinement, SignatureTables, signature_bound
 
 __all__ = ["ExactTables", "ExactBound", "Signature", "MAX_COMPOSITIONS", "exact_tables", "exact_signature_bound",
-           "interval_exact_bound", "compositions", "restrict_to_signature", "close_signatures"]
+           "interval_exact_bound", "static_exact_bound", "least_move_s", "compositions", "restrict_to_signature",
+           "close_signatures"]
 
 # Most count vectors of one layer's groups over the devices (C(K+N−1, N−1)): 6,435 for 8 groups on 8 devices.
 MAX_COMPOSITIONS = 20_000
@@ -120,14 +121,15 @@ def _token_stage(terms: dict, layer: int, counts: np.ndarray, shared: bool, send
     return stage.transpose(0, 2, 1)
 
 
-def exact_tables(instance: Instance, k: int = 0, time_limit_s: float | None = None) -> ExactTables | None:
+def exact_tables(instance: Instance, k: int | None = 0, time_limit_s: float | None = None) -> ExactTables | None:
     """Interval `k`'s configurations costed token by token (`ExactTables`), or None when out of scope.
 
     Parameters
     ----------
     instance : Instance
-    k : int
-        The interval (its decode steps; the prefill too when ``k = 0``).
+    k : int or None
+        The interval (its decode steps; the prefill too when ``k = 0``); None: the whole
+        generation, memory at its largest context (what a placement kept throughout needs).
     time_limit_s : float, optional
         Seconds the caller has: tables estimated to need more than a third of it are declined.
 
@@ -142,8 +144,9 @@ def exact_tables(instance: Instance, k: int = 0, time_limit_s: float | None = No
     splits = comb(K + N - 1, N - 1)
     if splits > MAX_COMPOSITIONS or instance.model.is_moe:
         return None
-    steps = np.flatnonzero(instance.workload.interval_of_step() == k)
-    phases = ([Phase(0, None)] if k == 0 else []) + [Phase(0, steps[i:i + 1]) for i in range(len(steps))]
+    of_step = instance.workload.interval_of_step()
+    steps = np.arange(len(of_step)) if k is None else np.flatnonzero(of_step == k)
+    phases = ([Phase(0, None)] if k in (0, None) else []) + [Phase(0, steps[i:i + 1]) for i in range(len(steps))]
     labels = layer_classes(instance)
     work = len(phases) * (int(labels.max()) + 1) * N ** 3 * splits
     if time_limit_s is not None and work / _TABLE_ELEMENTS_PER_S > time_limit_s / 3:
@@ -167,7 +170,8 @@ def exact_tables(instance: Instance, k: int = 0, time_limit_s: float | None = No
     ends = totals["embed"][:, None, None] + totals["t_lm"][None] + totals["lm"][None, None] \
         + totals["t_token"].T[:, None, :]
     usable = usable_bytes(instance)
-    memory = block_memory(instance, instance.precision, instance.workload.interval_max_context()[k:k + 1])
+    largest = instance.workload.interval_max_context()
+    memory = block_memory(instance, instance.precision, largest[-1:] if k is None else largest[k:k + 1])
     per = lambda a: np.asarray(a, dtype=float)[0][firsts][:, None] / usable[None, :]  # noqa: E731
     embed = float(np.ravel(memory.embed)[0]) / usable
     lm_head = float(np.ravel(memory.lm_head)[0]) / usable
@@ -365,6 +369,56 @@ def interval_exact_bound(instance: Instance, interval_costs_s: np.ndarray, *,
         if k == I - 1:
             found = [_placement(tables, e, h, path, choices) for e, h, path, choices in refine.found]
     return total_ms * SECONDS_PER_UNIT * (1 - _ROUNDING), found
+
+
+def least_move_s(instance: Instance) -> float:
+    """The least migration time of any plan whose placement changes at some boundary, s.
+
+    A change moves at least one block (a group with its cache, a projection, an FFN, the
+    embedding or ``lm_head``) between two devices as one message (`evaluate`'s migration
+    rule); the cheapest is the smallest block at the first boundary's context on the
+    fastest route between any two devices. 0 with one interval or one device.
+    """
+    workload, N = instance.workload, instance.n_devices
+    if workload.n_intervals == 1 or N == 1:
+        return 0.0
+    memory = block_memory(instance, instance.precision, np.array([workload.prompt_tokens + workload.tau]))
+    sizes = np.concatenate([np.ravel(memory.group), np.ravel(memory.projection), np.ravel(memory.ffn),
+                            np.ravel(memory.embed), np.ravel(memory.lm_head)])
+    times = instance.cluster.message_time_s(np.array([sizes.min()]))[0]
+    return float(times[~np.eye(N, dtype=bool)].min())
+
+
+def static_exact_bound(instance: Instance, incumbent_s: float, *,
+                       time_limit_s: float) -> tuple[float, list[Placement]] | None:
+    """A lower bound on every plan that keeps one placement for the whole generation, at exact per-token costs.
+
+    Such a plan fits every interval exactly when it fits the last (caches only grow), and
+    costs the sum over all tokens: one interval's signature bound on `exact_tables` of the
+    whole generation (``k=None``), signatures below `incumbent_s` refined.
+
+    Parameters
+    ----------
+    instance : Instance
+    incumbent_s : float
+        A feasible plan's total, s: the refinement's target.
+    time_limit_s : float
+
+    Returns
+    -------
+    (float, list of Placement) or None
+        The bound, s, and the fitting placements met (static plans for the caller to
+        judge); None when the tables are out of scope or out of time.
+    """
+    started = time.perf_counter()
+    tables = exact_tables(instance, None, time_limit_s=time_limit_s)
+    if tables is None:
+        return None
+    left = max(started + time_limit_s - time.perf_counter(), 0.0)
+    bound_ms, refine = _refined(instance, tables, incumbent_s / SECONDS_PER_UNIT, time.perf_counter() + 0.9 * left,
+                                0.3 * left * _OPS_PER_S, exhaustive=False)
+    found = [_placement(tables, e, h, path, choices) for e, h, path, choices in refine.found]
+    return max(bound_ms, 0.0) * SECONDS_PER_UNIT * (1 - _ROUNDING), found
 
 
 def restrict_to_signature(problem: LinearProblem, signature: Signature) -> LinearProblem:
