@@ -20,7 +20,7 @@ from placement.instance import instance_from_dict
 from placement.plan import Placement, Plan
 from placement.solvers.milp import branch_over_signatures
 from placement.solvers.milp_branching import ExactTables, compositions, exact_signature_bound, exact_tables
-from placement.solvers.milp_branching import interval_exact_bound
+from placement.solvers.milp_branching import interval_exact_bound, least_move_s, static_exact_bound
 
 sys.path.insert(0, str(Path(__file__).parent))
 from brute_force import brute_force  # noqa: E402
@@ -173,13 +173,14 @@ def test_interval_bound_never_above_the_brute_force_optimum(name):
 
 def test_interval_bound_never_above_the_exact_milp_nor_a_random_plan():
     rng = np.random.default_rng(11)
-    checked = 0
+    checked = closed = 0
     for seed in range(8):
         inst = _random_instance(seed, intervals=int(rng.integers(2, 4)))
         exact = placement.solve(inst, method="milp", bound=None)
         assert exact.status == "optimal", (seed, exact.message)
         bound, _ = interval_exact_bound(inst, _interval_costs(inst, exact.plan), time_limit_s=20.0)
         assert bound <= exact.objective * (1 + 1e-9), seed
+        closed += bound >= exact.objective * (1 - 1e-6)
         for _ in range(30):
             placements = [_random_placement(inst, rng) for _ in range(inst.workload.n_intervals)]
             report = evaluate(inst, Plan(inst.cluster.names, placements))
@@ -187,3 +188,47 @@ def test_interval_bound_never_above_the_exact_milp_nor_a_random_plan():
                 assert bound <= report.total_s * (1 + 1e-9), seed
                 checked += 1
     assert checked >= 20
+    assert closed >= 2  # where the optimum migrates nothing and no interval's bound has a duality gap, it is tight
+
+
+def _horizon_bound(inst, plan: Plan) -> float:
+    """Static plans' bound, and changing plans' (the interval sum plus the least move): the least of the two."""
+    total = evaluate(inst, plan).total_s
+    static, _ = static_exact_bound(inst, total, time_limit_s=20.0)
+    switching, _ = interval_exact_bound(inst, _interval_costs(inst, plan), time_limit_s=20.0)
+    return min(static, switching + least_move_s(inst))
+
+
+def test_least_move_is_below_every_changing_plans_migration():
+    rng = np.random.default_rng(5)
+    inst = problem("shared-three-intervals")
+    move = least_move_s(inst)
+    assert move > 0
+    seen = 0
+    for _ in range(60):
+        placements = [_random_placement(inst, rng) for _ in range(inst.workload.n_intervals)]
+        report = evaluate(inst, Plan(inst.cluster.names, placements))
+        changes = report.migration_s[1:] > 0
+        assert np.all(report.migration_s[1:][changes] >= move * (1 - 1e-12))
+        seen += int(changes.sum())
+    assert seen >= 30
+
+
+@pytest.mark.parametrize("name", ["kv-growth-two-intervals", "shared-three-intervals"])
+def test_horizon_bound_never_above_the_brute_force_optimum(name):
+    inst = problem(name)
+    optimum = brute_force(inst)
+    assert 0.0 < _horizon_bound(inst, optimum.plan) <= optimum.total_s * (1 + 1e-9)
+
+
+def test_horizon_bound_never_above_the_exact_milp_and_often_equal():
+    rng = np.random.default_rng(13)
+    closed = 0
+    for seed in range(8):
+        inst = _random_instance(seed, intervals=int(rng.integers(2, 4)))
+        exact = placement.solve(inst, method="milp", bound=None)
+        assert exact.status == "optimal", (seed, exact.message)
+        bound = _horizon_bound(inst, exact.plan)
+        assert bound <= exact.objective * (1 + 1e-9), seed
+        closed += bound >= exact.objective * (1 - 1e-6)
+    assert closed >= 3
