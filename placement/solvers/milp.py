@@ -386,7 +386,7 @@ def _interval_bounds(instance: Instance, columns: ConfigurationBound | None, war
     if not report.feasible or report.total_s - columns.bound_s <= 1e-6 * report.total_s:
         return columns, warm_plan
     budget = min(0.25 * time_limit, deadline.remaining_s()) if time_limit is not None else 60.0
-    found = _horizon_exact_bound(instance, report, budget, stats)
+    found = _horizon_exact_bound(instance, report, columns.bound_s, budget, stats)
     if found is None:
         return columns, warm_plan
     bound_s, placements = found
@@ -399,13 +399,14 @@ def _interval_bounds(instance: Instance, columns: ConfigurationBound | None, war
     return replace(columns, bound_s=max(columns.bound_s, bound_s)), best
 
 
-def _horizon_exact_bound(instance: Instance, report, budget_s: float,
+def _horizon_exact_bound(instance: Instance, report, known_s: float, budget_s: float,
                          stats: dict[str, Any]) -> tuple[float, list[Placement]] | None:
     """The least of a bound on static plans and one on plans that change placement (docs/milp.md).
 
     Static plans: `static_exact_bound` (half the budget). Changing plans: the sum of every
     interval's exact signature bound (`interval_exact_bound`) plus the least migration any
-    change pays (`least_move_s`). Every plan is one or the other.
+    change pays (`least_move_s`), or `known_s` (a bound on every plan) when larger. Every
+    plan is one or the other.
     """
     I = instance.workload.n_intervals
     costs = np.bincount(instance.workload.interval_of_step(), weights=report.decode_s, minlength=I)
@@ -416,7 +417,7 @@ def _horizon_exact_bound(instance: Instance, report, budget_s: float,
         return None
     move_s = least_move_s(instance)
     stats.update(static_exact_bound_s=static[0], interval_exact_bound_s=switching[0], least_move_s=move_s)
-    return min(static[0], switching[0] + move_s), static[1] + switching[1]
+    return min(static[0], max(switching[0] + move_s, known_s)), static[1] + switching[1]
 
 
 @dataclass(frozen=True)

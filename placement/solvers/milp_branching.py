@@ -13,9 +13,12 @@ multipliers (a Lagrangian bound on its plans), signatures whose bound reaches th
 incumbent are pruned, and any cheapest path that fits every device is a real placement
 whose exact cost is its evaluator figure.
 
-Only for one interval (the refinement of `milp_signatures` is per interval), clusters
-whose count vectors of a layer's groups are few enough to enumerate
-(`MAX_COMPOSITIONS`), and profiles whose head outputs are not gathered in a third phase.
+The branch is for one interval (the refinement of `milp_signatures` is per interval).
+With several intervals the same tables bound static plans (one placement throughout:
+`static_exact_bound`) and changing plans (every interval's bound plus the least move any
+change pays: `interval_exact_bound`, `least_move_s`) apart. All of it needs count vectors
+of a layer's groups few enough to enumerate (`MAX_COMPOSITIONS`), no experts, and head
+outputs not gathered in a third phase.
 """
 
 from __future__ import annotations
