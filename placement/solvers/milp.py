@@ -412,8 +412,8 @@ def _horizon_exact_bound(instance: Instance, report, known_s: float, budget_s: f
     costs = np.bincount(instance.workload.interval_of_step(), weights=report.decode_s, minlength=I)
     costs[0] += report.ttft_s
     static = static_exact_bound(instance, report.total_s, time_limit_s=0.5 * budget_s)
-    switching = interval_exact_bound(instance, costs, time_limit_s=0.5 * budget_s)
-    if static is None or switching is None:
+    switching = None if static is None else interval_exact_bound(instance, costs, time_limit_s=0.5 * budget_s)
+    if switching is None:
         return None
     move_s = least_move_s(instance)
     stats.update(static_exact_bound_s=static[0], interval_exact_bound_s=switching[0], least_move_s=move_s)
