@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
 from itertools import combinations
 from math import comb
+from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -243,15 +243,6 @@ class Signature:
     ffn_counts: np.ndarray
     part: np.ndarray
     bound_s: float
-
-    def describe(self, names: list[str]) -> str:
-        """``embed@laptop lm_head@laptop ffn orin-nano×8 phone×8`` (an untracked part as ``rest×n``)."""
-        ffn = []
-        for p, count in enumerate(self.ffn_counts):
-            members = np.flatnonzero(self.part == p)
-            if count and len(members):
-                ffn.append(f"{names[members[0]] if len(members) == 1 else 'rest'}×{int(count)}")
-        return f"embed@{names[self.embed]} lm_head@{names[self.lm_head]} ffn " + " ".join(ffn)
 
 
 @dataclass(frozen=True)
