@@ -26,8 +26,8 @@ from placement.options import Deadline
 from placement.solvers.backends import SOLVERS, SolverOutcome, solve_problem
 from placement.solvers.linear import LinearProblem
 from placement.solvers.milp_bounds import ConfigurationBound, configuration_bound
-from placement.solvers.milp_branching import Signature, close_signatures, exact_signature_bound, interval_exact_bound
-from placement.solvers.milp_branching import least_move_s, restrict_to_signature, static_exact_bound
+from placement.solvers.milp_branching import Signature, close_signatures, exact_signature_bound, horizon_exact_bound
+from placement.solvers.milp_branching import restrict_to_signature
 from placement.solvers.milp_classes import with_class_bound
 from placement.solvers.milp_experts import expert_start, places_experts, read_experts, warm_holdings
 from placement.solvers.milp_model import SECONDS_PER_UNIT, Formulation, build_formulation, identical_devices
@@ -268,8 +268,9 @@ def solve_milp(
         best single placement over the generated configurations (price-and-branch)
         becomes the warm start when it is faster; the better of the two bounds is
         reported, and a plan the LP bound already proves optimal is returned without
-        running the MILP; with one interval and a gap left, `branch_over_signatures`
-        follows (half the time left). ``auto``: ``configurations`` for models of at least
+        running the MILP; with a gap left, `branch_over_signatures` follows on one
+        interval (half the time left), `milp_branching.horizon_exact_bound` on several
+        (a quarter). ``auto``: ``configurations`` for models of at least
         `CONFIGURATION_LAYERS` layers (the chain of layers is what the configuration LP
         exploits; with fewer the MILP closes alone). None: the MILP alone.
 
@@ -321,7 +322,10 @@ def solve_milp(
                      layer_classes=None if columns is None else columns.classes)
         columns = with_class_bound(instance, columns, warm_plan, deadline=deadline, stats=stats)
         columns, warm_plan = _branch_over_signatures(instance, columns, warm_plan, deadline, time_limit, stats)
-        columns, warm_plan = _interval_bounds(instance, columns, warm_plan, deadline, time_limit, stats)
+        if columns is not None and warm_plan is not None and instance.workload.n_intervals > 1:
+            budget = min(0.25 * time_limit, deadline.remaining_s()) if time_limit is not None else 60.0
+            bound_s, warm_plan = horizon_exact_bound(instance, warm_plan, columns.bound_s, budget_s=budget, stats=stats)
+            columns = replace(columns, bound_s=bound_s)
         if warm_plan is not None:
             start_placements = list(warm_plan.intervals) * (1 if len(warm_plan.intervals) > 1 else len(intervals))
             proven = _proven(instance, warm_plan, columns, started, stats)
@@ -371,53 +375,6 @@ def _branch_over_signatures(instance: Instance, columns: ConfigurationBound | No
         return columns, warm_plan
     stats.update(branched.stats)
     return replace(columns, bound_s=max(columns.bound_s, branched.bound_s)), branched.plan
-
-
-def _interval_bounds(instance: Instance, columns: ConfigurationBound | None, warm_plan: Plan | None,
-                     deadline: Deadline, time_limit: float | None,
-                     stats: dict[str, Any]) -> tuple[ConfigurationBound | None, Plan | None]:
-    """Several intervals, a gap left: the configuration bound raised to the exact-cost bound over static and
-    switching plans (`_horizon_exact_bound`), and the better of `warm_plan` and the static plans met.
-    A quarter of the time limit (a minute without one)."""
-    I = instance.workload.n_intervals
-    if columns is None or warm_plan is None or I == 1:
-        return columns, warm_plan
-    report = evaluate(instance, warm_plan)
-    if not report.feasible or report.total_s - columns.bound_s <= 1e-6 * report.total_s:
-        return columns, warm_plan
-    budget = min(0.25 * time_limit, deadline.remaining_s()) if time_limit is not None else 60.0
-    found = _horizon_exact_bound(instance, report, columns.bound_s, budget, stats)
-    if found is None:
-        return columns, warm_plan
-    bound_s, placements = found
-    best, best_s = warm_plan, report.total_s
-    for placement in placements:
-        candidate = Plan(instance.cluster.names, [placement] * I, method="milp")
-        candidate_report = evaluate(instance, candidate)
-        if candidate_report.feasible and candidate_report.total_s < best_s:
-            best, best_s = candidate, candidate_report.total_s
-    return replace(columns, bound_s=max(columns.bound_s, bound_s)), best
-
-
-def _horizon_exact_bound(instance: Instance, report, known_s: float, budget_s: float,
-                         stats: dict[str, Any]) -> tuple[float, list[Placement]] | None:
-    """The least of a bound on static plans and one on plans that change placement (docs/milp.md).
-
-    Static plans: `static_exact_bound` (half the budget). Changing plans: the sum of every
-    interval's exact signature bound (`interval_exact_bound`) plus the least migration any
-    change pays (`least_move_s`), or `known_s` (a bound on every plan) when larger. Every
-    plan is one or the other.
-    """
-    I = instance.workload.n_intervals
-    costs = np.bincount(instance.workload.interval_of_step(), weights=report.decode_s, minlength=I)
-    costs[0] += report.ttft_s
-    static = static_exact_bound(instance, report.total_s, time_limit_s=0.5 * budget_s)
-    switching = None if static is None else interval_exact_bound(instance, costs, time_limit_s=0.5 * budget_s)
-    if switching is None:
-        return None
-    move_s = least_move_s(instance)
-    stats.update(static_exact_bound_s=static[0], interval_exact_bound_s=switching[0], least_move_s=move_s)
-    return min(static[0], max(switching[0] + move_s, known_s)), static[1] + switching[1]
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from placement.cost.tables import block_memory, heads_share_memory, usable_bytes
+from placement.evaluate import evaluate
 from placement.instance import Instance
 from placement.plan import Placement, Plan
 from placement.solvers.linear import LinearProblem
@@ -41,8 +42,8 @@ from placement.solvers.milp_model import SECONDS_PER_UNIT, Phase, output_routes,
 from placement.solvers.milp_signatures import Refinement, SignatureTables, signature_bound
 
 __all__ = ["ExactTables", "ExactBound", "Signature", "MAX_COMPOSITIONS", "exact_tables", "exact_signature_bound",
-           "interval_exact_bound", "static_exact_bound", "least_move_s", "compositions", "restrict_to_signature",
-           "close_signatures"]
+           "interval_exact_bound", "static_exact_bound", "least_move_s", "horizon_exact_bound", "compositions",
+           "restrict_to_signature", "close_signatures"]
 
 # Most count vectors of one layer's groups over the devices (C(K+N−1, N−1)): 6,435 for 8 groups on 8 devices.
 MAX_COMPOSITIONS = 20_000
@@ -413,6 +414,53 @@ def static_exact_bound(instance: Instance, incumbent_s: float, *,
                                 0.3 * left * _OPS_PER_S, exhaustive=False)
     found = [_placement(tables, e, h, path, choices) for e, h, path, choices in refine.found]
     return max(bound_ms, 0.0) * SECONDS_PER_UNIT * (1 - _ROUNDING), found
+
+
+def horizon_exact_bound(instance: Instance, plan: Plan, known_s: float, *, budget_s: float,
+                        stats: dict) -> tuple[float, Plan]:
+    """Several intervals: `known_s` raised to the least of a bound on static plans and one on changing plans.
+
+    Static plans: `static_exact_bound` (half the budget). Changing plans: the sum of every
+    interval's exact signature bound (`interval_exact_bound`, the other half) plus the least
+    migration any change pays (`least_move_s`), or `known_s` when larger. Every plan is
+    one or the other.
+
+    Parameters
+    ----------
+    instance : Instance
+    plan : Plan
+        A feasible plan: its total and per-interval costs are the refinements' targets.
+    known_s : float
+        A bound on every plan already known, s (the configuration stage's).
+    budget_s : float
+        Seconds for the whole call.
+    stats : dict
+        Updated with ``static_exact_bound_s``, ``interval_exact_bound_s``, ``least_move_s``.
+
+    Returns
+    -------
+    (float, Plan)
+        The bound, s (never below `known_s`), and the better of `plan` and the static plans met.
+    """
+    I = instance.workload.n_intervals
+    report = evaluate(instance, plan)
+    if not report.feasible or report.total_s - known_s <= 1e-6 * report.total_s:
+        return known_s, plan
+    costs = np.bincount(instance.workload.interval_of_step(), weights=report.decode_s, minlength=I)
+    costs[0] += report.ttft_s
+    static = static_exact_bound(instance, report.total_s, time_limit_s=0.5 * budget_s)
+    switching = None if static is None else interval_exact_bound(instance, costs, time_limit_s=0.5 * budget_s)
+    if switching is None:
+        return known_s, plan
+    move_s = least_move_s(instance)
+    stats.update(static_exact_bound_s=static[0], interval_exact_bound_s=switching[0], least_move_s=move_s)
+    best, best_s = plan, report.total_s
+    for placement in static[1] + switching[1]:
+        candidate = Plan(instance.cluster.names, [placement] * I, method="milp")
+        candidate_report = evaluate(instance, candidate)
+        if candidate_report.feasible and candidate_report.total_s < best_s:
+            best, best_s = candidate, candidate_report.total_s
+    return max(known_s, min(static[0], max(switching[0] + move_s, known_s))), best
 
 
 def restrict_to_signature(problem: LinearProblem, signature: Signature) -> LinearProblem:
