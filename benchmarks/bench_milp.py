@@ -6,6 +6,8 @@
     python benchmarks/bench_milp.py configurations   # configuration LP bound and plan on edge-real, large, milp
     python benchmarks/bench_milp.py configurations --suites milp,edge-real --repeats 1 --time-limit 15
     python benchmarks/bench_milp.py deadline         # wall time against the time limit (three open edge-real instances)
+    python benchmarks/bench_milp.py tight            # the tight 6-device instance proven: the branch over signatures
+    python benchmarks/bench_milp.py exact-edge --repeats 1   # edge-real instances with small gaps: exact-cost bounds
     python benchmarks/bench_milp.py all
 
 Each case is solved `--repeats` times (default 3) with HiGHS; the median wall-clock
@@ -148,9 +150,48 @@ def deadline(repeats: int, limit: float) -> None:
               f"{result.objective:.6g} | {gap} |")
 
 
+TIGHT_CASES = ("milp/llama-3.2-1b-6dev-tight",)
+
+
+def tight(repeats: int, limit: float) -> None:
+    """Whole `solve_milp` calls on the one-interval instances the branch over signatures proves (target: ≤ 60 s)."""
+    print(f"| instance | status | median wall (limit {limit:g} s) | objective (s) | bound (s) | gap | "
+          "exact signature bound (s) | open / solved signatures |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in TIGHT_CASES:
+        seconds, result = _timed(placement.load_instance(name), repeats, time_limit=limit)
+        gap = "-" if result.gap is None else f"{result.gap:.1e}"
+        stats = result.stats
+        exact = stats.get("branch_bound_s")
+        print(f"| {name} | {result.status} | {seconds:.1f} s | {result.objective:.6f} | {result.bound:.6f} | {gap} | "
+              f"{'-' if exact is None else f'{exact:.6f}'} | "
+              f"{stats.get('branch_open', '-')} / {stats.get('branch_solved', '-')} |", flush=True)
+
+
+EXACT_EDGE_CASES = ("edge-real/llama-3.2-1b-2dev-eth", "edge-real/llama-3.2-1b-4dev-eth", "edge-real/llama-3.2-3b-4dev-eth",
+                    "edge-real/qwen2.5-7b-3dev-wifi", "edge-real/llama-3.1-8b-3dev-eth", "edge-real/qwen2.5-7b-5dev-eth")
+
+
+def exact_edge(repeats: int, limit: float) -> None:
+    """Whole `solve_milp` calls on edge-real instances whose gap was ≤ 0.5 %: the exact-cost bounds of static and
+    changing plans (`milp_branching`) beside the configuration bound."""
+    print(f"| instance | status | median wall (limit {limit:g} s) | objective (s) | bound (s) | gap | configuration "
+          "bound (s) | static exact bound (s) | interval sum + least move (s) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name in EXACT_EDGE_CASES:
+        seconds, result = _timed(placement.load_instance(name), repeats, time_limit=limit)
+        st = result.stats
+        cell = lambda key, extra=0.0: "-" if st.get(key) is None else f"{st[key] + extra:.6f}"  # noqa: E731
+        gap = "-" if result.gap is None else f"{100 * result.gap:.4f}%"
+        print(f"| {name} | {result.status} | {seconds:.1f} s | {result.objective:.6f} | {result.bound:.6f} | {gap} | "
+              f"{cell('configuration_bound_s')} | {cell('static_exact_bound_s')} | "
+              f"{cell('interval_exact_bound_s', st.get('least_move_s', 0.0))} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("case", choices=("paper-small", "edge-1b", "scaling", "configurations", "deadline", "all"))
+    parser.add_argument("case", choices=("paper-small", "edge-1b", "scaling", "configurations", "deadline", "tight",
+                                         "exact-edge", "all"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--time-limit", type=float, default=60.0)
     parser.add_argument("--suites", default="milp,edge-real,large", help="configurations: comma-separated suites")
@@ -167,6 +208,10 @@ def main() -> None:
         configurations(args.repeats, args.time_limit, tuple(args.suites.split(",")))
     if args.case in ("deadline", "all"):
         deadline(args.repeats, args.time_limit)
+    if args.case in ("tight", "all"):
+        tight(args.repeats, args.time_limit)
+    if args.case in ("exact-edge", "all"):
+        exact_edge(args.repeats, args.time_limit)
 
 
 if __name__ == "__main__":

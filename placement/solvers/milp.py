@@ -26,13 +26,15 @@ from placement.options import Deadline
 from placement.solvers.backends import SOLVERS, SolverOutcome, solve_problem
 from placement.solvers.linear import LinearProblem
 from placement.solvers.milp_bounds import ConfigurationBound, configuration_bound
+from placement.solvers.milp_branching import Signature, close_signatures, exact_signature_bound, horizon_exact_bound
+from placement.solvers.milp_branching import restrict_to_signature
 from placement.solvers.milp_classes import with_class_bound
 from placement.solvers.milp_experts import expert_start, places_experts, read_experts, warm_holdings
 from placement.solvers.milp_model import SECONDS_PER_UNIT, Formulation, build_formulation, identical_devices
 from placement.solvers.milp_model import finishing_reserve_s, skip_reason
 from placement.solvers.warm_start import best_heuristic_placements
 
-__all__ = ["solve_milp", "MODES", "CONFIGURATION_LAYERS"]
+__all__ = ["solve_milp", "branch_over_signatures", "Branched", "MODES", "CONFIGURATION_LAYERS"]
 
 MODES = ("horizon", "interval")
 # `bound="auto"` runs the configuration LP for models with at least this many layers.
@@ -266,7 +268,9 @@ def solve_milp(
         best single placement over the generated configurations (price-and-branch)
         becomes the warm start when it is faster; the better of the two bounds is
         reported, and a plan the LP bound already proves optimal is returned without
-        running the MILP. ``auto``: ``configurations`` for models of at least
+        running the MILP; with a gap left, `branch_over_signatures` follows on one
+        interval (half the time left), `milp_branching.horizon_exact_bound` on several
+        (a quarter). ``auto``: ``configurations`` for models of at least
         `CONFIGURATION_LAYERS` layers (the chain of layers is what the configuration LP
         exploits; with fewer the MILP closes alone). None: the MILP alone.
 
@@ -317,6 +321,11 @@ def solve_milp(
                      configuration_columns=None if columns is None else columns.columns,
                      layer_classes=None if columns is None else columns.classes)
         columns = with_class_bound(instance, columns, warm_plan, deadline=deadline, stats=stats)
+        columns, warm_plan = _branch_over_signatures(instance, columns, warm_plan, deadline, time_limit, stats)
+        if columns is not None and warm_plan is not None and instance.workload.n_intervals > 1:
+            budget = min(0.25 * time_limit, deadline.remaining_s()) if time_limit is not None else 60.0
+            bound_s, warm_plan = horizon_exact_bound(instance, warm_plan, columns.bound_s, budget_s=budget, stats=stats)
+            columns = replace(columns, bound_s=bound_s)
         if warm_plan is not None:
             start_placements = list(warm_plan.intervals) * (1 if len(warm_plan.intervals) > 1 else len(intervals))
             proven = _proven(instance, warm_plan, columns, started, stats)
@@ -348,6 +357,113 @@ def _configurations_first(instance: Instance, deadline: Deadline, time_limit: fl
     if columns is not None and columns.plan is not None and (warm_total is None or columns.plan_total_s < warm_total):
         warm_plan = columns.plan
     return columns, warm_plan
+
+
+def _branch_over_signatures(instance: Instance, columns: ConfigurationBound | None, warm_plan: Plan | None,
+                            deadline: Deadline, time_limit: float | None,
+                            stats: dict[str, Any]) -> tuple[ConfigurationBound | None, Plan | None]:
+    """`branch_over_signatures` when the configuration stage left a gap on one interval: the configuration
+    bound raised to the branch's, and the better plan. Half the time limit (two minutes without one)."""
+    if columns is None or warm_plan is None or instance.workload.n_intervals != 1:
+        return columns, warm_plan
+    total_s = evaluate(instance, warm_plan).total_s
+    if total_s - columns.bound_s <= 1e-6 * total_s:
+        return columns, warm_plan
+    budget = min(0.5 * time_limit, deadline.remaining_s()) if time_limit is not None else 120.0
+    branched = branch_over_signatures(instance, warm_plan, time_limit_s=budget)
+    if branched is None:
+        return columns, warm_plan
+    stats.update(branched.stats)
+    return replace(columns, bound_s=max(columns.bound_s, branched.bound_s)), branched.plan
+
+
+@dataclass(frozen=True)
+class Branched:
+    """What `branch_over_signatures` established.
+
+    Attributes
+    ----------
+    bound_s : float
+        A lower bound on every feasible plan's evaluator total, s.
+    plan : Plan
+        The best plan known after branching (the given one when nothing beat it).
+    total_s : float
+        Its evaluator total, s.
+    stats : dict
+        ``branch_bound_s`` (the signature bound at exact costs), ``branch_open`` (signatures
+        it left below the incumbent), ``branch_solved`` (restricted MILPs run),
+        ``branch_closed_bound_s`` (the bound after them).
+    """
+
+    bound_s: float
+    plan: Plan
+    total_s: float
+    stats: dict
+
+
+def branch_over_signatures(instance: Instance, incumbent: Plan, *, time_limit_s: float) -> Branched | None:
+    """Branch over the signatures below `incumbent` at exact per-token costs (one interval; docs/milp.md).
+
+    First the signature bound on exact tables (`milp_branching.exact_signature_bound`, half
+    the time); then the signatures it leaves below the incumbent, best bound first, each
+    by the per-layer MILP restricted to it with adaptive token blocks (`_solve_signature`),
+    until the gap closes or the time is up.
+
+    Parameters
+    ----------
+    instance : Instance
+        One interval, no mixture-of-experts layers.
+    incumbent : Plan
+        A feasible plan.
+    time_limit_s : float
+        Seconds for the whole call.
+
+    Returns
+    -------
+    Branched or None
+        None when out of scope (several intervals, an infeasible incumbent, or too many
+        group splits to enumerate: `milp_branching.MAX_COMPOSITIONS`).
+    """
+    started = time.perf_counter()
+    report = evaluate(instance, incumbent)
+    if not report.feasible:
+        return None
+    exact = exact_signature_bound(instance, report.total_s, time_limit_s=0.5 * time_limit_s)
+    if exact is None:
+        return None
+    best, best_s = incumbent, report.total_s
+    for placement in exact.found:
+        candidate = Plan(instance.cluster.names, [placement], method="milp")
+        candidate_report = evaluate(instance, candidate)
+        if candidate_report.feasible and candidate_report.total_s < best_s:
+            best, best_s = candidate, candidate_report.total_s
+    solve = lambda signature, end_s: _solve_signature(instance, signature, end_s)  # noqa: E731
+    bound_s, plan, total_s, solved = close_signatures(exact, (best, best_s), solve, started + time_limit_s)
+    if plan is not None:
+        best, best_s = plan, total_s
+    stats = dict(branch_bound_s=exact.bound_s, branch_open=len(exact.open), branch_solved=solved,
+                 branch_closed_bound_s=bound_s)
+    return Branched(min(bound_s, best_s), best, best_s, stats)
+
+
+def _solve_signature(instance: Instance, signature: Signature, end_s: float) -> tuple[float, Plan | None, float | None]:
+    """The per-layer MILP of the one interval restricted to `signature`, with adaptive token blocks.
+
+    Returns a lower bound on the signature's plans, s (``inf`` when none fits), and the
+    best plan found with its evaluator total. The bound is the solver's on the last model
+    solved: every token block is a relaxation, so it bounds the signature's plans whether
+    or not the blocks were exact by then (once they are, it is the optimum within the gap).
+    """
+    setup = _Setup([0], None, None, "counts", "highs", 1e-6, None, Deadline(end_s), 12,
+                   restrict=lambda problem: restrict_to_signature(problem, signature))
+    search = _refine(instance, setup, _initial_blocks(instance, [0], "adaptive"), None, {})
+    outcome = search.outcome
+    if outcome is not None and outcome.status == "infeasible":
+        return float("inf"), None, None
+    feasible = search.report is not None and search.report.feasible and not search.over
+    plan, total = (search.plan, search.report.total_s) if feasible else (None, None)
+    low = -np.inf if outcome is None or outcome.bound is None else outcome.bound * SECONDS_PER_UNIT
+    return (low if total is None else min(low, total)), plan, total
 
 
 def _proven(instance: Instance, plan: Plan, columns: ConfigurationBound | None, started: float,
@@ -413,6 +529,7 @@ class _Setup:
     threads: int | None
     deadline: Deadline
     max_refinements: int
+    restrict: Any = None  # optional LinearProblem -> LinearProblem adding rows (a signature's, milp_branching)
 
 
 @dataclass(frozen=True)
@@ -454,15 +571,17 @@ def _refine(instance: Instance, setup: _Setup, blocks: dict[int, list[np.ndarray
         # the warm start's holdings are not closed under swaps of identical devices: no symmetry rows with them
         form = build_formulation(instance, setup.intervals, blocks, current=setup.current, allowed=setup.allowed,
                                  formulation=setup.formulation,
-                                 break_symmetry=setup.allowed is None and warm_experts is None,
+                                 break_symmetry=setup.allowed is None and warm_experts is None and setup.restrict is None,
                                  memory_margin=margin, expert_holdings=warm_experts)
+        if setup.restrict is not None:
+            form = replace(form, problem=setup.restrict(form.problem))
         rows, cols = form.problem.shape
         stats.update(rows=rows, columns=cols, integer_columns=int(form.problem.integer.sum()), blocks=len(form.phases))
         if form.experts is not None:
             stats["expert_space"] = form.experts.space.describe()
         start = None
         if start_placements is not None and not setup.deadline.expired:
-            if setup.allowed is None and setup.current is None and setup.formulation == "counts":
+            if setup.allowed is None and setup.current is None and setup.formulation == "counts" and setup.restrict is None:
                 start_placements = _canonical(instance, start_placements)
             start = _start_vector(form, instance, start_placements, setup.deadline)
         # HiGHS's presolve probes every expert-pattern binary: on Mixtral's 21,000 it spent a 30 s limit there

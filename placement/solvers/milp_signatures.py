@@ -398,6 +398,13 @@ class Refinement:
     found : list
         Filled with ``(e, h, path, configs)`` for every cheapest path met that fits every
         device: real placements (the caller has the evaluator judge them).
+    exhaustive : bool
+        Refine every signature below the incumbent, not only those below the least refined
+        bound so far (for a branch over them, `milp_branching`).
+    signatures : list
+        Filled by `refined_bound` with ``(e, h, counts (P,), part (N,), bound ms)`` for every
+        refined signature, then ``(None, None, None, part, bound ms)``: the least bound of those
+        not refined.
     """
 
     price: object
@@ -405,6 +412,8 @@ class Refinement:
     deadline_s: float
     two_block: tuple | None = None
     found: list = field(default_factory=list)
+    exhaustive: bool = False
+    signatures: list = field(default_factory=list)
 
 
 def _signature_path(arcs: np.ndarray, ends: np.ndarray, e: int, target: np.ndarray,
@@ -495,7 +504,8 @@ def refined_bound(values: np.ndarray, counts: np.ndarray, part: np.ndarray, ends
     order = np.argsort(flat, kind="stable")
     refined, rest = {}, np.inf  # signature → its refined bound; the least bound of those not reached
     for index in order:
-        if flat[index] >= min([refine.incumbent_ms, *refined.values()]) or time.perf_counter() > refine.deadline_s:
+        reach = refine.incumbent_ms if refine.exhaustive else min([refine.incumbent_ms, *refined.values()])
+        if flat[index] >= reach or time.perf_counter() > refine.deadline_s:
             rest = flat[index]
             break
         e, s, h = np.unravel_index(index, values.shape)
@@ -506,4 +516,6 @@ def refined_bound(values: np.ndarray, counts: np.ndarray, part: np.ndarray, ends
         for (e, s, h), value in refined.items():
             if value < refine.incumbent_ms:
                 refined[(e, s, h)] = max(value, _signature_path(arcs, ends[e, :, h], e, counts[s], part)[0])
+    refine.signatures.extend([(e, h, counts[s], part, value) for (e, s, h), value in refined.items()]
+                             + [(None, None, None, part, float(rest))])
     return float(min([rest, *refined.values()]))
