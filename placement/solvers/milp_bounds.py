@@ -36,6 +36,7 @@ from placement.instance import Instance
 from placement.plan import Placement, Plan
 from placement.solvers.backends import solve_lp_duals, solve_problem
 from placement.solvers.linear import LinearProblem
+from placement.solvers.milp_migration import MigrationShifts, migration_shifts
 from placement.solvers.milp_model import SECONDS_PER_UNIT, Phase, output_routes, phase_terms, profile_sends_input
 from placement.solvers.milp_pricing import (IntervalData, Pool, Prices, Scope, config_costs, ends_priced, ends_table,
                                             interval_data, lagrangian, path_placement, price_classes, pricer,
@@ -75,7 +76,10 @@ class ConfigurationBound:
         Classes of identical layers.
     path_bound_s : float
         The plain Lagrangian bound (cheapest paths, each interval on its own), seconds;
-        `bound_s` is the better of it and the signature bound (`milp_signatures`).
+        `bound_s` is the best of it, the migration bound and the signature bound (`milp_signatures`).
+    migration_bound_s : float or None
+        The cheapest paths with the group migration charge (`milp_migration`), seconds; None
+        when it is not computed (one interval, or two devices).
     """
 
     bound_s: float
@@ -84,6 +88,7 @@ class ConfigurationBound:
     columns: int
     classes: int
     path_bound_s: float
+    migration_bound_s: float | None = None
 
 
 def layer_classes(instance: Instance) -> np.ndarray:
@@ -402,9 +407,13 @@ def configuration_bound(instance: Instance, *, time_limit_s: float, upper_bound_
         multipliers.append(best)
     plain = sum(m.value for m in multipliers)
     incumbent = None if upper_bound_s is None else upper_bound_s / SECONDS_PER_UNIT
+    moves = None  # two devices: the signature counts groups itself
+    if len(datas) > 1 and instance.n_devices > 2:
+        moves = migration_shifts(instance, datas, scope, [m.pi for m in multipliers], [m.sigma for m in multipliers],
+                                 target_ms=incumbent, deadline_s=started + 0.6 * time_limit_s)
     signature, found = _signature_value(instance, datas, scope, multipliers, 0.35 * time_limit_s * _OPS_PER_S,
-                                        incumbent, started + 0.85 * time_limit_s)
-    total = max(plain, signature)
+                                        incumbent, started + 0.85 * time_limit_s, moves)
+    total = max(plain, signature, -np.inf if moves is None else moves.value_ms)
     end = started + time_limit_s
     plan = _restricted_plan(instance, datas, scope, pools, 0.5 * (end - time.perf_counter()))
     report = None if plan is None else evaluate(instance, plan)
@@ -415,7 +424,7 @@ def configuration_bound(instance: Instance, *, time_limit_s: float, upper_bound_
                 report is None or not report.feasible or sequenced_report.total_s < report.total_s):
             plan, report = sequenced, sequenced_report
     for placement in found:  # the fitting paths the refinement met: real placements, judged like the others
-        candidate = Plan(instance.cluster.names, [placement], method="milp")
+        candidate = Plan(instance.cluster.names, [placement] * len(datas), method="milp")
         candidate_report = evaluate(instance, candidate)
         if candidate_report.feasible and (report is None or not report.feasible
                                           or candidate_report.total_s < report.total_s):
@@ -423,7 +432,8 @@ def configuration_bound(instance: Instance, *, time_limit_s: float, upper_bound_
     feasible = report is not None and report.feasible
     return ConfigurationBound(max(total, 0.0) * SECONDS_PER_UNIT * (1 - _ROUNDING), plan if feasible else None,
                               report.total_s if feasible else None, sum(len(p.u) for p in pools.values()),
-                              int(labels.max()) + 1, max(plain, 0.0) * SECONDS_PER_UNIT * (1 - _ROUNDING))
+                              int(labels.max()) + 1, max(plain, 0.0) * SECONDS_PER_UNIT * (1 - _ROUNDING),
+                              None if moves is None else max(moves.value_ms, 0.0) * SECONDS_PER_UNIT * (1 - _ROUNDING))
 
 
 def _two_device_arcs(data: IntervalData, scope: Scope, multiplier: _Multipliers, units: tuple[int, int]) -> np.ndarray:
@@ -462,20 +472,33 @@ def _memory_units(datas: list[IntervalData], K: int, layers: int) -> tuple[int, 
 
 
 def _signature_value(instance: Instance, datas: list[IntervalData], scope: Scope, multipliers: list[_Multipliers],
-                     work_limit: float, incumbent_ms: float | None,
-                     deadline_s: float) -> tuple[float, list[Placement]]:
+                     work_limit: float, incumbent_ms: float | None, deadline_s: float,
+                     moves: MigrationShifts | None) -> tuple[float, list[Placement]]:
     """The signature bound (ms) at the LP's multipliers and without any (memory then held only by the
-    signature, which it does best), per signature the better of the two; with one interval and a known
-    plan of `incumbent_ms`, the signatures below it are refined one by one until `deadline_s`, and the
-    fitting paths met on the way are returned as placements."""
+    signature, which it does best), per signature the better of the two; with a known plan of
+    `incumbent_ms`, the signatures that could be in a better plan are refined one by one until
+    `deadline_s` (the intervals in turn), and the last interval's fitting paths met on the way are
+    returned as placements. With `moves`, both sets of arcs carry its
+    group migration prices (the same for both, so each still bounds every signature's plans)."""
     N = len(datas[0].embed_mem)
     free = [_Multipliers(-np.inf, np.zeros(N), 0.0, price_classes(d, scope, np.zeros(N), 0.0)) for d in datas]
+    sets, share, shifts = [multipliers, free], 1.0, np.zeros((len(datas), N))
+    if moves is not None and np.any(moves.shifts):
+        sets = [[replace(m, prices=price_classes(d, scope, m.pi, m.sigma, shift))
+                 for d, m, shift in zip(datas, ms, moves.shifts)] for ms in sets]
+        share, shifts = moves.transport_share, moves.shifts
     refine = None
-    if len(datas) == 1 and incumbent_ms is not None:
-        refine = Refinement(pricer(datas[0], scope), incumbent_ms, deadline_s, two_phase_arcs(instance, scope))
-    bound = signature_bound(instance, [_signature_tables(datas, scope, m) for m in (multipliers, free)],
-                            work_limit=work_limit, refine=refine)
-    found = [] if refine is None else [path_placement(scope, e, h, path, prices) for e, h, path, prices in refine.found]
+    if incumbent_ms is not None:
+        now, I = time.perf_counter(), len(datas)
+        # the two-block arcs are unshifted: a bound on the interval's cost, not on it plus the group prices
+        refine = [Refinement(pricer(d, scope, shift), incumbent_ms, now + (deadline_s - now) * (k + 1) / I,
+                             two_phase_arcs(instance, scope) if k == 0 and not np.any(shift) else None)
+                  for k, (d, shift) in enumerate(zip(datas, shifts))]
+    bound = signature_bound(instance, [_signature_tables(datas, scope, m) for m in sets],
+                            work_limit=work_limit, refine=refine, transport_share=share)
+    # a fitting path of the last interval fits every interval (caches only grow): a whole plan
+    found = [] if refine is None else [path_placement(scope, e, h, path, prices)
+                                       for e, h, path, prices in refine[-1].found]
     return bound, found
 
 

@@ -19,7 +19,7 @@ from placement.instance import Instance
 from placement.plan import Placement
 from placement.solvers.milp_model import Phase, output_routes, phase_terms
 
-__all__ = ["IntervalData", "Pool", "Prices", "Scope", "config_costs", "ends_priced", "ends_table", "interval_data",
+__all__ = ["IntervalData", "Pool", "Prices", "Scope", "cheapest_path", "config_costs", "ends_priced", "ends_table", "interval_data",
            "lagrangian", "path_placement", "price_classes", "pricer", "two_phase_arcs"]
 
 
@@ -262,7 +262,8 @@ class Scope:
     K: int
 
 
-def price_classes(data: IntervalData, scope: Scope, pi: np.ndarray, sigma: float) -> Prices:
+def price_classes(data: IntervalData, scope: Scope, pi: np.ndarray, sigma: float,
+                  group_shift: np.ndarray | None = None) -> Prices:
     """The cheapest configuration of every class for every arc, priced at multipliers.
 
     Parameters
@@ -273,6 +274,9 @@ def price_classes(data: IntervalData, scope: Scope, pi: np.ndarray, sigma: float
         Memory prices, ms per unit of memory fraction.
     sigma : float
         Price of a message (the devices row), ms.
+    group_shift : ndarray, shape (N,), optional
+        A price per group on each device, ms (any sign): the migration multipliers of
+        `milp_bounds` (docs/milp.md, "Group migration").
 
     Returns
     -------
@@ -280,10 +284,12 @@ def price_classes(data: IntervalData, scope: Scope, pi: np.ndarray, sigma: float
         Priced arc costs (ms) and the configurations that reach them.
     """
     t, N = data.terms, len(pi)
+    shift = np.zeros(N) if group_shift is None else group_shift
     arcs, choice = {}, {}
     for cls in np.unique(scope.labels):
         layer = int(np.flatnonzero(scope.labels == cls)[0])
-        att, counts = _attention(t, layer, pi * data.group_mem[layer], sigma, scope.shared, scope.sends_input, scope.K)
+        att, counts = _attention(t, layer, pi * data.group_mem[layer] + shift, sigma, scope.shared,
+                                 scope.sends_input, scope.K)
         proj = t["proj"][layer] + pi * data.projection_mem[layer]
         ffn = t["ffn"][layer] + pi * data.ffn_mem[layer]
         hidden = t["t_hidden"] - sigma * (1.0 - np.eye(N))
@@ -341,11 +347,46 @@ def lagrangian(data: IntervalData, scope: Scope, pi: np.ndarray, sigma: float, p
         The cheapest path embed → layers → lm_head → embed over the priced arcs, plus the
         relaxed rows' right-hand sides, ms.
     """
+    return cheapest_path(data, scope, pi, sigma, prices)[0]
+
+
+def cheapest_path(data: IntervalData, scope: Scope, pi: np.ndarray, sigma: float,
+                  prices: Prices) -> tuple[float, np.ndarray]:
+    """The Lagrangian value (`lagrangian`) and the groups each device runs on one cheapest path.
+
+    Parameters
+    ----------
+    data : IntervalData
+    scope : Scope
+    pi : ndarray, shape (N,)
+        Memory prices, ms per unit of memory fraction.
+    sigma : float
+        Price of a message, ms.
+    prices : Prices
+        `price_classes` at `pi` and `sigma` (with any group shift).
+
+    Returns
+    -------
+    value : float
+        ms.
+    groups : ndarray of int, shape (N,)
+        Groups on each device over all layers of that path (a subgradient of the value in
+        the group shift).
+    """
     N = len(pi)
-    dist = np.where(np.eye(N, dtype=bool), 0.0, np.inf)  # [e, u]: cheapest path from embed e to layer input u
+    dists = [np.where(np.eye(N, dtype=bool), 0.0, np.inf)]  # [e, u]: cheapest path from embed e to layer input u
     for cls in scope.labels:
-        dist = (dist[:, :, None] + prices.arcs[int(cls)][None]).min(axis=1)
-    return float((dist[:, :, None] + ends_priced(data, pi, sigma)).min())
+        dists.append((dists[-1][:, :, None] + prices.arcs[int(cls)][None]).min(axis=1))
+    total = dists[-1][:, :, None] + ends_priced(data, pi, sigma)
+    e, v, _ = np.unravel_index(int(np.argmin(total)), total.shape)
+    groups = np.zeros(N, dtype=np.int64)
+    for l in range(len(scope.labels) - 1, -1, -1):  # back along the path: the input u that reached v
+        arcs = prices.arcs[int(scope.labels[l])]
+        u = int(np.argmin(dists[l][e] + arcs[:, v]))
+        q, counts = prices.choice[int(scope.labels[l])]
+        groups += counts[u, q[u, v]]
+        v = u
+    return float(total.min()), groups
 
 
 @dataclass(frozen=True, eq=False)
@@ -449,13 +490,15 @@ def ends_table(data: IntervalData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     messages[on, on, on] += data.messages_needed  # the devices row exempts a placement wholly on one such device
     return cost, np.broadcast_to(memory, (N, N, N, N)), messages
 
-def pricer(data: IntervalData, scope: Scope):
+def pricer(data: IntervalData, scope: Scope, group_shift: np.ndarray | None = None):
     """The pricing of one interval at memory multipliers, for `milp_signatures.Refinement`.
 
     Parameters
     ----------
     data : IntervalData
     scope : Scope
+    group_shift : ndarray, shape (N,), optional
+        A price per group on each device, ms (`price_classes`).
 
     Returns
     -------
@@ -468,7 +511,7 @@ def pricer(data: IntervalData, scope: Scope):
     eye = np.eye(N)
 
     def price(pi: np.ndarray):
-        prices = price_classes(data, scope, pi, 0.0)
+        prices = price_classes(data, scope, pi, 0.0, group_shift)
         arcs, memory = np.empty((len(scope.labels), N, N)), np.empty((len(scope.labels), N, N, N))
         for cls, (q, counts) in prices.choice.items():
             layer = int(np.flatnonzero(scope.labels == cls)[0])

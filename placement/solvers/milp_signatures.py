@@ -31,7 +31,7 @@ from placement.cost.tables import block_memory
 from placement.instance import Instance
 from placement.solvers.milp_model import SECONDS_PER_UNIT
 
-__all__ = ["SignatureTables", "Refinement", "signature_bound", "refined_bound", "tracked_devices"]
+__all__ = ["SignatureTables", "Refinement", "group_arrival_ms", "signature_bound", "refined_bound", "tracked_devices"]
 
 # Most elements of one array of the path DP (count vectors × N³): about 80 MB of float64.
 _PATH_WORK = 1e7
@@ -165,11 +165,36 @@ def _fits(counts: np.ndarray, part: np.ndarray, ffn_memory: np.ndarray, ends_mem
     return fits
 
 
+def _boundary_memory(instance: Instance, k: int):
+    """The blocks' bytes at the boundary into interval `k`, at its context (as the evaluator moves them)."""
+    workload = instance.workload
+    return block_memory(instance, instance.precision, np.array([workload.prompt_tokens + k * workload.tau]))
+
+
+def group_arrival_ms(instance: Instance, k: int) -> np.ndarray:
+    """The least time of one group arriving at each device at the boundary into interval `k`.
+
+    Parameters
+    ----------
+    instance : Instance
+    k : int
+        The interval the boundary leads into (1 … I−1).
+
+    Returns
+    -------
+    ndarray, shape (N,)
+        Over every other device as the source, the message time of the smallest group of
+        any layer (its weights and its KV cache at the boundary's context), ms.
+    """
+    memory = _boundary_memory(instance, k)
+    group = instance.cluster.message_time_s(float(np.min(memory.group[0]))) / SECONDS_PER_UNIT
+    return np.where(np.eye(instance.n_devices, dtype=bool), np.inf, group).min(axis=0)
+
+
 def _arrival_costs(instance: Instance, k: int, part: np.ndarray, parts: int) -> tuple[np.ndarray, np.ndarray]:
     """At the boundary into interval `k`: the least time (ms) of one FFN arriving in each part, and of
     the embedding and lm_head moving between each pair of devices (2, N, N)."""
-    workload = instance.workload
-    memory = block_memory(instance, instance.precision, np.array([workload.prompt_tokens + k * workload.tau]))
+    memory = _boundary_memory(instance, k)
     cluster, N = instance.cluster, instance.n_devices
     ffn = cluster.message_time_s(float(np.min(memory.ffn[0]))) / SECONDS_PER_UNIT
     into = np.where(np.eye(N, dtype=bool), np.inf, ffn).min(axis=0)  # fastest source to each device
@@ -252,9 +277,7 @@ def _two_device_moves(instance: Instance, k: int, group_units: int,
     """At the boundary into interval `k`, in ms: one FFN's message time and the least time per memory unit (a
     group's share, or a projection's) towards device 0 and towards device 1, (2,) each; and the embedding's
     and lm_head's message times between every pair (2, 2) each."""
-    workload = instance.workload
-    memory = block_memory(instance, instance.precision, np.array([workload.prompt_tokens + k * workload.tau]))
-    cluster = instance.cluster
+    memory, cluster = _boundary_memory(instance, k), instance.cluster
     ffn, group, projection = (cluster.message_time_s(float(np.min(block))) / SECONDS_PER_UNIT
                               for block in (memory.ffn[0], memory.group[0], memory.projection[0]))
     unit = group / group_units
@@ -302,8 +325,9 @@ def _general_values(tables: SignatureTables, k: int, part: np.ndarray, levels: l
 
 
 def _general_bound(instance: Instance, values: list[np.ndarray], part: np.ndarray, counts: np.ndarray,
-                   transport: bool) -> float:
-    """The DP over intervals of the FFN-count signatures, with their transport when `transport` (ms)."""
+                   transport: bool, transport_share: float) -> float:
+    """The DP over intervals of the FFN-count signatures, with their transport when `transport` (ms), at
+    `transport_share` of its time (the rest of a switched boundary is the group migration's)."""
     N, parts = instance.n_devices, counts.shape[1]
     shared = instance.cluster.network == "shared"
     sources = np.array([(N - 1) * np.sum(part == p) for p in range(parts)], dtype=float)
@@ -317,6 +341,7 @@ def _general_bound(instance: Instance, values: list[np.ndarray], part: np.ndarra
         ends = _ends_moves(ends_time, shared)
         if not shared:  # max(ffn, ends) ≥ (ffn + ends) / 2 keeps the two moves separable
             ffn, ends = ffn / 2, ends / 2
+        ffn, ends = transport_share * ffn, transport_share * ends
         through = (best.transpose(0, 2, 1)[:, :, :, None] + ffn[None, None]).min(axis=2)  # [e, h, s']
         moved = (through[:, :, None, None, :] + ends[..., None]).min(axis=(0, 1))  # [e', h', s']
         best = value + moved.transpose(0, 2, 1)
@@ -325,7 +350,8 @@ def _general_bound(instance: Instance, values: list[np.ndarray], part: np.ndarra
 
 
 def signature_bound(instance: Instance, priced: list[SignatureTables], *, migration: bool = True,
-                    work_limit: float = 1e8, refine: Refinement | None = None) -> float:
+                    work_limit: float = 1e8, refine: list[Refinement] | None = None,
+                    transport_share: float = 1.0) -> float:
     """The Lagrangian bound over signatures (FFN counts per device, embedding and lm_head devices), ms.
 
     Parameters
@@ -340,12 +366,19 @@ def signature_bound(instance: Instance, priced: list[SignatureTables], *, migrat
         Charge the transport of FFNs (and, on two devices, memory units), embedding and
         lm_head between consecutive intervals' signatures (a DP over the intervals); off:
         each interval on its own.
-    refine : Refinement, optional
-        With one interval (and more than two devices), refine the signatures below the
-        incumbent one by one (`refined_bound`).
+    refine : list of Refinement, optional
+        One per interval (more than two devices): refine the signatures that could still be
+        in a plan below the incumbent one by one, the least first (`refined_bound`). With
+        several intervals, interval ``k``'s cutoff is the incumbent less every other
+        interval's least signature bound (a plan below the incumbent costs less than that
+        in interval ``k``); the refined figures then enter the DP over intervals.
     work_limit : float
         Elementary operations the path DPs may take (``L N³`` per count vector, interval and
         set of multipliers): fewer devices are told apart when it is small.
+    transport_share : float
+        On more than two devices, the weight in [0, 1] of the FFN and ends transport: on a
+        switched network the arcs may carry group migration multipliers that claim the rest
+        of each boundary's slowest pair (docs/milp.md, "Group migration").
 
     Returns
     -------
@@ -372,8 +405,14 @@ def signature_bound(instance: Instance, priced: list[SignatureTables], *, migrat
     transport = migration and I > 1 and N ** 2 * S ** 2 + N ** 4 * S <= _TRANSPORT_WORK
     values = [np.max([_general_values(t, k, part, levels) for t in priced], axis=0) for k in range(I)]
     if refine is not None and I == 1:
-        return refined_bound(values[0], levels[-1], part, first.ends_memory[0], refine)
-    return _general_bound(instance, values, part, levels[-1], transport)
+        return refined_bound(values[0], levels[-1], part, first.ends_memory[0], refine[0])
+    if refine is not None:
+        least = np.array([v.min() for v in values])
+        for k in range(I):
+            cutoff = refine[k].incumbent_ms - (least.sum() - least[k])
+            values[k] = _refined_values(values[k], levels[-1], part, first.ends_memory[k], refine[k], cutoff)
+            least[k] = values[k].min()
+    return _general_bound(instance, values, part, levels[-1], transport, transport_share)
 
 
 @dataclass(frozen=True)
@@ -466,6 +505,31 @@ def _refine_signature(refine: Refinement, e: int, h: int, target: np.ndarray, pa
     return best
 
 
+def _refined_values(values: np.ndarray, counts: np.ndarray, part: np.ndarray, ends_memory: np.ndarray,
+                    refine: Refinement, cutoff_ms: float) -> np.ndarray:
+    """One interval's signature bounds ``[e, s, h]`` (ms) with those below `cutoff_ms` refined, the least first.
+
+    Each refined signature gets its own multipliers (`_refine_signature`) and then, while
+    still below the cutoff, the two-block cost when `refine` has it. Signatures not reached
+    before the deadline keep their value; so does every one at or above the cutoff once a
+    refined one is below it (the least over signatures is then settled by that one alone).
+    """
+    values = values.copy()
+    flat = values.reshape(-1)  # a view: refining writes into `values`
+    order = np.argsort(flat, kind="stable")
+    settled = cutoff_ms
+    for index in order:
+        if flat[index] >= settled or time.perf_counter() > refine.deadline_s:
+            break
+        e, s, h = (int(x) for x in np.unravel_index(index, values.shape))
+        flat[index] = _refine_signature(refine, e, h, counts[s], part, ends_memory, flat[index])
+        if refine.two_block is not None and flat[index] < cutoff_ms:  # the prefill and the decode steps apart
+            arcs, ends = refine.two_block
+            flat[index] = max(flat[index], _signature_path(arcs, ends[e, :, h], e, counts[s], part)[0])
+        settled = min(settled, flat[index])
+    return values
+
+
 def refined_bound(values: np.ndarray, counts: np.ndarray, part: np.ndarray, ends_memory: np.ndarray,
                   refine: Refinement) -> float:
     """The one-interval signature bound with the signatures below the incumbent refined one by one (ms).
@@ -491,19 +555,4 @@ def refined_bound(values: np.ndarray, counts: np.ndarray, part: np.ndarray, ends
     float
         A lower bound, ms, on every feasible plan of the interval.
     """
-    flat = values.ravel()
-    order = np.argsort(flat, kind="stable")
-    refined, rest = {}, np.inf  # signature → its refined bound; the least bound of those not reached
-    for index in order:
-        if flat[index] >= min([refine.incumbent_ms, *refined.values()]) or time.perf_counter() > refine.deadline_s:
-            rest = flat[index]
-            break
-        e, s, h = np.unravel_index(index, values.shape)
-        refined[(int(e), int(s), int(h))] = _refine_signature(refine, int(e), int(h), counts[s], part, ends_memory,
-                                                              flat[index])
-    if refine.two_block is not None:  # the prefill and the decode steps as two blocks, for those still open
-        arcs, ends = refine.two_block
-        for (e, s, h), value in refined.items():
-            if value < refine.incumbent_ms:
-                refined[(e, s, h)] = max(value, _signature_path(arcs, ends[e, :, h], e, counts[s], part)[0])
-    return float(min([rest, *refined.values()]))
+    return float(_refined_values(values, counts, part, ends_memory, refine, refine.incumbent_ms).min())
