@@ -42,6 +42,7 @@ from placement.solvers.milp_pricing import (IntervalData, Pool, Prices, Scope, c
                                             interval_data, lagrangian, path_placement, price_classes, pricer,
                                             two_phase_arcs)
 from placement.solvers.milp_signatures import Refinement, SignatureTables, signature_bound
+from placement.solvers.milp_tight import tight_device_bound
 
 __all__ = ["row_classes", "ConfigurationBound", "layer_classes", "configuration_bound", "pricing_work"]
 
@@ -424,7 +425,7 @@ def configuration_bound(instance: Instance, *, time_limit_s: float, upper_bound_
                 report is None or not report.feasible or sequenced_report.total_s < report.total_s):
             plan, report = sequenced, sequenced_report
     for placement in found:  # the fitting paths the refinement met: real placements, judged like the others
-        candidate = Plan(instance.cluster.names, [placement] * len(datas), method="milp")
+        candidate = Plan(instance.cluster.names, [placement], method="milp")
         candidate_report = evaluate(instance, candidate)
         if candidate_report.feasible and (report is None or not report.feasible
                                           or candidate_report.total_s < report.total_s):
@@ -476,9 +477,8 @@ def _signature_value(instance: Instance, datas: list[IntervalData], scope: Scope
                      moves: MigrationShifts | None) -> tuple[float, list[Placement]]:
     """The signature bound (ms) at the LP's multipliers and without any (memory then held only by the
     signature, which it does best), per signature the better of the two; with a known plan of
-    `incumbent_ms`, the signatures that could be in a better plan are refined one by one until
-    `deadline_s` (the intervals in turn), and the last interval's fitting paths met on the way are
-    returned as placements. With `moves`, both sets of arcs carry its
+    `incumbent_ms` and one interval, the signatures below it are refined one by one until
+    `deadline_s`, and the fitting paths met on the way are returned as placements. With `moves`, both sets of arcs carry its
     group migration prices (the same for both, so each still bounds every signature's plans)."""
     N = len(datas[0].embed_mem)
     free = [_Multipliers(-np.inf, np.zeros(N), 0.0, price_classes(d, scope, np.zeros(N), 0.0)) for d in datas]
@@ -487,19 +487,18 @@ def _signature_value(instance: Instance, datas: list[IntervalData], scope: Scope
         sets = [[replace(m, prices=price_classes(d, scope, m.pi, m.sigma, shift))
                  for d, m, shift in zip(datas, ms, moves.shifts)] for ms in sets]
         share, shifts = moves.transport_share, moves.shifts
+    tight = -np.inf
+    if N > 2:  # the tightest device's groups and projections held exactly, before the refinement takes the rest
+        tight = tight_device_bound(datas, scope, [m.pi for m in multipliers], [m.sigma for m in multipliers], shifts,
+                                   np.stack([ends_table(d)[1][:, 0] for d in datas]),
+                                   time.perf_counter() + 0.5 * (deadline_s - time.perf_counter()))
     refine = None
-    if incumbent_ms is not None:
-        now, I = time.perf_counter(), len(datas)
-        # the two-block arcs are unshifted: a bound on the interval's cost, not on it plus the group prices
-        refine = [Refinement(pricer(d, scope, shift), incumbent_ms, now + (deadline_s - now) * (k + 1) / I,
-                             two_phase_arcs(instance, scope) if k == 0 and not np.any(shift) else None)
-                  for k, (d, shift) in enumerate(zip(datas, shifts))]
+    if len(datas) == 1 and incumbent_ms is not None:  # one interval: no migration shifts
+        refine = Refinement(pricer(datas[0], scope), incumbent_ms, deadline_s, two_phase_arcs(instance, scope))
     bound = signature_bound(instance, [_signature_tables(datas, scope, m) for m in sets],
                             work_limit=work_limit, refine=refine, transport_share=share)
-    # a fitting path of the last interval fits every interval (caches only grow): a whole plan
-    found = [] if refine is None else [path_placement(scope, e, h, path, prices)
-                                       for e, h, path, prices in refine[-1].found]
-    return bound, found
+    found = [] if refine is None else [path_placement(scope, e, h, path, prices) for e, h, path, prices in refine.found]
+    return max(bound, tight), found
 
 
 

@@ -19,7 +19,7 @@ from placement.instance import Instance
 from placement.plan import Placement
 from placement.solvers.milp_model import Phase, output_routes, phase_terms
 
-__all__ = ["IntervalData", "Pool", "Prices", "Scope", "cheapest_path", "config_costs", "ends_priced", "ends_table", "interval_data",
+__all__ = ["IntervalData", "Pool", "Prices", "Scope", "attention_by_count", "cheapest_path", "config_costs", "ends_priced", "ends_table", "interval_data",
            "lagrangian", "path_placement", "price_classes", "pricer", "two_phase_arcs"]
 
 
@@ -103,11 +103,13 @@ def _head_outputs(terms: dict, K: int) -> np.ndarray:
     return fixed + np.moveaxis(terms["out_by_count"], 0, -1)
 
 
-def _allocate(per_count: np.ndarray, allowed: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
+def _allocate(per_count: np.ndarray, allowed: np.ndarray, K: int,
+              every_total: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """Least ``Σ_m per_count[..., m, n_m]`` with ``Σ_m n_m = K`` over allowed counts.
 
     Parameters: `per_count` and `allowed` (..., N, K+1). Returns the least cost (...)
-    and the counts (..., N) that reach it (a DP over devices, counts 0…K).
+    and the counts (..., N) that reach it (a DP over devices, counts 0…K); with
+    `every_total`, the least cost of every total 0…K (..., K+1) and no counts.
     """
     batch, N = per_count.shape[:-2], per_count.shape[-2]
     cost = np.where(allowed, per_count, np.inf)
@@ -121,6 +123,8 @@ def _allocate(per_count: np.ndarray, allowed: np.ndarray, K: int) -> tuple[np.nd
         candidates = np.where(valid, value[..., prev_index] + cost[..., m, None, :], np.inf)  # (..., s, c)
         choices[m] = candidates.argmin(axis=-1)
         value = np.take_along_axis(candidates, choices[m][..., None], axis=-1)[..., 0]
+    if every_total:
+        return value, None
     counts = np.zeros(batch + (N,), dtype=np.int64)
     left = np.full(batch, K)
     for m in range(N - 1, -1, -1):
@@ -128,6 +132,30 @@ def _allocate(per_count: np.ndarray, allowed: np.ndarray, K: int) -> tuple[np.nd
         counts[..., m] = took
         left = left - took
     return value[..., K], counts
+
+
+def _stage_tables(terms: dict, layer: int, group_price: np.ndarray, sigma: float, shared: bool, sends_input: bool,
+                  K: int, u: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The attention stage's pieces for input device `u`: every threshold ``A`` (q, A), the counts each
+    device may take within it (q, A, m, c), and the additive cost of ``c`` groups on ``m`` (q, m, c), ms."""
+    N = len(group_price)
+    out = _head_outputs(terms, K)  # (m, q, c)
+    c = np.arange(K + 1)
+    compute = terms["group"][layer][:, None] * c  # (m, c)
+    t_in = terms["t_in"] if sends_input else np.zeros((N, N))
+    price = group_price[:, None] * c  # (m, c)
+    off = 1.0 - np.eye(N)
+    recv = t_in[u][:, None] * (c > 0)  # (m, c)
+    messages = (off[u][None, :, None] + off.T[:, :, None]) * (c > 0)  # (q, m, c): input and output messages
+    if shared:  # the stage is the slowest compute; every transfer adds up
+        chain = np.broadcast_to(compute, (N, N, K + 1))  # (q, m, c)
+        per_count = recv[None] + out.transpose(1, 0, 2) + price[None] - sigma * messages
+    else:  # each group device is its own chain: input, groups, outputs
+        chain = recv[None] + out.transpose(1, 0, 2) + compute[None]
+        per_count = price[None] - sigma * messages
+    thresholds = chain[:, :, 1:].reshape(N, -1)  # (q, A): every chain value is a candidate
+    allowed = (chain[:, None] <= thresholds[:, :, None, None]) | (c == 0)  # (q, A, m, c)
+    return thresholds, allowed, per_count
 
 
 def _attention(terms: dict, layer: int, group_price: np.ndarray, sigma: float, shared: bool, sends_input: bool,
@@ -139,31 +167,57 @@ def _attention(terms: dict, layer: int, group_price: np.ndarray, sigma: float, s
     Returns the cost (N_u, N_q) in ms (priced) and the counts (N_u, N_q, N).
     """
     N = len(group_price)
-    out = _head_outputs(terms, K)  # (m, q, c)
-    c = np.arange(K + 1)
-    compute = terms["group"][layer][:, None] * c  # (m, c)
-    t_in = terms["t_in"] if sends_input else np.zeros((N, N))
-    price = group_price[:, None] * c  # (m, c)
     best = np.full((N, N), np.inf)
     counts = np.zeros((N, N, N), dtype=np.int64)
-    off = 1.0 - np.eye(N)
     for u in range(N):
-        recv = t_in[u][:, None] * (c > 0)  # (m, c)
-        messages = (off[u][None, :, None] + off.T[:, :, None]) * (c > 0)  # (q, m, c): input and output messages
-        if shared:  # the stage is the slowest compute; every transfer adds up
-            chain = np.broadcast_to(compute, (N, N, K + 1))  # (q, m, c)
-            per_count = recv[None] + out.transpose(1, 0, 2) + price[None] - sigma * messages
-        else:  # each group device is its own chain: input, groups, outputs
-            chain = recv[None] + out.transpose(1, 0, 2) + compute[None]
-            per_count = price[None] - sigma * messages
-        thresholds = chain[:, :, 1:].reshape(N, -1)  # (q, A): every chain value is a candidate
-        allowed = (chain[:, None] <= thresholds[:, :, None, None]) | (c == 0)  # (q, A, m, c)
+        thresholds, allowed, per_count = _stage_tables(terms, layer, group_price, sigma, shared, sends_input, K, u)
         value, n = _allocate(np.broadcast_to(per_count[:, None], allowed.shape), allowed, K)
         total = thresholds + value  # (q, A)
         pick = total.argmin(axis=1)
         best[u] = total[np.arange(N), pick]
         counts[u] = n[np.arange(N), pick]
     return best, counts
+
+
+def attention_by_count(terms: dict, layer: int, group_price: np.ndarray, sigma: float, shared: bool,
+                       sends_input: bool, K: int, device: int) -> np.ndarray:
+    """Cheapest attention stage of one layer with ``c`` of its groups on `device`, for every ``c``.
+
+    The DP of `price_classes` with the other devices allocated ``K − c`` groups and
+    `device` exactly ``c``, under every threshold.
+
+    Parameters
+    ----------
+    terms : dict
+        An interval's summed tables (`IntervalData.terms`), ms.
+    layer : int
+    group_price : ndarray, shape (N,)
+        Price of one group on each device, ms.
+    sigma : float
+        Price of a message, ms.
+    shared, sends_input : bool
+        As in `Scope`.
+    K : int
+        Groups per layer.
+    device : int
+        The device whose count is fixed.
+
+    Returns
+    -------
+    ndarray, shape (N_u, N_q, K+1)
+        The priced stage, ms (``inf`` where no allocation fits a threshold).
+    """
+    N = len(group_price)
+    others = np.flatnonzero(np.arange(N) != device)
+    c = np.arange(K + 1)
+    best = np.full((N, N, K + 1), np.inf)
+    for u in range(N):
+        thresholds, allowed, per_count = _stage_tables(terms, layer, group_price, sigma, shared, sends_input, K, u)
+        cost = np.broadcast_to(per_count[:, None], allowed.shape)
+        rest = _allocate(cost[..., others, :], allowed[..., others, :], K, every_total=True)[0]  # (q, A, K+1)
+        own = np.where(allowed[..., device, :], cost[..., device, :], np.inf)  # (q, A, c)
+        best[u] = (thresholds[..., None] + rest[..., K - c] + own).min(axis=1)
+    return best
 
 
 def _two_phase_attention(phases: list[dict], layer: int, shared: bool, sends_input: bool,
@@ -490,15 +544,13 @@ def ends_table(data: IntervalData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     messages[on, on, on] += data.messages_needed  # the devices row exempts a placement wholly on one such device
     return cost, np.broadcast_to(memory, (N, N, N, N)), messages
 
-def pricer(data: IntervalData, scope: Scope, group_shift: np.ndarray | None = None):
+def pricer(data: IntervalData, scope: Scope):
     """The pricing of one interval at memory multipliers, for `milp_signatures.Refinement`.
 
     Parameters
     ----------
     data : IntervalData
     scope : Scope
-    group_shift : ndarray, shape (N,), optional
-        A price per group on each device, ms (`price_classes`).
 
     Returns
     -------
@@ -511,7 +563,7 @@ def pricer(data: IntervalData, scope: Scope, group_shift: np.ndarray | None = No
     eye = np.eye(N)
 
     def price(pi: np.ndarray):
-        prices = price_classes(data, scope, pi, 0.0, group_shift)
+        prices = price_classes(data, scope, pi, 0.0)
         arcs, memory = np.empty((len(scope.labels), N, N)), np.empty((len(scope.labels), N, N, N))
         for cls, (q, counts) in prices.choice.items():
             layer = int(np.flatnonzero(scope.labels == cls)[0])

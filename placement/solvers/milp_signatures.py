@@ -31,13 +31,14 @@ from placement.cost.tables import block_memory
 from placement.instance import Instance
 from placement.solvers.milp_model import SECONDS_PER_UNIT
 
-__all__ = ["SignatureTables", "Refinement", "group_arrival_ms", "signature_bound", "refined_bound", "tracked_devices"]
+__all__ = ["FIT_TOLERANCE", "SignatureTables", "Refinement", "group_arrival_ms", "signature_bound", "refined_bound",
+           "tracked_devices"]
 
 # Most elements of one array of the path DP (count vectors × N³): about 80 MB of float64.
 _PATH_WORK = 1e7
 # Most elementary steps of one boundary of the DP over intervals (N² S² + N⁴ S).
 _TRANSPORT_WORK = 3e7
-_FITS = 1e-9  # a memory fraction this far over 1 still counts as fitting (rounding of the fractions)
+FIT_TOLERANCE = 1e-9  # a memory fraction this far over 1 still counts as fitting (rounding of the fractions)
 _SWITCHED_SHARES = 9  # λ = 0, ⅛, …, 1 on a switched two-device network (includes ½, 0 and 1: never below the old three)
 
 
@@ -151,7 +152,7 @@ def _fits(counts: np.ndarray, part: np.ndarray, ffn_memory: np.ndarray, ends_mem
     for their joint count (each device holding as many whole FFNs as fit beside its ends).
     """
     N = len(part)
-    room = 1.0 + _FITS - ends_memory  # [e, h, m]
+    room = 1.0 + FIT_TOLERANCE - ends_memory  # [e, h, m]
     fits = np.ones((N, len(counts), N), dtype=bool)
     for p in range(counts.shape[1]):
         members = np.flatnonzero(part == p)
@@ -252,7 +253,7 @@ def _two_device_values(arcs: np.ndarray, ends: np.ndarray, ffn_memory: np.ndarra
         dist = new
     values = np.minimum(dist[0][..., None] + ends[:, None, None, 0], dist[1][..., None] + ends[:, None, None, 1])
     f, g = np.arange(L + 1), np.arange(G)
-    room = 1.0 + _FITS - ends_memory  # [e, h, m]
+    room = 1.0 + FIT_TOLERANCE - ends_memory  # [e, h, m]
     load0 = f[:, None] * ffn_memory[0] + g[None, :] * unit_memory[0]
     load1 = (L - f)[:, None] * ffn_memory[1] + (G - 1 - g)[None, :] * unit_memory[1]
     fits = (load0[None, :, :, None] <= room[:, None, None, :, 0]) & (load1[None, :, :, None] <= room[:, None, None, :, 1])
@@ -350,7 +351,7 @@ def _general_bound(instance: Instance, values: list[np.ndarray], part: np.ndarra
 
 
 def signature_bound(instance: Instance, priced: list[SignatureTables], *, migration: bool = True,
-                    work_limit: float = 1e8, refine: list[Refinement] | None = None,
+                    work_limit: float = 1e8, refine: Refinement | None = None,
                     transport_share: float = 1.0) -> float:
     """The Lagrangian bound over signatures (FFN counts per device, embedding and lm_head devices), ms.
 
@@ -366,12 +367,9 @@ def signature_bound(instance: Instance, priced: list[SignatureTables], *, migrat
         Charge the transport of FFNs (and, on two devices, memory units), embedding and
         lm_head between consecutive intervals' signatures (a DP over the intervals); off:
         each interval on its own.
-    refine : list of Refinement, optional
-        One per interval (more than two devices): refine the signatures that could still be
-        in a plan below the incumbent one by one, the least first (`refined_bound`). With
-        several intervals, interval ``k``'s cutoff is the incumbent less every other
-        interval's least signature bound (a plan below the incumbent costs less than that
-        in interval ``k``); the refined figures then enter the DP over intervals.
+    refine : Refinement, optional
+        With one interval (and more than two devices), refine the signatures below the
+        incumbent one by one (`refined_bound`).
     work_limit : float
         Elementary operations the path DPs may take (``L N³`` per count vector, interval and
         set of multipliers): fewer devices are told apart when it is small.
@@ -405,13 +403,7 @@ def signature_bound(instance: Instance, priced: list[SignatureTables], *, migrat
     transport = migration and I > 1 and N ** 2 * S ** 2 + N ** 4 * S <= _TRANSPORT_WORK
     values = [np.max([_general_values(t, k, part, levels) for t in priced], axis=0) for k in range(I)]
     if refine is not None and I == 1:
-        return refined_bound(values[0], levels[-1], part, first.ends_memory[0], refine[0])
-    if refine is not None:
-        least = np.array([v.min() for v in values])
-        for k in range(I):
-            cutoff = refine[k].incumbent_ms - (least.sum() - least[k])
-            values[k] = _refined_values(values[k], levels[-1], part, first.ends_memory[k], refine[k], cutoff)
-            least[k] = values[k].min()
+        return refined_bound(values[0], levels[-1], part, first.ends_memory[0], refine)
     return _general_bound(instance, values, part, levels[-1], transport, transport_share)
 
 
@@ -505,31 +497,6 @@ def _refine_signature(refine: Refinement, e: int, h: int, target: np.ndarray, pa
     return best
 
 
-def _refined_values(values: np.ndarray, counts: np.ndarray, part: np.ndarray, ends_memory: np.ndarray,
-                    refine: Refinement, cutoff_ms: float) -> np.ndarray:
-    """One interval's signature bounds ``[e, s, h]`` (ms) with those below `cutoff_ms` refined, the least first.
-
-    Each refined signature gets its own multipliers (`_refine_signature`) and then, while
-    still below the cutoff, the two-block cost when `refine` has it. Signatures not reached
-    before the deadline keep their value; so does every one at or above the cutoff once a
-    refined one is below it (the least over signatures is then settled by that one alone).
-    """
-    values = values.copy()
-    flat = values.reshape(-1)  # a view: refining writes into `values`
-    order = np.argsort(flat, kind="stable")
-    settled = cutoff_ms
-    for index in order:
-        if flat[index] >= settled or time.perf_counter() > refine.deadline_s:
-            break
-        e, s, h = (int(x) for x in np.unravel_index(index, values.shape))
-        flat[index] = _refine_signature(refine, e, h, counts[s], part, ends_memory, flat[index])
-        if refine.two_block is not None and flat[index] < cutoff_ms:  # the prefill and the decode steps apart
-            arcs, ends = refine.two_block
-            flat[index] = max(flat[index], _signature_path(arcs, ends[e, :, h], e, counts[s], part)[0])
-        settled = min(settled, flat[index])
-    return values
-
-
 def refined_bound(values: np.ndarray, counts: np.ndarray, part: np.ndarray, ends_memory: np.ndarray,
                   refine: Refinement) -> float:
     """The one-interval signature bound with the signatures below the incumbent refined one by one (ms).
@@ -555,4 +522,19 @@ def refined_bound(values: np.ndarray, counts: np.ndarray, part: np.ndarray, ends
     float
         A lower bound, ms, on every feasible plan of the interval.
     """
-    return float(_refined_values(values, counts, part, ends_memory, refine, refine.incumbent_ms).min())
+    flat = values.ravel()
+    order = np.argsort(flat, kind="stable")
+    refined, rest = {}, np.inf  # signature → its refined bound; the least bound of those not reached
+    for index in order:
+        if flat[index] >= min([refine.incumbent_ms, *refined.values()]) or time.perf_counter() > refine.deadline_s:
+            rest = flat[index]
+            break
+        e, s, h = np.unravel_index(index, values.shape)
+        refined[(int(e), int(s), int(h))] = _refine_signature(refine, int(e), int(h), counts[s], part, ends_memory,
+                                                              flat[index])
+    if refine.two_block is not None:  # the prefill and the decode steps as two blocks, for those still open
+        arcs, ends = refine.two_block
+        for (e, s, h), value in refined.items():
+            if value < refine.incumbent_ms:
+                refined[(e, s, h)] = max(value, _signature_path(arcs, ends[e, :, h], e, counts[s], part)[0])
+    return float(min([rest, *refined.values()]))
