@@ -36,8 +36,10 @@ __all__ = ["MigrationShifts", "SWITCHED_GROUP_SHARE", "group_caps", "migration_s
 # The share θ of a switched boundary's slowest pair the group moves may claim; the FFN and ends
 # transport keeps 1 − θ (each is a lower bound on some pair, so any convex weighting is one too).
 SWITCHED_GROUP_SHARE = 0.5
-# Subgradient steps at most (each one prices every class of every interval once).
+# Subgradient steps at most (each one prices every class of every interval once), and in a row
+# without progress before giving up (the step has then been halved twice).
 _STEPS = 30
+_IDLE = 6
 
 
 @dataclass(frozen=True)
@@ -142,19 +144,21 @@ def migration_shifts(instance: Instance, datas: list[IntervalData], scope: Scope
     caps = group_caps(instance)
     weights = np.zeros((I, N))
     best = None
-    scale, stalled = 1.0, 0
+    scale, stalled, idle = 1.0, 0, 0
     for _ in range(_STEPS):
         shifts = shifts_of(weights, caps)
         paths = [cheapest_path(d, scope, pi, sigma, price_classes(d, scope, pi, sigma, shift))
                  for d, pi, sigma, shift in zip(datas, pis, sigmas, shifts)]
         value = sum(v for v, _ in paths)
-        if best is None or value > best.value_ms:
+        if best is None or value > best.value_ms * (1 + 1e-9):
             share = 1.0 - float(weights.sum(axis=1).max()) if switched else 1.0
-            best, stalled = MigrationShifts(value, shifts, share), 0
+            best, stalled, idle = MigrationShifts(value, shifts, share), 0, 0
         else:
-            stalled += 1
+            stalled, idle = stalled + 1, idle + 1
             if stalled >= 3:
                 scale, stalled = scale / 2, 0
+        if idle >= _IDLE:
+            break
         groups = np.array([g for _, g in paths], dtype=float)
         step = np.zeros((I, N))
         step[1:] = caps[1:] * (groups[1:] - groups[:-1])  # the value's slope in each weight
