@@ -478,8 +478,10 @@ def _signature_value(instance: Instance, datas: list[IntervalData], scope: Scope
     """The signature bound (ms) at the LP's multipliers and without any (memory then held only by the
     signature, which it does best), per signature the better of the two; with a known plan of
     `incumbent_ms` and one interval, the signatures below it are refined one by one until
-    `deadline_s`, and the fitting paths met on the way are returned as placements. With `moves`, both sets of arcs carry its
-    group migration prices (the same for both, so each still bounds every signature's plans)."""
+    `deadline_s`, and the fitting paths met on the way are returned as placements. With `moves`,
+    both sets of arcs carry its group migration prices (the same for both, so each still bounds
+    every signature's plans). On more than two devices, the better of that and the tight
+    device's bound (`milp_tight`)."""
     N = len(datas[0].embed_mem)
     free = [_Multipliers(-np.inf, np.zeros(N), 0.0, price_classes(d, scope, np.zeros(N), 0.0)) for d in datas]
     sets, share, shifts = [multipliers, free], 1.0, np.zeros((len(datas), N))
@@ -487,19 +489,17 @@ def _signature_value(instance: Instance, datas: list[IntervalData], scope: Scope
         sets = [[replace(m, prices=price_classes(d, scope, m.pi, m.sigma, shift))
                  for d, m, shift in zip(datas, ms, moves.shifts)] for ms in sets]
         share, shifts = moves.transport_share, moves.shifts
+    tables = [_signature_tables(datas, scope, m) for m in sets]
     tight = -np.inf
     if N > 2:  # the tightest device's groups and projections held exactly, before the refinement takes the rest
         tight = tight_device_bound(datas, scope, [m.pi for m in multipliers], [m.sigma for m in multipliers], shifts,
-                                   np.stack([ends_table(d)[1][:, 0] for d in datas]),
-                                   time.perf_counter() + 0.5 * (deadline_s - time.perf_counter()))
+                                   tables[0].ends_memory, time.perf_counter() + 0.5 * (deadline_s - time.perf_counter()))
     refine = None
     if len(datas) == 1 and incumbent_ms is not None:  # one interval: no migration shifts
         refine = Refinement(pricer(datas[0], scope), incumbent_ms, deadline_s, two_phase_arcs(instance, scope))
-    bound = signature_bound(instance, [_signature_tables(datas, scope, m) for m in sets],
-                            work_limit=work_limit, refine=refine, transport_share=share)
+    bound = signature_bound(instance, tables, work_limit=work_limit, refine=refine, transport_share=share)
     found = [] if refine is None else [path_placement(scope, e, h, path, prices) for e, h, path, prices in refine.found]
     return max(bound, tight), found
-
 
 
 def _signature_tables(datas: list[IntervalData], scope: Scope, multipliers: list[_Multipliers]) -> SignatureTables:
