@@ -268,16 +268,19 @@ def test_stage_by_count_on_one_device_is_the_least_over_count_vectors():
         scope = Scope(layer_classes(inst), network == "shared", profile_sends_input(inst), K)
         data = interval_data(inst, 0, *output_routes(inst))
         t = data.terms
+        price, sigma = np.random.default_rng(4).uniform(-0.5, 2.0, size=N), 0.3  # any sign, as migration shifts
         for device in range(N):
-            by_count = attention_by_count(t, 0, np.zeros(N), 0.0, scope.shared, scope.sends_input, K, device)
+            by_count = attention_by_count(t, 0, price, sigma, scope.shared, scope.sends_input, K, device)
             vectors = np.array([n for n in itertools.product(range(K + 1), repeat=N) if sum(n) == K])
             for u in range(N):
                 for q in range(N):
                     J = len(vectors)
-                    cost = config_costs(data, scope, 0, Pool(np.full(J, u), np.full(J, q), np.full(J, q), vectors))[0]
+                    cost, _, messages = config_costs(data, scope, 0, Pool(np.full(J, u), np.full(J, q), np.full(J, q),
+                                                                          vectors))
                     rest = t["proj"][0][q] + t["t_hidden"][q, q] + t["ffn"][0][q]  # what config_costs adds
+                    priced = cost - rest + vectors @ price - sigma * messages  # v = q: no hidden-state message
                     for c in range(K + 1):
-                        least = (cost[vectors[:, device] == c] - rest).min()
+                        least = priced[vectors[:, device] == c].min()
                         assert by_count[u, q, c] == pytest.approx(least, rel=1e-9, abs=1e-12), (network, device, u, q, c)
 
 
