@@ -411,7 +411,8 @@ def configuration_bound(instance: Instance, *, time_limit_s: float, upper_bound_
     moves = None  # two devices: the signature counts groups itself
     if len(datas) > 1 and instance.n_devices > 2:
         moves = migration_shifts(instance, datas, scope, [m.pi for m in multipliers], [m.sigma for m in multipliers],
-                                 target_ms=incumbent, deadline_s=started + 0.55 * time_limit_s)
+                                 target_ms=incumbent,
+                                 deadline_s=min(started + 0.55 * time_limit_s, time.perf_counter() + 0.1 * time_limit_s))
     signature, found = _signature_value(instance, datas, scope, multipliers, 0.35 * time_limit_s * _OPS_PER_S,
                                         incumbent, started + 0.85 * time_limit_s, moves)
     total = max(plain, signature, -np.inf if moves is None else moves.value_ms)

@@ -36,10 +36,11 @@ __all__ = ["MigrationShifts", "SWITCHED_GROUP_SHARE", "group_caps", "migration_s
 # The share θ of a switched boundary's slowest pair the group moves may claim; the FFN and ends
 # transport keeps 1 − θ (each is a lower bound on some pair, so any convex weighting is one too).
 SWITCHED_GROUP_SHARE = 0.5
-# Subgradient steps at most (each one prices every class of every interval once), and in a row
-# without progress before giving up (the step has then been halved twice).
+# Subgradient steps at most (each one prices every class of every interval once), in a row without
+# progress before the step is halved, and before giving up (the step then halved twice).
 _STEPS = 30
-_IDLE = 6
+_STALL = 2
+_IDLE = 4
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ def migration_shifts(instance: Instance, datas: list[IntervalData], scope: Scope
             best, stalled, idle = MigrationShifts(value, shifts, share), 0, 0
         else:
             stalled, idle = stalled + 1, idle + 1
-            if stalled >= 3:
+            if stalled >= _STALL:
                 scale, stalled = scale / 2, 0
         if idle >= _IDLE:
             break
