@@ -485,16 +485,17 @@ def _signature_value(instance: Instance, datas: list[IntervalData], scope: Scope
     device's bound (`milp_tight`)."""
     N = len(datas[0].embed_mem)
     free = [_Multipliers(-np.inf, np.zeros(N), 0.0, price_classes(d, scope, np.zeros(N), 0.0)) for d in datas]
-    sets, share, shifts = [multipliers, free], 1.0, np.zeros((len(datas), N))
+    sets, share = [multipliers, free], 1.0
     if moves is not None and np.any(moves.shifts):
         sets = [[replace(m, prices=price_classes(d, scope, m.pi, m.sigma, shift))
                  for d, m, shift in zip(datas, ms, moves.shifts)] for ms in sets]
-        share, shifts = moves.transport_share, moves.shifts
+        share = moves.transport_share
     tables = [_signature_tables(datas, scope, m) for m in sets]
     tight = -np.inf
     if N > 2:  # the tightest device's groups and projections held exactly, before the refinement takes the rest
-        tight = tight_device_bound(datas, scope, [m.pi for m in multipliers], [m.sigma for m in multipliers], shifts,
-                                   tables[0].ends_memory, time.perf_counter() + 0.5 * (deadline_s - time.perf_counter()))
+        tight = tight_device_bound(datas, scope, [m.pi for m in multipliers], [m.sigma for m in multipliers],
+                                   [m.value for m in multipliers], tables[0].ends_memory,
+                                   time.perf_counter() + 0.5 * (deadline_s - time.perf_counter()))
     refine = None
     if len(datas) == 1 and incumbent_ms is not None:  # one interval: no migration shifts
         refine = Refinement(pricer(datas[0], scope), incumbent_ms, deadline_s, two_phase_arcs(instance, scope))

@@ -151,7 +151,7 @@ def migration_shifts(instance: Instance, datas: list[IntervalData], scope: Scope
         paths = [cheapest_path(d, scope, pi, sigma, price_classes(d, scope, pi, sigma, shift))
                  for d, pi, sigma, shift in zip(datas, pis, sigmas, shifts)]
         value = sum(v for v, _ in paths)
-        if best is None or value > best.value_ms * (1 + 1e-9):
+        if best is None or value > best.value_ms + 1e-9 * abs(best.value_ms):
             share = 1.0 - float(weights.sum(axis=1).max()) if switched else 1.0
             best, stalled, idle = MigrationShifts(value, shifts, share), 0, 0
         else:

@@ -17,8 +17,9 @@ prices highest) is tracked like device 0 of a two-device cluster:
 - the arcs are priced at the LP's multipliers and again with ``π_d = 0`` (``d``'s memory then
   held by the signature alone), the larger kept signature by signature.
 
-Each interval is bounded on its own (no transport), so the bound is the sum over intervals
-of the least fitting signature's value. It is valid for the reason the signature bound is:
+Each interval is bounded on its own (no transport, no migration charge), so the bound is the
+sum over intervals of the least fitting signature's value, or of the interval's path bound
+where that is higher or where the time ran out. It is valid for the reason the signature bound is:
 a feasible plan's configuration in interval ``k`` has some signature, which fits, and its
 priced cost is at least that signature's cheapest priced path.
 """
@@ -77,7 +78,7 @@ def _units(datas: list[IntervalData], scope: Scope, device: int, N: int, seconds
     return best
 
 
-def _arcs(data: IntervalData, scope: Scope, pi: np.ndarray, sigma: float, shift: np.ndarray, device: int,
+def _arcs(data: IntervalData, scope: Scope, pi: np.ndarray, sigma: float, device: int,
           units: tuple[int, int]) -> np.ndarray:
     """The priced arcs by the units a layer puts on `device`: ``[l, u, v, c]``, ms (``inf`` where none)."""
     t, N, (R, P) = data.terms, len(pi), units
@@ -87,7 +88,7 @@ def _arcs(data: IntervalData, scope: Scope, pi: np.ndarray, sigma: float, shift:
     hidden = t["t_hidden"] - sigma * (1.0 - np.eye(N))
     for cls in np.unique(scope.labels):
         layer = int(np.flatnonzero(scope.labels == cls)[0])
-        att = attention_by_count(t, layer, pi * data.group_mem[layer] + shift, sigma, scope.shared,
+        att = attention_by_count(t, layer, pi * data.group_mem[layer], sigma, scope.shared,
                                  scope.sends_input, K, device)  # (u, q, c)
         proj = t["proj"][layer] + pi * data.projection_mem[layer]
         ffn = t["ffn"][layer] + pi * data.ffn_mem[layer]
@@ -130,7 +131,7 @@ def _fitting(values: np.ndarray, ffn_memory: float, unit_memory: float, ends_mem
 
 
 def tight_device_bound(datas: list[IntervalData], scope: Scope, pis: list[np.ndarray], sigmas: list[float],
-                       shifts: np.ndarray, ends_memory: np.ndarray, deadline_s: float) -> float:
+                       interval_bounds_ms: list[float], ends_memory: np.ndarray, deadline_s: float) -> float:
     """The bound with the tight device's FFNs, groups and projections held exactly (ms).
 
     Parameters
@@ -139,8 +140,9 @@ def tight_device_bound(datas: list[IntervalData], scope: Scope, pis: list[np.nda
     scope : Scope
     pis, sigmas : list
         Each interval's memory (N,) and devices-row multipliers from the LP, ms.
-    shifts : ndarray, shape (I, N)
-        Group prices of the migration multipliers (`milp_migration`), ms; zeros for none.
+    interval_bounds_ms : list of float
+        A lower bound on each interval's cost (its path bound), ms: kept where it is higher,
+        and for the intervals the deadline leaves out.
     ends_memory : ndarray, shape (I, N, N, N)
         ``[k, e, h, m]``: the embedding on ``e`` and lm_head on ``h`` as fractions of ``m``.
     deadline_s : float
@@ -149,9 +151,9 @@ def tight_device_bound(datas: list[IntervalData], scope: Scope, pis: list[np.nda
     Returns
     -------
     float
-        A lower bound on every feasible plan's total (ms, less nothing for rounding: the caller
-        gives that up), or ``-inf`` when no device is priced, no signature fits, or the
-        deadline passes.
+        A lower bound on every feasible plan's total without its migration (ms, less nothing
+        for rounding: the caller gives that up), or ``-inf`` when no device is priced or the
+        DP does not fit the time.
     """
     device = tight_device(pis)
     if device is None:
@@ -160,8 +162,8 @@ def tight_device_bound(datas: list[IntervalData], scope: Scope, pis: list[np.nda
     units = _units(datas, scope, device, N, deadline_s - time.perf_counter())
     if units is None:
         return -np.inf
-    total = 0.0
-    for k, data in enumerate(datas):
+    bounds = list(interval_bounds_ms)
+    for k, data in enumerate(datas):  # each interval on its own: the intervals the time leaves out keep theirs
         own = pis[k].copy()
         own[device] = 0.0  # the signature holds this device's memory
         ffn = float(np.min(data.ffn_mem[:, device]))
@@ -169,10 +171,10 @@ def tight_device_bound(datas: list[IntervalData], scope: Scope, pis: list[np.nda
         best = None
         for pi in (pis[k], own):
             if time.perf_counter() > deadline_s:
-                return -np.inf
-            values = _values(_arcs(data, scope, pi, sigmas[k], shifts[k], device, units),
-                             ends_priced(data, pi, sigmas[k]), device)
+                break
+            values = _values(_arcs(data, scope, pi, sigmas[k], device, units), ends_priced(data, pi, sigmas[k]), device)
             values = _fitting(values, ffn, unit, ends_memory[k][:, :, device])
             best = values if best is None else np.maximum(best, values)
-        total += float(best.min())
-    return total if np.isfinite(total) else -np.inf
+        if best is not None:
+            bounds[k] = max(bounds[k], float(best.min()))
+    return float(sum(bounds))
