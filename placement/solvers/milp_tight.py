@@ -159,7 +159,8 @@ def tight_device_bound(datas: list[IntervalData], scope: Scope, pis: list[np.nda
     if device is None:
         return -np.inf
     N = len(pis[0])
-    units = _units(datas, scope, device, N, deadline_s - time.perf_counter())
+    # sized for half the time: the DP usually ends early and leaves the rest to the stage's plans
+    units = _units(datas, scope, device, N, 0.5 * (deadline_s - time.perf_counter()))
     if units is None:
         return -np.inf
     bounds = list(interval_bounds_ms)
