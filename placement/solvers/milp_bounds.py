@@ -30,14 +30,19 @@ from dataclasses import dataclass, replace
 import numpy as np
 import scipy.sparse as sp
 
-from placement.cost.tables import block_memory, heads_share_memory, usable_bytes
+from placement.cost.tables import block_memory
 from placement.evaluate import evaluate
 from placement.instance import Instance
 from placement.plan import Placement, Plan
 from placement.solvers.backends import solve_lp_duals, solve_problem
 from placement.solvers.linear import LinearProblem
+from placement.solvers.milp_migration import MigrationShifts, migration_shifts
 from placement.solvers.milp_model import SECONDS_PER_UNIT, Phase, output_routes, phase_terms, profile_sends_input
+from placement.solvers.milp_pricing import (IntervalData, Pool, Prices, Scope, config_costs, ends_priced, ends_table,
+                                            interval_data, lagrangian, path_placement, price_classes, pricer,
+                                            two_phase_arcs)
 from placement.solvers.milp_signatures import Refinement, SignatureTables, signature_bound
+from placement.solvers.milp_tight import tight_device_bound
 
 __all__ = ["row_classes", "ConfigurationBound", "layer_classes", "configuration_bound", "pricing_work"]
 
@@ -72,7 +77,10 @@ class ConfigurationBound:
         Classes of identical layers.
     path_bound_s : float
         The plain Lagrangian bound (cheapest paths, each interval on its own), seconds;
-        `bound_s` is the better of it and the signature bound (`milp_signatures`).
+        `bound_s` is the best of it, the migration bound and the signature bound (`milp_signatures`).
+    migration_bound_s : float or None
+        The cheapest paths with the group migration charge (`milp_migration`), seconds; None
+        when it is not computed (one interval, or two devices).
     """
 
     bound_s: float
@@ -81,6 +89,7 @@ class ConfigurationBound:
     columns: int
     classes: int
     path_bound_s: float
+    migration_bound_s: float | None = None
 
 
 def layer_classes(instance: Instance) -> np.ndarray:
@@ -143,276 +152,9 @@ def pricing_work(instance: Instance) -> float:
     return float(N) ** 4 * float(K) ** 3
 
 
-@dataclass(frozen=True, eq=False)
-class _IntervalData:
-    """One interval's summed costs (milliseconds) and memory (fractions of each device's usable memory)."""
-
-    terms: dict
-    group_mem: np.ndarray  # (L, N)
-    projection_mem: np.ndarray  # (L, N)
-    ffn_mem: np.ndarray  # (L, N)
-    embed_mem: np.ndarray  # (N,)
-    lm_head_mem: np.ndarray  # (N,)
-    shared_saving: np.ndarray  # (N,) memory saved when tied embed and lm_head share a device
-    devices_needed: int  # fewest devices whose memory holds every block at the interval's largest context
-    alone: np.ndarray  # (N,) bool: the device holds every block by itself
-
-    @property
-    def messages_needed(self) -> int:
-        """Right-hand side of the devices row: a placement on two or more devices sends at least this many messages."""
-        return max(self.devices_needed, 2)
 
 
-def _interval_data(instance: Instance, k: int, route: np.ndarray, varies: np.ndarray) -> _IntervalData:
-    workload = instance.workload
-    steps = np.flatnonzero(workload.interval_of_step() == k)
-    phases = ([Phase(0, None)] if k == 0 else []) + [Phase(0, steps)]
-    parts = [phase_terms(instance, phase, route, varies) for phase in phases]
-    terms = {key: sum(part[key] for part in parts) for key in parts[0] if key != "sum_gather"}
-    terms["sum_gather"] = any(part["sum_gather"] for part in parts)
-    usable = usable_bytes(instance)
-    memory = block_memory(instance, instance.precision, workload.interval_max_context()[k:k + 1])
-    per = lambda a: np.asarray(a, dtype=float)[0][:, None] / usable[None, :]  # noqa: E731
-    tied = heads_share_memory(instance.model, instance.precision)
-    embed = float(np.ravel(memory.embed)[0]) / usable
-    whole = float(np.sum(memory.group) * instance.model.kv_heads + np.sum(memory.projection) + np.sum(memory.ffn)
-                  + (0.0 if tied else float(np.ravel(memory.embed)[0])) + float(np.ravel(memory.lm_head)[0]))
-    room = np.cumsum(np.sort(usable)[::-1])
-    needed = int(np.searchsorted(room, whole * (1 - 1e-9))) + 1  # the largest devices first
-    return _IntervalData(terms, per(memory.group), per(memory.projection), per(memory.ffn), embed,
-                         float(np.ravel(memory.lm_head)[0]) / usable, embed if tied else np.zeros_like(embed),
-                         min(needed, len(usable)), usable >= whole * (1 - 1e-9))
-
-
-def _head_outputs(terms: dict, K: int) -> np.ndarray:
-    """Time of the head outputs of ``c`` groups from ``m`` to ``q``: (N_m, N_q, K+1), ms."""
-    c = np.arange(K + 1)
-    fixed = terms["out_latency"][..., None] * (c > 0) + terms["out_per_group"][..., None] * c
-    return fixed + np.moveaxis(terms["out_by_count"], 0, -1)
-
-
-def _allocate(per_count: np.ndarray, allowed: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
-    """Least ``Σ_m per_count[..., m, n_m]`` with ``Σ_m n_m = K`` over allowed counts.
-
-    Parameters: `per_count` and `allowed` (..., N, K+1). Returns the least cost (...)
-    and the counts (..., N) that reach it (a DP over devices, counts 0…K).
-    """
-    batch, N = per_count.shape[:-2], per_count.shape[-2]
-    cost = np.where(allowed, per_count, np.inf)
-    value = np.full(batch + (K + 1,), np.inf)
-    value[..., 0] = 0.0
-    choices = np.zeros((N,) + batch + (K + 1,), dtype=np.int64)
-    s, c = np.arange(K + 1)[:, None], np.arange(K + 1)[None, :]
-    prev_index = np.clip(s - c, 0, K)  # (s, c): total before adding c on this device
-    valid = (s - c) >= 0
-    for m in range(N):
-        candidates = np.where(valid, value[..., prev_index] + cost[..., m, None, :], np.inf)  # (..., s, c)
-        choices[m] = candidates.argmin(axis=-1)
-        value = np.take_along_axis(candidates, choices[m][..., None], axis=-1)[..., 0]
-    counts = np.zeros(batch + (N,), dtype=np.int64)
-    left = np.full(batch, K)
-    for m in range(N - 1, -1, -1):
-        took = np.take_along_axis(choices[m], left[..., None], axis=-1)[..., 0]
-        counts[..., m] = took
-        left = left - took
-    return value[..., K], counts
-
-
-def _attention(terms: dict, layer: int, group_price: np.ndarray, sigma: float, shared: bool, sends_input: bool,
-               K: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cheapest attention stage of one layer for every input device ``u`` and projection device ``q``.
-
-    Memory is priced by `group_price` (N,) per group and every message (input to a
-    group device, outputs to the projection) earns `sigma` (the devices-needed row).
-    Returns the cost (N_u, N_q) in ms (priced) and the counts (N_u, N_q, N).
-    """
-    N = len(group_price)
-    out = _head_outputs(terms, K)  # (m, q, c)
-    c = np.arange(K + 1)
-    compute = terms["group"][layer][:, None] * c  # (m, c)
-    t_in = terms["t_in"] if sends_input else np.zeros((N, N))
-    price = group_price[:, None] * c  # (m, c)
-    best = np.full((N, N), np.inf)
-    counts = np.zeros((N, N, N), dtype=np.int64)
-    off = 1.0 - np.eye(N)
-    for u in range(N):
-        recv = t_in[u][:, None] * (c > 0)  # (m, c)
-        messages = (off[u][None, :, None] + off.T[:, :, None]) * (c > 0)  # (q, m, c): input and output messages
-        if shared:  # the stage is the slowest compute; every transfer adds up
-            chain = np.broadcast_to(compute, (N, N, K + 1))  # (q, m, c)
-            per_count = recv[None] + out.transpose(1, 0, 2) + price[None] - sigma * messages
-        else:  # each group device is its own chain: input, groups, outputs
-            chain = recv[None] + out.transpose(1, 0, 2) + compute[None]
-            per_count = price[None] - sigma * messages
-        thresholds = chain[:, :, 1:].reshape(N, -1)  # (q, A): every chain value is a candidate
-        allowed = (chain[:, None] <= thresholds[:, :, None, None]) | (c == 0)  # (q, A, m, c)
-        value, n = _allocate(np.broadcast_to(per_count[:, None], allowed.shape), allowed, K)
-        total = thresholds + value  # (q, A)
-        pick = total.argmin(axis=1)
-        best[u] = total[np.arange(N), pick]
-        counts[u] = n[np.arange(N), pick]
-    return best, counts
-
-
-def _two_phase_attention(phases: list[dict], layer: int, shared: bool, sends_input: bool,
-                         K: int) -> np.ndarray:
-    """Cheapest attention stage (N_u, N_q), ms, with the prefill and the decode steps as two blocks, unpriced.
-
-    Each phase has its own threshold (``A_p``, ``A_d``: every value a chain takes in it), and
-    the counts must keep every used device's chain within both: a sum of the two phases'
-    maxima, never below the one-block stage of `_attention`.
-    """
-    N = phases[0]["group"].shape[1]
-    c = np.arange(K + 1)
-    t_in = [t["t_in"] if sends_input else np.zeros((N, N)) for t in phases]
-    best = np.full((N, N), np.inf)
-    for u in range(N):
-        chains, linear = [], np.zeros((N, N, K + 1))
-        for t, tin in zip(phases, t_in):
-            compute = np.broadcast_to(t["group"][layer][:, None] * c, (N, N, K + 1))  # (q, m, c)
-            moved = tin[u][None, :, None] * (c > 0) + _head_outputs(t, K).transpose(1, 0, 2)
-            chains.append(compute if shared else moved + compute)
-            linear = linear + (moved if shared else 0.0)
-        a, b = (chain[:, :, 1:].reshape(N, -1) for chain in chains)  # (q, A) each
-        allowed = ((chains[0][:, None, None] <= a[:, :, None, None, None])
-                   & (chains[1][:, None, None] <= b[:, None, :, None, None])) | (c == 0)  # (q, A, B, m, c)
-        value, _ = _allocate(np.broadcast_to(linear[:, None, None], allowed.shape), allowed, K)
-        best[u] = (a[:, :, None] + b[:, None, :] + value).reshape(N, -1).min(axis=1)
-    return best
-
-
-def _two_phase_arcs(instance: Instance, scope: _Scope) -> tuple[np.ndarray, np.ndarray]:
-    """Interval 0's unpriced arcs (L, N, N) and ends (N, N, N), ms, the prefill and the decode steps apart."""
-    route, varies = output_routes(instance)
-    steps = np.flatnonzero(instance.workload.interval_of_step() == 0)
-    phases = [phase_terms(instance, phase, route, varies) for phase in (Phase(0, None), Phase(0, steps))]
-    N = instance.n_devices
-    arcs = np.empty((len(scope.labels), N, N))
-    for cls in np.unique(scope.labels):
-        layer = int(np.flatnonzero(scope.labels == cls)[0])
-        att = _two_phase_attention(phases, layer, scope.shared, scope.sends_input, scope.K)
-        rest = sum(t["proj"][layer][None, :, None] + t["t_hidden"][None] + t["ffn"][layer][None, None, :]
-                   for t in phases)  # (1, q, v)
-        arcs[scope.labels == cls] = (att[:, :, None] + rest).min(axis=1)
-    ends = sum(t["embed"][:, None, None] + t["t_lm"][None] + t["lm"][None, None] + t["t_token"].T[:, None, :]
-               for t in phases)
-    return arcs, ends
-
-
-@dataclass(frozen=True, eq=False)
-class _Prices:
-    """The cheapest configuration of every class for every arc ``u → v`` at memory prices π."""
-
-    arcs: dict  # class → (N_u, N_v) priced cost, ms
-    choice: dict  # class → (q (N_u, N_v), counts (N_u, N_q, N))
-
-
-@dataclass(frozen=True)
-class _Scope:
-    """What the pricing needs to know about the instance."""
-
-    labels: np.ndarray  # (L,) class of each layer
-    shared: bool  # the attention stage's transfers add up
-    sends_input: bool
-    K: int
-
-
-def _price(data: _IntervalData, scope: _Scope, pi: np.ndarray, sigma: float) -> _Prices:
-    """Price every class's configurations at multipliers `pi` (N,), ms per unit of memory fraction, and `sigma`,
-    ms per message (the devices-needed row)."""
-    t, N = data.terms, len(pi)
-    arcs, choice = {}, {}
-    for cls in np.unique(scope.labels):
-        layer = int(np.flatnonzero(scope.labels == cls)[0])
-        att, counts = _attention(t, layer, pi * data.group_mem[layer], sigma, scope.shared, scope.sends_input, scope.K)
-        proj = t["proj"][layer] + pi * data.projection_mem[layer]
-        ffn = t["ffn"][layer] + pi * data.ffn_mem[layer]
-        hidden = t["t_hidden"] - sigma * (1.0 - np.eye(N))
-        through = att[:, :, None] + proj[None, :, None] + hidden[None] + ffn[None, None, :]  # (u, q, v)
-        q = through.argmin(axis=1)
-        arcs[int(cls)] = np.take_along_axis(through, q[:, None], axis=1)[:, 0]
-        choice[int(cls)] = (q, counts)
-    return _Prices(arcs, choice)
-
-
-def _ends_priced(data: _IntervalData, pi: np.ndarray, sigma: float) -> np.ndarray:
-    """The priced ends (N_e, N_v, N_h), ms: embedding on ``e``, the last layer's output on ``v``, lm_head on ``h``,
-    their transfers, and the relaxed rows' right-hand sides (``−Σ π + σ d``)."""
-    t, N = data.terms, len(pi)
-    off = 1.0 - np.eye(N)
-    ends = (t["t_lm"] - sigma * off)[None] + (t["embed"] + pi * data.embed_mem)[:, None, None] \
-        + (t["lm"] + pi * data.lm_head_mem)[None, None, :] + (t["t_token"].T - sigma * off)[:, None, :] \
-        - np.diag(pi * data.shared_saving)[:, None, :]
-    on = np.flatnonzero(data.alone)  # everything on one device that holds it: exempt from the devices row
-    ends[on, on, on] -= sigma * data.messages_needed
-    return ends - pi.sum() + sigma * data.messages_needed
-
-
-def _lagrangian(data: _IntervalData, scope: _Scope, pi: np.ndarray, sigma: float, prices: _Prices) -> float:
-    """The Lagrangian value (ms) at `pi` and `sigma`: the cheapest path embed → layers → lm_head → embed over
-    priced arcs, plus the relaxed rows' right-hand sides."""
-    N = len(pi)
-    dist = np.where(np.eye(N, dtype=bool), 0.0, np.inf)  # [e, u]: cheapest path from embed e to layer input u
-    for cls in scope.labels:
-        dist = (dist[:, :, None] + prices.arcs[int(cls)][None]).min(axis=1)
-    return float((dist[:, :, None] + _ends_priced(data, pi, sigma)).min())
-
-
-@dataclass(frozen=True, eq=False)
-class _Pool:
-    """Generated configurations of one class: input ``u``, projection ``q``, FFN ``v``, group counts ``n``."""
-
-    u: np.ndarray
-    q: np.ndarray
-    v: np.ndarray
-    n: np.ndarray  # (J, N)
-
-    def add(self, u, q, v, n) -> "_Pool":
-        """The pool with the new configurations that are not in it yet."""
-        rows = np.concatenate([np.stack([self.u, self.q, self.v], 1), self.n], 1)
-        new = np.concatenate([np.stack([u, q, v], 1), n], 1)
-        both = np.unique(np.concatenate([rows, new]), axis=0)
-        return _Pool(both[:, 0], both[:, 1], both[:, 2], both[:, 3:])
-
-
-def _config_costs(data: _IntervalData, scope: _Scope, layer: int,
-                  pool: _Pool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cost (J,) in ms, memory (J, N) in fractions of each device and messages (J,) of every configuration in `pool`."""
-    t, n = data.terms, pool.n
-    J, N = n.shape
-    out = _head_outputs(t, scope.K)[np.arange(N)[None], pool.q[:, None], n]  # (J, N)
-    compute = t["group"][layer][None] * n
-    t_in = t["t_in"] if scope.sends_input else np.zeros((N, N))
-    recv, used = t_in[pool.u], n > 0
-    if scope.shared:
-        stage = compute.max(axis=1) + np.where(used, recv + out, 0.0).sum(axis=1)
-    else:
-        stage = np.where(used, recv + out + compute, 0.0).max(axis=1)
-    cost = stage + t["proj"][layer][pool.q] + t["t_hidden"][pool.q, pool.v] + t["ffn"][layer][pool.v]
-    eye = np.eye(N)
-    memory = n * data.group_mem[layer] + eye[pool.q] * data.projection_mem[layer] + eye[pool.v] * data.ffn_mem[layer]
-    devices = np.arange(N)[None]
-    messages = (used & (devices != pool.u[:, None])).sum(1) + (used & (devices != pool.q[:, None])).sum(1) \
-        + (pool.q != pool.v)
-    return cost, memory, messages.astype(float)
-
-
-def _ends(data: _IntervalData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cost (N_e, N_v, N_h) in ms, memory (N_e, N_v, N_h, N) and messages (N_e, N_v, N_h) of the embedding,
-    lm_head and their transfers."""
-    t, N = data.terms, len(data.embed_mem)
-    cost = t["embed"][:, None, None] + t["t_lm"][None] + t["lm"][None, None] + t["t_token"].T[:, None, :]
-    eye = np.eye(N)
-    memory = (eye[:, None, None, :] * data.embed_mem + eye[None, None, :, :] * data.lm_head_mem
-              - (np.eye(N)[:, None, :, None] * eye[:, None, None, :]) * data.shared_saving)
-    e, v, h = np.indices((N, N, N))
-    messages = (v != h).astype(float) + (h != e)
-    on = np.flatnonzero(data.alone)
-    messages[on, on, on] += data.messages_needed  # the devices row exempts a placement wholly on one such device
-    return cost, np.broadcast_to(memory, (N, N, N, N)), messages
-
-
-def _master(datas: list[_IntervalData], scope: _Scope, pools: dict, *, integer: bool, slack_cost: float):
+def _master(datas: list[IntervalData], scope: Scope, pools: dict, *, integer: bool, slack_cost: float):
     """The configuration master over `datas` (one interval: the LP; several: one placement for all).
 
     Costs are summed over `datas`; the memory and devices rows are the last interval's,
@@ -434,7 +176,7 @@ def _master(datas: list[_IntervalData], scope: _Scope, pools: dict, *, integer: 
     for l, cls in enumerate(scope.labels):
         pool = pools[int(cls)]
         J = len(pool.u)
-        priced = [_config_costs(d, scope, l, pool) for d in datas]
+        priced = [config_costs(d, scope, l, pool) for d in datas]
         cost.append(sum(c for c, _, _ in priced))
         index = start + np.arange(J)
         rows += [l * N + pool.u, (l + 1) * N + pool.v]
@@ -447,7 +189,7 @@ def _master(datas: list[_IntervalData], scope: _Scope, pools: dict, *, integer: 
             vals += [memory[jj, mm], messages]
         column_of.append(index)
         start += J
-    ends = [_ends(d) for d in datas]
+    ends = [ends_table(d) for d in datas]
     e, v, h = (a.ravel() for a in np.indices((N, N, N)))
     z = start + np.arange(N ** 3)
     cost.append(sum(c for c, _, _ in ends).ravel())
@@ -483,17 +225,17 @@ def _master(datas: list[_IntervalData], scope: _Scope, pools: dict, *, integer: 
     return problem, column_of, z
 
 
-def _initial_pools(datas: list[_IntervalData], scope: _Scope, start: list[Placement] | None) -> dict:
+def _initial_pools(datas: list[IntervalData], scope: Scope, start: list[Placement] | None) -> dict:
     """Every arc's cheapest configuration without memory prices, and the configurations of `start`."""
     N = len(datas[0].embed_mem)
     pools = {}
     for data in datas:
-        prices = _price(data, scope, np.zeros(N), 0.0)
+        prices = price_classes(data, scope, np.zeros(N), 0.0)
         for cls, (q, counts) in prices.choice.items():
             uu, vv = (a.ravel() for a in np.indices((N, N)))
             qq = q[uu, vv]
             new = (uu, qq, vv, counts[uu, qq])
-            pools[cls] = pools[cls].add(*new) if cls in pools else _Pool(*new).add(*new)
+            pools[cls] = pools[cls].add(*new) if cls in pools else Pool(*new).add(*new)
     for placement in start or []:
         u, q, v, n = _configurations(placement, N)
         for cls in np.unique(scope.labels):
@@ -519,10 +261,10 @@ class _Multipliers:
     value: float  # ms
     pi: np.ndarray
     sigma: float
-    prices: _Prices
+    prices: Prices
 
 
-def _generate(data: _IntervalData, scope: _Scope, pools: dict, deadline_s: float,
+def _generate(data: IntervalData, scope: Scope, pools: dict, deadline_s: float,
               slack_cost: float) -> tuple[_Multipliers, dict]:
     """Column generation on one interval's configuration LP; returns the best Lagrangian bound (ms, with its
     multipliers) and the pools."""
@@ -533,8 +275,8 @@ def _generate(data: _IntervalData, scope: _Scope, pools: dict, deadline_s: float
         solved = solve_lp_duals(problem, time_limit=max(deadline_s - time.perf_counter(), 0.01))
         pi = np.zeros(N) if solved is None else np.maximum(-solved[1][(L + 1) * N + 1:(L + 2) * N + 1], 0.0)
         sigma = 0.0 if solved is None else max(float(solved[1][(L + 2) * N + 1]), 0.0)
-        prices = _price(data, scope, pi, sigma)
-        value = _lagrangian(data, scope, pi, sigma, prices)
+        prices = price_classes(data, scope, pi, sigma)
+        value = lagrangian(data, scope, pi, sigma, prices)
         if best is None or value > best.value:
             best = _Multipliers(value, pi, sigma, prices)
         if solved is None or time.perf_counter() > deadline_s:
@@ -556,7 +298,7 @@ def _generate(data: _IntervalData, scope: _Scope, pools: dict, deadline_s: float
             return best, pools
 
 
-def _restricted_plan(instance: Instance, datas: list[_IntervalData], scope: _Scope, pools: dict,
+def _restricted_plan(instance: Instance, datas: list[IntervalData], scope: Scope, pools: dict,
                      time_limit_s: float) -> Plan | None:
     """Price-and-branch: the best single placement for every interval among the generated configurations."""
     problem, column_of, z = _master(datas, scope, pools, integer=True, slack_cost=0.0)
@@ -576,7 +318,7 @@ def _restricted_plan(instance: Instance, datas: list[_IntervalData], scope: _Sco
     return Plan(instance.cluster.names, [placement] * len(datas), method="milp")
 
 
-def _sequenced_plan(instance: Instance, datas: list[_IntervalData], scope: _Scope, pools: dict,
+def _sequenced_plan(instance: Instance, datas: list[IntervalData], scope: Scope, pools: dict,
                     deadline_s: float) -> Plan | None:
     """A plan that changes placement as the caches grow: each interval's best placement among the columns,
     kept over a run of intervals ending at its own, the runs chosen by a DP over the evaluator's figures.
@@ -651,12 +393,12 @@ def configuration_bound(instance: Instance, *, time_limit_s: float, upper_bound_
     if pricing_work(instance) > _WORK_LIMIT or rounds * pricing_work(instance) / _OPS_PER_S > time_limit_s:
         return None
     route, varies = output_routes(instance)
-    datas = [_interval_data(instance, k, route, varies) for k in range(instance.workload.n_intervals)]
+    datas = [interval_data(instance, k, route, varies) for k in range(instance.workload.n_intervals)]
     if any(d.terms["sum_gather"] for d in datas):
         if sends_input and not shared:
             return None
         shared = True  # the three-phase model adds the outputs up, like a shared network
-    scope = _Scope(labels, shared, sends_input, instance.model.kv_heads)
+    scope = Scope(labels, shared, sends_input, instance.model.kv_heads)
     pools = _initial_pools(datas, scope, start)
     slack_cost = 1e3 * max(1.0, (upper_bound_s or 1.0) / SECONDS_PER_UNIT)
     multipliers = []
@@ -666,9 +408,14 @@ def configuration_bound(instance: Instance, *, time_limit_s: float, upper_bound_
         multipliers.append(best)
     plain = sum(m.value for m in multipliers)
     incumbent = None if upper_bound_s is None else upper_bound_s / SECONDS_PER_UNIT
+    moves = None  # two devices: the signature counts groups itself
+    if len(datas) > 1 and instance.n_devices > 2:
+        moves = migration_shifts(instance, datas, scope, [m.pi for m in multipliers], [m.sigma for m in multipliers],
+                                 target_ms=incumbent,
+                                 deadline_s=min(started + 0.55 * time_limit_s, time.perf_counter() + 0.1 * time_limit_s))
     signature, found = _signature_value(instance, datas, scope, multipliers, 0.35 * time_limit_s * _OPS_PER_S,
-                                        incumbent, started + 0.85 * time_limit_s)
-    total = max(plain, signature)
+                                        incumbent, started + 0.85 * time_limit_s, moves)
+    total = max(plain, signature, -np.inf if moves is None else moves.value_ms)
     end = started + time_limit_s
     plan = _restricted_plan(instance, datas, scope, pools, 0.5 * (end - time.perf_counter()))
     report = None if plan is None else evaluate(instance, plan)
@@ -687,10 +434,11 @@ def configuration_bound(instance: Instance, *, time_limit_s: float, upper_bound_
     feasible = report is not None and report.feasible
     return ConfigurationBound(max(total, 0.0) * SECONDS_PER_UNIT * (1 - _ROUNDING), plan if feasible else None,
                               report.total_s if feasible else None, sum(len(p.u) for p in pools.values()),
-                              int(labels.max()) + 1, max(plain, 0.0) * SECONDS_PER_UNIT * (1 - _ROUNDING))
+                              int(labels.max()) + 1, max(plain, 0.0) * SECONDS_PER_UNIT * (1 - _ROUNDING),
+                              None if moves is None else max(moves.value_ms, 0.0) * SECONDS_PER_UNIT * (1 - _ROUNDING))
 
 
-def _two_device_arcs(data: _IntervalData, scope: _Scope, multiplier: _Multipliers, units: tuple[int, int]) -> np.ndarray:
+def _two_device_arcs(data: IntervalData, scope: Scope, multiplier: _Multipliers, units: tuple[int, int]) -> np.ndarray:
     """On two devices, the priced arcs by the memory units the layer puts on device 0: ``[l, u, v, c]``, ms.
 
     Every configuration is enumerated (input, projection and FFN device, its groups split
@@ -700,11 +448,11 @@ def _two_device_arcs(data: _IntervalData, scope: _Scope, multiplier: _Multiplier
     """
     K, (R, P) = scope.K, units
     u, q, v, c = (a.ravel() for a in np.indices((2, 2, 2, K + 1)))
-    pool = _Pool(u, q, v, np.stack([c, K - c], 1))
+    pool = Pool(u, q, v, np.stack([c, K - c], 1))
     arcs = np.full((len(scope.labels), 2, 2, K * R + P + 1), np.inf)
     for cls in np.unique(scope.labels):
         layer = int(np.flatnonzero(scope.labels == cls)[0])
-        cost, memory, messages = _config_costs(data, scope, layer, pool)
+        cost, memory, messages = config_costs(data, scope, layer, pool)
         priced = cost + memory @ multiplier.pi - multiplier.sigma * messages
         table = np.full((2, 2, K * R + P + 1), np.inf)
         np.minimum.at(table, (u, v, R * c + P * (q == 0)), priced)
@@ -712,7 +460,7 @@ def _two_device_arcs(data: _IntervalData, scope: _Scope, multiplier: _Multiplier
     return arcs
 
 
-def _memory_units(datas: list[_IntervalData], K: int, layers: int) -> tuple[int, int]:
+def _memory_units(datas: list[IntervalData], K: int, layers: int) -> tuple[int, int]:
     """Units per group ``R`` and units every projection holds at least ``P`` (a unit: a group's bytes / ``R``).
 
     ``R`` is as fine (at most 8) as keeps the path DP within `_TWO_DEVICE_WORK` operations;
@@ -725,60 +473,43 @@ def _memory_units(datas: list[_IntervalData], K: int, layers: int) -> tuple[int,
     return R, int(np.floor(R * ratio + 1e-9))  # 1e-9 of a projection is within the signature's memory tolerance
 
 
-def _signature_value(instance: Instance, datas: list[_IntervalData], scope: _Scope, multipliers: list[_Multipliers],
-                     work_limit: float, incumbent_ms: float | None,
-                     deadline_s: float) -> tuple[float, list[Placement]]:
+def _signature_value(instance: Instance, datas: list[IntervalData], scope: Scope, multipliers: list[_Multipliers],
+                     work_limit: float, incumbent_ms: float | None, deadline_s: float,
+                     moves: MigrationShifts | None) -> tuple[float, list[Placement]]:
     """The signature bound (ms) at the LP's multipliers and without any (memory then held only by the
-    signature, which it does best), per signature the better of the two; with one interval and a known
-    plan of `incumbent_ms`, the signatures below it are refined one by one until `deadline_s`, and the
-    fitting paths met on the way are returned as placements."""
+    signature, which it does best), per signature the better of the two; with a known plan of
+    `incumbent_ms` and one interval, the signatures below it are refined one by one until
+    `deadline_s`, and the fitting paths met on the way are returned as placements. With `moves`,
+    both sets of arcs carry its group migration prices (the same for both, so each still bounds
+    every signature's plans). On more than two devices, the better of that and the tight
+    device's bound (`milp_tight`)."""
     N = len(datas[0].embed_mem)
-    free = [_Multipliers(-np.inf, np.zeros(N), 0.0, _price(d, scope, np.zeros(N), 0.0)) for d in datas]
+    free = [_Multipliers(-np.inf, np.zeros(N), 0.0, price_classes(d, scope, np.zeros(N), 0.0)) for d in datas]
+    sets, share = [multipliers, free], 1.0
+    if moves is not None and np.any(moves.shifts):
+        sets = [[replace(m, prices=price_classes(d, scope, m.pi, m.sigma, shift))
+                 for d, m, shift in zip(datas, ms, moves.shifts)] for ms in sets]
+        share = moves.transport_share
+    tables = [_signature_tables(datas, scope, m) for m in sets]
+    tight = -np.inf
+    if N > 2:  # the tightest device's groups and projections held exactly, before the refinement takes the rest
+        tight = tight_device_bound(datas, scope, [m.pi for m in multipliers], [m.sigma for m in multipliers],
+                                   [m.value for m in multipliers], tables[0].ends_memory,
+                                   time.perf_counter() + 0.5 * (deadline_s - time.perf_counter()))
     refine = None
-    if len(datas) == 1 and incumbent_ms is not None:
-        refine = Refinement(_pricer(datas[0], scope), incumbent_ms, deadline_s, _two_phase_arcs(instance, scope))
-    bound = signature_bound(instance, [_signature_tables(datas, scope, m) for m in (multipliers, free)],
-                            work_limit=work_limit, refine=refine)
-    found = [] if refine is None else [_path_placement(scope, e, h, path, prices) for e, h, path, prices in refine.found]
-    return bound, found
+    if len(datas) == 1 and incumbent_ms is not None:  # one interval: no migration shifts
+        refine = Refinement(pricer(datas[0], scope), incumbent_ms, deadline_s, two_phase_arcs(instance, scope))
+    bound = signature_bound(instance, tables, work_limit=work_limit, refine=refine, transport_share=share)
+    found = [] if refine is None else [path_placement(scope, e, h, path, prices) for e, h, path, prices in refine.found]
+    return max(bound, tight), found
 
 
-def _pricer(data: _IntervalData, scope: _Scope):
-    """``price(pi)``: one interval's arcs (L, N, N) and ends (N, N, N) priced at memory multipliers `pi` (ms),
-    and the memory of each arc's configuration on every device (L, N, N, N), for `Refinement`."""
-    N = len(data.embed_mem)
-    eye = np.eye(N)
-
-    def price(pi: np.ndarray):
-        prices = _price(data, scope, pi, 0.0)
-        arcs, memory = np.empty((len(scope.labels), N, N)), np.empty((len(scope.labels), N, N, N))
-        for cls, (q, counts) in prices.choice.items():
-            layer = int(np.flatnonzero(scope.labels == cls)[0])
-            groups = np.take_along_axis(counts, q[:, :, None], axis=1)  # (u, v, m): the groups of the chosen q
-            used = groups * data.group_mem[layer] + eye[q] * data.projection_mem[layer] \
-                + eye[None, :, :] * data.ffn_mem[layer]
-            arcs[scope.labels == cls], memory[scope.labels == cls] = prices.arcs[cls], used
-        return arcs, memory, _ends_priced(data, pi, 0.0), prices
-    return price
-
-
-def _path_placement(scope: _Scope, e: int, h: int, path: list[tuple[int, int]], prices: _Prices) -> Placement:
-    """The placement of a priced path: each layer's arc ``(u, v)`` with its cheapest configuration at `prices`."""
-    N = len(prices.choice[int(scope.labels[0])][0])
-    attention, projection, ffn = [], np.zeros((len(path), N)), np.zeros((len(path), N))
-    for l, (u, v) in enumerate(path):
-        q, counts = prices.choice[int(scope.labels[l])]
-        attention.append(np.repeat(np.arange(N), counts[u, q[u, v]]))
-        projection[l, q[u, v]] = ffn[l, v] = 1.0
-    return Placement(np.stack(attention), projection, ffn, e, h)
-
-
-def _signature_tables(datas: list[_IntervalData], scope: _Scope, multipliers: list[_Multipliers]) -> SignatureTables:
+def _signature_tables(datas: list[IntervalData], scope: Scope, multipliers: list[_Multipliers]) -> SignatureTables:
     """Every interval's arcs and ends priced at its best multipliers, and the memory of FFNs, groups and ends."""
     arcs = [np.stack([m.prices.arcs[int(cls)] for cls in scope.labels]) for m in multipliers]
-    ends = np.stack([_ends_priced(d, m.pi, m.sigma) for d, m in zip(datas, multipliers)])
+    ends = np.stack([ends_priced(d, m.pi, m.sigma) for d, m in zip(datas, multipliers)])
     ffn = np.stack([d.ffn_mem.min(axis=0) for d in datas])
-    ends_memory = np.stack([_ends(d)[1][:, 0] for d in datas])  # [e, h, m]
+    ends_memory = np.stack([ends_table(d)[1][:, 0] for d in datas])  # [e, h, m]
     tables = SignatureTables(arcs, ends, ffn, ends_memory)
     if len(datas[0].embed_mem) != 2:
         return tables

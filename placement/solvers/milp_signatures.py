@@ -31,13 +31,14 @@ from placement.cost.tables import block_memory
 from placement.instance import Instance
 from placement.solvers.milp_model import SECONDS_PER_UNIT
 
-__all__ = ["SignatureTables", "Refinement", "signature_bound", "refined_bound", "tracked_devices"]
+__all__ = ["FIT_TOLERANCE", "SignatureTables", "Refinement", "group_arrival_ms", "signature_bound", "refined_bound",
+           "tracked_devices"]
 
 # Most elements of one array of the path DP (count vectors × N³): about 80 MB of float64.
 _PATH_WORK = 1e7
 # Most elementary steps of one boundary of the DP over intervals (N² S² + N⁴ S).
 _TRANSPORT_WORK = 3e7
-_FITS = 1e-9  # a memory fraction this far over 1 still counts as fitting (rounding of the fractions)
+FIT_TOLERANCE = 1e-9  # a memory fraction this far over 1 still counts as fitting (rounding of the fractions)
 _SWITCHED_SHARES = 9  # λ = 0, ⅛, …, 1 on a switched two-device network (includes ½, 0 and 1: never below the old three)
 
 
@@ -151,7 +152,7 @@ def _fits(counts: np.ndarray, part: np.ndarray, ffn_memory: np.ndarray, ends_mem
     for their joint count (each device holding as many whole FFNs as fit beside its ends).
     """
     N = len(part)
-    room = 1.0 + _FITS - ends_memory  # [e, h, m]
+    room = 1.0 + FIT_TOLERANCE - ends_memory  # [e, h, m]
     fits = np.ones((N, len(counts), N), dtype=bool)
     for p in range(counts.shape[1]):
         members = np.flatnonzero(part == p)
@@ -165,11 +166,36 @@ def _fits(counts: np.ndarray, part: np.ndarray, ffn_memory: np.ndarray, ends_mem
     return fits
 
 
+def _boundary_memory(instance: Instance, k: int):
+    """The blocks' bytes at the boundary into interval `k`, at its context (as the evaluator moves them)."""
+    workload = instance.workload
+    return block_memory(instance, instance.precision, np.array([workload.prompt_tokens + k * workload.tau]))
+
+
+def group_arrival_ms(instance: Instance, k: int) -> np.ndarray:
+    """The least time of one group arriving at each device at the boundary into interval `k`.
+
+    Parameters
+    ----------
+    instance : Instance
+    k : int
+        The interval the boundary leads into (1 … I−1).
+
+    Returns
+    -------
+    ndarray, shape (N,)
+        Over every other device as the source, the message time of the smallest group of
+        any layer (its weights and its KV cache at the boundary's context), ms.
+    """
+    memory = _boundary_memory(instance, k)
+    group = instance.cluster.message_time_s(float(np.min(memory.group[0]))) / SECONDS_PER_UNIT
+    return np.where(np.eye(instance.n_devices, dtype=bool), np.inf, group).min(axis=0)
+
+
 def _arrival_costs(instance: Instance, k: int, part: np.ndarray, parts: int) -> tuple[np.ndarray, np.ndarray]:
     """At the boundary into interval `k`: the least time (ms) of one FFN arriving in each part, and of
     the embedding and lm_head moving between each pair of devices (2, N, N)."""
-    workload = instance.workload
-    memory = block_memory(instance, instance.precision, np.array([workload.prompt_tokens + k * workload.tau]))
+    memory = _boundary_memory(instance, k)
     cluster, N = instance.cluster, instance.n_devices
     ffn = cluster.message_time_s(float(np.min(memory.ffn[0]))) / SECONDS_PER_UNIT
     into = np.where(np.eye(N, dtype=bool), np.inf, ffn).min(axis=0)  # fastest source to each device
@@ -227,7 +253,7 @@ def _two_device_values(arcs: np.ndarray, ends: np.ndarray, ffn_memory: np.ndarra
         dist = new
     values = np.minimum(dist[0][..., None] + ends[:, None, None, 0], dist[1][..., None] + ends[:, None, None, 1])
     f, g = np.arange(L + 1), np.arange(G)
-    room = 1.0 + _FITS - ends_memory  # [e, h, m]
+    room = 1.0 + FIT_TOLERANCE - ends_memory  # [e, h, m]
     load0 = f[:, None] * ffn_memory[0] + g[None, :] * unit_memory[0]
     load1 = (L - f)[:, None] * ffn_memory[1] + (G - 1 - g)[None, :] * unit_memory[1]
     fits = (load0[None, :, :, None] <= room[:, None, None, :, 0]) & (load1[None, :, :, None] <= room[:, None, None, :, 1])
@@ -252,9 +278,7 @@ def _two_device_moves(instance: Instance, k: int, group_units: int,
     """At the boundary into interval `k`, in ms: one FFN's message time and the least time per memory unit (a
     group's share, or a projection's) towards device 0 and towards device 1, (2,) each; and the embedding's
     and lm_head's message times between every pair (2, 2) each."""
-    workload = instance.workload
-    memory = block_memory(instance, instance.precision, np.array([workload.prompt_tokens + k * workload.tau]))
-    cluster = instance.cluster
+    memory, cluster = _boundary_memory(instance, k), instance.cluster
     ffn, group, projection = (cluster.message_time_s(float(np.min(block))) / SECONDS_PER_UNIT
                               for block in (memory.ffn[0], memory.group[0], memory.projection[0]))
     unit = group / group_units
@@ -302,8 +326,9 @@ def _general_values(tables: SignatureTables, k: int, part: np.ndarray, levels: l
 
 
 def _general_bound(instance: Instance, values: list[np.ndarray], part: np.ndarray, counts: np.ndarray,
-                   transport: bool) -> float:
-    """The DP over intervals of the FFN-count signatures, with their transport when `transport` (ms)."""
+                   transport: bool, transport_share: float) -> float:
+    """The DP over intervals of the FFN-count signatures, with their transport when `transport` (ms), at
+    `transport_share` of its time (the rest of a switched boundary is the group migration's)."""
     N, parts = instance.n_devices, counts.shape[1]
     shared = instance.cluster.network == "shared"
     sources = np.array([(N - 1) * np.sum(part == p) for p in range(parts)], dtype=float)
@@ -317,6 +342,7 @@ def _general_bound(instance: Instance, values: list[np.ndarray], part: np.ndarra
         ends = _ends_moves(ends_time, shared)
         if not shared:  # max(ffn, ends) ≥ (ffn + ends) / 2 keeps the two moves separable
             ffn, ends = ffn / 2, ends / 2
+        ffn, ends = transport_share * ffn, transport_share * ends
         through = (best.transpose(0, 2, 1)[:, :, :, None] + ffn[None, None]).min(axis=2)  # [e, h, s']
         moved = (through[:, :, None, None, :] + ends[..., None]).min(axis=(0, 1))  # [e', h', s']
         best = value + moved.transpose(0, 2, 1)
@@ -325,7 +351,8 @@ def _general_bound(instance: Instance, values: list[np.ndarray], part: np.ndarra
 
 
 def signature_bound(instance: Instance, priced: list[SignatureTables], *, migration: bool = True,
-                    work_limit: float = 1e8, refine: Refinement | None = None) -> float:
+                    work_limit: float = 1e8, refine: Refinement | None = None,
+                    transport_share: float = 1.0) -> float:
     """The Lagrangian bound over signatures (FFN counts per device, embedding and lm_head devices), ms.
 
     Parameters
@@ -346,6 +373,10 @@ def signature_bound(instance: Instance, priced: list[SignatureTables], *, migrat
     work_limit : float
         Elementary operations the path DPs may take (``L N³`` per count vector, interval and
         set of multipliers): fewer devices are told apart when it is small.
+    transport_share : float
+        On more than two devices, the weight in [0, 1] of the FFN and ends transport: on a
+        switched network the arcs may carry group migration multipliers that claim the rest
+        of each boundary's slowest pair (docs/milp.md, "Group migration").
 
     Returns
     -------
@@ -373,7 +404,7 @@ def signature_bound(instance: Instance, priced: list[SignatureTables], *, migrat
     values = [np.max([_general_values(t, k, part, levels) for t in priced], axis=0) for k in range(I)]
     if refine is not None and I == 1:
         return refined_bound(values[0], levels[-1], part, first.ends_memory[0], refine)
-    return _general_bound(instance, values, part, levels[-1], transport)
+    return _general_bound(instance, values, part, levels[-1], transport, transport_share)
 
 
 @dataclass(frozen=True)
