@@ -244,7 +244,9 @@ def solve_milp(
         Seconds for the whole solve (all refinements); on expiry the incumbent is
         returned with status ``time_limit``.
     gap : float
-        Relative optimality gap at which the solver stops.
+        Relative optimality gap (bound to plan) at which the solve stops and the plan is
+        reported ``optimal``; the default 1e-6 is stricter than HiGHS' own 1e-4. The
+        result's ``gap`` says how close the proof is.
     threads : int, optional
     warm_start : Plan, "auto" or None
         A plan to start from; ``"auto"`` takes the best feasible plan of ``single``,
@@ -321,14 +323,14 @@ def solve_milp(
                      configuration_columns=None if columns is None else columns.columns,
                      layer_classes=None if columns is None else columns.classes)
         columns = with_class_bound(instance, columns, warm_plan, deadline=deadline, stats=stats)
-        columns, warm_plan = _branch_over_signatures(instance, columns, warm_plan, deadline, time_limit, stats)
+        columns, warm_plan = _branch_over_signatures(instance, columns, warm_plan, deadline, time_limit, gap, stats)
         if columns is not None and warm_plan is not None and instance.workload.n_intervals > 1:
             budget = min(0.25 * time_limit, deadline.remaining_s()) if time_limit is not None else 60.0
             bound_s, warm_plan = horizon_exact_bound(instance, warm_plan, columns.bound_s, budget_s=budget, stats=stats)
             columns = replace(columns, bound_s=bound_s)
         if warm_plan is not None:
             start_placements = list(warm_plan.intervals) * (1 if len(warm_plan.intervals) > 1 else len(intervals))
-            proven = _proven(instance, warm_plan, columns, started, stats)
+            proven = _proven(instance, warm_plan, columns, gap, started, stats)
             if proven is not None:
                 return proven
     # time kept after the solve for reading its solution back (milp_model.finishing_reserve_s)
@@ -338,7 +340,7 @@ def solve_milp(
                      have_fallback=warm_plan is not None)
     result = _outcome_result(instance, setup, search, warm_plan, time_limit, time.perf_counter() - started, stats)
     if columns is not None:
-        result = _with_configurations(result, columns, started)
+        result = _with_configurations(result, columns, gap, started)
     if search.interrupted:
         raise SolveInterrupted(result)  # the CLI writes the incumbent and exits 130
     return result
@@ -360,14 +362,14 @@ def _configurations_first(instance: Instance, deadline: Deadline, time_limit: fl
 
 
 def _branch_over_signatures(instance: Instance, columns: ConfigurationBound | None, warm_plan: Plan | None,
-                            deadline: Deadline, time_limit: float | None,
+                            deadline: Deadline, time_limit: float | None, gap: float,
                             stats: dict[str, Any]) -> tuple[ConfigurationBound | None, Plan | None]:
     """`branch_over_signatures` when the configuration stage left a gap on one interval: the configuration
     bound raised to the branch's, and the better plan. Half the time limit (two minutes without one)."""
     if columns is None or warm_plan is None or instance.workload.n_intervals != 1:
         return columns, warm_plan
     total_s = evaluate(instance, warm_plan).total_s
-    if total_s - columns.bound_s <= 1e-6 * total_s:
+    if total_s - columns.bound_s <= gap * total_s:
         return columns, warm_plan
     budget = min(0.5 * time_limit, deadline.remaining_s()) if time_limit is not None else 120.0
     branched = branch_over_signatures(instance, warm_plan, time_limit_s=budget)
@@ -466,25 +468,25 @@ def _solve_signature(instance: Instance, signature: Signature, end_s: float) -> 
     return (low if total is None else min(low, total)), plan, total
 
 
-def _proven(instance: Instance, plan: Plan, columns: ConfigurationBound | None, started: float,
+def _proven(instance: Instance, plan: Plan, columns: ConfigurationBound | None, gap: float, started: float,
             stats: dict[str, Any]) -> Result | None:
-    """An ``optimal`` result when the configuration bound already proves `plan` optimal, else None."""
+    """An ``optimal`` result when the configuration bound proves `plan` optimal within `gap`, else None."""
     report = evaluate(instance, plan)
-    if columns is None or not report.feasible or report.total_s - columns.bound_s > 1e-6 * report.total_s:
+    if columns is None or not report.feasible or report.total_s - columns.bound_s > gap * report.total_s:
         return None
     return Result("optimal", f"the relaxation bound {columns.bound_s:.6g} s proves the plan optimal", plan, report,
                   objective=report.total_s, bound=min(columns.bound_s, report.total_s),
                   solve_time_s=time.perf_counter() - started, stats=stats, backend_objective=report.total_s)
 
 
-def _with_configurations(result: Result, columns: ConfigurationBound, started: float) -> Result:
+def _with_configurations(result: Result, columns: ConfigurationBound, gap: float, started: float) -> Result:
     """`result` with the configuration LP's bound when it is better (and ``optimal`` when that proves it)."""
     if result.plan is None or result.status in ("optimal", "infeasible", "error"):
         return result
     objective = result.report.total_s
     bound = min(max(result.bound or 0.0, columns.bound_s), objective)
     status, message = result.status, f"{result.message}; relaxation bound {columns.bound_s:.6g} s"
-    if objective - bound <= 1e-6 * objective:
+    if objective - bound <= gap * objective:
         status, message = "optimal", message + " proves the plan optimal"
     return replace(result, status=status, message=message, bound=bound, solve_time_s=time.perf_counter() - started)
 
