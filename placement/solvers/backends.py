@@ -30,7 +30,8 @@ import numpy as np
 from placement.errors import InputError, SolverNotInstalledError
 from placement.solvers.linear import LinearProblem
 
-__all__ = ["SolverOutcome", "solve_problem", "solve_lp_duals", "SOLVERS", "solver_log_wanted", "new_highs"]
+__all__ = ["SolverOutcome", "solve_problem", "solve_lp_duals", "SOLVERS", "solver_log_wanted", "new_highs",
+           "PROVEN_GAP", "is_proven"]
 
 _FD_LOCK = threading.Lock()  # fd 1 is per process: one redirection at a time
 
@@ -146,6 +147,16 @@ def solve_problem(problem: LinearProblem, solver: str = "highs", *, time_limit: 
     return _honest(outcome)
 
 
+# A plan is called optimal only when its bound is this close (relative): a solve stopped by a
+# larger `gap` option reports ``feasible`` with its bound, whichever stage proved it.
+PROVEN_GAP = 1e-6
+
+
+def is_proven(objective: float, bound: float | None, gap: float = PROVEN_GAP) -> bool:
+    """True when `bound` is within the relative `gap` of `objective` (both in the same unit)."""
+    return bound is not None and objective - bound <= (gap + 1e-12) * max(abs(objective), 1e-9)
+
+
 def _honest(outcome: SolverOutcome) -> SolverOutcome:
     """A bound never above the objective, and ``optimal`` only when bound and objective agree.
 
@@ -157,8 +168,7 @@ def _honest(outcome: SolverOutcome) -> SolverOutcome:
         bound = min(bound, objective)
     status = outcome.status
     if status == "optimal" and objective is not None:
-        proven = bound is not None and objective - bound <= (1e-6 + 1e-12) * max(abs(objective), 1e-9)
-        status = "optimal" if proven else "feasible"
+        status = "optimal" if is_proven(objective, bound) else "feasible"
     return replace(outcome, status=status, bound=bound)
 
 

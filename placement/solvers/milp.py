@@ -23,7 +23,7 @@ from placement.instance import Instance, capacity_problems
 from placement.plan import Placement, Plan
 from placement.result import Result
 from placement.options import Deadline
-from placement.solvers.backends import SOLVERS, SolverOutcome, solve_problem
+from placement.solvers.backends import SOLVERS, SolverOutcome, is_proven, solve_problem
 from placement.solvers.linear import LinearProblem
 from placement.solvers.milp_bounds import ConfigurationBound, configuration_bound
 from placement.solvers.milp_branching import Signature, close_signatures, exact_signature_bound, horizon_exact_bound
@@ -244,9 +244,9 @@ def solve_milp(
         Seconds for the whole solve (all refinements); on expiry the incumbent is
         returned with status ``time_limit``.
     gap : float
-        Relative optimality gap (bound to plan) at which the solve stops and the plan is
-        reported ``optimal``; the default 1e-6 is stricter than HiGHS' own 1e-4. The
-        result's ``gap`` says how close the proof is.
+        Relative optimality gap (bound to plan) at which every stage stops (the
+        configuration stage, the branch, the solver). The plan is reported ``optimal``
+        only within 1e-6 (`backends.PROVEN_GAP`), ``feasible`` with its bound otherwise.
     threads : int, optional
     warm_start : Plan, "auto" or None
         A plan to start from; ``"auto"`` takes the best feasible plan of ``single``,
@@ -340,7 +340,7 @@ def solve_milp(
                      have_fallback=warm_plan is not None)
     result = _outcome_result(instance, setup, search, warm_plan, time_limit, time.perf_counter() - started, stats)
     if columns is not None:
-        result = _with_configurations(result, columns, gap, started)
+        result = _with_configurations(result, columns, started)
     if search.interrupted:
         raise SolveInterrupted(result)  # the CLI writes the incumbent and exits 130
     return result
@@ -369,7 +369,7 @@ def _branch_over_signatures(instance: Instance, columns: ConfigurationBound | No
     if columns is None or warm_plan is None or instance.workload.n_intervals != 1:
         return columns, warm_plan
     total_s = evaluate(instance, warm_plan).total_s
-    if total_s - columns.bound_s <= gap * total_s:
+    if is_proven(total_s, columns.bound_s, gap):
         return columns, warm_plan
     budget = min(0.5 * time_limit, deadline.remaining_s()) if time_limit is not None else 120.0
     branched = branch_over_signatures(instance, warm_plan, time_limit_s=budget)
@@ -470,23 +470,28 @@ def _solve_signature(instance: Instance, signature: Signature, end_s: float) -> 
 
 def _proven(instance: Instance, plan: Plan, columns: ConfigurationBound | None, gap: float, started: float,
             stats: dict[str, Any]) -> Result | None:
-    """An ``optimal`` result when the configuration bound proves `plan` optimal within `gap`, else None."""
+    """The result when the configuration bound is within `gap` of `plan` (``optimal`` only within
+    `PROVEN_GAP`), else None."""
     report = evaluate(instance, plan)
-    if columns is None or not report.feasible or report.total_s - columns.bound_s > gap * report.total_s:
+    if columns is None or not report.feasible or not is_proven(report.total_s, columns.bound_s, gap):
         return None
-    return Result("optimal", f"the relaxation bound {columns.bound_s:.6g} s proves the plan optimal", plan, report,
+    if is_proven(report.total_s, columns.bound_s):
+        status, message = "optimal", f"the relaxation bound {columns.bound_s:.6g} s proves the plan optimal"
+    else:
+        status, message = "feasible", f"the relaxation bound {columns.bound_s:.6g} s is within the gap {gap:g}"
+    return Result(status, message, plan, report,
                   objective=report.total_s, bound=min(columns.bound_s, report.total_s),
                   solve_time_s=time.perf_counter() - started, stats=stats, backend_objective=report.total_s)
 
 
-def _with_configurations(result: Result, columns: ConfigurationBound, gap: float, started: float) -> Result:
+def _with_configurations(result: Result, columns: ConfigurationBound, started: float) -> Result:
     """`result` with the configuration LP's bound when it is better (and ``optimal`` when that proves it)."""
     if result.plan is None or result.status in ("optimal", "infeasible", "error"):
         return result
     objective = result.report.total_s
     bound = min(max(result.bound or 0.0, columns.bound_s), objective)
     status, message = result.status, f"{result.message}; relaxation bound {columns.bound_s:.6g} s"
-    if objective - bound <= gap * objective:
+    if is_proven(objective, bound):
         status, message = "optimal", message + " proves the plan optimal"
     return replace(result, status=status, message=message, bound=bound, solve_time_s=time.perf_counter() - started)
 
