@@ -16,7 +16,7 @@ them); ``p[l,n]``, ``f[l,n]`` ∈ {0,1} (projection, FFN); ``e[n]``, ``h[n]`` �
 input from the previous FFN or ``embed`` to a group device), ``qo`` (head outputs to the
 projection), ``y`` (projection → FFN), ``g`` (last FFN → ``lm_head``), ``k`` (token id back);
 ``r[l,n,v]`` ≥ ``(c[l,n] − 1)`` when the projection is on ``v``; ``z[l]`` the layer's attention
-stage. Every coefficient is a total over the prefill and every decode step of
+stage; ``u[n]`` ≥ every use of device ``n`` (priced in a response only). Every coefficient is a total over the prefill and every decode step of
 `placement.cost.tables.phase_totals`, the tables the evaluator itself uses.
 """
 
@@ -38,6 +38,8 @@ from placement.multi.milp import MILP_STATUS
 from placement.plan import Placement, Plan
 
 __all__ = ["HeadTerms", "head_terms", "Fixed", "HeadSolution", "solve_head_milp", "plan_point", "HeadMilp"]
+
+TIE_BREAK = 1e-3  # weight of the free model's own latency beside C in a response (0 in the bound)
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,7 +135,7 @@ class _Block:
     """Column indices of one free model's variables (module docstring), from column ``base`` on."""
 
     FAMILIES = (("c", "LN"), ("a", "LN"), ("p", "LN"), ("f", "LN"), ("e", "N"), ("h", "N"), ("t", "N"),
-                ("qi", "LNN"), ("qo", "LNN"), ("r", "LNN"), ("y", "LNN"), ("g", "NN"), ("k", "NN"), ("z", "L"))
+                ("qi", "LNN"), ("qo", "LNN"), ("r", "LNN"), ("y", "LNN"), ("g", "NN"), ("k", "NN"), ("z", "L"), ("u", "N"))
 
     def __init__(self, base: int, L: int, N: int, K: int) -> None:
         self.L, self.N, self.K, column = L, N, K, base
@@ -172,7 +174,7 @@ def _lower_products(block: _Block) -> list[tuple[np.ndarray, np.ndarray, float]]
 
 
 def _structure(block: _Block) -> list[tuple[np.ndarray, np.ndarray, float, float]]:
-    """Every group placed, one projection / FFN / embed / lm_head device, ``a`` marks ``c > 0``, ``t ≤ e, h``."""
+    """Every group placed, one projection / FFN / embed / lm_head device, ``a`` marks ``c > 0``, ``t ≤ e, h``, ``u`` any use."""
     b, rows, N = block, [], block.N
     for l in range(b.L):
         rows.append((b.c[l], np.ones(N), b.K, b.K))
@@ -184,6 +186,9 @@ def _structure(block: _Block) -> list[tuple[np.ndarray, np.ndarray, float, float
     for n in range(N):
         rows += [(np.array([b.t[n], b.e[n]]), np.array([1.0, -1.0]), -np.inf, 0.0),
                  (np.array([b.t[n], b.h[n]]), np.array([1.0, -1.0]), -np.inf, 0.0)]
+    for n in range(N):  # u[n] ≥ every use of device n
+        for col in (*b.a[:, n], *b.p[:, n], *b.f[:, n], b.e[n], b.h[n]):
+            rows.append((np.array([col, b.u[n]]), np.array([1.0, -1.0]), -np.inf, 0.0))
     rows += [(cols, coefs, -np.inf, hi) for cols, coefs, hi in _lower_products(b)]
     return rows
 
@@ -202,8 +207,12 @@ def _attention_rows(block: _Block, terms: HeadTerms) -> list[tuple[np.ndarray, n
     return rows
 
 
-def _expressions(block: _Block, terms: HeadTerms) -> dict[str, object]:
-    """Linear expressions (columns, coefficients) of the model's latency bound, busy seconds, medium seconds, bytes."""
+def _expressions(block: _Block, terms: HeadTerms, wait_s: np.ndarray) -> dict[str, object]:
+    """Linear expressions (columns, coefficients) of the model's latency, busy seconds, medium seconds, bytes.
+
+    The latency is a lower bound on the model's time alone plus ``wait_s[n]`` for every device
+    ``n`` it uses (``u[n]``; 0 for the bound).
+    """
     b, s = block, terms
     transfer_cols = np.concatenate([b.qi.ravel(), b.qo.ravel(), b.r.ravel(), b.y.ravel(), b.g.ravel(), b.k.ravel()])
     per_layer = lambda table: np.broadcast_to(table, (b.L, b.N, b.N)).ravel()  # noqa: E731
@@ -212,8 +221,8 @@ def _expressions(block: _Block, terms: HeadTerms) -> dict[str, object]:
     blocks_cols = np.concatenate([b.p.ravel(), b.f.ravel(), b.e, b.h])
     blocks_coefs = np.concatenate([s.projection_s.ravel(), s.ffn_s.ravel(), s.embed_s, s.lm_head_s])
     hidden = slice(3 * b.L * b.N * b.N, None)  # projection → FFN, into lm_head, the token id: on the critical path
-    latency = (np.concatenate([b.z, blocks_cols, transfer_cols[hidden]]),
-               np.concatenate([np.ones(b.L), blocks_coefs, transfer_coefs[hidden]]))
+    latency = (np.concatenate([b.z, blocks_cols, transfer_cols[hidden], b.u]),
+               np.concatenate([np.ones(b.L), blocks_coefs, transfer_coefs[hidden], wait_s]))
     busy = [(np.concatenate([b.c[:, n], b.p[:, n], b.f[:, n], [b.e[n], b.h[n]]]),
              np.concatenate([s.group_s[:, n], s.projection_s[:, n], s.ffn_s[:, n], [s.embed_s[n], s.lm_head_s[n]]]))
             for n in range(b.N)]
@@ -238,26 +247,33 @@ class Fixed:
         Their bytes on every device.
     alone_s : float
         The longest of their times alone, seconds (the makespan is at least that).
+    wait_s : ndarray (N,)
+        What using device ``n`` at all adds to the free model's latency in the proxy, seconds:
+        the others' busy seconds there, as if it waited for all of their work (a price of
+        contention, not a bound: a response judged by the joint evaluator).
     """
 
     busy_s: np.ndarray
     medium_s: float
     bytes: np.ndarray
     alone_s: float
+    wait_s: np.ndarray
 
 
 class HeadMilp:
     """The rows and columns of the head-level MILP for the models ``free`` of `multi` (module docstring)."""
 
-    def __init__(self, multi: MultiInstance, free: tuple[int, ...], terms: tuple[HeadTerms, ...]) -> None:
+    def __init__(self, multi: MultiInstance, free: tuple[int, ...], terms: tuple[HeadTerms, ...],
+                 wait_s: np.ndarray | None = None) -> None:
         self.multi, self.free, self.terms = multi, free, terms
         N, column, self.blocks = multi.n_devices, 0, []
+        self.wait_s = np.zeros(N) if wait_s is None else np.asarray(wait_s, dtype=float)
         for m in free:
             inst = multi.instances[m]
             self.blocks.append(_Block(column, inst.model.layers, N, inst.model.kv_heads))
             column = self.blocks[-1].end
         self.C, self.n_columns = column, column + 1
-        self.expressions = [_expressions(b, terms[m]) for b, m in zip(self.blocks, free)]
+        self.expressions = [_expressions(b, terms[m], self.wait_s) for b, m in zip(self.blocks, free)]
 
     def point(self, k: int, placement: Placement) -> np.ndarray:
         """Values of the ``k``-th free model's columns (full length, zeros elsewhere) at a static placement.
@@ -285,7 +301,8 @@ class HeadMilp:
         values = {"c": counts, "a": a, "p": p, "f": f, "e": e, "h": h, "t": e * h,
                   "qi": source[:, :, None] * a[:, None, :] * off, "qo": a[:, :, None] * p[:, None, :] * off,
                   "r": np.maximum(counts - 1, 0)[:, :, None] * p[:, None, :] * off,
-                  "y": p[:, :, None] * f[:, None, :] * off, "g": np.outer(f[-1], h) * off, "k": np.outer(h, e) * off}
+                  "y": p[:, :, None] * f[:, None, :] * off, "g": np.outer(f[-1], h) * off, "k": np.outer(h, e) * off,
+                  "u": np.maximum.reduce([a.max(axis=0), p.max(axis=0), f.max(axis=0), e, h])}
         for name, value in values.items():
             x[getattr(b, name)] = value
         for cols, coefs, _, _ in _attention_rows(b, self.terms[self.free[k]]):
@@ -318,11 +335,13 @@ class HeadMilp:
             rows.append((cols, coefs, -np.inf, left[n] / usable[n] + MEMORY_RTOL))
         return rows
 
-    def objective(self, weighted: bool) -> np.ndarray:
-        """``C`` (makespan), or ``Σ weight · latency bound`` (weighted, every model free)."""
+    def objective(self, weighted: bool, tie_break: float = 0.0) -> np.ndarray:
+        """``C`` (makespan) plus `tie_break` times every free latency, or ``Σ weight · latency bound`` (weighted)."""
         vector = np.zeros(self.n_columns)
         if not weighted:
             vector[self.C] = 1.0
+            for cols, coefs in (e["latency"] for e in self.expressions):
+                np.add.at(vector, cols, tie_break * coefs)
             return vector
         for (cols, coefs), m in zip((e["latency"] for e in self.expressions), self.free):
             np.add.at(vector, cols, self.multi.weights[m] * coefs)
@@ -382,7 +401,7 @@ def solve_head_milp(multi: MultiInstance, free: tuple[int, ...], terms: tuple[He
         concurrent head-level joint plan that fits (docs/parallel.md); with `fixed`, the
         makespan proxy is minimised whatever the instance's objective.
     """
-    model = HeadMilp(multi, free, terms)
+    model = HeadMilp(multi, free, terms, None if fixed is None else fixed.wait_s)
     rows = model.rows(fixed)
     A = sparse.csr_array((np.concatenate([c for _, c, _, _ in rows]),
                           (np.repeat(np.arange(len(rows)), [len(c) for c, _, _, _ in rows]),
@@ -401,7 +420,9 @@ def solve_head_milp(multi: MultiInstance, free: tuple[int, ...], terms: tuple[He
     upper[model.C] = np.inf
     lower[model.C] = 0.0 if fixed is None else fixed.alone_s
     weighted = multi.objective == "weighted" and fixed is None
-    res = milp(model.objective(weighted), constraints=LinearConstraint(A, [r[2] for r in rows], [r[3] for r in rows]),
+    # a response whose C the others' time alone fixes still prefers its own shorter latency
+    tie_break = 0.0 if fixed is None else TIE_BREAK
+    res = milp(model.objective(weighted, tie_break), constraints=LinearConstraint(A, [r[2] for r in rows], [r[3] for r in rows]),
                integrality=integrality, bounds=Bounds(lower, upper), options={"time_limit": float(time_limit)})
     bound = getattr(res, "mip_dual_bound", None)
     if bound is None or not np.isfinite(bound):
