@@ -5,13 +5,15 @@ current plans stay put. What a response knows about the others depends on the re
 
 - ``myopic+``, ``milp``: the single-model back end (`placement.solve`) on the instance
   whose devices keep the bytes the others hold (`memory_left`) — memory only;
-- ``contention``: the head-level MILP (`placement.multi.head_milp`) with this model free
-  and the others' busy seconds per device and on the shared medium, bytes and times
-  alone as data, minimising the makespan proxy ``C ≥`` own latency, ``C ≥`` others' busy
-  + own busy on every device, ``C ≥`` medium busy;
 - ``priced``: ``myopic+`` and ``pipeline-dp`` on the memory-left instance whose devices
   are also slowed by the share of the makespan the others keep them busy
-  (`contention_priced`): a scalarised price of the same busy time.
+  (`contention_priced`): a scalarised price of their busy time; and ``myopic+`` unpriced;
+- ``contention``: ``priced``'s responses and the head-level MILP
+  (`placement.multi.head_milp`) with this model free and the others' busy seconds per
+  device and on the shared medium, bytes and times alone as data, minimising the
+  makespan proxy ``C ≥`` own latency, ``C ≥`` others' busy + own busy on every device,
+  ``C ≥`` medium busy — once with every device the others use priced at their busy
+  seconds there (``Fixed.wait_s``), once without.
 
 A response replaces the model's plan only when the *joint* evaluator
 (`placement.multi.evaluate.evaluate_joint`) finds the joint plan fits and is better;
@@ -38,9 +40,13 @@ from placement.multi.instance import MultiInstance
 
 __all__ = ["memory_left", "busy_share", "contention_priced", "best_response", "RESPONDERS"]
 
-# responder → the back ends it runs and their options (``head-milp``: `solve_head_milp`, the rest `placement.solve`)
-RESPONDERS = {"myopic+": {"myopic+": {}}, "milp": {"milp": {"time_limit": 10.0}},
-              "contention": {"head-milp": {"time_limit": 10.0}}, "priced": {"myopic+": {}, "pipeline-dp": {}}}
+# responder → its responses: (back end, priced?, options); ``head-milp`` is `solve_head_milp`, the rest
+# `placement.solve`. Priced: the busy time of the others is seen (module docstring); not: their memory only.
+# Each contention-aware responder also tries the cheaper responses, so that it sees at least what they see.
+_PRICED = (("myopic+", False, {}), ("myopic+", True, {}), ("pipeline-dp", True, {}))
+RESPONDERS = {"myopic+": (("myopic+", False, {}),), "milp": (("milp", False, {"time_limit": 10.0}),),
+              "priced": _PRICED,
+              "contention": _PRICED + (("head-milp", True, {"time_limit": 10.0}), ("head-milp", False, {"time_limit": 10.0}))}
 MAX_BUSY_SHARE = 0.9  # a device the others keep busy longer still offers a tenth of its speed to the price
 
 
@@ -125,21 +131,21 @@ def _respond(multi: MultiInstance, joint: JointPlan, report: JointReport, m: int
     from placement.solve import solve
 
     method = f"best-response {solver}"
-    fixed = _others(multi, joint, report, m, terms) if solver in ("contention", "priced") else None
-    instance = memory_left(multi.instances[m], report.needed_bytes.sum(axis=0) - report.needed_bytes[m])
-    if solver == "priced":
-        instance = contention_priced(instance, busy_share(fixed.busy_s, report.makespan_s))
+    fixed = _others(multi, joint, report, m, terms) if terms is not None else None
+    blind = None if fixed is None else replace(fixed, wait_s=np.zeros_like(fixed.wait_s))
+    memory = memory_left(multi.instances[m], report.needed_bytes.sum(axis=0) - report.needed_bytes[m])
     responses = []
-    for back_end, options in RESPONDERS[solver].items():
+    for back_end, priced, options in RESPONDERS[solver]:
         if "time_limit" in options and left_s is not None:
             options = {**options, "time_limit": min(options["time_limit"], left_s)}
         if back_end == "head-milp":
-            found = solve_head_milp(multi, (m,), terms, fixed=fixed, method=method, **options)
-            responses += [] if found.plans is None else [_with(joint, m, found.plans[0], method)]
-            continue
-        result = solve(instance, method=back_end, **options)
-        if result.plan is not None:
-            responses.append(_with(joint, m, replace(result.plan, devices=multi.cluster.names, method=method), method))
+            found = solve_head_milp(multi, (m,), terms, fixed=fixed if priced else blind, method=method, **options)
+            plan = None if found.plans is None else found.plans[0]
+        else:
+            instance = contention_priced(memory, busy_share(fixed.busy_s, report.makespan_s)) if priced else memory
+            plan = solve(instance, method=back_end, **options).plan
+        if plan is not None:
+            responses.append(_with(joint, m, replace(plan, devices=multi.cluster.names, method=method), method))
     return responses
 
 
@@ -172,7 +178,8 @@ def best_response(multi: MultiInstance, start: JointPlan, tables, solver: str = 
         when the limit cut the loop short).
     """
     deadline = None if time_limit is None else time.perf_counter() + float(time_limit)
-    terms = tuple(head_terms(inst) for inst in multi.instances) if solver in ("contention", "priced") else None
+    priced = any(p for _, p, _ in RESPONDERS[solver])
+    terms = tuple(head_terms(inst) for inst in multi.instances) if priced else None
     best, report = start, evaluate_joint(multi, start, tables)
     stats = {"responses": 0, "accepted": 0, "refused": 0, "rounds": 0}
     for _ in range(max_rounds):

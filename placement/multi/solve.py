@@ -20,7 +20,8 @@ plan that overflows a device's shared memory is ``infeasible``. Methods:
   ``myopic+`` and ``pipeline-dp`` on devices slowed by the others' share;
 - ``milp-head``: the head-level joint MILP (`placement.multi.head_milp`) for a plan and
   a lower bound valid for every concurrent head-level joint plan, then the best of its
-  plan, ``local-search``'s and a contention-aware best response from the better.
+  plan, the layer ``milp``'s, ``local-search``'s and a ``best-response-contention`` loop
+  from the best of them.
 
 Each joint method starts from both baselines and keeps the best plan it has seen, so
 it is never worse than the better baseline.
@@ -134,21 +135,13 @@ def _run(multi: MultiInstance, method: str, options: dict[str, Any]) -> tuple[Jo
     candidates = _start(multi, method, b, options.get("max_exact_devices", 6))
     stats: dict[str, Any] = {}
     bound = None
-    if method == "milp":
+    if method in ("milp", "milp-head"):  # milp-head: the layer MILP's plan is a candidate; its bound is not used
         from placement.multi.milp import joint_milp
 
         devices, bound, stats["milp_status"], stats["milp_message"] = joint_milp(multi, time_limit=options["time_limit"])
         if devices is not None:
             plans = tuple(layer_plan(inst, d, "milp") for inst, d in zip(multi.instances, devices))
             candidates.append(JointPlan(plans, "concurrent", method="milp"))
-    if method == "milp-head":
-        from placement.multi.head_milp import head_terms, solve_head_milp
-
-        terms = tuple(head_terms(inst) for inst in multi.instances)
-        found = solve_head_milp(multi, tuple(range(multi.n_models)), terms, time_limit=options["time_limit"])
-        bound, stats["milp_status"], stats["milp_message"] = found.bound_s, found.status, found.message
-        if found.plans is not None:
-            candidates.append(JointPlan(found.plans, "concurrent", method="milp-head"))
     if method in ("local-search", "milp", "milp-head") or method.startswith("best-response"):
         concurrent = [p for p in candidates if p.schedule == "concurrent"]
         start, _ = _best(multi, concurrent, tables)
@@ -156,14 +149,23 @@ def _run(multi: MultiInstance, method: str, options: dict[str, Any]) -> tuple[Jo
             improved, _, search_stats = local_search(multi, start, tables, max_rounds=options["max_rounds"])
             candidates.append(improved)
             stats |= search_stats
+    if method == "milp-head":  # after local-search, which moves layer plans only
+        from placement.multi.head_milp import head_terms, solve_head_milp
+
+        terms = tuple(head_terms(inst) for inst in multi.instances)
+        found = solve_head_milp(multi, tuple(range(multi.n_models)), terms, time_limit=options["time_limit"])
+        stats["layer_milp_status"] = stats["milp_status"]
+        bound, stats["milp_status"], stats["milp_message"] = found.bound_s, found.status, found.message
+        if found.plans is not None:
+            candidates.append(JointPlan(found.plans, "concurrent", method="milp-head"))
     if method in RESPONSE_SOLVERS:
         from placement.multi.response import best_response
 
         start, _ = _best(multi, [p for p in candidates if p.schedule == "concurrent"], tables)
         if start is not None:
-            limit = None if method == "milp-head" else options["time_limit"]  # milp-head's limit is its MILP's
             improved, _, response_stats = best_response(multi, start, tables, RESPONSE_SOLVERS[method],
-                                                        max_rounds=options["response_rounds"], time_limit=limit)
+                                                        max_rounds=options["response_rounds"],
+                                                        time_limit=options["time_limit"])
             candidates.append(improved)
             stats |= response_stats
     best, _ = _best(multi, candidates, tables)
@@ -210,7 +212,7 @@ def solve(multi: MultiInstance, method: str = "local-search", **options: Any) ->
     **options
         ``max_exact_devices`` (disjoint split by enumeration up to this many devices),
         ``max_rounds`` (local-search passes), ``time_limit`` (seconds: milp and milp-head's MILP;
-        best-response*'s whole response loop), ``response_rounds`` (best-response passes over the models).
+        best-response*'s and milp-head's whole response loop), ``response_rounds`` (best-response passes over the models).
 
     Returns
     -------
