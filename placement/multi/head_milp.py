@@ -194,14 +194,24 @@ def _structure(block: _Block) -> list[tuple[np.ndarray, np.ndarray, float, float
 
 
 def _attention_rows(block: _Block, terms: HeadTerms) -> list[tuple[np.ndarray, np.ndarray, float, float]]:
-    """``z[l] ≥`` a group device's receive + compute + send (its own on a switched network, every one when synchronous)."""
+    """``z[l] ≥`` receive + compute + send of every group device ``n`` (docs/parallel.md, "The head-level joint MILP").
+
+    Switched and not synchronous: ``n``'s own chain. Synchronous: ``n``'s compute after every
+    receive (one after another on the shared medium; in parallel otherwise, so ``n``'s own),
+    then every send one after another.
+    """
     b, s, rows = block, terms, []
     for l in range(b.L):
-        transfers = [(np.concatenate([b.qi[l, :, n], b.qo[l, n], b.r[l, n]]),
-                      np.concatenate([s.layer_in_s[:, n], s.out_one_s[n], s.out_slope_s[n]])) for n in range(b.N)]
-        every = (np.concatenate([c for c, _ in transfers]), np.concatenate([k for _, k in transfers]))
+        receive = [(b.qi[l, :, n], s.layer_in_s[:, n]) for n in range(b.N)]
+        send = [(np.concatenate([b.qo[l, n], b.r[l, n]]), np.concatenate([s.out_one_s[n], s.out_slope_s[n]]))
+                for n in range(b.N)]
+        every = lambda parts: (np.concatenate([c for c, _ in parts]), np.concatenate([k for _, k in parts]))  # noqa: E731
         for n in range(b.N):
-            cols, coefs = every if s.synchronous else transfers[n]
+            if s.synchronous:
+                parts = [*(receive if s.shared else [receive[n]]), *send]
+            else:
+                parts = [receive[n], send[n]]
+            cols, coefs = every(parts)
             rows.append((np.concatenate([[b.c[l, n], b.z[l]], cols]),
                          np.concatenate([[s.group_s[l, n], -1.0], coefs]), -np.inf, 0.0))
     return rows
