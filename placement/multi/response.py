@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from placement.cost.hardware import Cluster
 from placement.cost.tables import usable_bytes
 from placement.errors import PlanError
 from placement.instance import Instance
@@ -105,9 +104,7 @@ def contention_priced(instance: Instance, share: np.ndarray) -> Instance:
                             memory_bandwidth_bytes_per_s=d.memory_bandwidth_bytes_per_s * (1 - b),
                             block_overhead_s=d.block_overhead_s / (1 - b))
                     for d, b in zip(instance.devices, share))
-    c = instance.cluster
-    return replace(instance, cluster=Cluster(devices=devices, links=c.links, network=c.network, switches=c.switches,
-                                             routing=c.routing))
+    return replace(instance, cluster=replace(instance.cluster, devices=devices))  # routes rebuilt from the links
 
 
 def _others(multi: MultiInstance, joint: JointPlan, report: JointReport, m: int, terms) -> Fixed:
