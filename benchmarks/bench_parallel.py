@@ -14,7 +14,8 @@
    random cases (`placement.multi.random_cases`: 2–3 models, 4–8 devices; the network and the
    memory cycle through shared/switched × tight/loose): per method the geometric mean and
    the worst of its makespan over the better baseline's, and how often another method beats
-   it (one run each, ``--time-limit`` seconds for the methods that take one).
+   it (one run each; ``--time-limit`` seconds for ``milp`` and ``milp-head``, the best-response
+   loops run to their rounds).
    Run: ``python benchmarks/bench_parallel.py --random 8``.
 
 Median of `--repeat` runs after one warm-up. Run: ``python benchmarks/bench_parallel.py``.
@@ -58,7 +59,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=1000)
     parser.add_argument("--evaluator-only", action="store_true", help="skip the joint methods")
     parser.add_argument("--random", type=int, default=0, help="only the quality table on this many random cases")
-    parser.add_argument("--time-limit", type=float, default=10.0, help="seconds, --random's methods that take one")
+    parser.add_argument("--time-limit", type=float, default=10.0, help="seconds, --random's milp and milp-head")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     if args.random:

@@ -82,7 +82,7 @@ def compare_methods(cases: list[MultiInstance], methods: tuple[str, ...], time_l
     methods : tuple of str
         Joint methods (`placement.multi.METHODS`); ``sequential`` and ``disjoint`` are always run.
     time_limit : float
-        Seconds, for the methods that take one.
+        Seconds, for ``milp`` and ``milp-head`` (the best-response loops run to their rounds).
 
     Returns
     -------
@@ -101,7 +101,7 @@ def compare_methods(cases: list[MultiInstance], methods: tuple[str, ...], time_l
     for multi in cases:
         found = {}
         for method in methods:
-            options = {"time_limit": time_limit} if "time_limit" in METHODS[method] else {}
+            options = {"time_limit": time_limit} if method in ("milp", "milp-head") else {}
             found[method] = solve(multi, method, **options)
         objective = {m: r.objective if r.status in ("feasible", "optimal") else np.inf for m, r in found.items()}
         baseline = min(objective["sequential"], objective["disjoint"])
