@@ -40,6 +40,7 @@ from placement.plan import Placement, Plan
 __all__ = ["HeadTerms", "head_terms", "Fixed", "HeadSolution", "solve_head_milp", "plan_point", "HeadMilp"]
 
 TIE_BREAK = 1e-3  # weight of the free model's own latency beside C in a response (0 in the bound)
+RESPONSE_GAP = 1e-2  # a response is a heuristic judged by the joint evaluator: no need to prove it optimal
 
 
 @dataclass(frozen=True, eq=False)
@@ -433,7 +434,8 @@ def solve_head_milp(multi: MultiInstance, free: tuple[int, ...], terms: tuple[He
     # a response whose C the others' time alone fixes still prefers its own shorter latency
     tie_break = 0.0 if fixed is None else TIE_BREAK
     res = milp(model.objective(weighted, tie_break), constraints=LinearConstraint(A, [r[2] for r in rows], [r[3] for r in rows]),
-               integrality=integrality, bounds=Bounds(lower, upper), options={"time_limit": float(time_limit)})
+               integrality=integrality, bounds=Bounds(lower, upper),
+               options={"time_limit": float(time_limit), "mip_rel_gap": RESPONSE_GAP if fixed is not None else 1e-4})
     bound = getattr(res, "mip_dual_bound", None)
     if bound is None or not np.isfinite(bound):
         bound = float(res.fun) if res.status == 0 else None
