@@ -22,14 +22,14 @@ stage; ``u[n]`` ≥ every use of device ``n`` (priced in a response only). Every
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from placement.cost.tables import (block_memory, heads_share_memory, phase_totals, prefill_step_costs, step_costs,
-                                   transfer_times, usable_bytes)
+from placement.cost.tables import (PhaseTables, block_memory, heads_share_memory, phase_totals, prefill_step_costs,
+                                   step_costs, transfer_times, usable_bytes)
 from placement.cost.tolerances import MEMORY_RTOL
 from placement.instance import Instance
 from placement.multi.dags import static_arrays
@@ -49,11 +49,9 @@ class HeadTerms:
 
     Attributes
     ----------
-    group_s, projection_s, ffn_s : ndarray (L, N)
-        One attention group, the projection, the FFN of layer ``l`` on device ``n``.
-    embed_s, lm_head_s : ndarray (N,)
-    layer_in_s, hidden_s, lm_head_in_s, token_s : ndarray (N, N)
-        Transfers from ``u`` to ``v`` (0 on the diagonal).
+    times : PhaseTables
+        `placement.cost.tables.phase_totals` of the prefill plus the decode: ``group_s``,
+        ``projection_s``, ``ffn_s`` (L, N), ``embed_s``, ``lm_head_s`` (N,), transfers (N, N).
     out_one_s, out_slope_s : ndarray (N, N)
         Head outputs of ``c ≥ 1`` groups from ``u`` to ``v`` take at least
         ``out_one_s + (c − 1)·out_slope_s`` (exact when the time is affine in the bytes).
@@ -68,15 +66,7 @@ class HeadTerms:
         Every transfer needs the one medium.
     """
 
-    group_s: np.ndarray
-    projection_s: np.ndarray
-    ffn_s: np.ndarray
-    embed_s: np.ndarray
-    lm_head_s: np.ndarray
-    layer_in_s: np.ndarray
-    hidden_s: np.ndarray
-    lm_head_in_s: np.ndarray
-    token_s: np.ndarray
+    times: PhaseTables
     out_one_s: np.ndarray
     out_slope_s: np.ndarray
     group_bytes: np.ndarray
@@ -119,11 +109,10 @@ def head_terms(instance: Instance) -> HeadTerms:
     out = _out_totals(instance, phases, K)
     slope = np.zeros_like(out[0]) if K == 1 else ((out[1:] - out[0]) / np.arange(1, K)[:, None, None]).min(axis=0)
     memory = block_memory(instance, precision, instance.workload.interval_max_context()[-1:])
-    add = lambda name: getattr(pre, name) + getattr(dec, name)  # noqa: E731
+    times = PhaseTables(**{f.name: getattr(pre, f.name) + getattr(dec, f.name) for f in fields(PhaseTables)
+                           if getattr(pre, f.name) is not None})
     return HeadTerms(
-        group_s=add("group_s"), projection_s=add("projection_s"), ffn_s=add("ffn_s"), embed_s=add("embed_s"),
-        lm_head_s=add("lm_head_s"), layer_in_s=add("layer_in_s"), hidden_s=add("hidden_s"),
-        lm_head_in_s=add("lm_head_in_s"), token_s=add("token_s"), out_one_s=out[0], out_slope_s=np.maximum(slope, 0.0),
+        times=times, out_one_s=out[0], out_slope_s=np.maximum(slope, 0.0),
         group_bytes=memory.group[0], projection_bytes=memory.projection[0], ffn_bytes=memory.ffn[0],
         embed_bytes=float(memory.embed[0]), lm_head_bytes=float(memory.lm_head[0]),
         tied=heads_share_memory(instance.model, precision),
@@ -203,7 +192,7 @@ def _attention_rows(block: _Block, terms: HeadTerms) -> list[tuple[np.ndarray, n
     """
     b, s, rows = block, terms, []
     for l in range(b.L):
-        receive = [(b.qi[l, :, n], s.layer_in_s[:, n]) for n in range(b.N)]
+        receive = [(b.qi[l, :, n], s.times.layer_in_s[:, n]) for n in range(b.N)]
         send = [(np.concatenate([b.qo[l, n], b.r[l, n]]), np.concatenate([s.out_one_s[n], s.out_slope_s[n]]))
                 for n in range(b.N)]
         every = lambda parts: (np.concatenate([c for c, _ in parts]), np.concatenate([k for _, k in parts]))  # noqa: E731
@@ -214,7 +203,7 @@ def _attention_rows(block: _Block, terms: HeadTerms) -> list[tuple[np.ndarray, n
                 parts = [receive[n], send[n]]
             cols, coefs = every(parts)
             rows.append((np.concatenate([[b.c[l, n], b.z[l]], cols]),
-                         np.concatenate([[s.group_s[l, n], -1.0], coefs]), -np.inf, 0.0))
+                         np.concatenate([[s.times.group_s[l, n], -1.0], coefs]), -np.inf, 0.0))
     return rows
 
 
@@ -227,15 +216,15 @@ def _expressions(block: _Block, terms: HeadTerms, wait_s: np.ndarray) -> dict[st
     b, s = block, terms
     transfer_cols = np.concatenate([b.qi.ravel(), b.qo.ravel(), b.r.ravel(), b.y.ravel(), b.g.ravel(), b.k.ravel()])
     per_layer = lambda table: np.broadcast_to(table, (b.L, b.N, b.N)).ravel()  # noqa: E731
-    transfer_coefs = np.concatenate([per_layer(s.layer_in_s), per_layer(s.out_one_s), per_layer(s.out_slope_s),
-                                     per_layer(s.hidden_s), s.lm_head_in_s.ravel(), s.token_s.ravel()])
+    transfer_coefs = np.concatenate([per_layer(s.times.layer_in_s), per_layer(s.out_one_s), per_layer(s.out_slope_s),
+                                     per_layer(s.times.hidden_s), s.times.lm_head_in_s.ravel(), s.times.token_s.ravel()])
     blocks_cols = np.concatenate([b.p.ravel(), b.f.ravel(), b.e, b.h])
-    blocks_coefs = np.concatenate([s.projection_s.ravel(), s.ffn_s.ravel(), s.embed_s, s.lm_head_s])
+    blocks_coefs = np.concatenate([s.times.projection_s.ravel(), s.times.ffn_s.ravel(), s.times.embed_s, s.times.lm_head_s])
     hidden = slice(3 * b.L * b.N * b.N, None)  # projection → FFN, into lm_head, the token id: on the critical path
     latency = (np.concatenate([b.z, blocks_cols, transfer_cols[hidden], b.u]),
                np.concatenate([np.ones(b.L), blocks_coefs, transfer_coefs[hidden], wait_s]))
     busy = [(np.concatenate([b.c[:, n], b.p[:, n], b.f[:, n], [b.e[n], b.h[n]]]),
-             np.concatenate([s.group_s[:, n], s.projection_s[:, n], s.ffn_s[:, n], [s.embed_s[n], s.lm_head_s[n]]]))
+             np.concatenate([s.times.group_s[:, n], s.times.projection_s[:, n], s.times.ffn_s[:, n], [s.times.embed_s[n], s.times.lm_head_s[n]]]))
             for n in range(b.N)]
     tied = s.embed_bytes if s.tied else 0.0
     memory = [(np.concatenate([b.c[:, n], b.p[:, n], b.f[:, n], [b.e[n], b.h[n], b.t[n]]]),
