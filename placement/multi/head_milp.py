@@ -305,9 +305,9 @@ class HeadMilp:
                   "u": np.maximum.reduce([a.max(axis=0), p.max(axis=0), f.max(axis=0), e, h])}
         for name, value in values.items():
             x[getattr(b, name)] = value
-        for cols, coefs, _, _ in _attention_rows(b, self.terms[self.free[k]]):
-            z = cols[1]
-            x[z] = max(x[z], float(coefs[[0, *range(2, len(cols))]] @ x[cols[[0, *range(2, len(cols))]]]))
+        for cols, coefs, _, _ in _attention_rows(b, self.terms[self.free[k]]):  # cols[1] is z[l], coefficient −1
+            rest = np.r_[0, 2:len(cols)]
+            x[cols[1]] = max(x[cols[1]], float(coefs[rest] @ x[cols[rest]]))
         return x
 
     def rows(self, fixed: Fixed | None) -> list[tuple[np.ndarray, np.ndarray, float, float]]:
