@@ -190,3 +190,10 @@ def test_the_latency_bound_holds_when_gathers_add_up(network):
     for _ in range(20):
         plan = random_head_plan(multi.instances[0], rng)
         assert plan_point(multi, 0, plan, terms)["latency_s"] <= evaluate(multi.instances[0], plan).total_s * (1 + 1e-9)
+
+
+def test_a_bad_time_limit_is_one_line():
+    from cli_run import error_line
+
+    line = error_line(run_main("multi-solve", "ppn-2x2", "--method", "best-response", "--time-limit", "-1"))
+    assert "`time_limit` must be a number of seconds ≥ 0, got -1.0" in line

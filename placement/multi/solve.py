@@ -33,6 +33,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 from placement.errors import InputError
 from placement.multi.baselines import Budgeted, budget_split_plans, disjoint_plan, sequential_plan
 from placement.multi.evaluate import JointPlan, JointReport, evaluate_joint, model_tables
@@ -238,6 +240,9 @@ def solve(multi: MultiInstance, method: str = "local-search", **options: Any) ->
         known = ", ".join(METHODS[method]) or "none"
         raise InputError(f"joint method {method!r} takes no option {', '.join(map(repr, unknown))}; its options: {known}")
     merged = {**METHODS[method], **{k: v for k, v in options.items() if v is not None}}
+    limit = merged.get("time_limit")
+    if limit is not None and not (isinstance(limit, (int, float)) and np.isfinite(limit) and limit >= 0):
+        raise InputError(f"joint method {method!r}: `time_limit` must be a number of seconds ≥ 0, got {limit!r}")
     start = time.perf_counter()
     plan, bound, stats = _run(multi, method, merged)
     seconds = time.perf_counter() - start
