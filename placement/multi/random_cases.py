@@ -94,7 +94,7 @@ def compare_methods(cases: list[MultiInstance], methods: tuple[str, ...], time_l
         1e-9 relative) and ``cases``; ``bound_violations``: concurrent rows (every method but
         ``sequential``) whose objective is below ``milp-head``'s bound on the same case (must be empty).
     """
-    from placement.multi.solve import METHODS, solve
+    from placement.multi.solve import solve
 
     methods = tuple(dict.fromkeys(("sequential", "disjoint", *methods)))
     rows = []

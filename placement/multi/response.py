@@ -123,8 +123,8 @@ def _with(joint: JointPlan, m: int, plan, method: str) -> JointPlan:
 
 
 def _respond(multi: MultiInstance, joint: JointPlan, report: JointReport, m: int, solver: str, terms,
-             left_s: float | None) -> list[JointPlan]:
-    """Model ``m``'s responses (module docstring); empty when no back end finds a usable plan."""
+             deadline: float | None) -> list[JointPlan]:
+    """Model ``m``'s responses (module docstring), those started before `deadline` (`time.perf_counter`)."""
     from placement.solve import solve
 
     method = f"best-response {solver}"
@@ -133,6 +133,9 @@ def _respond(multi: MultiInstance, joint: JointPlan, report: JointReport, m: int
     memory = memory_left(multi.instances[m], report.needed_bytes.sum(axis=0) - report.needed_bytes[m])
     responses = []
     for back_end, priced, options in RESPONDERS[solver]:
+        left_s = None if deadline is None else deadline - time.perf_counter()
+        if left_s is not None and left_s <= 0:
+            break
         if "time_limit" in options and left_s is not None:
             options = {**options, "time_limit": min(options["time_limit"], left_s)}
         if back_end == "head-milp":
@@ -161,8 +164,8 @@ def best_response(multi: MultiInstance, start: JointPlan, tables, solver: str = 
     max_rounds : int
         Passes over the models.
     time_limit : float, optional
-        Seconds: no response starts after it, and a MILP response gets at most what is left
-        (so the loop may overrun by one single-model solve of ``myopic+`` or ``pipeline-dp``).
+        Seconds: no single-model solve starts after it, and a MILP gets at most what is left
+        (so the loop may overrun by one solve of ``myopic+`` or ``pipeline-dp``).
 
     Returns
     -------
@@ -183,12 +186,11 @@ def best_response(multi: MultiInstance, start: JointPlan, tables, solver: str = 
         stats["rounds"] += 1
         improved = False
         for m in range(multi.n_models):
-            left = None if deadline is None else deadline - time.perf_counter()
-            if left is not None and left <= 0:
+            if deadline is not None and time.perf_counter() >= deadline:
                 stats["stopped"] = "time_limit"
                 return best, report, stats
             stats["responses"] += 1
-            for candidate in _respond(multi, best, report, m, solver, terms, left):
+            for candidate in _respond(multi, best, report, m, solver, terms, deadline):
                 try:
                     judged = evaluate_joint(multi, candidate, tables)
                 except PlanError:
