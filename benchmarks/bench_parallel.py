@@ -12,6 +12,14 @@
 2. Every joint method (`placement.multi.METHODS`) on every shipped case as shipped
    (milp with a 30 s limit).
 
+3. ``--random N``: the quality of every joint method off the shipped cases, on ``N`` seeded
+   random cases (`placement.multi.random_cases`: 2–3 models, 4–8 devices; the network and the
+   memory cycle through shared/switched × tight/loose): per method the geometric mean and
+   the worst of its makespan over the better baseline's, and how often another method beats
+   it (one run each; ``--time-limit`` seconds for ``milp`` and ``milp-head``, the best-response
+   loops run to their rounds).
+   Run: ``python benchmarks/bench_parallel.py --random 8``.
+
 Median of `--repeat` runs after one warm-up. Run: ``python benchmarks/bench_parallel.py``.
 """
 
@@ -52,8 +60,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=1000)
     parser.add_argument("--evaluator-only", action="store_true", help="skip the joint methods")
+    parser.add_argument("--random", type=int, default=0, help="only the quality table on this many random cases")
+    parser.add_argument("--time-limit", type=float, default=10.0, help="seconds, --random's milp and milp-head")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
+    if args.random:
+        return quality(args.random, args.time_limit)
     path = multi_instances_dir() / "three-llms-8dev.yaml"
     data = load_data_file(path)
     for entry in data["models"]:
@@ -78,6 +90,24 @@ def main() -> None:
         for method in METHODS:
             seconds = _median(lambda: solve(multi, method), args.repeat)
             print(f"{case:24s} {method:13s} median {seconds:7.3f} s over {args.repeat} runs")
+
+
+def quality(n_cases: int, time_limit: float) -> None:
+    """Section 3 of the module docstring: a markdown table of every method's quality."""
+    from placement.multi import METHODS
+    from placement.multi.random_cases import compare_methods, random_case
+
+    combos = [(net, mem) for net in ("shared", "switched") for mem in ("tight", "loose")]
+    cases = [random_case(seed, network=combos[seed % 4][0], memory=combos[seed % 4][1]) for seed in range(n_cases)]
+    found = compare_methods(cases, tuple(METHODS), time_limit)
+    for r in found["rows"]:
+        bound = "" if r["bound_s"] is None else f"bound {r['bound_s']:.6g} s"
+        print(f"{r['case']:28s} {r['method']:26s} {r['objective_s']:.6g} s  ratio {r['ratio']:.4f}  {bound}  "
+              f"{r['solve_time_s']:.1f} s", flush=True)
+    print("\n| method | geometric mean vs better baseline | worst | beaten by another method |\n|---|---|---|---|")
+    for method, s in found["summary"].items():
+        print(f"| {method} | {s['geomean_ratio']:.4f} | {s['worst_ratio']:.4f} | {s['beaten']} of {s['cases']} |")
+    print(f"bound violations: {len(found['bound_violations'])}")
 
 
 if __name__ == "__main__":

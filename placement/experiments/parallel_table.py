@@ -48,7 +48,7 @@ def _rows(name: str, multi, time_limit: float) -> list[dict[str, Any]]:
     rows, sequential = [], None
     for method in METHODS:
         start = time.perf_counter()
-        result = solve(multi, method, **({"time_limit": time_limit} if method == "milp" else {}))
+        result = solve(multi, method, **({"time_limit": time_limit} if method in ("milp", "milp-head") else {}))
         seconds = time.perf_counter() - start
         report = result.report
         if method == "sequential":

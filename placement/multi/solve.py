@@ -14,7 +14,14 @@ plan that overflows a device's shared memory is ``infeasible``. Methods:
 - ``best-response``, ``best-response-milp``: head-level joint plans, each model
   re-placed in turn by the single-model ``myopic+`` or ``milp`` under the memory the
   others leave (`placement.multi.response`), from the best concurrent plan after
-  ``local-search``.
+  ``local-search``;
+- ``best-response-contention``, ``best-response-priced``: the same loop with responses
+  that see the others' busy time: the head-level MILP with the others as data, or
+  ``myopic+`` and ``pipeline-dp`` on devices slowed by the others' share;
+- ``milp-head``: the head-level joint MILP (`placement.multi.head_milp`) for a plan and
+  a lower bound valid for every concurrent head-level joint plan, then the best of its
+  plan, the layer ``milp``'s, ``local-search``'s and a ``best-response-contention`` loop
+  from the best of them.
 - ``myopic+``: the single-model ``myopic+`` placed jointly, interval by interval: each
   model switched to its ``myopic+`` placements from an interval on, or for one interval
   (`placement.multi.intervals`), from the best concurrent plan after ``local-search``.
@@ -28,6 +35,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+import numpy as np
 
 from placement.errors import InputError
 from placement.multi.baselines import Budgeted, budget_split_plans, disjoint_plan, sequential_plan
@@ -43,10 +52,15 @@ METHODS = {
     "pipeline-dp": {"max_exact_devices": 6},
     "local-search": {"max_exact_devices": 6, "max_rounds": 20},
     "milp": {"max_exact_devices": 6, "max_rounds": 20, "time_limit": 30.0},
-    "best-response": {"max_exact_devices": 6, "max_rounds": 20, "response_rounds": 3},
-    "best-response-milp": {"max_exact_devices": 6, "max_rounds": 20, "response_rounds": 3},
+    "best-response": {"max_exact_devices": 6, "max_rounds": 20, "response_rounds": 3, "time_limit": None},
+    "best-response-milp": {"max_exact_devices": 6, "max_rounds": 20, "response_rounds": 3, "time_limit": None},
+    "best-response-contention": {"max_exact_devices": 6, "max_rounds": 20, "response_rounds": 3, "time_limit": None},
+    "best-response-priced": {"max_exact_devices": 6, "max_rounds": 20, "response_rounds": 3, "time_limit": None},
+    "milp-head": {"max_exact_devices": 6, "max_rounds": 20, "response_rounds": 3, "time_limit": 30.0},
     "myopic+": {"max_exact_devices": 6, "max_rounds": 20, "response_rounds": 3},
 }
+RESPONSE_SOLVERS = {"best-response": "myopic+", "best-response-milp": "milp", "best-response-contention": "contention",
+                    "best-response-priced": "priced", "milp-head": "contention"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,7 +77,8 @@ class MultiResult:
     objective : float or None
         The evaluator's figure of the instance's objective (makespan or weighted sum), seconds.
     bound : float or None
-        ``milp``: a lower bound on the objective of every concurrent joint layer plan that fits, seconds.
+        ``milp``: a lower bound on the objective of every concurrent joint layer plan that fits;
+        ``milp-head``: of every concurrent head-level joint plan that fits (layer plans among them), seconds.
     solve_time_s : float
     stats : dict
         ``candidates`` (joint plans compared), ``dp_calls`` (single-model DPs), and per method
@@ -126,27 +141,37 @@ def _run(multi: MultiInstance, method: str, options: dict[str, Any]) -> tuple[Jo
     candidates = _start(multi, method, b, options.get("max_exact_devices", 6))
     stats: dict[str, Any] = {}
     bound = None
-    if method == "milp":
+    if method in ("milp", "milp-head"):  # milp-head: the layer MILP's plan is a candidate; its bound is not used
         from placement.multi.milp import joint_milp
 
         devices, bound, stats["milp_status"], stats["milp_message"] = joint_milp(multi, time_limit=options["time_limit"])
         if devices is not None:
             plans = tuple(layer_plan(inst, d, "milp") for inst, d in zip(multi.instances, devices))
             candidates.append(JointPlan(plans, "concurrent", method="milp"))
-    if method in ("local-search", "milp", "myopic+") or method.startswith("best-response"):
+    if method in ("local-search", "milp", "milp-head", "myopic+") or method.startswith("best-response"):
         concurrent = [p for p in candidates if p.schedule == "concurrent"]
         start, _ = _best(multi, concurrent, tables)
         if start is not None:
             improved, _, search_stats = local_search(multi, start, tables, max_rounds=options["max_rounds"])
             candidates.append(improved)
             stats |= search_stats
-    if method.startswith("best-response"):
+    if method == "milp-head":  # after local-search, which moves layer plans only
+        from placement.multi.head_milp import head_terms, solve_head_milp
+
+        terms = tuple(head_terms(inst) for inst in multi.instances)
+        found = solve_head_milp(multi, tuple(range(multi.n_models)), terms, time_limit=options["time_limit"])
+        stats["layer_milp_status"] = stats["milp_status"]
+        bound, stats["milp_status"], stats["milp_message"] = found.bound_s, found.status, found.message
+        if found.plans is not None:
+            candidates.append(JointPlan(found.plans, "concurrent", method="milp-head"))
+    if method in RESPONSE_SOLVERS:
         from placement.multi.response import best_response
 
         start, _ = _best(multi, [p for p in candidates if p.schedule == "concurrent"], tables)
         if start is not None:
-            solver = "milp" if method == "best-response-milp" else "myopic+"
-            improved, _, response_stats = best_response(multi, start, tables, solver, max_rounds=options["response_rounds"])
+            improved, _, response_stats = best_response(multi, start, tables, RESPONSE_SOLVERS[method],
+                                                        max_rounds=options["response_rounds"],
+                                                        time_limit=options["time_limit"])
             candidates.append(improved)
             stats |= response_stats
     if method == "myopic+":
@@ -200,8 +225,8 @@ def solve(multi: MultiInstance, method: str = "local-search", **options: Any) ->
         One of `METHODS`.
     **options
         ``max_exact_devices`` (disjoint split by enumeration up to this many devices),
-        ``max_rounds`` (local-search passes), ``time_limit`` (seconds, milp), ``response_rounds``
-        (best-response and myopic+ passes over the models).
+        ``max_rounds`` (local-search passes), ``time_limit`` (seconds: milp and milp-head's MILP;
+        best-response*'s and milp-head's whole response loop), ``response_rounds`` (best-response and myopic+ passes over the models).
 
     Returns
     -------
@@ -227,6 +252,9 @@ def solve(multi: MultiInstance, method: str = "local-search", **options: Any) ->
         known = ", ".join(METHODS[method]) or "none"
         raise InputError(f"joint method {method!r} takes no option {', '.join(map(repr, unknown))}; its options: {known}")
     merged = {**METHODS[method], **{k: v for k, v in options.items() if v is not None}}
+    limit = merged.get("time_limit")
+    if limit is not None and not (isinstance(limit, (int, float)) and np.isfinite(limit) and limit >= 0):
+        raise InputError(f"joint method {method!r}: `time_limit` must be a number of seconds ≥ 0, got {limit!r}")
     start = time.perf_counter()
     plan, bound, stats = _run(multi, method, merged)
     seconds = time.perf_counter() - start
