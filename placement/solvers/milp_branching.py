@@ -39,6 +39,7 @@ from placement.plan import Placement, Plan
 from placement.solvers.linear import LinearProblem
 from placement.solvers.milp_bounds import layer_classes
 from placement.solvers.milp_model import SECONDS_PER_UNIT, Phase, output_routes, phase_terms, profile_sends_input
+from placement.solvers.milp_pricing import attention_stage
 from placement.solvers.milp_signatures import Refinement, SignatureTables, signature_bound
 
 __all__ = ["ExactTables", "ExactBound", "Signature", "MAX_COMPOSITIONS", "exact_tables", "exact_signature_bound",
@@ -101,30 +102,6 @@ class ExactTables:
     labels: np.ndarray
 
 
-def _token_stage(terms: dict, layer: int, counts: np.ndarray, shared: bool, sends_input: bool) -> np.ndarray:
-    """The attention stage of one token (or one summed phase) for every ``(u, q, counts)``: (N_u, N_q, C), ms.
-
-    Switched: the slowest group device's chain (input, its groups, its outputs to ``q``);
-    shared: the slowest compute plus every transfer (docs/milp.md, "The attention stage").
-    """
-    C, N = counts.shape
-    K = int(counts[0].sum())
-    k = np.arange(K + 1)
-    by_count = terms["out_latency"][..., None] * (k > 0) + terms["out_per_group"][..., None] * k \
-        + np.moveaxis(terms["out_by_count"], 0, -1)  # (m, q, c): head outputs of c groups
-    out = by_count[np.arange(N)[None, :], :, counts]  # (C, m, q)
-    compute = terms["group"][layer][None] * counts  # (C, m)
-    t_in = terms["t_in"] if sends_input else np.zeros((N, N))
-    used = counts > 0
-    recv = t_in[:, None, :] * used[None]  # (u, C, m)
-    moved = recv[:, :, :, None] + out[None] * used[None, :, :, None]  # (u, C, m, q)
-    if shared:
-        stage = compute.max(axis=1)[None, :, None] + moved.sum(axis=2)  # (u, C, q)
-    else:
-        stage = np.where(used[None, :, :, None], moved + compute[None, :, :, None], 0.0).max(axis=2)
-    return stage.transpose(0, 2, 1)
-
-
 def exact_tables(instance: Instance, k: int | None = 0, time_limit_s: float | None = None) -> ExactTables | None:
     """Interval `k`'s configurations costed token by token (`ExactTables`), or None when out of scope.
 
@@ -166,7 +143,8 @@ def exact_tables(instance: Instance, k: int | None = 0, time_limit_s: float | No
         if terms["sum_gather"]:
             return None
         for c, layer in enumerate(firsts):
-            stage[c] += _token_stage(terms, layer, counts, shared, sends_input)
+            stage[c] += attention_stage(terms, layer, counts[None, None], np.arange(N)[:, None, None],
+                                        np.arange(N)[None, :, None], shared, sends_input)  # (u, q, counts)
         for key in ("proj", "ffn", "t_hidden", "embed", "t_lm", "lm", "t_token"):
             totals[key] = totals.get(key, 0.0) + terms[key]
     rest = np.stack([totals["proj"][layer][:, None] + totals["t_hidden"] + totals["ffn"][layer][None, :]

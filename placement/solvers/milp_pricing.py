@@ -19,8 +19,8 @@ from placement.instance import Instance
 from placement.plan import Placement
 from placement.solvers.milp_model import Phase, output_routes, phase_terms
 
-__all__ = ["IntervalData", "Pool", "Prices", "Scope", "attention_by_count", "cheapest_path", "config_costs", "ends_priced", "ends_table", "interval_data",
-           "lagrangian", "path_placement", "price_classes", "pricer", "two_phase_arcs"]
+__all__ = ["IntervalData", "Pool", "Prices", "Scope", "attention_by_count", "attention_stage", "cheapest_path", "config_costs",
+           "ends_priced", "ends_table", "head_outputs", "interval_data", "lagrangian", "path_placement", "price_classes", "pricer", "two_phase_arcs"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,11 +96,57 @@ def interval_data(instance: Instance, k: int, route: np.ndarray, varies: np.ndar
                          min(needed, len(usable)), usable >= whole * (1 - 1e-9))
 
 
-def _head_outputs(terms: dict, K: int) -> np.ndarray:
-    """Time of the head outputs of ``c`` groups from ``m`` to ``q``: (N_m, N_q, K+1), ms."""
-    c = np.arange(K + 1)
+def head_outputs(terms: dict) -> np.ndarray:
+    """Time of the head outputs of ``c`` groups from ``m`` to ``q``.
+
+    Parameters
+    ----------
+    terms : dict
+        One phase's `milp_model.phase_terms`.
+
+    Returns
+    -------
+    ndarray, shape (N_m, N_q, K+1)
+        ms, for ``c = 0 … K`` groups.
+    """
+    c = np.arange(terms["out_by_count"].shape[0])
     fixed = terms["out_latency"][..., None] * (c > 0) + terms["out_per_group"][..., None] * c
     return fixed + np.moveaxis(terms["out_by_count"], 0, -1)
+
+
+def attention_stage(terms: dict, layer: int, n: np.ndarray, u: np.ndarray, q: np.ndarray, shared: bool,
+                    sends_input: bool) -> np.ndarray:
+    """The attention stage of configurations with ``n`` groups per device, input on ``u``, projection on ``q``.
+
+    Switched: the slowest group device's chain (the input, its groups, its outputs to
+    ``q``); shared: the slowest compute plus every transfer (docs/milp.md, "The attention
+    stage").
+
+    Parameters
+    ----------
+    terms : dict
+        One phase's `milp_model.phase_terms`.
+    layer : int
+    n : ndarray of int, shape (..., N)
+        Groups per device.
+    u, q : ndarray of int
+        The devices holding the layer's input and its projection, broadcastable with ``n[..., 0]``.
+    shared, sends_input : bool
+        The network is one shared medium; the profile sends the layer's input to group devices.
+
+    Returns
+    -------
+    ndarray
+        ms, the broadcast shape of ``n[..., 0]``, `u` and `q`.
+    """
+    N = n.shape[-1]
+    out = head_outputs(terms)[np.arange(N), np.asarray(q)[..., None], n]  # (..., N)
+    compute = terms["group"][layer] * n
+    t_in = terms["t_in"] if sends_input else np.zeros((N, N))
+    recv, used = t_in[np.asarray(u)], n > 0
+    if shared:
+        return compute.max(axis=-1) + np.where(used, recv + out, 0.0).sum(axis=-1)
+    return np.where(used, recv + out + compute, 0.0).max(axis=-1)
 
 
 def _allocate(per_count: np.ndarray, allowed: np.ndarray, K: int,
@@ -139,7 +185,7 @@ def _stage_tables(terms: dict, layer: int, group_price: np.ndarray, sigma: float
     """The attention stage's pieces for input device `u`: every threshold ``A`` (q, A), the counts each
     device may take within it (q, A, m, c), and the additive cost of ``c`` groups on ``m`` (q, m, c), ms."""
     N = len(group_price)
-    out = _head_outputs(terms, K)  # (m, q, c)
+    out = head_outputs(terms)  # (m, q, c)
     c = np.arange(K + 1)
     compute = terms["group"][layer][:, None] * c  # (m, c)
     t_in = terms["t_in"] if sends_input else np.zeros((N, N))
@@ -236,7 +282,7 @@ def _two_phase_attention(phases: list[dict], layer: int, shared: bool, sends_inp
         chains, linear = [], np.zeros((N, N, K + 1))
         for t, tin in zip(phases, t_in):
             compute = np.broadcast_to(t["group"][layer][:, None] * c, (N, N, K + 1))  # (q, m, c)
-            moved = tin[u][None, :, None] * (c > 0) + _head_outputs(t, K).transpose(1, 0, 2)
+            moved = tin[u][None, :, None] * (c > 0) + head_outputs(t).transpose(1, 0, 2)
             chains.append(compute if shared else moved + compute)
             linear = linear + (moved if shared else 0.0)
         a, b = (chain[:, :, 1:].reshape(N, -1) for chain in chains)  # (q, A) each
@@ -499,15 +545,9 @@ def config_costs(data: IntervalData, scope: Scope, layer: int,
         Messages sent (the devices row).
     """
     t, n = data.terms, pool.n
-    J, N = n.shape
-    out = _head_outputs(t, scope.K)[np.arange(N)[None], pool.q[:, None], n]  # (J, N)
-    compute = t["group"][layer][None] * n
-    t_in = t["t_in"] if scope.sends_input else np.zeros((N, N))
-    recv, used = t_in[pool.u], n > 0
-    if scope.shared:
-        stage = compute.max(axis=1) + np.where(used, recv + out, 0.0).sum(axis=1)
-    else:
-        stage = np.where(used, recv + out + compute, 0.0).max(axis=1)
+    N = n.shape[1]
+    used = n > 0
+    stage = attention_stage(t, layer, n, pool.u, pool.q, scope.shared, scope.sends_input)
     cost = stage + t["proj"][layer][pool.q] + t["t_hidden"][pool.q, pool.v] + t["ffn"][layer][pool.v]
     eye = np.eye(N)
     memory = n * data.group_mem[layer] + eye[pool.q] * data.projection_mem[layer] + eye[pool.v] * data.ffn_mem[layer]
