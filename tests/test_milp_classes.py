@@ -16,12 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import placement
 from placement.evaluate import evaluate
 from placement.instance import instance_from_dict
 from placement.solvers.baselines import solve_pipeline_dp
 from placement.solvers.milp import _initial_blocks
 from placement.options import Deadline
 from placement.solvers.milp_classes import class_bound, device_classes, with_class_bound
+from placement.solvers.milp_packing import packing_bound
 from placement.solvers.milp_model import ALWAYS_BUILT_COLUMNS, build_formulation, model_columns, skip_reason
 from placement.solvers.myopic_plus import solve_myopic_plus
 from placement.solvers.reference import solve_pipeline, solve_single
@@ -150,3 +152,57 @@ def test_large_models_are_skipped_with_their_size_named():
     assert reason is not None and f"{columns:,} columns" in reason
     assert skip_reason(inst, intervals, None) is None  # no limit: always built
     assert skip_reason(problem("split-three-dev"), [0], 1e-3) is None  # small models are always built
+
+
+# --- the packing bound on a shared medium (placement/solvers/milp_packing.py) ---
+
+_SHARED = [name for name in PROBLEMS if problem(name).cluster.network == "shared"]
+
+
+@pytest.mark.parametrize("name", _SHARED)
+def test_packing_bound_never_above_the_brute_force_optimum_on_the_test_problems(name):
+    inst = problem(name)
+    found = packing_bound(inst, time_limit_s=10.0)
+    if found is None:  # out of scope: the three-phase profile, experts, layers of several classes
+        return
+    assert 0.0 < found <= brute_force(inst).total_s * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_packing_bound_never_above_brute_force_on_star_and_mesh_clusters(seed):
+    kinds = [["fast", "fast", "slow"], ["fast", "slow", "slow"], ["slow", "fast", "slow", "slow"]][seed % 3]
+    inst = _identical_cluster(seed, layers=1 + seed % 2, kinds=kinds, shared=True, star=seed % 2 == 0,
+                              one_interval=True)
+    found = packing_bound(inst, time_limit_s=10.0)
+    assert 0.0 < found <= brute_force(inst).total_s * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_packing_bound_never_above_any_heuristic_plan_or_the_milp_optimum(seed):
+    rng = np.random.default_rng(200 + seed)
+    kinds = ["slow"] + [str(k) for k in rng.choice(["fast", "slow"], size=int(rng.integers(3, 7)))]
+    inst = _identical_cluster(seed, layers=int(rng.integers(2, 6)), kinds=kinds, shared=True, star=seed % 2 == 0)
+    figures = []
+    for heuristic in (solve_single, solve_pipeline, solve_pipeline_dp, solve_myopic_plus):
+        result = heuristic(inst)
+        if result.report is not None and result.report.feasible:
+            figures.append(evaluate(inst, result.plan).total_s)
+    exact = placement.solve(inst, method="milp", time_limit=30)
+    if exact.status == "optimal":
+        figures.append(exact.report.total_s)
+    assert figures
+    found = packing_bound(inst, time_limit_s=20.0)
+    assert 0.0 < found <= min(figures) * (1 + 1e-9)
+
+
+def test_packing_bound_is_for_a_shared_medium_only():
+    inst = _identical_cluster(3, layers=2, kinds=["fast", "slow", "slow"], shared=False, star=True)
+    assert packing_bound(inst, time_limit_s=5.0) is None  # switched: group devices' transfers overlap
+
+
+def test_the_milp_hook_takes_the_higher_of_the_class_and_packing_bounds():
+    inst = _identical_cluster(5, layers=3, kinds=["slow", "fast", "slow", "slow", "fast"], shared=True, star=True)
+    stats: dict = {}
+    found = with_class_bound(inst, None, None, deadline=Deadline(None), stats=stats)
+    assert found.bound_s == max(stats["class_bound_s"], stats["packing_bound_s"])
+    assert found.bound_s <= evaluate(inst, solve_pipeline_dp(inst).plan).total_s * (1 + 1e-9)

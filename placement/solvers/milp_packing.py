@@ -42,10 +42,11 @@ __all__ = ["packing_bound"]
 # Per device, in this order: FFNs, projections, embed, lm_head, groups in layers whose projection is here
 # (aq) and elsewhere (ao), layers with groups here (b) and with groups but not the projection (bo), layer
 # inputs (si), hidden states (sh), lm_head inputs (sl), token ids (st) and head outputs (so) received,
-# other messages sent (ss), in use (z), embed and lm_head together (w: tied embeddings stored once).
-_NAMES = ("f", "p", "e", "h", "aq", "ao", "b", "bo", "si", "sh", "sl", "st", "so", "ss", "z", "w")
-# The transfer kinds a receiver counts, with their time tables in `phase_terms`.
-_RECEIVED = {"si": "t_in", "sh": "t_hidden", "sl": "t_lm", "st": "t_token"}
+# the same four kinds sent (xi, xh, xl, xt), in use (z), embed and lm_head together (w: tied embeddings
+# stored once).
+_NAMES = ("f", "p", "e", "h", "aq", "ao", "b", "bo", "si", "sh", "sl", "st", "so", "xi", "xh", "xl", "xt", "z", "w")
+# The transfer kinds counted by their receiver, their time tables in `phase_terms`, and their count by sender.
+_RECEIVED = {"si": ("t_in", "xi"), "sh": ("t_hidden", "xh"), "sl": ("t_lm", "xl"), "st": ("t_token", "xt")}
 # The bound given up to cover rounding in the sums of many small times and HiGHS's tolerances.
 _ROUNDING = 1e-7
 
@@ -65,12 +66,14 @@ def _split(times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return s, r
 
 
-def _coefficients(instance: Instance, k: int) -> dict[str, np.ndarray]:
-    """Each variable's time per unit (ms, summed over interval `k`'s tokens and the prefill in interval 0), (N,)."""
+def _coefficients(instance: Instance, k: int) -> dict:
+    """Each variable's time per unit (ms, summed over interval `k`'s tokens and the prefill in interval 0), (N,),
+    and ``fastest_group``: the least time of one group on any device (ms)."""
     N, K = instance.n_devices, instance.model.kv_heads
     route, varies = output_routes(instance)
     steps = np.flatnonzero(instance.workload.interval_of_step() == k)
     coef = {name: np.zeros(N) for name in _NAMES}
+    coef["fastest_group"] = 0.0  # the least time of one group on any device, summed over the phases
     count = np.arange(1, K + 1)[:, None, None]
     off = ~np.eye(N, dtype=bool)
     for phase in ([Phase(0, None)] if k == 0 else []) + [Phase(0, steps)]:
@@ -78,6 +81,7 @@ def _coefficients(instance: Instance, k: int) -> dict[str, np.ndarray]:
         for name in ("f", "p", "aq"):
             coef[name] += t[{"f": "ffn", "p": "proj", "aq": "group"}[name]][0]
         coef["e"] += t["embed"]
+        coef["fastest_group"] += float(t["group"][0].min())
         coef["h"] += t["lm"]
         # head outputs of j groups: at least `ell + j·beta` from each sender (beta 0 where a route varies by size)
         out = t["out_latency"][None] * 1.0 + t["out_per_group"][None] * count + t["out_by_count"][1:]
@@ -86,12 +90,10 @@ def _coefficients(instance: Instance, k: int) -> dict[str, np.ndarray]:
         coef["ao"] += beta
         coef["bo"] += s_out
         coef["so"] += r_out
-        sent = np.full(N, np.inf)
-        for name, key in _RECEIVED.items():
+        for name, (key, sender) in _RECEIVED.items():
             s, r = _split(t[key])
             coef[name] += r
-            sent = np.minimum(sent, s)
-        coef["ss"] += sent
+            coef[sender] += s
     return coef
 
 
@@ -106,10 +108,12 @@ def _program(instance: Instance, k: int) -> tuple[np.ndarray, list, np.ndarray] 
     size["w"] = -size["e"] if heads_share_memory(instance.model, instance.precision) else 0.0
     rows, lower, upper = [], [], []
 
-    def row(terms: dict[str, float], lo: float, hi: float, m: int | None = None) -> None:
-        v = np.zeros(V * N)
+    def row(terms: dict[str, float | np.ndarray], lo: float, hi: float, m: int | None = None) -> None:
+        v = np.zeros(V * N + 1)  # the last column: the attention stages' total (ms)
         for name, weight in terms.items():
-            if m is None:
+            if name == "A":
+                v[-1] += weight
+            elif m is None:
                 v[at[name] * N:(at[name] + 1) * N] += weight
             else:
                 v[at[name] * N + m] += weight
@@ -121,7 +125,16 @@ def _program(instance: Instance, k: int) -> tuple[np.ndarray, list, np.ndarray] 
     for terms, n in (({"f": 1}, L), ({"p": 1}, L), ({"aq": 1, "ao": 1}, L * K), ({"e": 1}, 1), ({"h": 1}, 1)):
         row(terms, n, n)
     row({"so": 1, "bo": -1}, 0, 0)
-    row({"ss": 1, "si": -1, "sh": -1, "sl": -1, "st": -1}, 0, 0)
+    # the attention stages: at least the projection devices' own groups, and at least K·ĝ/d per layer whose
+    # groups span d devices, where Σ(d − 1) ≤ Σ bo; by Jensen Σ_l K·ĝ/d_l ≥ L·K·ĝ / (1 + Σbo/L), convex and
+    # decreasing in Σbo: its tangents are valid cuts
+    row({"A": 1, "aq": -coef["aq"]}, 0, np.inf)
+    floor = L * K * coef["fastest_group"]
+    for x0 in L * (2.0 ** np.arange(8) - 1):
+        value, slope = floor / (1 + x0 / L), -floor / L / (1 + x0 / L) ** 2
+        row({"A": 1, "bo": -slope}, value - slope * x0, np.inf)
+    for name, (_, sender) in _RECEIVED.items():
+        row({sender: 1, name: -1}, 0, 0)
     usable = usable_bytes(instance)
     whole = L * (size["f"] + size["p"] + K * size["aq"]) + size["e"] + size["h"] + size["w"]
     alone = bool((usable >= whole * (1 - 1e-9)).any())
@@ -136,19 +149,26 @@ def _program(instance: Instance, k: int) -> tuple[np.ndarray, list, np.ndarray] 
         row({"sl": 1, "h": -1, "f": 1}, 0, np.inf, m)
         row({"st": 1, "e": -1, "h": 1}, 0, np.inf, m)
         row({"so": 1, "p": -N * K}, -np.inf, 0, m)
+        # who sends: layer inputs the holders of an FFN or embed (to at most min(K, N−1) group devices each),
+        # hidden states the projections' devices, the lm_head input an FFN's, the token lm_head's
+        row({"xi": 1, "f": -min(K, N - 1), "e": -min(K, N - 1)}, -np.inf, 0, m)
+        row({"xh": 1, "p": -1}, -np.inf, 0, m)
+        row({"xl": 1, "f": -1}, -np.inf, 0, m)
+        row({"xt": 1, "h": -1}, -np.inf, 0, m)
         row({"w": 1, "e": -1}, -np.inf, 0, m)
         row({"w": 1, "h": -1}, -np.inf, 0, m)
         for name, most in (("f", L), ("p", L), ("aq", L * K), ("ao", L * K), ("e", 1), ("h", 1)):
             row({name: 1, "z": -most}, -np.inf, 0, m)
         if not alone:  # two devices or more are in use: each receives and sends at least one message
             row({"si": 1, "sh": 1, "sl": 1, "st": 1, "so": 1, "z": -1}, 0, np.inf, m)
-            row({"ss": 1, "bo": 1, "z": -1}, 0, np.inf, m)
+            row({"xi": 1, "xh": 1, "xl": 1, "xt": 1, "bo": 1, "z": -1}, 0, np.inf, m)
     most = {"f": L, "p": L, "aq": L * K, "ao": L * K, "e": 1, "h": 1, "b": L, "bo": L, "si": L, "sh": L, "sl": 1,
-            "st": 1, "so": N * L, "ss": N * (2 * L + 2), "z": 1, "w": 1}
-    costs = np.concatenate([coef[name] for name in _NAMES])
+            "st": 1, "so": N * L, "xi": K * (L + 1), "xh": L, "xl": 1, "xt": 1, "z": 1, "w": 1}
+    costs = np.concatenate([np.zeros(N) if name == "aq" else coef[name] for name in _NAMES] + [[1.0]])
     if not np.isfinite(costs).all():
         return None  # a pair without a route: no finite part to charge
-    return costs, [np.array(rows), np.array(lower), np.array(upper)], np.concatenate([np.full(N, most[n]) for n in _NAMES])
+    upper_bounds = np.concatenate([np.full(N, most[n]) for n in _NAMES] + [[np.inf]])
+    return costs, [np.array(rows), np.array(lower), np.array(upper)], upper_bounds
 
 
 def packing_bound(instance: Instance, *, time_limit_s: float) -> float | None:
@@ -183,7 +203,8 @@ def packing_bound(instance: Instance, *, time_limit_s: float) -> float | None:
         if program is None:
             return None
         costs, (matrix, lower, upper), most = program
-        result = milp(costs, constraints=LinearConstraint(matrix, lower, upper), integrality=np.ones(len(costs)),
+        integer = np.r_[np.ones(len(costs) - 1), 0.0]
+        result = milp(costs, constraints=LinearConstraint(matrix, lower, upper), integrality=integer,
                       bounds=Bounds(0, most), options={"time_limit": left})
         dual = getattr(result, "mip_dual_bound", None)
         if dual is not None and np.isfinite(dual):
