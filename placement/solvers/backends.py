@@ -16,12 +16,13 @@ from __future__ import annotations
 import math
 import os
 import re
+import signal
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -322,6 +323,7 @@ def _run_interruptible(highs, stop_s: float | None = None) -> tuple[bool, bool]:
 
 # ----------------------------------------------------------------------------- CBC through PuLP
 def _cbc(problem: LinearProblem, time_limit, gap, threads, start) -> SolverOutcome:
+    entered = time.perf_counter()  # building PuLP's model and its MPS file counts against the limit
     try:
         import pulp
     except ImportError as exc:  # pragma: no cover
@@ -356,16 +358,25 @@ def _cbc(problem: LinearProblem, time_limit, gap, threads, start) -> SolverOutco
         warnings.simplefilter("ignore", DeprecationWarning)
         log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # CBC's bound is only in its log
         log.close()
-        cmd = pulp.PULP_CBC_CMD(msg=solver_log_wanted(), timeLimit=time_limit, gapRel=gap, threads=threads,
+        left_s = None if time_limit is None else max(1.0, float(time_limit) - (time.perf_counter() - entered))
+        cmd = pulp.PULP_CBC_CMD(msg=solver_log_wanted(), timeLimit=left_s, gapRel=gap, threads=threads,
                                 warmStart=start is not None, logPath=log.name)
     if not cmd.available():
         raise SolverNotInstalledError("the MILP solver 'cbc' needs PuLP's bundled CBC, which is not available here")
     began = time.perf_counter()
+    watchdog = None if time_limit is None else child_watchdog("cbc", entered + float(time_limit) + OVERRUN_GRACE_S)
     try:
         model.solve(cmd)
         log_text = Path(log.name).read_text(errors="replace")
+    except pulp.PulpSolverError:
+        if watchdog is None or not watchdog.is_set():
+            raise
+        return SolverOutcome("time_limit", f"stopped {OVERRUN_GRACE_S:g} s past the time limit (CBC inside a step "
+                             "that checks no limit)", None, None, None, time.perf_counter() - began)
     finally:
         os.unlink(log.name)
+        if watchdog is not None:
+            watchdog.cancelled = True
     seconds = time.perf_counter() - began
     raw = pulp.LpStatus[model.status]
     solution_status = getattr(model, "sol_status", None)
@@ -414,6 +425,77 @@ def _is_float(text: str) -> bool:
     return True
 
 
+# After SIGINT, how long a solver process may take to write its solution before SIGKILL.
+CHILD_STOP_GRACE_S = 2.0
+
+
+class _Watchdog(threading.Event):
+    """Set once the watched child was signalled; `cancelled` stops the watch."""
+
+    cancelled = False
+
+
+def child_watchdog(name: str, stop_s: float) -> _Watchdog:
+    """Stop this process's child processes called `name` at `stop_s` (`time.perf_counter`): SIGINT, then SIGKILL.
+
+    CBC (through PuLP's command line) overran a 20 s limit by 50 s on a 33k-row model on
+    a loaded 2-core VM (docs/benchmarks.md), as HiGHS did in its cut separator; PuLP waits
+    on the process with no timeout, so the process itself is stopped.
+
+    Parameters
+    ----------
+    name : str
+        The command name of the processes (``/proc/<pid>/stat``), e.g. ``"cbc"``.
+    stop_s : float
+        When to signal them, a `time.perf_counter` value (s).
+
+    Returns
+    -------
+    Event
+        Set once a signal was sent; setting its ``cancelled`` attribute ends the watch.
+    """
+    fired = _Watchdog()
+
+    def watch() -> None:
+        while time.perf_counter() < stop_s:
+            if fired.cancelled:
+                return
+            time.sleep(0.05)
+        for sig, wait_s in ((signal.SIGINT, CHILD_STOP_GRACE_S), (signal.SIGKILL, 0.0)):
+            children = child_processes(name)
+            if fired.cancelled or not children:
+                return
+            fired.set()
+            for pid in children:
+                with suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            time.sleep(wait_s)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return fired
+
+
+def child_processes(name: str) -> list[int]:
+    """Process ids of this process's children whose command is `name` (Linux ``/proc``; empty elsewhere).
+
+    Parameters
+    ----------
+    name : str
+
+    Returns
+    -------
+    list of int
+    """
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with suppress(OSError, ValueError, IndexError):
+            text = stat.read_text()
+            comm, rest = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+            if comm == name and int(rest[1]) == os.getpid():
+                found.append(int(stat.parent.name))
+    return found
+
+
 # ----------------------------------------------------------------------------- SCIP through OR-Tools
 def _ortools(problem: LinearProblem, time_limit, gap, threads, start) -> SolverOutcome:
     # OR-Tools bundles its own HiGHS, whose symbols clash with highspy's when both are
@@ -423,8 +505,14 @@ def _ortools(problem: LinearProblem, time_limit, gap, threads, start) -> SolverO
     import sys
 
     worker = "from placement.solvers.backends import _ortools_worker; _ortools_worker()"
-    payload = pickle.dumps((problem, time_limit, gap, threads, start))
-    done = subprocess.run([sys.executable, "-c", worker], input=payload, capture_output=True, check=False)
+    # the limit as an end on the wall clock: the worker's start-up and model building count against it
+    payload = pickle.dumps((problem, None if time_limit is None else time.time() + float(time_limit), gap, threads, start))
+    timeout_s = None if time_limit is None else float(time_limit) + OVERRUN_GRACE_S + INTERRUPT_GRACE_S
+    try:
+        done = subprocess.run([sys.executable, "-c", worker], input=payload, capture_output=True, check=False,
+                              timeout=timeout_s)
+    except subprocess.TimeoutExpired:  # SCIP inside a step that checks no limit: the worker was killed
+        return SolverOutcome("time_limit", "stopped past the time limit", None, None, None, timeout_s)
     if done.returncode != 0:
         message = done.stderr.decode(errors="replace").strip().splitlines()
         if message and "SolverNotInstalledError" in message[-1]:
@@ -442,7 +530,7 @@ def _ortools_worker() -> None:
     sys.stdout.buffer.write(pickle.dumps(outcome))
 
 
-def _ortools_here(problem: LinearProblem, time_limit, gap, threads, start) -> SolverOutcome:
+def _ortools_here(problem: LinearProblem, end_time, gap, threads, start) -> SolverOutcome:
     try:
         from ortools.linear_solver import pywraplp
     except ImportError as exc:  # pragma: no cover
@@ -467,8 +555,8 @@ def _ortools_here(problem: LinearProblem, time_limit, gap, threads, start) -> So
             objective.SetCoefficient(columns[j], float(c))
     objective.SetOffset(problem.offset)
     objective.SetMinimization()
-    if time_limit is not None:
-        solver.SetTimeLimit(int(time_limit * 1000))
+    if end_time is not None:  # what the start-up and building left (`end_time`: a `time.time` value)
+        solver.SetTimeLimit(max(1, int((end_time - time.time()) * 1000)))
     if threads is not None:
         solver.SetNumThreads(int(threads))
     if start is not None:
