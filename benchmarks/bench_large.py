@@ -9,8 +9,9 @@ For every instance of `instances/large/` the heuristics the MILP must match are 
 ``placement.solve(instance, method="milp", time_limit=T)``; the table gives the best
 heuristic's total, the MILP's plan total and bound, the gap ``(plan − bound) / plan``,
 the MILP's wall-clock time (the median over `--repeats`), where the bound came from
-(the configuration LP, the device-class bound, the per-layer MILP) and whether the
-per-layer MILP was built. The machine and its load are printed first.
+(the configuration LP, the device-class bound, the packing bound on a shared medium,
+the per-layer MILP) and whether the per-layer MILP was built. The machine and its load
+are printed first.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def _best_heuristic(instance) -> tuple[str, float]:
 
 def _source(result) -> str:
     stats = result.stats
-    named = {"configuration LP": stats.get("configuration_bound_s"), "device classes": stats.get("class_bound_s")}
+    named = {"configuration LP": stats.get("configuration_bound_s"), "device classes": stats.get("class_bound_s"),
+             "packing": stats.get("packing_bound_s")}
     found = {name: value for name, value in named.items() if value is not None}
     if result.bound is None:
         return "-"

