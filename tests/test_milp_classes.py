@@ -215,3 +215,22 @@ def test_packing_bound_proves_the_pipeline_optimal_where_the_class_bound_cannot(
     packed = packing_bound(inst, time_limit_s=20.0)
     assert packed == pytest.approx(plan_s, rel=1e-6)
     assert class_bound(inst, time_limit_s=20.0).bound_s < 0.99 * packed
+
+
+def test_an_interval_whose_program_dominates_another_has_at_least_its_optimum():
+    # what lets `packing_bound` count a solved interval's bound for one it did not reach
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    from placement.solvers.milp_packing import _program
+
+    inst = problem("shared-three-intervals")
+    optimum, keys = [], []
+    for k in range(inst.workload.n_intervals):
+        costs, (matrix, lower, upper), most, key = _program(inst, k)
+        result = milp(costs, constraints=LinearConstraint(matrix, lower, upper),
+                      integrality=np.r_[np.ones(len(costs) - 1), 0.0], bounds=Bounds(0, most))
+        optimum.append(result.fun)
+        keys.append(key)
+    pairs = [(j, k) for j in range(len(keys)) for k in range(len(keys)) if j != k and (keys[k] >= keys[j]).all()]
+    assert pairs  # the caches grow: later decode intervals dominate earlier ones
+    assert all(optimum[k] >= optimum[j] * (1 - 1e-9) for j, k in pairs)

@@ -97,8 +97,9 @@ def _coefficients(instance: Instance, k: int) -> dict:
     return coef
 
 
-def _program(instance: Instance, k: int) -> tuple[np.ndarray, list, np.ndarray] | None:
-    """Interval `k`'s integer program: costs (V·N,), constraint rows (matrix, lower, upper) and upper bounds."""
+def _program(instance: Instance, k: int) -> tuple[np.ndarray, list, np.ndarray, np.ndarray] | None:
+    """Interval `k`'s integer program: costs (V·N+1,), constraint rows (matrix, lower, upper), upper bounds, and
+    the figures it depends on (its costs, group times and block sizes) for `packing_bound`'s dominance test."""
     N, L, K = instance.n_devices, instance.model.layers, instance.model.kv_heads
     V, at = len(_NAMES), {name: i for i, name in enumerate(_NAMES)}
     coef = _coefficients(instance, k)
@@ -171,7 +172,9 @@ def _program(instance: Instance, k: int) -> tuple[np.ndarray, list, np.ndarray] 
     if not np.isfinite(costs).all():
         return None  # a pair without a route: no finite part to charge
     upper_bounds = np.concatenate([np.full(N, most[n]) for n in _NAMES] + [[np.inf]])
-    return costs, [np.array(rows), np.array(lower), np.array(upper)], upper_bounds
+    # what an interval's program depends on, all non-decreasing in its tightness (`packing_bound`'s dominance)
+    key = np.concatenate([costs, coef["aq"], [coef["fastest_group"]], [size[n] for n in ("f", "p", "aq", "e", "h")]])
+    return costs, [np.array(rows), np.array(lower), np.array(upper)], upper_bounds, key
 
 
 def packing_bound(instance: Instance, *, time_limit_s: float) -> float | None:
@@ -181,9 +184,11 @@ def packing_bound(instance: Instance, *, time_limit_s: float) -> float | None:
     ----------
     instance : Instance
     time_limit_s : float
-        Seconds for the whole call, shared by the intervals in turn; the bound is valid
-        whenever it stops (an interval left unsolved counts its integer program's dual
-        bound so far, an interval not reached counts 0).
+        Seconds for the whole call, shared by the intervals in turn (the first decode
+        interval and the last first); the bound is valid whenever it stops: an interval
+        counts its integer program's dual bound so far, or, not reached, the best bound of
+        a solved interval whose program it dominates (every cost and block size at least
+        as large: every point feasible for it is feasible there at no higher cost), else 0.
 
     Returns
     -------
@@ -197,19 +202,26 @@ def packing_bound(instance: Instance, *, time_limit_s: float) -> float | None:
         return None
     started = time.perf_counter()
     I = instance.workload.n_intervals
-    total = 0.0
-    for k in range(I):
-        left = started + time_limit_s * (k + 1) / I - time.perf_counter()
+    # the first decode interval and the last first: by dominance their bounds cover the others (below)
+    order = list(dict.fromkeys([0, min(1, I - 1), I - 1] + list(range(I))))
+    solved: dict[int, tuple[float, np.ndarray]] = {}
+    for done, k in enumerate(order):
+        left = (started + time_limit_s - time.perf_counter()) / (len(order) - done)
         if left <= 0:
-            continue  # an interval not solved counts 0, a valid bound on its cost
+            break
         program = _program(instance, k)
         if program is None:
             return None
-        costs, (matrix, lower, upper), most = program
+        costs, (matrix, lower, upper), most, key = program
         integer = np.r_[np.ones(len(costs) - 1), 0.0]
         result = milp(costs, constraints=LinearConstraint(matrix, lower, upper), integrality=integer,
                       bounds=Bounds(0, most), options={"time_limit": left})
         dual = getattr(result, "mip_dual_bound", None)
-        if dual is not None and np.isfinite(dual):
-            total += max(float(dual), 0.0)
+        solved[k] = (max(float(dual), 0.0) if dual is not None and np.isfinite(dual) else 0.0, key)
+    total = 0.0
+    for k in range(I):
+        # an interval whose program is dominated by a solved one's (every cost and block size at least as
+        # large, so every point feasible for it is feasible there at no higher cost) has at least its bound
+        key = solved[k][1] if k in solved else _program(instance, k)[3]
+        total += max([value for value, other in solved.values() if (key >= other).all()], default=0.0)
     return total * SECONDS_PER_UNIT * (1 - _ROUNDING)
