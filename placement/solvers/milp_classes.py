@@ -82,7 +82,8 @@ class ClassBound:
     evaluations : int
         Lagrangian evaluations (pricings) spent, over all intervals.
     intervals_priced : int
-        Intervals whose bound was computed (the others count 0: the time ran out).
+        Intervals whose bound was computed (each other one counts a priced interval's
+        bound that it dominates, or 0).
     """
 
     bound_s: float
@@ -468,7 +469,9 @@ def class_bound(instance: Instance, *, time_limit_s: float, upper_bound_s: float
     -------
     ClassBound or None
         None for the three-phase profile (``kafetzis2025``), whose head outputs add up
-        differently. Intervals the time limit leaves unpriced count zero.
+        differently. Intervals are priced in the order first, first decode, last, then
+        the rest; one the time limit leaves unpriced counts the best bound of a priced
+        interval it dominates (every time and memory fraction at least as large), else 0.
     """
     started = time.perf_counter()
     deadline = started + time_limit_s
@@ -480,17 +483,35 @@ def class_bound(instance: Instance, *, time_limit_s: float, upper_bound_s: float
         return None
     shared = instance.cluster.network == "shared"
     scale = (upper_bound_s or 1.0) / SECONDS_PER_UNIT / I
-    total = floor = 0.0
-    evaluations = priced = 0
+    evaluations = 0
     start = np.zeros(int(labels.max()) + 2)
-    for k, x in enumerate(relaxed):
-        if time.perf_counter() > deadline:
-            break  # an interval not priced counts 0, a valid bound on its cost
-        share = started + time_limit_s * (k + 1) / I
-        value, lowest, start, spent = _search(x, layer_labels, shared, scale, start, share)
-        total, floor, evaluations, priced = total + max(value, 0.0), floor + max(lowest, 0.0), evaluations + spent, k + 1
+    found: dict[int, tuple[float, float]] = {}
+    # the first decode interval and the last first: by dominance their bounds cover the others
+    order = list(dict.fromkeys([0, min(1, I - 1), I - 1] + list(range(I))))
+    for done, k in enumerate(order):
+        now = time.perf_counter()
+        if now > deadline:
+            break
+        value, lowest, start, spent = _search(relaxed[k], layer_labels, shared, scale, start,
+                                              now + (deadline - now) / (len(order) - done))
+        found[k] = (max(value, 0.0), max(lowest, 0.0))
+        evaluations += spent
+    # an interval not priced counts the best priced one it dominates (`_dominates`), else 0
+    covered = [[found[j] for j in found if _dominates(relaxed[k], relaxed[j])] for k in range(I)]
+    total = sum(max((v for v, _ in c), default=0.0) for c in covered)
+    floor = sum(max((f for _, f in c), default=0.0) for c in covered)
     to_s = SECONDS_PER_UNIT * (1 - _ROUNDING)
-    return ClassBound(total * to_s, floor * to_s, int(labels.max()) + 1, evaluations, priced)
+    return ClassBound(total * to_s, floor * to_s, int(labels.max()) + 1, evaluations, len(found))
+
+
+def _dominates(a: _Relaxed, b: _Relaxed) -> bool:
+    """Whether interval `a`'s Lagrangian is at least `b`'s at every multiplier: its every time and memory
+    fraction at least `b`'s, and the same classes, tied saving and devices row (so each placement's priced
+    cost is at least its cost in `b`, and so is the minimum)."""
+    same = all(np.array_equal(getattr(a, f), getattr(b, f)) for f in ("size", "saving", "alone", "messages_needed"))
+    larger = ("group", "proj", "ffn", "embed", "lm", "t_in", "t_hidden", "t_lm", "t_token", "out", "group_mem",
+              "proj_mem", "ffn_mem", "embed_mem", "lm_mem")
+    return same and all((getattr(a, f) >= getattr(b, f)).all() for f in larger)
 
 
 def with_class_bound(instance: Instance, columns: ConfigurationBound | None, warm_plan: Plan | None, *,
