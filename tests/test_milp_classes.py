@@ -234,3 +234,21 @@ def test_an_interval_whose_program_dominates_another_has_at_least_its_optimum():
     pairs = [(j, k) for j in range(len(keys)) for k in range(len(keys)) if j != k and (keys[k] >= keys[j]).all()]
     assert pairs  # the caches grow: later decode intervals dominate earlier ones
     assert all(optimum[k] >= optimum[j] * (1 - 1e-9) for j, k in pairs)
+
+
+def test_a_dominating_interval_has_the_larger_lagrangian_at_every_multiplier():
+    # what lets `class_bound` count a priced interval's bound for one the time limit left unpriced
+    from placement.solvers.milp_bounds import layer_classes
+    from placement.solvers.milp_classes import _dominates, _lagrangian, _relaxed_interval
+
+    inst = problem("shared-three-intervals")
+    labels, layer_labels = device_classes(inst), layer_classes(inst)
+    relaxed = [_relaxed_interval(inst, k, labels, layer_labels) for k in range(inst.workload.n_intervals)]
+    pairs = [(j, k) for j in range(3) for k in range(3) if j != k and _dominates(relaxed[k], relaxed[j])]
+    assert pairs == [(1, 2)]  # the second decode interval's caches and times are the larger
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        z = rng.exponential(1.0, size=int(labels.max()) + 2) * rng.choice([0.0, 1.0], size=int(labels.max()) + 2)
+        low = _lagrangian(relaxed[1], layer_labels, z[:-1], float(z[-1]), True)[0]
+        high = _lagrangian(relaxed[2], layer_labels, z[:-1], float(z[-1]), True)[0]
+        assert high >= low - 1e-9 * abs(low)
