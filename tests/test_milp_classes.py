@@ -63,6 +63,24 @@ def _identical_cluster(seed: int, *, layers: int, kinds: list[str], shared: bool
     return instance_from_dict(spec, source=spec["name"])
 
 
+def _heuristic_figures(inst) -> list[float]:
+    """The evaluator's total of every feasible heuristic plan (at least one)."""
+    figures = []
+    for heuristic in (solve_single, solve_pipeline, solve_pipeline_dp, solve_myopic_plus):
+        result = heuristic(inst)
+        if result.report is not None and result.report.feasible:
+            figures.append(evaluate(inst, result.plan).total_s)
+    assert figures
+    return figures
+
+
+def _random_shared_cluster(seed: int):
+    """A seeded cluster of 4-7 boards of the two kinds on one shared medium (star or mesh), 2-5 layers."""
+    rng = np.random.default_rng(200 + seed)
+    kinds = ["slow"] + [str(k) for k in rng.choice(["fast", "slow"], size=int(rng.integers(3, 7)))]
+    return _identical_cluster(seed, layers=int(rng.integers(2, 6)), kinds=kinds, shared=True, star=seed % 2 == 0)
+
+
 def test_classes_are_the_boards_of_one_kind():
     inst = _identical_cluster(0, layers=2, kinds=["fast", "slow", "fast", "slow", "slow"], shared=False, star=True)
     # the links differ board by board; the classes are the kinds, in order of first appearance
@@ -115,12 +133,7 @@ def test_bound_never_above_any_heuristic_plan_on_random_clusters(seed):
     kinds = ["slow"] + [str(k) for k in rng.choice(["fast", "slow"], size=int(rng.integers(4, 9)))]
     inst = _identical_cluster(seed, layers=int(rng.integers(3, 7)), kinds=kinds, shared=seed % 2 == 0,
                               star=seed % 4 < 2)
-    figures = []
-    for heuristic in (solve_single, solve_pipeline, solve_pipeline_dp, solve_myopic_plus):
-        result = heuristic(inst)
-        if result.report is not None and result.report.feasible:
-            figures.append(evaluate(inst, result.plan).total_s)
-    assert figures
+    figures = _heuristic_figures(inst)
     found = class_bound(inst, time_limit_s=20.0, upper_bound_s=min(figures))
     assert found.intervals_priced == inst.workload.n_intervals
     assert 0.0 < found.bound_s <= min(figures) * (1 + 1e-9)
@@ -178,15 +191,8 @@ def test_packing_bound_never_above_brute_force_on_star_and_mesh_clusters(seed):
 
 @pytest.mark.parametrize("seed", range(6))
 def test_packing_bound_never_above_any_heuristic_plan_on_random_clusters(seed):
-    rng = np.random.default_rng(200 + seed)
-    kinds = ["slow"] + [str(k) for k in rng.choice(["fast", "slow"], size=int(rng.integers(3, 7)))]
-    inst = _identical_cluster(seed, layers=int(rng.integers(2, 6)), kinds=kinds, shared=True, star=seed % 2 == 0)
-    figures = []
-    for heuristic in (solve_single, solve_pipeline, solve_pipeline_dp, solve_myopic_plus):
-        result = heuristic(inst)
-        if result.report is not None and result.report.feasible:
-            figures.append(evaluate(inst, result.plan).total_s)
-    assert figures
+    inst = _random_shared_cluster(seed)
+    figures = _heuristic_figures(inst)
     found = packing_bound(inst, time_limit_s=20.0)
     assert 0.0 < found <= min(figures) * (1 + 1e-9)
 
@@ -208,9 +214,7 @@ def test_the_milp_hook_takes_the_higher_of_the_class_and_packing_bounds():
 def test_packing_bound_proves_the_pipeline_optimal_where_the_class_bound_cannot(seed):
     # the random clusters above, seeds 1 and 4: memory-tight boards on one medium, where the class bound
     # (fractional layers) stays 1.6-3.4 % below pipeline-dp's plan; whole blocks close it
-    rng = np.random.default_rng(200 + seed)
-    kinds = ["slow"] + [str(k) for k in rng.choice(["fast", "slow"], size=int(rng.integers(3, 7)))]
-    inst = _identical_cluster(seed, layers=int(rng.integers(2, 6)), kinds=kinds, shared=True, star=seed % 2 == 0)
+    inst = _random_shared_cluster(seed)
     plan_s = evaluate(inst, solve_pipeline_dp(inst).plan).total_s
     packed = packing_bound(inst, time_limit_s=20.0)
     assert packed == pytest.approx(plan_s, rel=1e-6)

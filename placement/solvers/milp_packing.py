@@ -222,6 +222,9 @@ def packing_bound(instance: Instance, *, time_limit_s: float) -> float | None:
     for k in range(I):
         # an interval whose program is dominated by a solved one's (every cost and block size at least as
         # large, so every point feasible for it is feasible there at no higher cost) has at least its bound
-        key = solved[k][1] if k in solved else _program(instance, k)[3]
+        program = None if k in solved else _program(instance, k)
+        if k not in solved and program is None:
+            continue  # counts 0
+        key = solved[k][1] if k in solved else program[3]
         total += max([value for value, other in solved.values() if (key >= other).all()], default=0.0)
     return total * SECONDS_PER_UNIT * (1 - _ROUNDING)
