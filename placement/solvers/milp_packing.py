@@ -8,8 +8,9 @@ integral instead: per interval, a small integer program chooses how many of each
 block every device holds (whole FFNs, projections, attention groups, ``embed``,
 ``lm_head``; docs/milp.md, "A packing bound on a shared medium") and charges
 
-- every block's compute at the device's rate, a layer's attention groups at the
-  projection device's rate (the stage's maximum is at least that device's share);
+- every block's compute at the device's rate; the attention stages at least the
+  projection devices' own groups, and at least a floor that falls as the groups spread
+  over more devices (each extra device sends a head-output message);
 - every message a plan with those holdings must send, at the least time any plan could
   give it: per device, at least ``(layers with groups here) − (layers whose input is
   here)`` layer inputs received, ``(FFNs here) − (projections here)`` hidden states,
