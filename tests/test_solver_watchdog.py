@@ -1,4 +1,4 @@
-"""The watchdog that stops a solver's child process past its time limit (placement/solvers/backends.py).
+"""The watchdog that stops a solver's child process past its time limit (placement/solvers/child_watchdog.py).
 
 PuLP waits on CBC with no timeout, and CBC overran a 20 s limit by 50 s on a loaded VM;
 the watchdog signals the process itself. Checked on a real child process (``sleep``),
@@ -11,7 +11,7 @@ import signal
 import subprocess
 import time
 
-from placement.solvers.backends import child_processes, child_watchdog
+from placement.solvers.child_watchdog import child_processes, child_watchdog
 
 
 def test_only_this_process_children_of_that_name_are_found():

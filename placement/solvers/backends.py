@@ -16,19 +16,19 @@ from __future__ import annotations
 import math
 import os
 import re
-import signal
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from placement.errors import InputError, SolverNotInstalledError
+from placement.solvers.child_watchdog import child_watchdog
 from placement.solvers.linear import LinearProblem
 
 __all__ = ["SolverOutcome", "solve_problem", "solve_lp_duals", "SOLVERS", "solver_log_wanted", "new_highs"]
@@ -423,77 +423,6 @@ def _is_float(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-# After SIGINT, how long a solver process may take to write its solution before SIGKILL.
-CHILD_STOP_GRACE_S = 2.0
-
-
-class _Watchdog(threading.Event):
-    """Set once the watched child was signalled; `cancelled` stops the watch."""
-
-    cancelled = False
-
-
-def child_watchdog(name: str, stop_s: float) -> _Watchdog:
-    """Stop this process's child processes called `name` at `stop_s` (`time.perf_counter`): SIGINT, then SIGKILL.
-
-    CBC (through PuLP's command line) overran a 20 s limit by 50 s on a 33k-row model on
-    a loaded 2-core VM (docs/benchmarks.md), as HiGHS did in its cut separator; PuLP waits
-    on the process with no timeout, so the process itself is stopped.
-
-    Parameters
-    ----------
-    name : str
-        The command name of the processes (``/proc/<pid>/stat``), e.g. ``"cbc"``.
-    stop_s : float
-        When to signal them, a `time.perf_counter` value (s).
-
-    Returns
-    -------
-    Event
-        Set once a signal was sent; setting its ``cancelled`` attribute ends the watch.
-    """
-    fired = _Watchdog()
-
-    def watch() -> None:
-        while time.perf_counter() < stop_s:
-            if fired.cancelled:
-                return
-            time.sleep(0.05)
-        for sig, wait_s in ((signal.SIGINT, CHILD_STOP_GRACE_S), (signal.SIGKILL, 0.0)):
-            children = child_processes(name)
-            if fired.cancelled or not children:
-                return
-            fired.set()
-            for pid in children:
-                with suppress(ProcessLookupError):
-                    os.kill(pid, sig)
-            time.sleep(wait_s)
-
-    threading.Thread(target=watch, daemon=True).start()
-    return fired
-
-
-def child_processes(name: str) -> list[int]:
-    """Process ids of this process's children whose command is `name` (Linux ``/proc``; empty elsewhere).
-
-    Parameters
-    ----------
-    name : str
-
-    Returns
-    -------
-    list of int
-    """
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with suppress(OSError, ValueError, IndexError):
-            text = stat.read_text()
-            comm, rest = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
-            if comm == name and int(rest[1]) == os.getpid():
-                found.append(int(stat.parent.name))
-    return found
 
 
 # ----------------------------------------------------------------------------- SCIP through OR-Tools
