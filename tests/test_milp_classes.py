@@ -22,6 +22,7 @@ from placement.solvers.baselines import solve_pipeline_dp
 from placement.solvers.milp import _initial_blocks
 from placement.options import Deadline
 from placement.solvers.milp_classes import class_bound, device_classes, with_class_bound
+from placement.solvers.milp_packing import packing_bound
 from placement.solvers.milp_model import ALWAYS_BUILT_COLUMNS, build_formulation, model_columns, skip_reason
 from placement.solvers.myopic_plus import solve_myopic_plus
 from placement.solvers.reference import solve_pipeline, solve_single
@@ -60,6 +61,24 @@ def _identical_cluster(seed: int, *, layers: int, kinds: list[str], shared: bool
     else:
         spec["mesh"] = {"bandwidth": f"{int(rng.integers(50, 1000))} Mbit/s", "latency": f"{rng.uniform(0.05, 2):.2f} ms"}
     return instance_from_dict(spec, source=spec["name"])
+
+
+def _heuristic_figures(inst) -> list[float]:
+    """The evaluator's total of every feasible heuristic plan (at least one)."""
+    figures = []
+    for heuristic in (solve_single, solve_pipeline, solve_pipeline_dp, solve_myopic_plus):
+        result = heuristic(inst)
+        if result.report is not None and result.report.feasible:
+            figures.append(evaluate(inst, result.plan).total_s)
+    assert figures
+    return figures
+
+
+def _random_shared_cluster(seed: int):
+    """A seeded cluster of 4-7 boards of the two kinds on one shared medium (star or mesh), 2-5 layers."""
+    rng = np.random.default_rng(200 + seed)
+    kinds = ["slow"] + [str(k) for k in rng.choice(["fast", "slow"], size=int(rng.integers(3, 7)))]
+    return _identical_cluster(seed, layers=int(rng.integers(2, 6)), kinds=kinds, shared=True, star=seed % 2 == 0)
 
 
 def test_classes_are_the_boards_of_one_kind():
@@ -114,12 +133,7 @@ def test_bound_never_above_any_heuristic_plan_on_random_clusters(seed):
     kinds = ["slow"] + [str(k) for k in rng.choice(["fast", "slow"], size=int(rng.integers(4, 9)))]
     inst = _identical_cluster(seed, layers=int(rng.integers(3, 7)), kinds=kinds, shared=seed % 2 == 0,
                               star=seed % 4 < 2)
-    figures = []
-    for heuristic in (solve_single, solve_pipeline, solve_pipeline_dp, solve_myopic_plus):
-        result = heuristic(inst)
-        if result.report is not None and result.report.feasible:
-            figures.append(evaluate(inst, result.plan).total_s)
-    assert figures
+    figures = _heuristic_figures(inst)
     found = class_bound(inst, time_limit_s=20.0, upper_bound_s=min(figures))
     assert found.intervals_priced == inst.workload.n_intervals
     assert 0.0 < found.bound_s <= min(figures) * (1 + 1e-9)
@@ -150,3 +164,95 @@ def test_large_models_are_skipped_with_their_size_named():
     assert reason is not None and f"{columns:,} columns" in reason
     assert skip_reason(inst, intervals, None) is None  # no limit: always built
     assert skip_reason(problem("split-three-dev"), [0], 1e-3) is None  # small models are always built
+
+
+# --- the packing bound on a shared medium (placement/solvers/milp_packing.py) ---
+
+_SHARED = [name for name in PROBLEMS if problem(name).cluster.network == "shared"]
+
+
+@pytest.mark.parametrize("name", _SHARED)
+def test_packing_bound_never_above_the_brute_force_optimum_on_the_test_problems(name):
+    inst = problem(name)
+    found = packing_bound(inst, time_limit_s=10.0)
+    if found is None:  # out of scope: the three-phase profile, experts, layers of several classes
+        return
+    assert 0.0 < found <= brute_force(inst).total_s * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_packing_bound_never_above_brute_force_on_star_and_mesh_clusters(seed):
+    kinds = [["fast", "fast", "slow"], ["fast", "slow", "slow"], ["slow", "fast", "slow", "slow"]][seed % 3]
+    # one layer: brute force over several layers of three boards is tens of thousands of evaluations
+    inst = _identical_cluster(seed, layers=1, kinds=kinds, shared=True, star=seed % 2 == 0, one_interval=True)
+    found = packing_bound(inst, time_limit_s=10.0)
+    assert 0.0 < found <= brute_force(inst).total_s * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_packing_bound_never_above_any_heuristic_plan_on_random_clusters(seed):
+    inst = _random_shared_cluster(seed)
+    figures = _heuristic_figures(inst)
+    found = packing_bound(inst, time_limit_s=20.0)
+    assert 0.0 < found <= min(figures) * (1 + 1e-9)
+
+
+def test_packing_bound_is_for_a_shared_medium_only():
+    inst = _identical_cluster(3, layers=2, kinds=["fast", "slow", "slow"], shared=False, star=True)
+    assert packing_bound(inst, time_limit_s=5.0) is None  # switched: group devices' transfers overlap
+
+
+def test_the_milp_hook_takes_the_higher_of_the_class_and_packing_bounds():
+    inst = _identical_cluster(5, layers=3, kinds=["slow", "fast", "slow", "slow", "fast"], shared=True, star=True)
+    stats: dict = {}
+    found = with_class_bound(inst, None, None, deadline=Deadline(None), stats=stats)
+    assert found.bound_s == max(stats["class_bound_s"], stats["packing_bound_s"])
+    assert found.bound_s <= evaluate(inst, solve_pipeline_dp(inst).plan).total_s * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("seed", [1, 4])
+def test_packing_bound_proves_the_pipeline_optimal_where_the_class_bound_cannot(seed):
+    # the random clusters above, seeds 1 and 4: memory-tight boards on one medium, where the class bound
+    # (fractional layers) stays 1.6-3.4 % below pipeline-dp's plan; whole blocks close it
+    inst = _random_shared_cluster(seed)
+    plan_s = evaluate(inst, solve_pipeline_dp(inst).plan).total_s
+    packed = packing_bound(inst, time_limit_s=20.0)
+    assert packed == pytest.approx(plan_s, rel=1e-6)
+    assert class_bound(inst, time_limit_s=20.0).bound_s < 0.99 * packed
+
+
+def test_an_interval_whose_program_dominates_another_has_at_least_its_optimum():
+    # what lets `packing_bound` count a solved interval's bound for one it did not reach
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    from placement.solvers.milp_packing import _program
+
+    inst = problem("shared-three-intervals")
+    optimum, keys = [], []
+    for k in range(inst.workload.n_intervals):
+        costs, (matrix, lower, upper), most, key = _program(inst, k)
+        result = milp(costs, constraints=LinearConstraint(matrix, lower, upper),
+                      integrality=np.r_[np.ones(len(costs) - 1), 0.0], bounds=Bounds(0, most))
+        optimum.append(result.fun)
+        keys.append(key)
+    pairs = [(j, k) for j in range(len(keys)) for k in range(len(keys)) if j != k and (keys[k] >= keys[j]).all()]
+    assert pairs  # the caches grow: later decode intervals dominate earlier ones
+    assert all(optimum[k] >= optimum[j] * (1 - 1e-9) for j, k in pairs)
+
+
+def test_a_dominating_interval_has_the_larger_lagrangian_at_every_multiplier():
+    # what lets `class_bound` count a priced interval's bound for one the time limit left unpriced
+    from placement.solvers.milp_bounds import layer_classes
+    from placement.solvers.milp_classes import _dominates, _lagrangian, _relaxed_interval
+
+    inst = problem("shared-three-intervals")
+    labels, layer_labels = device_classes(inst), layer_classes(inst)
+    relaxed = [_relaxed_interval(inst, k, labels, layer_labels) for k in range(inst.workload.n_intervals)]
+    pairs = [(j, k) for j in range(3) for k in range(3) if j != k and _dominates(relaxed[k], relaxed[j])]
+    assert pairs == [(1, 2)]  # the second decode interval's caches and times are the larger
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        z = rng.exponential(1.0, size=int(labels.max()) + 2) * rng.choice([0.0, 1.0], size=int(labels.max()) + 2)
+        low = _lagrangian(relaxed[1], layer_labels, z[:-1], float(z[-1]), True)[0]
+        high = _lagrangian(relaxed[2], layer_labels, z[:-1], float(z[-1]), True)[0]
+        assert high >= low - 1e-9 * abs(low)

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from placement.errors import InputError, SolverNotInstalledError
+from placement.solvers.child_watchdog import child_watchdog
 from placement.solvers.linear import LinearProblem
 
 __all__ = ["SolverOutcome", "solve_problem", "solve_lp_duals", "SOLVERS", "solver_log_wanted", "new_highs",
@@ -332,6 +333,7 @@ def _run_interruptible(highs, stop_s: float | None = None) -> tuple[bool, bool]:
 
 # ----------------------------------------------------------------------------- CBC through PuLP
 def _cbc(problem: LinearProblem, time_limit, gap, threads, start) -> SolverOutcome:
+    entered = time.perf_counter()  # building PuLP's model and its MPS file counts against the limit
     try:
         import pulp
     except ImportError as exc:  # pragma: no cover
@@ -366,16 +368,25 @@ def _cbc(problem: LinearProblem, time_limit, gap, threads, start) -> SolverOutco
         warnings.simplefilter("ignore", DeprecationWarning)
         log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # CBC's bound is only in its log
         log.close()
-        cmd = pulp.PULP_CBC_CMD(msg=solver_log_wanted(), timeLimit=time_limit, gapRel=gap, threads=threads,
+        left_s = None if time_limit is None else max(1.0, float(time_limit) - (time.perf_counter() - entered))
+        cmd = pulp.PULP_CBC_CMD(msg=solver_log_wanted(), timeLimit=left_s, gapRel=gap, threads=threads,
                                 warmStart=start is not None, logPath=log.name)
     if not cmd.available():
         raise SolverNotInstalledError("the MILP solver 'cbc' needs PuLP's bundled CBC, which is not available here")
     began = time.perf_counter()
+    watchdog = None if time_limit is None else child_watchdog("cbc", entered + float(time_limit) + OVERRUN_GRACE_S)
     try:
         model.solve(cmd)
         log_text = Path(log.name).read_text(errors="replace")
+    except pulp.PulpSolverError:
+        if watchdog is None or not watchdog.is_set():
+            raise
+        return SolverOutcome("time_limit", f"stopped {OVERRUN_GRACE_S:g} s past the time limit (CBC inside a step "
+                             "that checks no limit)", None, None, None, time.perf_counter() - began)
     finally:
         os.unlink(log.name)
+        if watchdog is not None:
+            watchdog.cancelled = True
     seconds = time.perf_counter() - began
     raw = pulp.LpStatus[model.status]
     solution_status = getattr(model, "sol_status", None)
@@ -433,8 +444,14 @@ def _ortools(problem: LinearProblem, time_limit, gap, threads, start) -> SolverO
     import sys
 
     worker = "from placement.solvers.backends import _ortools_worker; _ortools_worker()"
-    payload = pickle.dumps((problem, time_limit, gap, threads, start))
-    done = subprocess.run([sys.executable, "-c", worker], input=payload, capture_output=True, check=False)
+    # the limit as an end on the wall clock: the worker's start-up and model building count against it
+    payload = pickle.dumps((problem, None if time_limit is None else time.time() + float(time_limit), gap, threads, start))
+    timeout_s = None if time_limit is None else float(time_limit) + OVERRUN_GRACE_S + INTERRUPT_GRACE_S
+    try:
+        done = subprocess.run([sys.executable, "-c", worker], input=payload, capture_output=True, check=False,
+                              timeout=timeout_s)
+    except subprocess.TimeoutExpired:  # SCIP inside a step that checks no limit: the worker was killed
+        return SolverOutcome("time_limit", "stopped past the time limit", None, None, None, timeout_s)
     if done.returncode != 0:
         message = done.stderr.decode(errors="replace").strip().splitlines()
         if message and "SolverNotInstalledError" in message[-1]:
@@ -452,7 +469,7 @@ def _ortools_worker() -> None:
     sys.stdout.buffer.write(pickle.dumps(outcome))
 
 
-def _ortools_here(problem: LinearProblem, time_limit, gap, threads, start) -> SolverOutcome:
+def _ortools_here(problem: LinearProblem, end_time, gap, threads, start) -> SolverOutcome:
     try:
         from ortools.linear_solver import pywraplp
     except ImportError as exc:  # pragma: no cover
@@ -477,8 +494,8 @@ def _ortools_here(problem: LinearProblem, time_limit, gap, threads, start) -> So
             objective.SetCoefficient(columns[j], float(c))
     objective.SetOffset(problem.offset)
     objective.SetMinimization()
-    if time_limit is not None:
-        solver.SetTimeLimit(int(time_limit * 1000))
+    if end_time is not None:  # what the start-up and building left (`end_time`: a `time.time` value)
+        solver.SetTimeLimit(max(1, int((end_time - time.time()) * 1000)))
     if threads is not None:
         solver.SetNumThreads(int(threads))
     if start is not None:

@@ -44,6 +44,7 @@ from placement.instance import Instance
 from placement.options import Deadline
 from placement.plan import Plan
 from placement.solvers.milp_bounds import ConfigurationBound, layer_classes, row_classes
+from placement.solvers.milp_packing import packing_bound
 from placement.solvers.milp_model import (
     SECONDS_PER_UNIT, Phase, output_routes, phase_terms, profile_sends_input, skip_reason,
 )
@@ -81,7 +82,8 @@ class ClassBound:
     evaluations : int
         Lagrangian evaluations (pricings) spent, over all intervals.
     intervals_priced : int
-        Intervals whose bound was computed (the others count 0: the time ran out).
+        Intervals whose bound was computed (each other one counts a priced interval's
+        bound that it dominates, or 0).
     """
 
     bound_s: float
@@ -467,7 +469,9 @@ def class_bound(instance: Instance, *, time_limit_s: float, upper_bound_s: float
     -------
     ClassBound or None
         None for the three-phase profile (``kafetzis2025``), whose head outputs add up
-        differently. Intervals the time limit leaves unpriced count zero.
+        differently. Intervals are priced in the order first, first decode, last, then
+        the rest; one the time limit leaves unpriced counts the best bound of a priced
+        interval it dominates (every time and memory fraction at least as large), else 0.
     """
     started = time.perf_counter()
     deadline = started + time_limit_s
@@ -479,17 +483,35 @@ def class_bound(instance: Instance, *, time_limit_s: float, upper_bound_s: float
         return None
     shared = instance.cluster.network == "shared"
     scale = (upper_bound_s or 1.0) / SECONDS_PER_UNIT / I
-    total = floor = 0.0
-    evaluations = priced = 0
+    evaluations = 0
     start = np.zeros(int(labels.max()) + 2)
-    for k, x in enumerate(relaxed):
-        if time.perf_counter() > deadline:
-            break  # an interval not priced counts 0, a valid bound on its cost
-        share = started + time_limit_s * (k + 1) / I
-        value, lowest, start, spent = _search(x, layer_labels, shared, scale, start, share)
-        total, floor, evaluations, priced = total + max(value, 0.0), floor + max(lowest, 0.0), evaluations + spent, k + 1
+    found: dict[int, tuple[float, float]] = {}
+    # the first decode interval and the last first: by dominance their bounds cover the others
+    order = list(dict.fromkeys([0, min(1, I - 1), I - 1] + list(range(I))))
+    for done, k in enumerate(order):
+        now = time.perf_counter()
+        if now > deadline:
+            break
+        value, lowest, start, spent = _search(relaxed[k], layer_labels, shared, scale, start,
+                                              now + (deadline - now) / (len(order) - done))
+        found[k] = (max(value, 0.0), max(lowest, 0.0))
+        evaluations += spent
+    # an interval not priced counts the best priced one it dominates (`_dominates`), else 0
+    covered = [[found[j] for j in found if _dominates(relaxed[k], relaxed[j])] for k in range(I)]
+    total = sum(max((v for v, _ in c), default=0.0) for c in covered)
+    floor = sum(max((f for _, f in c), default=0.0) for c in covered)
     to_s = SECONDS_PER_UNIT * (1 - _ROUNDING)
-    return ClassBound(total * to_s, floor * to_s, int(labels.max()) + 1, evaluations, priced)
+    return ClassBound(total * to_s, floor * to_s, int(labels.max()) + 1, evaluations, len(found))
+
+
+def _dominates(a: _Relaxed, b: _Relaxed) -> bool:
+    """Whether interval `a`'s Lagrangian is at least `b`'s at every multiplier: its every time and memory
+    fraction at least `b`'s, and the same classes, tied saving and devices row (so each placement's priced
+    cost is at least its cost in `b`, and so is the minimum)."""
+    same = all(np.array_equal(getattr(a, f), getattr(b, f)) for f in ("size", "saving", "alone", "messages_needed"))
+    larger = ("group", "proj", "ffn", "embed", "lm", "t_in", "t_hidden", "t_lm", "t_token", "out", "group_mem",
+              "proj_mem", "ffn_mem", "embed_mem", "lm_mem")
+    return same and all((getattr(a, f) >= getattr(b, f)).all() for f in larger)
 
 
 def with_class_bound(instance: Instance, columns: ConfigurationBound | None, warm_plan: Plan | None, *,
@@ -501,6 +523,9 @@ def with_class_bound(instance: Instance, columns: ConfigurationBound | None, war
     left, or nine tenths of it when the per-layer MILP will not be built anyway
     (`milp_model.skip_reason`), a minute without a limit; its figures go to `stats`
     (``class_bound_s``, ``class_floor_s``, ``device_classes``, ``class_intervals_priced``).
+    On a shared medium the packing bound (`milp_packing.packing_bound`) runs first with
+    up to two thirds of that time, the class bound gets the rest, and the higher of the
+    two counts (``packing_bound_s``).
 
     Parameters
     ----------
@@ -528,13 +553,20 @@ def with_class_bound(instance: Instance, columns: ConfigurationBound | None, war
         skipped = skip_reason(instance, list(range(instance.workload.n_intervals)), 0.8 * remaining)
         budget = (0.9 if skipped else 0.2) * remaining
     upper = None if warm_plan is None else evaluate(instance, warm_plan).total_s
-    found = class_bound(instance, time_limit_s=budget, upper_bound_s=upper)
-    if found is None or found.intervals_priced == 0:
+    # on a shared medium the packing bound (milp_packing) runs first, with up to two thirds of the time
+    began = time.perf_counter()
+    packed = packing_bound(instance, time_limit_s=budget * 2 / 3) if instance.cluster.network == "shared" else None
+    found = class_bound(instance, time_limit_s=budget - (time.perf_counter() - began), upper_bound_s=upper)
+    if packed is not None:
+        stats["packing_bound_s"] = packed
+    if found is not None and found.intervals_priced > 0:
+        stats.update(class_bound_s=found.bound_s, class_floor_s=found.floor_s, device_classes=found.classes,
+                     class_intervals_priced=found.intervals_priced)
+    best = max([b for b in (packed, None if found is None or found.intervals_priced == 0 else found.bound_s)
+                if b is not None and b > 0], default=None)
+    if best is None:
         return columns  # out of scope, or no time was left: no bound rather than a bound of 0
-    stats.update(class_bound_s=found.bound_s, class_floor_s=found.floor_s, device_classes=found.classes,
-                 class_intervals_priced=found.intervals_priced)
     if columns is None:
-        # no configuration LP ran: the class bound is the only (path) bound there is
-        return ConfigurationBound(found.bound_s, None, None, 0, int(layer_classes(instance).max()) + 1,
-                                  path_bound_s=found.bound_s)
-    return replace(columns, bound_s=max(columns.bound_s, found.bound_s))
+        # no configuration LP ran: the class (or packing) bound is the only (path) bound there is
+        return ConfigurationBound(best, None, None, 0, int(layer_classes(instance).max()) + 1, path_bound_s=best)
+    return replace(columns, bound_s=max(columns.bound_s, best))

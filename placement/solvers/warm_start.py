@@ -12,14 +12,19 @@ from placement.instance import Instance
 from placement.options import Deadline
 from placement.plan import Placement
 from placement.solvers.baselines import solve_pipeline_dp
+from placement.solvers.milp_model import skip_reason
 from placement.solvers.myopic_plus import solve_myopic_plus
 from placement.solvers.reference import solve_pipeline, solve_single
 
-__all__ = ["MYOPIC_SHARE", "best_heuristic_placements"]
+__all__ = ["MYOPIC_SHARE", "MYOPIC_SHARE_UNBUILT", "best_heuristic_placements"]
 
 # The share of the time left that myopic+ may take as a warm start: the MILP it warm-starts,
 # and its bound, need the rest.
 MYOPIC_SHARE = 0.25
+# The share when the per-layer MILP will not be built (`milp_model.skip_reason`): only the bounds
+# run after the warm start, and the class bound reaches its figure in about 10 s on 48 devices
+# (docs/benchmarks.md), while myopic+'s first decision there takes minutes.
+MYOPIC_SHARE_UNBUILT = 0.75
 
 
 def best_heuristic_placements(instance: Instance, *, whole_generation: bool,
@@ -41,7 +46,8 @@ def best_heuristic_placements(instance: Instance, *, whole_generation: bool,
         feasible plan (the warm start's time counts against the limit).
     deadline : Deadline, optional
         The caller's time limit: myopic+ gets `MYOPIC_SHARE` of the time left when it
-        starts as its own ``time_limit`` (default: none).
+        starts as its own ``time_limit``, `MYOPIC_SHARE_UNBUILT` when the per-layer MILP
+        over every interval would not be built in that time (default: none).
 
     Returns
     -------
@@ -57,7 +63,10 @@ def best_heuristic_placements(instance: Instance, *, whole_generation: bool,
         # myopic+ without its MILP neighbourhood: the MILP it warm-starts is that exact search, whole
         if heuristic is solve_myopic_plus:
             left_s = deadline.remaining_s()
-            results.append(heuristic(instance, lns_time_s=0, time_limit=None if left_s is None else MYOPIC_SHARE * left_s))
+            share = MYOPIC_SHARE
+            if left_s is not None and skip_reason(instance, list(range(instance.workload.n_intervals)), left_s):
+                share = MYOPIC_SHARE_UNBUILT
+            results.append(heuristic(instance, lns_time_s=0, time_limit=None if left_s is None else share * left_s))
         else:
             results.append(heuristic(instance))
     candidates = [r for r in results if r.report is not None and r.report.feasible]
