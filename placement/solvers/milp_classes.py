@@ -45,6 +45,7 @@ from placement.options import Deadline
 from placement.plan import Plan
 from placement.solvers.milp_bounds import ConfigurationBound, layer_classes, row_classes
 from placement.solvers.milp_packing import packing_bound
+from placement.solvers.milp_pricing import head_outputs
 from placement.solvers.milp_model import (
     SECONDS_PER_UNIT, Phase, output_routes, phase_terms, profile_sends_input, skip_reason,
 )
@@ -178,9 +179,7 @@ def _relaxed_interval(instance: Instance, k: int, labels: np.ndarray, layer_labe
     t = _interval_terms(instance, k, *output_routes(instance))
     if t["sum_gather"]:
         raise _OutOfScope
-    count = np.arange(K + 1)
-    out = (t["out_latency"][..., None] * (count > 0) + t["out_per_group"][..., None] * count
-           + np.moveaxis(t["out_by_count"], 0, -1))  # (N, N, K+1)
+    out = head_outputs(t)  # (N, N, K+1)
     first_layer = np.array([np.flatnonzero(layer_labels == c)[0] for c in range(int(layer_labels.max()) + 1)])
     usable = usable_bytes(instance)
     memory = block_memory(instance, instance.precision, workload.interval_max_context()[k:k + 1])

@@ -37,6 +37,7 @@ from placement.cost.tables import block_memory, heads_share_memory, usable_bytes
 from placement.instance import Instance
 from placement.solvers.milp_bounds import layer_classes
 from placement.solvers.milp_model import SECONDS_PER_UNIT, Phase, output_routes, phase_terms
+from placement.solvers.milp_pricing import head_outputs
 
 __all__ = ["packing_bound"]
 
@@ -85,7 +86,7 @@ def _coefficients(instance: Instance, k: int) -> dict:
         coef["fastest_group"] += float(t["group"][0].min())
         coef["h"] += t["lm"]
         # head outputs of j groups: at least `ell + j·beta` from each sender (beta 0 where a route varies by size)
-        out = t["out_latency"][None] * 1.0 + t["out_per_group"][None] * count + t["out_by_count"][1:]
+        out = np.moveaxis(head_outputs(t), -1, 0)[1:]  # (j, m, q) for j = 1 … K groups
         beta = np.where(varies.any(axis=1), 0.0, np.where(off, t["out_per_group"], np.inf).min(axis=1))
         s_out, r_out = _split((out - count * beta[None, :, None]).min(axis=0))
         coef["ao"] += beta
