@@ -13,7 +13,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "milp": ("placement.solvers.milp", "solve_milp"),
     "myopic": ("placement.solvers.myopic", "solve_myopic"),
     "myopic+": ("placement.solvers.myopic_plus", "solve_myopic_plus"),
-    "myopic-milp": ("placement.solvers.milp", "solve_myopic_milp"),
+    "myopic-milp": ("placement.solvers.myopic_milp", "solve_myopic_milp"),
     "pipeline-dp": ("placement.solvers.baselines", "solve_pipeline_dp"),
     "experts": ("placement.solvers.experts", "solve_experts"),
     "memory-proportional": ("placement.solvers.baselines", "solve_memory_proportional"),

@@ -10,7 +10,6 @@ bound is a bound on the true optimum.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -23,7 +22,7 @@ from placement.instance import Instance, capacity_problems
 from placement.plan import Placement, Plan
 from placement.result import Result
 from placement.options import Deadline
-from placement.solvers.backends import SOLVERS, SolverOutcome, is_proven, solve_problem
+from placement.solvers.backends import SolverOutcome, is_proven, solve_problem
 from placement.solvers.linear import LinearProblem
 from placement.solvers.milp_bounds import ConfigurationBound, configuration_bound
 from placement.solvers.milp_branching import Signature, close_signatures, exact_signature_bound, horizon_exact_bound
@@ -32,62 +31,13 @@ from placement.solvers.milp_classes import with_class_bound
 from placement.solvers.milp_experts import expert_start, places_experts, read_experts, warm_holdings
 from placement.solvers.milp_model import SECONDS_PER_UNIT, Formulation, build_formulation, identical_devices
 from placement.solvers.milp_model import finishing_reserve_s, skip_reason
+from placement.solvers.milp_options import MODES, allowed_masks, check_milp_options, check_pins
 from placement.solvers.warm_start import best_heuristic_placements
 
 __all__ = ["solve_milp", "branch_over_signatures", "Branched", "MODES", "CONFIGURATION_LAYERS"]
 
-MODES = ("horizon", "interval")
 # `bound="auto"` runs the configuration LP for models with at least this many layers.
 CONFIGURATION_LAYERS = 4
-_BLOCK_KEY = re.compile(r"^(attention|projection|ffn|layer)\[(\d+)\]$")
-
-
-def _allowed_masks(instance: Instance, pin: dict[str, str] | None, forbid: dict[str, list[str]] | None) -> dict[str, np.ndarray]:
-    """Masks of allowed devices from `pin` (block → device) and `forbid` (device → blocks)."""
-    L, N = instance.model.layers, instance.n_devices
-    masks = {"attention": np.ones((L, N), bool), "projection": np.ones((L, N), bool), "ffn": np.ones((L, N), bool),
-             "embed": np.ones(N, bool), "lm_head": np.ones(N, bool)}
-    pinned_attention = np.zeros((L, N), bool)
-    known = "'embed', 'lm_head', 'attention', 'projection', 'ffn', 'layer', or one layer's as 'ffn[3]'"
-
-    def targets(key: str) -> list[tuple[str, Any]]:
-        if key in ("embed", "lm_head", "attention", "projection", "ffn"):
-            return [(key, slice(None))]
-        if key == "layer":
-            return [(kind, slice(None)) for kind in ("attention", "projection", "ffn")]
-        match = _BLOCK_KEY.match(key)
-        if not match:
-            raise InputError(f"block {key!r} is unknown; name blocks as {known}")
-        kind, layer = match.group(1), int(match.group(2))
-        if layer >= L:
-            raise InputError(f"block {key!r}: the model has layers 0 to {L - 1}")
-        kinds = ("attention", "projection", "ffn") if kind == "layer" else (kind,)
-        return [(k, layer) for k in kinds]
-
-    for key, device in (pin or {}).items():
-        m = instance.cluster.index(device)
-        for kind, layers in targets(key):
-            row = np.zeros(N, bool)
-            row[m] = True
-            masks[kind][layers] = masks[kind][layers] & row
-            if kind == "attention":
-                pinned_attention[layers, m] = True
-    for device, keys in (forbid or {}).items():
-        m = instance.cluster.index(device)
-        for key in keys:
-            for kind, layers in targets(key):
-                if kind in ("embed", "lm_head"):
-                    masks[kind][m] = False
-                else:
-                    masks[kind][layers, m] = False
-    for kind, mask in masks.items():
-        empty = ~mask.any(axis=-1)
-        if np.any(empty):
-            where = kind if mask.ndim == 1 else f"{kind}[{int(np.flatnonzero(empty)[0])}]"
-            raise InputError(f"`pin`/`forbid` leave no device for {where}; allow at least one")
-    if pinned_attention.any():
-        masks["pin_attention"] = pinned_attention
-    return masks
 
 
 def _canonical(instance: Instance, placements: list[Placement]) -> list[Placement]:
@@ -290,13 +240,13 @@ def solve_milp(
         On an unknown solver, mode, formulation, pinned device or block name.
     """
     deadline = Deadline.after(time_limit)  # one limit for the whole call: warm start, building, every solve
-    _check_milp_options(instance, solver, mode, formulation, token_blocks, interval)
+    check_milp_options(instance, solver, mode, formulation, token_blocks, interval)
     if bound not in ("auto", "configurations", None):
         raise InputError(f"`bound` must be 'auto', 'configurations' or None, got {bound!r}")
     if bound == "auto":
         bound = "configurations" if instance.model.layers >= CONFIGURATION_LAYERS else None
     with_bound = bound == "configurations" and mode == "horizon" and not (pin or forbid)
-    _check_pins(pin, forbid, current)
+    check_pins(pin, forbid, current)
     if isinstance(current, Plan):
         current = current.placement(max(interval - 1, 0))
     if mode == "horizon":
@@ -308,7 +258,7 @@ def solve_milp(
     problems = capacity_problems(instance, splittable=placed)
     if problems:
         return Result("infeasible", "no placement fits: " + "; ".join(problems), None, None, stats={"diagnosis": problems})
-    allowed = _allowed_masks(instance, pin, forbid) if (pin or forbid) else None
+    allowed = allowed_masks(instance, pin, forbid) if (pin or forbid) else None
     intervals = list(range(instance.workload.n_intervals)) if mode == "horizon" else [interval]
     start_placements = _warm_placements(instance, warm_start, current, len(intervals), deadline)
     warm_plan = None  # the warm start as a whole plan, returned if the solver finds nothing better in time
@@ -494,33 +444,6 @@ def _with_configurations(result: Result, columns: ConfigurationBound, started: f
     if is_proven(objective, bound):
         status, message = "optimal", message + " proves the plan optimal"
     return replace(result, status=status, message=message, bound=bound, solve_time_s=time.perf_counter() - started)
-
-
-def _check_milp_options(instance: Instance, solver: str, mode: str, formulation: str, token_blocks, interval: int) -> None:
-    if solver not in SOLVERS:
-        raise InputError(f"unknown MILP solver {solver!r}; solvers are {', '.join(SOLVERS)}")
-    if mode not in MODES:
-        raise InputError(f"unknown mode {mode!r}; modes are {', '.join(MODES)}")
-    if formulation not in ("counts", "per-group"):
-        raise InputError(f"unknown formulation {formulation!r}; use 'counts' or 'per-group'")
-    if not (token_blocks in ("adaptive", "exact") or (isinstance(token_blocks, int) and not isinstance(token_blocks, bool)
-                                                      and token_blocks >= 1)):
-        raise InputError(f"`token_blocks` must be 'adaptive', 'exact' or a positive number of tokens, got {token_blocks!r}")
-    I = instance.workload.n_intervals
-    if mode == "interval" and not (isinstance(interval, int) and 0 <= interval < I):
-        raise InputError(f"`interval` must be between 0 and {I - 1}, got {interval!r}")
-
-
-def _check_pins(pin: Any, forbid: Any, current: Any) -> None:
-    """Types of `pin` (block → device), `forbid` (device → blocks) and `current` (from `--option`, say)."""
-    if pin is not None and not (isinstance(pin, dict) and all(isinstance(k, str) and isinstance(v, str)
-                                                               for k, v in pin.items())):
-        raise InputError(f"`pin` must map block names to device names, such as {{embed: pi5}}, got {pin!r:.80}")
-    if forbid is not None and not (isinstance(forbid, dict) and all(
-            isinstance(k, str) and isinstance(v, list) and all(isinstance(b, str) for b in v) for k, v in forbid.items())):
-        raise InputError(f"`forbid` must map device names to lists of blocks, such as {{pi5: [ffn]}}, got {forbid!r:.80}")
-    if current is not None and not isinstance(current, (Placement, Plan)):
-        raise InputError(f"`current` must be a Placement or a Plan, got {type(current).__name__}")
 
 
 @dataclass(frozen=True)
@@ -746,60 +669,3 @@ def _judge(instance: Instance, form: Formulation, x: np.ndarray, placements: lis
                 f"MILP phase {index} costs {model_value:.9g} s in the model but {true_value:.9g} s in the evaluator"
             )
     return plan, report, inexact
-
-
-def solve_myopic_milp(instance: Instance, *, solver: str = "highs", gap: float = 1e-6,
-                      time_limit: float | None = None, threads: int | None = None) -> Result:
-    """The best a method looking one interval ahead can do: each interval solved exactly, knowing only the past.
-
-    At every interval boundary the MILP's ``interval`` mode chooses the placement that
-    minimizes that interval's cost (its decode steps, the migration into it, and the
-    prefill for the first) given the placement before it; the placements are joined
-    into one plan that the evaluator judges.
-
-    Parameters
-    ----------
-    instance : Instance
-    solver, gap, threads
-        As for `solve_milp`.
-    time_limit : float, optional
-        Seconds for the whole call. Each decision gets an equal share of what is left;
-        once time is up, the remaining intervals keep the last placement (status
-        ``time_limit``).
-
-    Returns
-    -------
-    Result
-        Status ``feasible`` (each decision is optimal for its interval, the whole is
-        not proven optimal), ``time_limit`` when a decision ran out of time, or
-        ``infeasible``; ``stats["decision_times_s"]`` holds each interval's solve time.
-    """
-    placements: list[Placement] = []
-    decision_s: list[float] = []
-    worst = "feasible"
-    deadline = Deadline.after(time_limit)
-    I = instance.workload.n_intervals
-    for k in range(I):
-        if placements and deadline.expired:
-            worst = "time_limit"
-            placements.append(placements[-1])  # no time to decide: keep the placement (no migration)
-            continue
-        share = None if time_limit is None else deadline.remaining_s() / (I - k)
-        result = solve_milp(instance, solver=solver, mode="interval", interval=k,
-                            current=placements[-1] if placements else None, time_limit=share, gap=gap,
-                            threads=threads)
-        decision_s.append(result.solve_time_s)
-        if result.plan is None:
-            return Result(result.status, f"interval {k}: {result.message}", None, None, solve_time_s=sum(decision_s),
-                          stats={"decision_times_s": decision_s})
-        if result.status == "time_limit":
-            worst = "time_limit"
-        placements.append(result.plan.placement(k))
-    plan = Plan(instance.cluster.names, placements, method="myopic-milp")
-    report = evaluate(instance, plan)
-    status = worst if report.feasible else "infeasible"
-    message = f"{len(placements)} interval decisions, each optimal for its interval ({solver})"
-    if not report.feasible:
-        message = f"{message}; but {report.violations[0]}"
-    return Result(status, message, plan, report, objective=report.total_s, solve_time_s=sum(decision_s),
-                  stats={"decision_times_s": decision_s, "decision_time_median_s": float(np.median(decision_s))})
