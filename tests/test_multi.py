@@ -535,6 +535,25 @@ def test_joint_myopic_plus_repartitions_once_the_short_model_is_done():
     assert result.report.finish_s[0] < result.report.finish_s[1]
 
 
+def test_a_long_head_level_model_alone_on_its_devices_does_not_recurse():
+    # A model that no other model touches is all joins in the joint simulation; over 1500 steps that once recursed
+    # past Python's limit. Alone on its devices it must still finish exactly at its single-model total.
+    model = _tiny_model("tiny", 2, 64, False)
+    multi = multi_from_dict({
+        "network": "switched",
+        "models": [{"name": "long", "model": model, "workload": {"prompt_tokens": 4, "generate_tokens": 1500}},
+                   {"name": "short", "model": model, "workload": {"prompt_tokens": 4, "generate_tokens": 4}}],
+        "devices": [{"name": n, "memory": "64 MiB", "peak_flops": "2 GFLOPS", "memory_bandwidth": "2 GB/s"} for n in "abc"],
+        "mesh": {"bandwidth": "1 Gbit/s", "latency": "5 us"}}, source="long-alone")
+    long, short = multi.instances
+    eye = np.eye(3)
+    split = Placement(np.array([[0, 1], [0, 1]]), eye[[0, 1]], eye[[1, 0]], 0, 1)  # groups over a and b every layer
+    plans = (Plan(devices=long.cluster.names, intervals=[split]), layer_plan(short, np.full(2, 2)))
+    report = evaluate_joint(multi, JointPlan(plans))
+    assert report.finish_s[0] == pytest.approx(evaluate(long, plans[0]).total_s, rel=1e-12)
+    assert report.finish_s[1] == pytest.approx(evaluate(short, plans[1]).total_s, rel=1e-12)
+
+
 def test_joint_myopic_plus_time_limit():
     # With no time left no myopic+ solve starts: the plan is local-search's; with time enough it is the unlimited one.
     multi = _short_long()
