@@ -13,7 +13,10 @@ current plans stay put. What a response knows about the others depends on the re
   device and on the shared medium, bytes and times alone as data, minimising the
   makespan proxy ``C ≥`` own latency, ``C ≥`` others' busy + own busy on every device,
   ``C ≥`` medium busy — once with every device the others use priced at their busy
-  seconds there (``Fixed.wait_s``), once without.
+  seconds there (``Fixed.wait_s``), once without. Under a ``weighted`` objective the priced
+  one minimises ``w_m ·`` (own latency with that price) ``+ Σ_n harm[n] · busy[n]`` instead,
+  ``harm[n]`` the summed weight of the other models using device ``n`` (``Fixed.harm``;
+  docs/parallel.md, "The weighted response").
 
 A response replaces the model's plan only when the *joint* evaluator
 (`placement.multi.evaluate.evaluate_joint`) finds the joint plan fits and is better;
