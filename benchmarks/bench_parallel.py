@@ -18,7 +18,8 @@
    the worst of its makespan over the better baseline's, and how often another method beats
    it (one run each; ``--time-limit`` seconds for ``milp`` and ``milp-head``, the best-response
    loops run to their rounds).
-   Run: ``python benchmarks/bench_parallel.py --random 8``.
+   Run: ``python benchmarks/bench_parallel.py --random 8`` (seeds 0–7, those the methods were
+   developed on); ``--seeds 100-111`` for held-out seeds (docs/parallel.md's held-out table).
 
 Median of `--repeat` runs after one warm-up. Run: ``python benchmarks/bench_parallel.py``.
 """
@@ -61,11 +62,13 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=1000)
     parser.add_argument("--evaluator-only", action="store_true", help="skip the joint methods")
     parser.add_argument("--random", type=int, default=0, help="only the quality table on this many random cases")
+    parser.add_argument("--seeds", type=_seed_range, default=None,
+                        help="only the quality table on these seeds, FIRST-LAST (e.g. 100-111: held out)")
     parser.add_argument("--time-limit", type=float, default=10.0, help="seconds, --random's milp and milp-head")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    if args.random:
-        return quality(args.random, args.time_limit)
+    if args.random or args.seeds:
+        return quality(args.seeds or range(args.random), args.time_limit)
     path = multi_instances_dir() / "three-llms-8dev.yaml"
     data = load_data_file(path)
     for entry in data["models"]:
@@ -92,13 +95,22 @@ def main() -> None:
             print(f"{case:24s} {method:13s} median {seconds:7.3f} s over {args.repeat} runs")
 
 
-def quality(n_cases: int, time_limit: float) -> None:
-    """Section 3 of the module docstring: a markdown table of every method's quality."""
+def _seed_range(text: str) -> range:
+    """``FIRST-LAST`` (inclusive) as a range of seeds; argparse turns a ValueError into one usage line."""
+    first, _, last = text.partition("-")
+    seeds = range(int(first), int(last or first) + 1)
+    if not seeds:
+        raise ValueError(text)
+    return seeds
+
+
+def quality(seeds: range, time_limit: float) -> None:
+    """Section 3 of the module docstring: a markdown table of every method's quality on these seeds."""
     from placement.multi import METHODS
     from placement.multi.random_cases import compare_methods, random_case
 
     combos = [(net, mem) for net in ("shared", "switched") for mem in ("tight", "loose")]
-    cases = [random_case(seed, network=combos[seed % 4][0], memory=combos[seed % 4][1]) for seed in range(n_cases)]
+    cases = [random_case(seed, network=combos[seed % 4][0], memory=combos[seed % 4][1]) for seed in seeds]
     found = compare_methods(cases, tuple(METHODS), time_limit)
     for r in found["rows"]:
         bound = "" if r["bound_s"] is None else f"bound {r['bound_s']:.6g} s"

@@ -316,6 +316,17 @@ def test_parallel_table_rows(tmp_path):
     assert "| ppn-2x2 |" in (tmp_path / "parallel-table.md").read_text()
 
 
+def test_the_shipped_short_long_case_is_won_by_the_joint_myopic_plus(tmp_path):
+    # The shipped multi-interval case: re-partitioning once the short job is done beats every static joint plan.
+    from placement.experiments.parallel_table import CASES, reproduce_parallel_table
+
+    assert "short-long-2dev" in CASES
+    rows = {r["method"]: r for r in reproduce_parallel_table(quick=True, out_dir=tmp_path, cases=("short-long-2dev",))["rows"]}
+    static = min(r["objective_s"] for m, r in rows.items() if m != "myopic+")
+    assert rows["myopic+"]["objective_s"] < static * (1 - 0.05)
+    assert rows["myopic+"]["makespan_s"] >= rows["myopic+"]["lower_bound_s"] * (1 - 1e-12)
+
+
 def test_the_docs_example_runs_as_written(capsys):
     text = (Path(__file__).resolve().parent.parent / "docs" / "parallel.md").read_text()
     block = text.split("```python\n", 1)[1].split("```", 1)[0]
@@ -511,16 +522,20 @@ def test_joint_plans_of_every_kind_between_their_bound_and_the_sequential_sum(se
     assert (report.finish_s >= report.alone_s * (1 - 1e-12)).all()  # sharing the cluster never speeds a model up
 
 
-def test_joint_myopic_plus_repartitions_once_the_short_model_is_done():
-    # Two equal devices on a fast link; a short and a long job of one model. Alone, the long job is fastest with its
-    # heads over both devices; while the short job runs, one device each is best. Only a plan that changes at an
-    # interval boundary has both: the joint myopic+ finds it and beats every static joint plan.
+def _short_long():
     model = _tiny_model("tiny", 4, 512, False)
-    multi = multi_from_dict({
+    return multi_from_dict({
         "models": [{"name": "short", "model": model, "workload": {"prompt_tokens": 8, "generate_tokens": 16}},
                    {"name": "long", "model": model, "workload": {"prompt_tokens": 8, "generate_tokens": 96, "interval": 16}}],
         "devices": [{"name": n, "memory": "64 MiB", "peak_flops": "2 GFLOPS", "memory_bandwidth": "2 GB/s"} for n in "ab"],
         "mesh": {"bandwidth": "10 Gbit/s", "latency": "5 us"}}, source="short-long")
+
+
+def test_joint_myopic_plus_repartitions_once_the_short_model_is_done():
+    # Two equal devices on a fast link; a short and a long job of one model. Alone, the long job is fastest with its
+    # heads over both devices; while the short job runs, one device each is best. Only a plan that changes at an
+    # interval boundary has both: the joint myopic+ finds it and beats every static joint plan.
+    multi = _short_long()
     static = min(solve(multi, m).objective for m in ("sequential", "disjoint", "local-search", "best-response"))
     result = solve(multi, "myopic+")
     assert result.status == "feasible" and result.objective < static * (1 - 1e-3)
@@ -529,6 +544,46 @@ def test_joint_myopic_plus_repartitions_once_the_short_model_is_done():
     assert evaluate_joint(multi, result.plan).objective("makespan") == pytest.approx(result.objective, rel=1e-12)
     # the short model's finish is untouched by the long one's re-partitioning: it still ends first
     assert result.report.finish_s[0] < result.report.finish_s[1]
+
+
+def test_a_long_head_level_model_alone_on_its_devices_does_not_recurse():
+    # A model that no other model touches is all joins in the joint simulation; over 1500 steps that once recursed
+    # past Python's limit. Alone on its devices it must still finish exactly at its single-model total.
+    model = _tiny_model("tiny", 2, 64, False)
+    multi = multi_from_dict({
+        "network": "switched",
+        "models": [{"name": "long", "model": model, "workload": {"prompt_tokens": 4, "generate_tokens": 1500}},
+                   {"name": "short", "model": model, "workload": {"prompt_tokens": 4, "generate_tokens": 4}}],
+        "devices": [{"name": n, "memory": "64 MiB", "peak_flops": "2 GFLOPS", "memory_bandwidth": "2 GB/s"} for n in "abc"],
+        "mesh": {"bandwidth": "1 Gbit/s", "latency": "5 us"}}, source="long-alone")
+    long, short = multi.instances
+    eye = np.eye(3)
+    split = Placement(np.array([[0, 1], [0, 1]]), eye[[0, 1]], eye[[1, 0]], 0, 1)  # groups over a and b every layer
+    plans = (Plan(devices=long.cluster.names, intervals=[split]), layer_plan(short, np.full(2, 2)))
+    report = evaluate_joint(multi, JointPlan(plans))
+    assert report.finish_s[0] == pytest.approx(evaluate(long, plans[0]).total_s, rel=1e-12)
+    assert report.finish_s[1] == pytest.approx(evaluate(short, plans[1]).total_s, rel=1e-12)
+
+
+def test_joint_myopic_plus_time_limit():
+    # With no time left no myopic+ solve starts: the plan is local-search's; with time enough it is the unlimited one.
+    multi = _short_long()
+    stopped = solve(multi, "myopic+", time_limit=0.0)
+    assert stopped.stats["stopped"] == "time_limit" and stopped.stats["responses"] == 0
+    assert stopped.objective == pytest.approx(solve(multi, "local-search").objective, rel=1e-12)
+    free, roomy = solve(multi, "myopic+"), solve(multi, "myopic+", time_limit=3600.0)
+    assert "stopped" not in roomy.stats and roomy.objective == pytest.approx(free.objective, rel=1e-12)
+    assert roomy.objective < stopped.objective * (1 - 1e-3)
+
+
+def test_cli_joint_myopic_plus_time_limit():
+    import json
+
+    proc = run_main("multi-solve", "ppn-2x2", "--method", "myopic+", "--time-limit", "0", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["stats"]["stopped"] == "time_limit"
+    line = error_line(run_main("multi-solve", "ppn-2x2", "--method", "myopic+", "--time-limit", "-2"))
+    assert "joint method 'myopic+': `time_limit` must be a number of seconds ≥ 0, got -2.0" in line
 
 
 def test_cli_multi_evaluate_a_joint_plan_with_intervals_and_one_with_a_client(tmp_path):

@@ -197,3 +197,37 @@ def test_a_bad_time_limit_is_one_line():
 
     line = error_line(run_main("multi-solve", "ppn-2x2", "--method", "best-response", "--time-limit", "-1"))
     assert "`time_limit` must be a number of seconds ≥ 0, got -1.0" in line
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_weighted_response_objective_charges_the_others_weight(seed):
+    # At any static plan, the weighted response's objective is w_m · latency + Σ_n harm[n] · busy[n] (+ harm[N] ·
+    # medium on a shared network), with latency, busy and medium the plan's own figures from `plan_point`.
+    from placement.multi.head_milp import HeadMilp
+
+    multi = random_multi(seed)
+    rng = np.random.default_rng(seed)
+    terms = tuple(head_terms(inst) for inst in multi.instances)
+    harm = rng.uniform(0.5, 3.0, multi.n_devices + 1)
+    if multi.cluster.network != "shared":
+        harm[-1] = 0.0  # nothing is charged on a switched network's medium: the others hold none of it
+    for m, inst in enumerate(multi.instances):
+        plan = random_head_plan(inst, rng)
+        model = HeadMilp(multi, (m,), terms)
+        figures = plan_point(multi, m, plan, terms)
+        expected = (multi.weights[m] * figures["latency_s"] + harm[:-1] @ figures["busy_s"]
+                    + harm[-1] * figures["medium_s"])
+        assert model.objective(True, harm=harm) @ model.point(0, plan.placement(0)) == pytest.approx(expected, rel=1e-9)
+        # without harm it is the weighted latency alone
+        assert model.objective(True) @ model.point(0, plan.placement(0)) == pytest.approx(
+            multi.weights[m] * figures["latency_s"], rel=1e-9)
+
+
+def test_weighted_contention_responses_are_never_worse_than_the_baselines():
+    # Weighted random cases: the loop with the weighted response keeps only what the joint evaluator accepts.
+    multi = random_case(2, network="switched", memory="tight", objective="weighted")
+    assert multi.objective == "weighted" and not np.allclose(multi.weights, 1.0)
+    result = solve(multi, "best-response-contention")
+    baseline = min(solve(multi, m).objective for m in ("sequential", "disjoint"))
+    assert result.objective <= baseline * (1 + 1e-12)
+    assert evaluate_joint(multi, result.plan).weighted_s == pytest.approx(result.objective, rel=1e-12)

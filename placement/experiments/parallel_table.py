@@ -24,7 +24,7 @@ from placement.files import load_data_file, write_text_atomic
 
 __all__ = ["reproduce_parallel_table", "CASES"]
 
-CASES = ("1b-3b-4dev", "draft-target-6dev", "three-llms-8dev", "three-llms-8dev-weighted", "ppn-2x2")
+CASES = ("1b-3b-4dev", "draft-target-6dev", "three-llms-8dev", "three-llms-8dev-weighted", "ppn-2x2", "short-long-2dev")
 QUICK = {"generate_tokens": 64, "time_limit": 10.0}
 COLUMNS = ("case", "models", "devices", "objective", "method", "schedule", "status", "objective_s", "makespan_s",
            "weighted_s", "speedup", "lower_bound_s", "milp_bound_s", "solve_time_s")

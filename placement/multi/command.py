@@ -46,7 +46,7 @@ def _print_report(report, multi, console: Console, bound: float | None = None) -
 def multi_solve(
     instance: Annotated[str, typer.Argument(help="Multi-model file, or a shipped one such as ppn-2x2 (instances/parallel).")],
     method: Annotated[str, typer.Option("--method", "-m", help="sequential, disjoint, pipeline-dp, local-search, milp, best-response, best-response-milp, best-response-contention, best-response-priced, milp-head or myopic+.")] = "local-search",
-    time_limit: Annotated[Optional[float], typer.Option("--time-limit", help="Seconds (milp, milp-head; best-response*: the whole response loop).")] = None,
+    time_limit: Annotated[Optional[float], typer.Option("--time-limit", help="Seconds (milp, milp-head; best-response*: the whole response loop; myopic+: its interval loop).")] = None,
     out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the joint plan as JSON here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:

@@ -251,6 +251,11 @@ class Fixed:
         What using device ``n`` at all adds to the free model's latency in the proxy, seconds:
         the others' busy seconds there, as if it waited for all of their work (a price of
         contention, not a bound: a response judged by the joint evaluator).
+    harm : ndarray (N + 1,), optional
+        For a ``weighted`` objective: the summed weight of the other models that compute on
+        each device (and, last, that send on the shared medium). The response then minimises
+        ``w_m · latency + Σ_n harm[n] · busy[n] + harm[N] · medium`` (`HeadMilp.objective`)
+        instead of the makespan proxy; None: the makespan proxy.
     """
 
     busy_s: np.ndarray
@@ -258,6 +263,7 @@ class Fixed:
     bytes: np.ndarray
     alone_s: float
     wait_s: np.ndarray
+    harm: np.ndarray | None = None
 
 
 class HeadMilp:
@@ -335,16 +341,23 @@ class HeadMilp:
             rows.append((cols, coefs, -np.inf, left[n] / usable[n] + MEMORY_RTOL))
         return rows
 
-    def objective(self, weighted: bool, tie_break: float = 0.0) -> np.ndarray:
-        """``C`` (makespan) plus `tie_break` times every free latency, or ``Σ weight · latency bound`` (weighted)."""
+    def objective(self, weighted: bool, tie_break: float = 0.0, harm: np.ndarray | None = None) -> np.ndarray:
+        """``C`` (makespan) plus `tie_break` times every free latency, or ``Σ weight · latency bound`` (weighted).
+
+        With `harm` (a weighted response, `Fixed.harm`) the weighted sum also charges every free
+        busy second on device ``n`` at ``harm[n]`` and every medium second at ``harm[N]``: the
+        weight of the other models it may delay there.
+        """
         vector = np.zeros(self.n_columns)
         if not weighted:
             vector[self.C] = 1.0
             for cols, coefs in (e["latency"] for e in self.expressions):
                 np.add.at(vector, cols, tie_break * coefs)
             return vector
-        for (cols, coefs), m in zip((e["latency"] for e in self.expressions), self.free):
-            np.add.at(vector, cols, self.multi.weights[m] * coefs)
+        for e, m in zip(self.expressions, self.free):
+            np.add.at(vector, e["latency"][0], self.multi.weights[m] * e["latency"][1])
+            for (cols, coefs), price in zip([*e["busy"], e["medium"]], () if harm is None else harm):
+                np.add.at(vector, cols, price * coefs)
         return vector
 
     def placement(self, k: int, x: np.ndarray) -> Placement:
@@ -399,7 +412,7 @@ def solve_head_milp(multi: MultiInstance, free: tuple[int, ...], terms: tuple[He
     HeadSolution
         With every model free, the bound is a lower bound on the objective of every
         concurrent head-level joint plan that fits (docs/parallel.md); with `fixed`, the
-        makespan proxy is minimised whatever the instance's objective.
+        makespan proxy is minimised, or with ``fixed.harm`` the weighted response objective.
     """
     model = HeadMilp(multi, free, terms, None if fixed is None else fixed.wait_s)
     rows = model.rows(fixed)
@@ -419,10 +432,11 @@ def solve_head_milp(multi: MultiInstance, free: tuple[int, ...], terms: tuple[He
         upper[b.g[np.arange(b.N), np.arange(b.N)]] = upper[b.k[np.arange(b.N), np.arange(b.N)]] = 0.0
     upper[model.C] = np.inf
     lower[model.C] = 0.0 if fixed is None else fixed.alone_s
-    weighted = multi.objective == "weighted" and fixed is None
+    harm = None if fixed is None else fixed.harm
+    weighted = multi.objective == "weighted" and (fixed is None or harm is not None)
     # a response whose C the others' time alone fixes still prefers its own shorter latency
     tie_break = 0.0 if fixed is None else TIE_BREAK
-    res = milp(model.objective(weighted, tie_break), constraints=LinearConstraint(A, [r[2] for r in rows], [r[3] for r in rows]),
+    res = milp(model.objective(weighted, tie_break, harm), constraints=LinearConstraint(A, [r[2] for r in rows], [r[3] for r in rows]),
                integrality=integrality, bounds=Bounds(lower, upper),
                options={"time_limit": float(time_limit), "mip_rel_gap": RESPONSE_GAP if fixed is not None else 1e-4})
     bound = getattr(res, "mip_dual_bound", None)

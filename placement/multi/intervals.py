@@ -19,6 +19,7 @@ repeat until nothing improves. The result is never worse than the start.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -29,6 +30,7 @@ from placement.multi.evaluate import JointPlan, JointReport, evaluate_joint
 from placement.multi.instance import MultiInstance
 from placement.multi.response import memory_left
 from placement.plan import Placement, Plan
+from placement.solve import solve
 
 __all__ = ["interval_search", "per_interval"]
 
@@ -57,22 +59,26 @@ def _with(plan: Plan, placements: list[Placement], method: str) -> Plan:
     return replace(plan, intervals=placements[:1] if static else list(placements), method=method)
 
 
-def _alternatives(multi: MultiInstance, report: JointReport, m: int, cache: dict) -> list[list[Placement]]:
+def _alternatives(multi: MultiInstance, report: JointReport, m: int, cache: dict,
+                  deadline: float | None) -> list[list[Placement]]:
     """Model ``m``'s ``myopic+`` plans under the memory the others leave and alone, per interval.
 
-    `cache` keeps every solve by model and the others' bytes (the plan alone: by model).
+    `cache` keeps every solve by model and the others' bytes (the plan alone: by model); no
+    solve starts after `deadline` (`time.perf_counter`).
     """
-    from placement.solve import solve
-
     inst = multi.instances[m]
     others = report.needed_bytes.sum(axis=0) - report.needed_bytes[m]
     out = []
     for key, instance in (((m, others.tobytes()), memory_left(inst, others)), ((m,), inst)):
-        if key not in cache:
+        if key not in cache and not _past(deadline):
             result = solve(instance, method="myopic+")
             cache[key] = None if result.plan is None else per_interval(inst, replace(result.plan, devices=multi.cluster.names))
-        out.extend([cache[key]] if cache[key] is not None else [])
+        out.extend([cache[key]] if cache.get(key) is not None else [])
     return out
+
+
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.perf_counter() >= deadline
 
 
 def _switches(current: list[Placement], alternative: list[Placement]) -> Iterator[list[Placement]]:
@@ -86,7 +92,7 @@ def _switches(current: list[Placement], alternative: list[Placement]) -> Iterato
 
 
 def interval_search(multi: MultiInstance, start: JointPlan, tables, *,
-                    max_rounds: int = 3) -> tuple[JointPlan, JointReport, dict[str, Any]]:
+                    max_rounds: int = 3, time_limit: float | None = None) -> tuple[JointPlan, JointReport, dict[str, Any]]:
     """Improve a feasible concurrent joint plan by per-interval switches to ``myopic+`` placements (module docstring).
 
     Parameters
@@ -98,6 +104,9 @@ def interval_search(multi: MultiInstance, start: JointPlan, tables, *,
         `placement.multi.evaluate.model_tables` of `multi`.
     max_rounds : int
         Passes over the models.
+    time_limit : float, optional
+        Seconds: no single-model ``myopic+`` solve starts after it (so the loop may overrun by one
+        solve and the switches to the alternatives already found).
 
     Returns
     -------
@@ -105,8 +114,10 @@ def interval_search(multi: MultiInstance, start: JointPlan, tables, *,
     report : JointReport
         The joint evaluator's judgement of `plan`; its objective is at most `start`'s.
     stats : dict
-        ``responses`` (distinct single-model ``myopic+`` solves), ``switches_tried``, ``switches_kept``, ``rounds``.
+        ``responses`` (distinct single-model ``myopic+`` solves), ``switches_tried``, ``switches_kept``, ``rounds``,
+        ``stopped`` (``time_limit`` when the limit cut the loop short).
     """
+    deadline = None if time_limit is None else time.perf_counter() + float(time_limit)
     goal, method = multi.objective, "myopic+ (joint, per interval)"
     best, report = start, evaluate_joint(multi, start, tables)
     placements = [per_interval(inst, p) for inst, p in zip(multi.instances, start.plans)]
@@ -116,7 +127,10 @@ def interval_search(multi: MultiInstance, start: JointPlan, tables, *,
         stats["rounds"] += 1
         improved = False
         for m in range(multi.n_models):
-            alternatives = _alternatives(multi, report, m, cache)
+            if _past(deadline):
+                stats["stopped"] = "time_limit"
+                break
+            alternatives = _alternatives(multi, report, m, cache, deadline)
             for alternative in alternatives:
                 for switched in _switches(placements[m], alternative):
                     stats["switches_tried"] += 1
@@ -130,7 +144,7 @@ def interval_search(multi: MultiInstance, start: JointPlan, tables, *,
                     if judged.feasible and judged.objective(goal) < report.objective(goal) * (1 - _IMPROVE_RTOL):
                         best, report, placements[m], improved = candidate, judged, switched, True
                         stats["switches_kept"] += 1
-        if not improved:
+        if not improved or "stopped" in stats:
             break
     stats["responses"] = len(cache)
     return best, report, stats

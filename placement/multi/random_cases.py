@@ -38,7 +38,8 @@ def _model_bytes(model: dict[str, Any], context: int) -> float:
     return float(L * per_layer + 2 * heads * model["vocab"] * h)
 
 
-def random_case(seed: int, *, network: str | None = None, memory: str | None = None) -> MultiInstance:
+def random_case(seed: int, *, network: str | None = None, memory: str | None = None,
+                objective: str = "makespan") -> MultiInstance:
     """A seeded random multi-model case (module docstring).
 
     Parameters
@@ -48,11 +49,13 @@ def random_case(seed: int, *, network: str | None = None, memory: str | None = N
         Drawn from the seed when omitted.
     memory : {"tight", "loose"}, optional
         Drawn from the seed when omitted.
+    objective : {"makespan", "weighted"}
+        ``weighted``: the same case (the same draws) with every model's weight drawn in [1, 4) after them.
 
     Returns
     -------
     MultiInstance
-        Named ``random-<seed>-<network>-<memory>``; objective ``makespan``.
+        Named ``random-<seed>-<network>-<memory>`` (``-weighted`` appended for that objective).
     """
     rng = np.random.default_rng(seed)
     n_models, n_devices = int(rng.integers(2, 4)), int(rng.integers(4, 9))
@@ -65,12 +68,13 @@ def random_case(seed: int, *, network: str | None = None, memory: str | None = N
     device_bytes = MEMORY_FACTORS[memory] * need * shares / shares.sum()
     devices = [{"name": f"d{n}", "memory": f"{int(b)} B", "peak_flops": f"{rng.uniform(0.5, 2):.2f} GFLOPS",
                 "memory_bandwidth": f"{rng.uniform(0.5, 2):.2f} GB/s"} for n, b in enumerate(device_bytes)]
-    name = f"random-{seed}-{network}-{memory}"
-    return multi_from_dict({"name": name, "objective": "makespan", "network": network,
-                            "models": [{"name": m["name"], "model": m, "workload": w} for m, w in zip(models, workloads)],
-                            "devices": devices, "mesh": {"bandwidth": f"{int(rng.integers(50, 1000))} Mbit/s",
-                                                         "latency": "0.5 ms"}},
-                           source=name)
+    mesh = {"bandwidth": f"{int(rng.integers(50, 1000))} Mbit/s", "latency": "0.5 ms"}
+    weights = rng.uniform(1, 4, n_models) if objective == "weighted" else np.ones(n_models)
+    name = f"random-{seed}-{network}-{memory}" + ("-weighted" if objective == "weighted" else "")
+    return multi_from_dict({"name": name, "objective": objective, "network": network,
+                            "models": [{"name": m["name"], "model": m, "workload": w, "weight": float(x)}
+                                       for m, w, x in zip(models, workloads, weights)],
+                            "devices": devices, "mesh": mesh}, source=name)
 
 
 def compare_methods(cases: list[MultiInstance], methods: tuple[str, ...], time_limit: float) -> dict[str, Any]:

@@ -13,7 +13,10 @@ current plans stay put. What a response knows about the others depends on the re
   device and on the shared medium, bytes and times alone as data, minimising the
   makespan proxy ``C ≥`` own latency, ``C ≥`` others' busy + own busy on every device,
   ``C ≥`` medium busy — once with every device the others use priced at their busy
-  seconds there (``Fixed.wait_s``), once without.
+  seconds there (``Fixed.wait_s``), once without. Under a ``weighted`` objective the priced
+  one minimises ``w_m ·`` (own latency with that price) ``+ Σ_n harm[n] · busy[n]`` instead,
+  ``harm[n]`` the summed weight of the other models using device ``n`` (``Fixed.harm``;
+  docs/parallel.md, "The weighted response").
 
 A response replaces the model's plan only when the *joint* evaluator
 (`placement.multi.evaluate.evaluate_joint`) finds the joint plan fits and is better;
@@ -108,12 +111,20 @@ def contention_priced(instance: Instance, share: np.ndarray) -> Instance:
 
 
 def _others(multi: MultiInstance, joint: JointPlan, report: JointReport, m: int, terms) -> Fixed:
-    """The models other than ``m`` as data: busy seconds per device and on the medium, bytes, longest time alone, price."""
-    points = [plan_point(multi, o, joint.plans[o], terms) for o in range(multi.n_models) if o != m]
+    """The models other than ``m`` as data: busy seconds per device and on the medium, bytes, longest time alone, price.
+
+    Under a ``weighted`` objective also ``harm``: the summed weight of the others that use each
+    device (and the medium), which the weighted response charges per busy second of ``m`` there.
+    """
+    others = [o for o in range(multi.n_models) if o != m]
+    points = [plan_point(multi, o, joint.plans[o], terms) for o in others]
     alone, busy = np.delete(report.alone_s, m), sum(p["busy_s"] for p in points)
+    harm = None
+    if multi.objective == "weighted":
+        harm = sum(multi.weights[o] * (np.append(p["busy_s"], p["medium_s"]) > 0) for o, p in zip(others, points))
     return Fixed(busy_s=busy, medium_s=float(sum(p["medium_s"] for p in points)),
                  bytes=report.needed_bytes.sum(axis=0) - report.needed_bytes[m], alone_s=float(alone.max(initial=0.0)),
-                 wait_s=busy)
+                 wait_s=busy, harm=harm)
 
 
 def _with(joint: JointPlan, m: int, plan, method: str) -> JointPlan:
@@ -129,7 +140,7 @@ def _respond(multi: MultiInstance, joint: JointPlan, report: JointReport, m: int
 
     method = f"best-response {solver}"
     fixed = _others(multi, joint, report, m, terms) if terms is not None else None
-    blind = None if fixed is None else replace(fixed, wait_s=np.zeros_like(fixed.wait_s))
+    blind = None if fixed is None else replace(fixed, wait_s=np.zeros_like(fixed.wait_s), harm=None)
     memory = memory_left(multi.instances[m], report.needed_bytes.sum(axis=0) - report.needed_bytes[m])
     responses = []
     for back_end, priced, options in RESPONDERS[solver]:

@@ -182,6 +182,13 @@ def simulate_dags(models: Sequence[Dag | Sequence[Dag]], n_devices: int) -> np.n
     left: list[list[int]] = [[] for _ in range(M)]
     heap: list[tuple[float, int, int]] = []
     push, pop = heapq.heappush, heapq.heappop
+    # nodes with every input and no queue (joins, step ends): released from this list, not by recursion,
+    # since a model alone on its devices is all joins and would recurse once per node of its whole generation
+    pending: list[tuple[int, _Compiled, int]] = []
+
+    def drain() -> None:
+        while pending:
+            release(*pending.pop())
 
     def links_free(m: int, links: tuple[int, ...]) -> float:
         """When no other model holds any of `links` any more."""
@@ -209,7 +216,7 @@ def simulate_dags(models: Sequence[Dag | Sequence[Dag]], n_devices: int) -> np.n
             r[v] = t
         left[m][v] -= 1
         if not left[m][v]:
-            release(m, c, v)
+            pending.append((m, c, v))
 
     def release(m: int, c: _Compiled, v: int) -> None:
         """Node v of model m has every input: queue it, run a join, or end the step."""
@@ -230,6 +237,7 @@ def simulate_dags(models: Sequence[Dag | Sequence[Dag]], n_devices: int) -> np.n
 
     for m in range(M):
         begin(m, 0.0)
+    drain()
     while heap:  # the hot path: `available`, `arrive` and a device's `release` inlined
         key, m, v = pop(heap)
         c, rdy = current[m], ready[m]
@@ -262,7 +270,8 @@ def simulate_dags(models: Sequence[Dag | Sequence[Dag]], n_devices: int) -> np.n
                     t = rdy[w]
                     push(heap, (t if t > free[r] else free[r], m, w))
                 else:
-                    release(m, c, w)
+                    pending.append((m, c, w))
+        drain()
     return finish
 
 

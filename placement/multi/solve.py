@@ -40,8 +40,14 @@ import numpy as np
 
 from placement.errors import InputError
 from placement.multi.baselines import Budgeted, budget_split_plans, disjoint_plan, sequential_plan
+from placement.multi.chains import layer_plan
 from placement.multi.evaluate import JointPlan, JointReport, evaluate_joint, model_tables
+from placement.multi.head_milp import head_terms, solve_head_milp
 from placement.multi.instance import MultiInstance
+from placement.multi.intervals import interval_search
+from placement.multi.milp import joint_milp
+from placement.multi.response import best_response
+from placement.multi.search import local_search
 from placement.result import relative_gap
 
 __all__ = ["solve", "MultiResult", "METHODS"]
@@ -57,7 +63,7 @@ METHODS = {
     "best-response-contention": {"max_exact_devices": 6, "max_rounds": 20, "response_rounds": 3, "time_limit": None},
     "best-response-priced": {"max_exact_devices": 6, "max_rounds": 20, "response_rounds": 3, "time_limit": None},
     "milp-head": {"max_exact_devices": 6, "max_rounds": 20, "response_rounds": 3, "time_limit": 30.0},
-    "myopic+": {"max_exact_devices": 6, "max_rounds": 20, "response_rounds": 3},
+    "myopic+": {"max_exact_devices": 6, "max_rounds": 20, "response_rounds": 3, "time_limit": None},
 }
 RESPONSE_SOLVERS = {"best-response": "myopic+", "best-response-milp": "milp", "best-response-contention": "contention",
                     "best-response-priced": "priced", "milp-head": "contention"}
@@ -132,56 +138,79 @@ def _start(multi: MultiInstance, method: str, b: Budgeted, max_exact_devices: in
     return [p for p in plans if p is not None]
 
 
-def _run(multi: MultiInstance, method: str, options: dict[str, Any]) -> tuple[JointPlan | None, float | None, dict]:
-    from placement.multi.chains import layer_plan
-    from placement.multi.search import local_search
+def _concurrent_best(multi: MultiInstance, candidates: list[JointPlan], tables) -> JointPlan | None:
+    """The best feasible ``concurrent`` candidate: the start of every improving stage."""
+    return _best(multi, [p for p in candidates if p.schedule == "concurrent"], tables)[0]
 
+
+# Every stage takes (multi, method, candidates so far, tables, options) and returns the joint plans it
+# adds, a lower bound (None: none) and its stats; `_run` runs a method's stages in `STAGES` order.
+
+def _layer_milp_stage(multi: MultiInstance, method: str, candidates, tables, options) -> tuple[list, float | None, dict]:
+    """The joint layer MILP's plan; its bound only for ``milp`` (milp-head's plans need not be layer plans)."""
+    devices, bound, status, message = joint_milp(multi, time_limit=options["time_limit"])
+    plans = [] if devices is None else [JointPlan(tuple(layer_plan(inst, d, "milp") for inst, d in zip(multi.instances, devices)),
+                                                  "concurrent", method="milp")]
+    return plans, bound if method == "milp" else None, {"milp_status": status, "milp_message": message}
+
+
+def _local_search_stage(multi: MultiInstance, method: str, candidates, tables, options) -> tuple[list, None, dict]:
+    """`local_search` from the best concurrent candidate."""
+    start = _concurrent_best(multi, candidates, tables)
+    if start is None:
+        return [], None, {}
+    improved, _, stats = local_search(multi, start, tables, max_rounds=options["max_rounds"])
+    return [improved], None, stats
+
+
+def _head_milp_stage(multi: MultiInstance, method: str, candidates, tables, options) -> tuple[list, float | None, dict]:
+    """The head-level joint MILP over every model: a plan and a bound valid for every concurrent head-level plan."""
+    terms = tuple(head_terms(inst) for inst in multi.instances)
+    found = solve_head_milp(multi, tuple(range(multi.n_models)), terms, time_limit=options["time_limit"])
+    plans = [] if found.plans is None else [JointPlan(found.plans, "concurrent", method="milp-head")]
+    return plans, found.bound_s, {"milp_status": found.status, "milp_message": found.message}
+
+
+def _response_stage(multi: MultiInstance, method: str, candidates, tables, options) -> tuple[list, None, dict]:
+    """`best_response` with the method's responder from the best concurrent candidate."""
+    start = _concurrent_best(multi, candidates, tables)
+    if start is None:
+        return [], None, {}
+    improved, _, stats = best_response(multi, start, tables, RESPONSE_SOLVERS[method],
+                                       max_rounds=options["response_rounds"], time_limit=options["time_limit"])
+    return [improved], None, stats
+
+
+def _interval_stage(multi: MultiInstance, method: str, candidates, tables, options) -> tuple[list, None, dict]:
+    """`interval_search` (the joint ``myopic+``) from the best concurrent candidate."""
+    start = _concurrent_best(multi, candidates, tables)
+    if start is None:
+        return [], None, {}
+    improved, _, stats = interval_search(multi, start, tables, max_rounds=options["response_rounds"],
+                                         time_limit=options["time_limit"])
+    return [improved], None, stats
+
+
+STAGES = {"sequential": (), "disjoint": (), "pipeline-dp": (), "local-search": (_local_search_stage,),
+          "milp": (_layer_milp_stage, _local_search_stage), "myopic+": (_local_search_stage, _interval_stage),
+          **{m: (_local_search_stage, _response_stage) for m in RESPONSE_SOLVERS},
+          "milp-head": (_layer_milp_stage, _local_search_stage, _head_milp_stage, _response_stage)}
+
+
+def _run(multi: MultiInstance, method: str, options: dict[str, Any]) -> tuple[JointPlan | None, float | None, dict]:
+    """The method's stages in order, each adding candidates; the best feasible candidate, a bound, the stats."""
     tables = model_tables(multi)
     b = Budgeted(multi, tables)
     candidates = _start(multi, method, b, options.get("max_exact_devices", 6))
     stats: dict[str, Any] = {}
     bound = None
-    if method in ("milp", "milp-head"):  # milp-head: the layer MILP's plan is a candidate; its bound is not used
-        from placement.multi.milp import joint_milp
-
-        devices, bound, stats["milp_status"], stats["milp_message"] = joint_milp(multi, time_limit=options["time_limit"])
-        if devices is not None:
-            plans = tuple(layer_plan(inst, d, "milp") for inst, d in zip(multi.instances, devices))
-            candidates.append(JointPlan(plans, "concurrent", method="milp"))
-    if method in ("local-search", "milp", "milp-head", "myopic+") or method.startswith("best-response"):
-        concurrent = [p for p in candidates if p.schedule == "concurrent"]
-        start, _ = _best(multi, concurrent, tables)
-        if start is not None:
-            improved, _, search_stats = local_search(multi, start, tables, max_rounds=options["max_rounds"])
-            candidates.append(improved)
-            stats |= search_stats
-    if method == "milp-head":  # after local-search, which moves layer plans only
-        from placement.multi.head_milp import head_terms, solve_head_milp
-
-        terms = tuple(head_terms(inst) for inst in multi.instances)
-        found = solve_head_milp(multi, tuple(range(multi.n_models)), terms, time_limit=options["time_limit"])
-        stats["layer_milp_status"] = stats["milp_status"]
-        bound, stats["milp_status"], stats["milp_message"] = found.bound_s, found.status, found.message
-        if found.plans is not None:
-            candidates.append(JointPlan(found.plans, "concurrent", method="milp-head"))
-    if method in RESPONSE_SOLVERS:
-        from placement.multi.response import best_response
-
-        start, _ = _best(multi, [p for p in candidates if p.schedule == "concurrent"], tables)
-        if start is not None:
-            improved, _, response_stats = best_response(multi, start, tables, RESPONSE_SOLVERS[method],
-                                                        max_rounds=options["response_rounds"],
-                                                        time_limit=options["time_limit"])
-            candidates.append(improved)
-            stats |= response_stats
-    if method == "myopic+":
-        from placement.multi.intervals import interval_search
-
-        start, _ = _best(multi, [p for p in candidates if p.schedule == "concurrent"], tables)
-        if start is not None:
-            improved, _, interval_stats = interval_search(multi, start, tables, max_rounds=options["response_rounds"])
-            candidates.append(improved)
-            stats |= interval_stats
+    for stage in STAGES[method]:
+        plans, stage_bound, stage_stats = stage(multi, method, candidates, tables, options)
+        if stage is _head_milp_stage and "milp_status" in stats:  # keep the layer MILP's status beside the head MILP's
+            stats["layer_milp_status"] = stats["milp_status"]
+        candidates += plans
+        bound = stage_bound if stage_bound is not None else bound
+        stats |= stage_stats
     best, _ = _best(multi, candidates, tables)
     stats |= {"candidates": len(candidates), "dp_calls": b.calls}
     if best is None and candidates:
@@ -226,7 +255,7 @@ def solve(multi: MultiInstance, method: str = "local-search", **options: Any) ->
     **options
         ``max_exact_devices`` (disjoint split by enumeration up to this many devices),
         ``max_rounds`` (local-search passes), ``time_limit`` (seconds: milp and milp-head's MILP;
-        best-response*'s and milp-head's whole response loop), ``response_rounds`` (best-response and myopic+ passes over the models).
+        best-response*'s and milp-head's whole response loop; myopic+'s interval loop), ``response_rounds`` (best-response and myopic+ passes over the models).
 
     Returns
     -------
