@@ -20,10 +20,11 @@ from placement.instance import instance_from_dict
 from placement.plan import Placement, Plan
 from placement.solvers.milp import branch_over_signatures
 from placement.solvers.milp_branching import ExactTables, compositions, exact_signature_bound, exact_tables
+from placement.solvers.milp_branching import changing_exact_bound, chosen_runs, covered_bounds, least_changing_total
 from placement.solvers.milp_branching import horizon_exact_bound, interval_exact_bound, least_move_s
 
 sys.path.insert(0, str(Path(__file__).parent))
-from brute_force import brute_force  # noqa: E402
+from brute_force import brute_force, enumerate_space, placement_costs  # noqa: E402
 from problems import problem  # noqa: E402
 
 ONE_INTERVAL = ["fits-one-two-dev", "overhead-two-dev", "split-three-dev", "two-layers-switch", "shared-wireless",
@@ -231,3 +232,68 @@ def test_horizon_bound_never_above_the_exact_milp_and_often_equal():
         assert bound <= exact.objective * (1 + 1e-9), seed
         closed += bound >= exact.objective * (1 - 1e-6)
     assert closed >= 3
+
+
+def test_changing_total_over_runs_worked_by_hand():
+    # Three intervals; run bounds (s) 1, 2, 3 for single intervals, [0, 2) 4, [1, 3) 6. Covers: [0, 2) = max(4, 1 + 2)
+    # = 4, [1, 3) = max(6, 2 + 3) = 6, [0, 3) = max(4 + 3, 1 + 6) = 7 (no run of the whole). With a move of 0.5 the
+    # partitions of ≥ 2 runs: {0}{1}{2} 6 + 1 = 7, {01}{2} 4 + 3 + 0.5 = 7.5, {0}{12} 1 + 6 + 0.5 = 7.5: least 7.
+    bounds = {(0, 1): 1.0, (1, 2): 2.0, (2, 3): 3.0, (0, 2): 4.0, (1, 3): 6.0}
+    cover = covered_bounds(3, bounds)
+    assert cover[0, 2] == 4.0 and cover[1, 3] == 6.0 and cover[0, 3] == 7.0
+    assert least_changing_total(cover, 0.5) == pytest.approx(7.0)
+    assert least_changing_total(cover, 2.0) == pytest.approx(9.0)  # {01}{2} or {0}{12}: 7 + 2, below 6 + 2·2
+    assert chosen_runs(3) == [(0, 2), (1, 3)]
+    assert chosen_runs(9) == [(0, 2), (2, 4), (4, 6), (6, 8), (0, 4), (4, 8), (0, 8)]
+
+
+def _best_changing_plans(inst, count: int) -> list[Plan]:
+    """Changing plans of two runs cut anywhere, the cheapest by their intervals' costs (every placement enumerated)."""
+    costs = placement_costs(inst, enumerate_space(inst))
+    cost, space = costs.interval_s, costs.space  # (P, I), inf where a placement does not fit
+    I, candidates = inst.workload.n_intervals, []
+    for m in range(1, I):
+        pair = cost[:, :m].sum(axis=1)[:, None] + cost[:, m:].sum(axis=1)[None, :]
+        np.fill_diagonal(pair, np.inf)  # the two runs differ
+        for flat in np.argsort(pair, axis=None)[:count]:
+            p, q = (int(x) for x in np.unravel_index(flat, pair.shape))
+            if np.isfinite(pair[p, q]):
+                runs = [space.placement(p, inst.n_devices)] * m + [space.placement(q, inst.n_devices)] * (I - m)
+                candidates.append(Plan(inst.cluster.names, runs))
+    return candidates
+
+
+def _changing_totals(inst, plans: list[Plan]) -> list[float]:
+    """Evaluator totals of the feasible plans that migrate something."""
+    reports = [evaluate(inst, plan) for plan in plans]
+    return [r.total_s for r in reports if r.feasible and np.any(r.migration_s[1:] > 0)]
+
+
+@pytest.mark.parametrize("name", ["kv-growth-two-intervals", "shared-three-intervals"])
+def test_changing_bound_below_the_cheapest_changing_plans(name):
+    inst = problem(name)
+    costs = _interval_costs(inst, brute_force(inst).plan)
+    bound, found = changing_exact_bound(inst, costs, time_limit_s=20.0)
+    totals = _changing_totals(inst, _best_changing_plans(inst, 5))
+    assert len(totals) >= 3 and 0.0 < bound <= min(totals) * (1 + 1e-9)
+    for p in found:  # placements of runs ending at the last interval fit every interval
+        assert evaluate(inst, Plan(inst.cluster.names, [p] * inst.workload.n_intervals)).feasible
+
+
+def test_changing_bound_at_least_the_interval_sum_and_below_random_changing_plans():
+    rng = np.random.default_rng(17)
+    checked = 0
+    for seed in range(5):
+        inst = _random_instance(seed, intervals=int(rng.integers(2, 4)))
+        exact = placement.solve(inst, method="milp", bound=None)
+        assert exact.status == "optimal", (seed, exact.message)
+        costs = _interval_costs(inst, exact.plan)
+        bound, _ = changing_exact_bound(inst, costs, time_limit_s=20.0)
+        old, _ = interval_exact_bound(inst, costs, time_limit_s=20.0)
+        assert bound >= (old + least_move_s(inst)) * (1 - 1e-9), seed
+        plans = [Plan(inst.cluster.names, [_random_placement(inst, rng) for _ in range(inst.workload.n_intervals)])
+                 for _ in range(30)]
+        for total in _changing_totals(inst, plans):
+            assert bound <= total * (1 + 1e-9), seed
+            checked += 1
+    assert checked >= 10
