@@ -47,7 +47,8 @@ def test_the_milp_expressions_at_a_plan_are_the_evaluator_figures(seed):
                                                                                 rel=1e-9)
 
 
-@pytest.mark.parametrize("seed", range(6))
+# The later seeds run under `-m slow` (about 15 s each): the default set keeps the test run under ten minutes.
+@pytest.mark.parametrize("seed", [0, 1, 2] + [pytest.param(s, marks=pytest.mark.slow) for s in (3, 4, 5)])
 def test_the_head_level_bound_is_below_every_plan(seed):
     multi = random_multi(seed + 40)
     terms = tuple(head_terms(inst) for inst in multi.instances)
@@ -69,7 +70,7 @@ def test_the_head_level_bound_is_below_every_plan(seed):
         assert evaluate_joint(multi, JointPlan(found.plans), tables).feasible
 
 
-@pytest.mark.parametrize("seed", range(5))  # seeds whose baselines fit (random-85 has none)
+@pytest.mark.parametrize("seed", [0, 1, 2] + [pytest.param(s, marks=pytest.mark.slow) for s in (3, 4)])  # baselines fit
 def test_new_methods_never_worse_than_the_better_baseline(seed):
     multi = random_multi(seed + 80)
     results = {m: solve(multi, m, **({"time_limit": 10.0} if m == "milp-head" else {}))
