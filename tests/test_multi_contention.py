@@ -47,8 +47,8 @@ def test_the_milp_expressions_at_a_plan_are_the_evaluator_figures(seed):
                                                                                 rel=1e-9)
 
 
-# The later seeds run under `-m slow` (about 15 s each): the default set keeps the test run under ten minutes.
-@pytest.mark.parametrize("seed", [0, 1, 2] + [pytest.param(s, marks=pytest.mark.slow) for s in (3, 4, 5)])
+# The seeds that take about 15 s each run under `-m slow`: the default set keeps the test run under ten minutes.
+@pytest.mark.parametrize("seed", [3, 4] + [pytest.param(s, marks=pytest.mark.slow) for s in (0, 1, 2, 5)])
 def test_the_head_level_bound_is_below_every_plan(seed):
     multi = random_multi(seed + 40)
     terms = tuple(head_terms(inst) for inst in multi.instances)
@@ -70,7 +70,7 @@ def test_the_head_level_bound_is_below_every_plan(seed):
         assert evaluate_joint(multi, JointPlan(found.plans), tables).feasible
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2] + [pytest.param(s, marks=pytest.mark.slow) for s in (3, 4)])  # baselines fit
+@pytest.mark.parametrize("seed", [0, 1] + [pytest.param(s, marks=pytest.mark.slow) for s in (2, 3, 4)])  # baselines fit
 def test_new_methods_never_worse_than_the_better_baseline(seed):
     multi = random_multi(seed + 80)
     results = {m: solve(multi, m, **({"time_limit": 10.0} if m == "milp-head" else {}))
@@ -224,6 +224,7 @@ def test_the_weighted_response_objective_charges_the_others_weight(seed):
             multi.weights[m] * figures["latency_s"], rel=1e-9)
 
 
+@pytest.mark.slow  # about 40 s
 def test_weighted_contention_responses_are_never_worse_than_the_baselines():
     # Weighted random cases: the loop with the weighted response keeps only what the joint evaluator accepts.
     multi = random_case(2, network="switched", memory="tight", objective="weighted")
